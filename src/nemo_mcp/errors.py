@@ -1,0 +1,125 @@
+"""Every failure nemo-mcp expects, as one exception tree.
+
+    NemoError                      anything this package raises on purpose
+    ├── ConfigError                settings, SKILL.md or the state folder are unusable
+    ├── InputError                 the caller's input is refused before any request
+    │   ├── UnsupportedFileError   (4001 too) a type the active profile does not take
+    │   ├── FileTooLargeError      (4002 too) over the active profile's size limit
+    │   └── PathNotAllowedError    outside the allowed folders, a device, a folder...
+    ├── BackendError               the backend answered, and said no
+    │   ├── AuthError              1001 token expired or invalid
+    │   ├── SessionNotFoundError   1002 the session (and its timeline) is gone
+    │   ├── CreditsError           2001 out of credits
+    │   ├── ClientIdError          400  X-Client-Id missing
+    │   ├── PlanError              402  free plan export blocked
+    │   ├── RateLimitError         429  rate limited
+    │   ├── RenderError            a render failed or its file could not be fetched
+    │   ├── ServerError            5xx, a gateway page, an answer that is not JSON
+    │   └── AgentError             the agent stream reported a failure
+    └── TransportError             the backend could not be reached or went silent
+        ├── BackendUnreachableError connect failed, DNS, refused
+        ├── BackendTimeoutError    no answer in time
+        └── StreamBrokenError      the message stream closed or failed mid-way
+
+Context travels as keyword-only attributes; messages never carry a token.
+"""
+
+from __future__ import annotations
+
+
+class NemoError(Exception):
+    """Base of every expected failure; `str()` is safe to show a user."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class ConfigError(NemoError):
+    """Settings, SKILL.md or the state folder cannot be used."""
+
+
+class InputError(NemoError):
+    """The caller's input is refused before anything is sent."""
+
+
+class UnsupportedFileError(InputError):
+    """A file type the active profile does not accept (also backend code 4001)."""
+
+
+class FileTooLargeError(InputError):
+    """A file over the active profile's size limit (also backend code 4002)."""
+
+
+class PathNotAllowedError(InputError):
+    """A path outside the allowed folders, or not a regular file."""
+
+
+class BackendError(NemoError):
+    """The backend answered with an error."""
+
+
+class AuthError(BackendError):
+    """1001: the token is expired or invalid."""
+
+
+class SessionNotFoundError(BackendError):
+    """1002: the session is gone, and its timeline with it."""
+
+
+class CreditsError(BackendError):
+    """2001: out of credits."""
+
+
+class ClientIdError(BackendError):
+    """400: the anonymous token request lacked X-Client-Id."""
+
+
+class PlanError(BackendError):
+    """402: the free plan cannot export; a plan issue, not credits."""
+
+
+class RateLimitError(BackendError):
+    """429: rate limited (one anonymous token per client per 7 days)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class RenderError(BackendError):
+    """A render failed, was not found, or its file could not be downloaded."""
+
+
+class ServerError(BackendError):
+    """5xx, a gateway's HTML page, or an answer that is not the documented JSON."""
+
+
+class AgentError(BackendError):
+    """The agent stream carried an error frame or an errorCode event."""
+
+
+class TransportError(NemoError):
+    """The backend could not be reached, or stopped answering."""
+
+
+class BackendUnreachableError(TransportError):
+    """Connecting to the backend failed."""
+
+
+class BackendTimeoutError(TransportError):
+    """The backend did not answer in time."""
+
+
+class StreamBrokenError(TransportError):
+    """The message stream closed or failed before the agent finished."""

@@ -1,0 +1,221 @@
+"""Skill identity: SKILL.md frontmatter, install platform, and the five product profiles.
+
+Every backend request carries `X-Skill-Source`, `X-Skill-Version` and
+`X-Skill-Platform`. The version comes from SKILL.md's YAML frontmatter, the
+platform from where the skill is installed, and the source from the active
+profile: one of the five public product faces of the backend.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePath
+from typing import Any
+
+import yaml
+
+MB = 1000 * 1000
+
+#: Upload types every product face accepts (BACKEND.md).
+UPLOAD_TYPES: tuple[str, ...] = (
+    "mp4", "mov", "avi", "webm", "mkv",
+    "jpg", "png", "gif", "webp",
+    "mp3", "wav", "m4a", "aac",
+)  # fmt: skip
+
+#: Script documents whose text `generate` reads locally and sends with the request.
+SCRIPT_TYPES: tuple[str, ...] = ("txt", "md", "docx", "pdf")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One product face of the backend: what its users bring and what it accepts."""
+
+    slug: str
+    title: str
+    brings: str
+    max_upload_bytes: int
+    try_saying: tuple[str, ...]
+    recommended_types: tuple[str, ...]
+    accepts_scripts: bool = False
+    upload_types: tuple[str, ...] = UPLOAD_TYPES
+
+    @property
+    def max_upload_label(self) -> str:
+        return f"{self.max_upload_bytes // MB} MB"
+
+
+PROFILES: dict[str, Profile] = {
+    p.slug: p
+    for p in (
+        Profile(
+            slug="ai-generator-generator",
+            title="AI Generator Generator",
+            brings="text prompts",
+            max_upload_bytes=500 * MB,
+            try_saying=(
+                "generate my text prompts",
+                "export 1080p MP4",
+                "generate a video from this prompt: 'a futuristic city at sunset with flying cars'",
+            ),
+            recommended_types=("mp4", "mov", "webm", "gif"),
+        ),
+        Profile(
+            slug="image-to-video-by-prompt",
+            title="Image to Video by Prompt",
+            brings="images and a motion prompt",
+            max_upload_bytes=200 * MB,
+            try_saying=(
+                "generate my images with prompts",
+                "export 1080p MP4",
+                "animate this image into a 5-second video of the shoes in motion on a track",
+            ),
+            recommended_types=("jpg", "png", "webp"),
+        ),
+        Profile(
+            slug="free-video-generator-from-script",
+            title="Free Video Generator from Script",
+            brings="a written script (TXT, Markdown, DOCX, PDF or plain text)",
+            max_upload_bytes=500 * MB,
+            try_saying=(
+                "generate my written script",
+                "export 1080p MP4",
+                "turn my script into a video with voiceover and matching visuals",
+            ),
+            recommended_types=("txt", "docx", "pdf"),
+            accepts_scripts=True,
+        ),
+        Profile(
+            slug="meta-video-generation-free",
+            title="Meta Video Generation Free",
+            brings="text or images",
+            max_upload_bytes=200 * MB,
+            try_saying=(
+                "generate my text or images",
+                "export 1080p MP4",
+                "generate a 30-second video from my product photos and tagline",
+            ),
+            recommended_types=("jpg", "png", "mp4", "mov"),
+        ),
+        Profile(
+            slug="ai-video-generation-online",
+            title="AI Video Generation Online",
+            brings="text or images, for promotional videos",
+            max_upload_bytes=200 * MB,
+            try_saying=(
+                "generate a short text script or three product images into a 1080p MP4",
+                "generate a 30-second promotional video from this product description",
+                "export 1080p MP4",
+            ),
+            recommended_types=("mp4", "mov", "jpg", "png"),
+        ),
+    )
+}
+
+_FRONTMATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+
+
+class SkillFileError(ValueError):
+    """SKILL.md is missing, has no frontmatter, or lacks `name`/`version`."""
+
+
+@dataclass(frozen=True)
+class SkillIdentity:
+    """The three attribution header values, plus the active profile."""
+
+    profile: Profile
+    version: str
+    platform: str
+    skill_file: Path
+
+    @property
+    def source(self) -> str:
+        return self.profile.slug
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-Skill-Source": self.source,
+            "X-Skill-Version": self.version,
+            "X-Skill-Platform": self.platform,
+        }
+
+
+def parse_frontmatter(text: str) -> dict[str, Any]:
+    """Return the YAML frontmatter of a skill document as a mapping."""
+    match = _FRONTMATTER.match(text)
+    if match is None:
+        raise SkillFileError("SKILL.md has no YAML frontmatter between '---' lines")
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as err:
+        raise SkillFileError(f"SKILL.md frontmatter is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise SkillFileError("SKILL.md frontmatter must be a mapping")
+    return data
+
+
+def frontmatter_name_version(data: dict[str, Any]) -> tuple[str, str]:
+    """`name` and `version` from frontmatter; `version` may also sit under `metadata`."""
+    name = data.get("name")
+    version = data.get("version")
+    metadata = data.get("metadata")
+    if version is None and isinstance(metadata, dict):
+        version = metadata.get("version")
+    if not isinstance(name, str) or not name.strip():
+        raise SkillFileError("SKILL.md frontmatter has no 'name'")
+    if version is None or isinstance(version, (dict, list, bool)) or not str(version).strip():
+        raise SkillFileError("SKILL.md frontmatter has no 'version'")
+    return name.strip(), str(version).strip()
+
+
+def default_skill_file() -> Path:
+    """SKILL.md as installed with the package, or at the top of a source checkout."""
+    packaged = resources.files("nemo_mcp").joinpath("SKILL.md")
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / "SKILL.md"
+
+
+def detect_platform(install_path: str | PurePath) -> str:
+    """`clawhub`, `cursor` or `unknown` from where the skill is installed, on any OS.
+
+    `~/.clawhub/` and `~/.cursor/skills/` are matched as path segments with
+    either slash and any letter case, so `C:\\Users\\me\\.cursor\\skills\\x` counts.
+    """
+    path = str(install_path).replace("\\", "/").lower().rstrip("/") + "/"
+    if "/.clawhub/" in path:
+        return "clawhub"
+    if "/.cursor/skills/" in path:
+        return "cursor"
+    return "unknown"
+
+
+def load_identity(
+    *,
+    skill: str | None = None,
+    skill_source_override: str | None = None,
+    skill_file: Path | None = None,
+    install_path: str | PurePath | None = None,
+) -> SkillIdentity:
+    """Resolve the attribution values once.
+
+    `skill` (NEMO_SKILL) picks the profile; else the profile SKILL.md names.
+    `skill_source_override` (SKILL_SOURCE) overrides the detected platform.
+    """
+    path = skill_file or default_skill_file()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SkillFileError(f"cannot read {path}: {err.strerror or err}") from err
+    name, version = frontmatter_name_version(parse_frontmatter(text))
+    slug = (skill or name).strip()
+    if slug not in PROFILES:
+        choices = ", ".join(PROFILES)
+        raise SkillFileError(f"unknown skill profile {slug!r}; choose one of: {choices}")
+    if skill_source_override and skill_source_override.strip():
+        platform = skill_source_override.strip()
+    else:
+        platform = detect_platform(install_path or path.parent)
+    return SkillIdentity(profile=PROFILES[slug], version=version, platform=platform, skill_file=path)

@@ -1,0 +1,119 @@
+"""Settings, resolved once at the edge: flag, then environment, then default.
+
+Everything below the command line takes a `Settings`; nothing else reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from nemo_mcp.errors import ConfigError
+
+DEFAULT_API_URL = "https://mega-api-prod.nemovideo.ai"
+DEFAULT_WEB_URL = "https://nemovideo.com"
+#: Claude Desktop and claude.ai end a tool call after about 60 s.
+DEFAULT_TOOL_TIMEOUT = 45.0
+
+
+def _default_home() -> Path:
+    # The upstream skill's own folder, so both share one client id.
+    return Path.home() / ".config" / "nemovideo"
+
+
+def _default_output_dir() -> Path:
+    from platformdirs import user_downloads_path
+
+    return user_downloads_path() / "nemovideo"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the server needs to know about its user and backend."""
+
+    api_url: str = DEFAULT_API_URL
+    web_url: str = DEFAULT_WEB_URL
+    token: SecretStr | None = None
+    client_id: str | None = None
+    skill: str | None = None
+    skill_source: str | None = None
+    home: Path = field(default_factory=_default_home)
+    output_dir: Path = field(default_factory=_default_output_dir)
+    upload_dirs: tuple[Path, ...] = field(default_factory=lambda: (Path.home(),))
+    tool_timeout: float = DEFAULT_TOOL_TIMEOUT
+    language: str = "en"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _url(name: str, value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must start with http:// or https:// (got {value!r})")
+    return value
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds (got {value!r})") from None
+    if not number > 0:
+        raise ConfigError(f"{name} must be above 0 (got {value!r})")
+    return number
+
+
+def settings_from_env(
+    environ: Mapping[str, str] | None = None, **flags: object | None
+) -> Settings:
+    """Build `Settings` from command-line `flags` (None = not given), then `environ`.
+
+    Raises `ConfigError` with the variable's name when a value is unusable.
+    """
+    env = os.environ if environ is None else environ
+    given = {k: v for k, v in flags.items() if v is not None}
+    values: dict[str, object] = {}
+
+    def pick(flag: str, var: str) -> str | None:
+        if flag in given:
+            return _clean(str(given[flag]))
+        return _clean(env.get(var))
+
+    if (api := pick("api_url", "NEMO_API_URL")) is not None:
+        values["api_url"] = _url("NEMO_API_URL", api)
+    if (web := pick("web_url", "NEMO_WEB_URL")) is not None:
+        values["web_url"] = _url("NEMO_WEB_URL", web)
+    if (token := pick("token", "NEMO_TOKEN")) is not None:
+        values["token"] = SecretStr(token)
+    if (client_id := pick("client_id", "NEMO_CLIENT_ID")) is not None:
+        values["client_id"] = client_id
+    if (skill := pick("skill", "NEMO_SKILL")) is not None:
+        values["skill"] = skill
+    if (source := pick("skill_source", "SKILL_SOURCE")) is not None:
+        values["skill_source"] = source
+    if (home := pick("home", "NEMO_HOME")) is not None:
+        values["home"] = Path(home).expanduser()
+    if (out := pick("output_dir", "NEMO_OUTPUT_DIR")) is not None:
+        values["output_dir"] = Path(out).expanduser()
+    if (dirs := pick("upload_dirs", "NEMO_UPLOAD_DIRS")) is not None:
+        values["upload_dirs"] = tuple(
+            Path(p).expanduser() for p in dirs.split(os.pathsep) if p.strip()
+        )
+    if (budget := pick("tool_timeout", "NEMO_TOOL_TIMEOUT")) is not None:
+        values["tool_timeout"] = _positive_float("NEMO_TOOL_TIMEOUT", budget)
+    if (language := pick("language", "NEMO_LANGUAGE")) is not None:
+        values["language"] = language
+    return Settings(**values)  # type: ignore[arg-type]
