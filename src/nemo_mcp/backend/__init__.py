@@ -1,0 +1,6 @@
+"""The NemoVideo backend: typed client, wire models, stream events, renders."""
+
+from nemo_mcp.backend.client import NemoClient
+from nemo_mcp.backend.models import Credits, RenderStatus, StateSnapshot, UploadResult
+
+__all__ = ["NemoClient", "Credits", "RenderStatus", "StateSnapshot", "UploadResult"]

@@ -1,0 +1,399 @@
+"""`NemoClient`: every endpoint of the NemoVideo contract over one `httpx.AsyncClient`.
+
+It owns authentication (NEMO_TOKEN, or an anonymous token fetched once per
+client id and persisted), the current session (persisted, replaced on 1002),
+the attribution headers, and the retry rules: 429 waits and retries once;
+GETs and polls retry 5xx and connection failures with bounded backoff; a
+request that may have reached the server is never sent again unless it is
+safe to repeat. The agent stream and renders live in `stream.py` and
+`render.py`; they use `request`/`authorized_headers` from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from nemo_mcp import __version__, secrets
+from nemo_mcp.backend.envelope import parse_retry_after, read_envelope
+from nemo_mcp.backend.models import (
+    AnonymousToken,
+    ClaimToken,
+    Credits,
+    Session,
+    StateSnapshot,
+    UploadResult,
+)
+from nemo_mcp.backend.transport import (
+    CALL_TIMEOUT,
+    MAX_ATTEMPTS,
+    RATE_LIMIT_WAIT,
+    TRANSFER_TIMEOUT,
+    backoff,
+    never_sent,
+    translate,
+)
+from nemo_mcp.backend.upload import LocalFile, MultipartBody, check_file
+from nemo_mcp.errors import (
+    AuthError,
+    InputError,
+    RateLimitError,
+    ServerError,
+    SessionNotFoundError,
+    TransportError,
+)
+from nemo_mcp.identity import SkillIdentity
+from nemo_mcp.settings import Settings
+from nemo_mcp.store import AuthRecord, SessionRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+#: Renew a stored anonymous token this long before it expires.
+EXPIRY_MARGIN = 300.0
+
+
+def _expired(expires_at: str | None, now: float) -> bool:
+    if not expires_at:
+        return False
+    try:
+        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp() - EXPIRY_MARGIN <= now
+
+
+class NemoClient:
+    """The NemoVideo backend, as typed async calls. Use as an async context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        identity: SkillIdentity,
+        store: StateStore,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.store = store
+        self.api_url = settings.api_url.rstrip("/")
+        self._transport = transport
+        self.sleep: Sleep = sleep or anyio.sleep
+        self._http: httpx.AsyncClient | None = None
+        self._auth: AuthRecord | None = None
+        self._session: SessionRecord | None = None
+        self._auth_lock = anyio.Lock()
+        self._session_lock = anyio.Lock()
+        if settings.token is not None:
+            secrets.register(settings.token.get_secret_value())
+
+    # lifecycle -------------------------------------------------------------
+    async def __aenter__(self) -> NemoClient:
+        self._http = httpx.AsyncClient(
+            base_url=self.api_url,
+            timeout=CALL_TIMEOUT,
+            transport=self._transport,
+            headers={**self.identity.headers(), "User-Agent": f"nemo-mcp/{__version__}"},
+            follow_redirects=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("NemoClient is not open; use 'async with NemoClient(...)'")
+        return self._http
+
+    # authentication ----------------------------------------------------------
+    @property
+    def anonymous(self) -> bool:
+        return self.settings.token is None
+
+    @property
+    def user_id(self) -> str | None:
+        if self._auth is not None and self._auth.user_id:
+            return self._auth.user_id
+        return self._session.user_id if self._session else None
+
+    @property
+    def client_id(self) -> str:
+        return self.store.client_id(self.settings.client_id)
+
+    async def token(self) -> str:
+        """The bearer token: NEMO_TOKEN, else the stored anonymous one, else a new one."""
+        if self.settings.token is not None:
+            return self.settings.token.get_secret_value()
+        if self._auth is not None and not _expired(self._auth.expires_at, time.time()):
+            return self._auth.token
+        async with self._auth_lock:
+            if self._auth is None or _expired(self._auth.expires_at, time.time()):
+                stored = self.store.load_auth()
+                if stored is not None and not _expired(stored.expires_at, time.time()):
+                    self._auth = stored
+                else:
+                    self._auth = await self._fetch_anonymous_token()
+                secrets.register(self._auth.token)
+            return self._auth.token
+
+    async def _renew(self, stale: str) -> None:
+        """Replace a token the backend refused (1001), once, with the same client id."""
+        if self.settings.token is not None:
+            raise AuthError(
+                "NEMO_TOKEN was refused by NemoVideo (expired or invalid). Set a valid token, "
+                "or unset NEMO_TOKEN to use a free anonymous one.",
+                code=1001,
+            )
+        async with self._auth_lock:
+            if self._auth is not None and self._auth.token != stale:
+                return  # another call renewed it meanwhile
+            self.store.clear_auth()
+            self._auth = await self._fetch_anonymous_token()
+            secrets.register(self._auth.token)
+
+    async def _fetch_anonymous_token(self) -> AuthRecord:
+        try:
+            data = await self.request(
+                "POST",
+                "/api/auth/anonymous-token",
+                headers={"X-Client-Id": self.client_id},
+                idempotent=True,
+                auth=False,
+            )
+        except RateLimitError as err:
+            raise RateLimitError(
+                "NemoVideo gives one free token per computer every 7 days, and this computer's "
+                f"token is not in {self.store.folder}. Set NEMO_TOKEN to your token (from your "
+                "NemoVideo account), or try again later.",
+                code=429,
+                retry_after=err.retry_after,
+            ) from err
+        token = AnonymousToken.model_validate(data)
+        secrets.register(token.token)
+        record = AuthRecord(
+            token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
+        )
+        self.store.save_auth(record)
+        log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
+        return record
+
+    async def authorized_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token()}"}
+
+    # the one request path ------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        body: MultipartBody | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool,
+        auth: bool = True,
+        timeout: httpx.Timeout | None = None,
+        what: str | None = None,
+    ) -> Any:
+        """Send one call and return its `data`, applying the retry rules above."""
+        what = what or f"{method} {path.split('?')[0]}"
+        attempt = 0
+        renewed = rate_retried = False
+        while True:
+            attempt += 1
+            sent_headers = dict(headers or {})
+            token = await self.token() if auth else None
+            if token:
+                sent_headers["Authorization"] = f"Bearer {token}"
+            content = None
+            if body is not None:
+                sent_headers["Content-Type"] = body.content_type
+                sent_headers["Content-Length"] = str(body.length)
+                content = body.stream()
+            try:
+                response = await self.http.request(
+                    method,
+                    path,
+                    json=json,
+                    content=content,
+                    headers=sent_headers,
+                    timeout=timeout or CALL_TIMEOUT,
+                )
+            except httpx.HTTPError as err:
+                if (idempotent or never_sent(err)) and attempt < MAX_ATTEMPTS:
+                    await self.sleep(backoff(attempt))
+                    continue
+                raise translate(err, api_url=self.api_url, what=what) from err
+            try:
+                return read_envelope(
+                    response.status_code,
+                    response.content,
+                    request_id=response.headers.get("x-request-id"),
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
+                )
+            except AuthError:
+                if not auth or renewed or token is None:
+                    raise
+                renewed = True
+                await self._renew(token)
+            except RateLimitError as err:
+                if rate_retried:
+                    raise
+                rate_retried = True
+                wait = err.retry_after if err.retry_after is not None else RATE_LIMIT_WAIT
+                log.info("rate limited on %s; retrying once in %.0f s", what, wait)
+                await self.sleep(wait)
+            except ServerError as err:
+                if not idempotent or attempt >= MAX_ATTEMPTS:
+                    raise
+                await self.sleep(backoff(attempt, getattr(err, "retry_after", None)))
+
+    # sessions ------------------------------------------------------------------
+    async def session(self) -> SessionRecord:
+        """The current session: in memory, else persisted, else a new one."""
+        async with self._session_lock:
+            if self._session is None:
+                self._session = self.store.load_session() or await self._create_session()
+            return self._session
+
+    async def new_session(self) -> SessionRecord:
+        """Start a fresh project explicitly; the previous one stays on the server."""
+        async with self._session_lock:
+            self._session = await self._create_session()
+            return self._session
+
+    async def _create_session(self) -> SessionRecord:
+        data = await self.request(
+            "POST",
+            "/api/tasks/me/with-session/nemo_agent",
+            json={"task_name": "project", "language": self.settings.language},
+            idempotent=False,
+            what="creating a session",
+        )
+        session = Session.model_validate(data)
+        record = SessionRecord(
+            session_id=session.session_id,
+            task_id=session.task_id,
+            user_id=session.user_id or (self._auth.user_id if self._auth else None),
+        )
+        self.store.save_session(record)
+        log.info("started NemoVideo session %s", record.session_id)
+        return record
+
+    async def replace_lost_session(self, lost: SessionRecord) -> SessionRecord:
+        """After a 1002: forget `lost` and start a new session (once, however many callers)."""
+        async with self._session_lock:
+            if self._session is not None and self._session.session_id != lost.session_id:
+                return self._session
+            self.store.clear_session()
+            self._session = await self._create_session()
+            return self._session
+
+    def session_lost_error(self, err: SessionNotFoundError, new: SessionRecord) -> SessionNotFoundError:
+        return SessionNotFoundError(
+            "The NemoVideo session expired or was removed on the server, so its timeline is "
+            f"gone. A new empty project was started (session {new.session_id}); generate "
+            "the video again.",
+            code=1002,
+            http_status=err.http_status,
+        )
+
+    async def session_request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A call on the current session (`{sid}` in `path`); 1002 replaces the session."""
+        current = await self.session()
+        try:
+            return await self.request(method, path.format(sid=quote(current.session_id)), **kwargs)
+        except SessionNotFoundError as err:
+            new = await self.replace_lost_session(current)
+            raise self.session_lost_error(err, new) from err
+
+    # plain calls ---------------------------------------------------------------
+    async def credits(self) -> Credits:
+        data = await self.request(
+            "GET", "/api/credits/balance/simple", idempotent=True, what="reading credits"
+        )
+        return Credits.model_validate(data or {})
+
+    async def state(self) -> StateSnapshot:
+        data = await self.session_request(
+            "GET", "/api/state/nemo_agent/me/{sid}/latest", idempotent=True, what="reading the state"
+        )
+        return StateSnapshot.model_validate(data or {})
+
+    async def claim_link(self) -> str:
+        """A browser link to open the current project; built from a short-lived claim
+        token, never from the bearer token."""
+        session = await self.session()
+        data = await self.request(
+            "POST",
+            "/api/auth/claim-token",
+            json={"task_id": session.task_id, "session_id": session.session_id},
+            idempotent=True,
+            what="creating a claim link",
+        )
+        claim = ClaimToken.model_validate(data)
+        return f"{self.settings.web_url.rstrip('/')}/workspace/claim?ct={quote(claim.claim_token)}"
+
+    def registration_link(self) -> str:
+        """Where an anonymous user registers to keep going (`?bind=<user id>`)."""
+        base = f"{self.settings.web_url.rstrip('/')}/register"
+        return f"{base}?bind={quote(self.user_id)}" if self.user_id else base
+
+    # uploads ---------------------------------------------------------------------
+    def check_files(self, paths: Sequence[Path]) -> list[LocalFile]:
+        """Check every file against the active profile before anything is sent."""
+        return [check_file(p, self.identity.profile) for p in paths]
+
+    async def upload_files(
+        self,
+        paths: Sequence[Path],
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> UploadResult:
+        """Upload local files in one multipart request, streamed from disk."""
+        if not paths:
+            raise InputError("no files to upload")
+        body = MultipartBody(self.check_files(paths), on_progress=on_progress)
+        data = await self.session_request(
+            "POST",
+            "/api/upload-video/nemo_agent/me/{sid}",
+            body=body,
+            idempotent=False,
+            timeout=TRANSFER_TIMEOUT,
+            what="uploading files",
+        )
+        return UploadResult.model_validate(data or {})
+
+    async def upload_urls(self, urls: Sequence[str]) -> UploadResult:
+        """Have the backend fetch files from http(s) URLs."""
+        if not urls:
+            raise InputError("no URLs to upload")
+        data = await self.session_request(
+            "POST",
+            "/api/upload-video/nemo_agent/me/{sid}",
+            json={"urls": list(urls), "source_type": "url"},
+            idempotent=False,
+            what="uploading URLs",
+        )
+        return UploadResult.model_validate(data or {})
+
+
+__all__ = ["NemoClient", "TransportError"]

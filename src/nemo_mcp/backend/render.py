@@ -1,0 +1,270 @@
+"""Renders: start exactly once, poll adaptively, download to disk with the fallback.
+
+A render id is chosen and handed to the caller (to persist) before the start
+request is sent. If the start fails in a way that proves the job was not
+created, it is retried once with a new id; if it is unclear (a timeout, a
+5xx), the status endpoint is asked first, so one request never starts two
+renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx
+
+from nemo_mcp.backend.client import NemoClient
+from nemo_mcp.backend.envelope import read_envelope
+from nemo_mcp.backend.models import RenderStatus, parse_render_status
+from nemo_mcp.backend.polling import AdaptivePoller
+from nemo_mcp.backend.transport import TRANSFER_TIMEOUT, translate
+from nemo_mcp.errors import (
+    AuthError,
+    BackendError,
+    ClientIdError,
+    CreditsError,
+    NemoError,
+    PlanError,
+    RateLimitError,
+    RenderError,
+    SessionNotFoundError,
+    TransportError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Errors a new render id cannot fix.
+_FINAL = (AuthError, CreditsError, PlanError, RateLimitError, SessionNotFoundError, ClientIdError)
+_last_id = 0
+
+
+def new_render_id() -> str:
+    """`render_<milliseconds>`, strictly increasing within this process."""
+    global _last_id
+    now = int(time.time() * 1000)
+    _last_id = max(now, _last_id + 1)
+    return f"render_{_last_id}"
+
+
+async def start_render(
+    client: NemoClient,
+    draft: Any,
+    *,
+    session_id: str,
+    output: dict[str, str],
+    remember: Callable[[str], Awaitable[None]],
+) -> str:
+    """Start one render of `draft`; returns its id. `remember(id)` runs before each send."""
+    last: NemoError | None = None
+    for _ in range(2):
+        render_id = new_render_id()
+        await remember(render_id)
+        try:
+            await client.request(
+                "POST",
+                "/api/render/proxy/lambda",
+                json={"id": render_id, "sessionId": session_id, "draft": draft, "output": output},
+                idempotent=False,
+                what="starting the render",
+            )
+            return render_id
+        except _FINAL:
+            raise
+        except BackendError as err:
+            if err.http_status is not None and 500 <= err.http_status < 600:
+                if await _exists(client, render_id):
+                    return render_id
+            last = err
+        except TransportError as err:
+            if await _exists(client, render_id):
+                return render_id
+            last = err
+        log.warning("render start failed (%s); retrying once with a new id", last)
+    assert last is not None
+    raise RenderError(f"the render could not be started: {last.message}", code=last.code) from last
+
+
+async def _exists(client: NemoClient, render_id: str) -> bool:
+    """Whether the backend knows `render_id` (after an unclear start)."""
+    try:
+        await render_status(client, render_id)
+    except NemoError:
+        return False
+    return True
+
+
+async def render_status(client: NemoClient, render_id: str) -> RenderStatus:
+    data = await client.request(
+        "GET",
+        f"/api/render/proxy/lambda/{quote(render_id)}",
+        idempotent=True,
+        what="reading the render status",
+    )
+    return parse_render_status(data, render_id=render_id)
+
+
+async def cancel_render(client: NemoClient, render_id: str) -> None:
+    await client.request(
+        "POST",
+        f"/api/render/proxy/lambda/{quote(render_id)}/cancel",
+        idempotent=True,
+        what="cancelling the render",
+    )
+
+
+async def wait_render(
+    client: NemoClient,
+    render_id: str,
+    *,
+    started_at: float,
+    on_status: Callable[[RenderStatus], Awaitable[None]] | None = None,
+    shortest: float = 30.0,
+    give_up_after: float = 15 * 60,
+    clock: Callable[[], float] = time.time,
+) -> RenderStatus:
+    """Poll until the render is done; `started_at` is its wall-clock start (resumable)."""
+    poller = AdaptivePoller(shortest=shortest)
+    failures = 0
+    while True:
+        elapsed = clock() - started_at
+        if elapsed > give_up_after:
+            raise RenderError(
+                f"render {render_id} has not finished after {elapsed / 60:.0f} minutes; "
+                "call export again later to check on it"
+            )
+        await client.sleep(max(0.0, poller.next_delay() - (elapsed - _last_sample(poller))))
+        try:
+            status = await render_status(client, render_id)
+        except (TransportError, BackendError) as err:
+            if isinstance(err, _FINAL) or failures >= 4:
+                raise
+            failures += 1
+            log.info("render status read failed (%s); will retry", err)
+            continue
+        failures = 0
+        if on_status is not None:
+            await on_status(status)
+        if status.done:
+            return status
+        poller.observe(clock() - started_at, status.progress)
+
+
+def _last_sample(poller: AdaptivePoller) -> float:
+    return poller.samples[-1][0] if poller.samples else 0.0
+
+
+# downloads -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    size: int
+    source: str
+    used_fallback: bool
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(text: str, fallback: str = "video") -> str:
+    stem = _SAFE.sub("-", text).strip("-.")[:60]
+    return stem or fallback
+
+
+def _claim_name(folder: Path, stem: str, suffix: str, tmp: Path) -> Path:
+    """Move `tmp` to the first free `stem[-N].suffix` in `folder`; never overwrite."""
+    for n in range(1, 10_000):
+        candidate = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            continue
+        except OSError:
+            if candidate.exists():
+                continue
+            os.replace(tmp, candidate)
+            return candidate
+        os.unlink(tmp)
+        return candidate
+    raise RenderError(f"no free file name for {stem}{suffix} in {folder}")
+
+
+async def _fetch(
+    client: NemoClient,
+    url: str,
+    dest: Path,
+    *,
+    on_progress: Callable[[int, int | None], None] | None,
+    hops: int = 0,
+) -> int:
+    """Stream `url` into the open file `dest`; the bearer token goes only to the API host."""
+    same_host = urlsplit(url).netloc in ("", urlsplit(client.api_url).netloc)
+    headers = await client.authorized_headers() if same_host else {}
+    written = 0
+    async with client.http.stream(
+        "GET", url, headers=headers, timeout=TRANSFER_TIMEOUT, follow_redirects=True
+    ) as response:
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if response.status_code != 200 or kind in ("application/json", "text/html", "text/plain"):
+            body = await response.aread()
+            if response.status_code == 200 and kind == "application/json":
+                data = read_envelope(200, body)
+                link = data.get("url") if isinstance(data, dict) else None
+                if isinstance(link, str) and link != url and hops < 2:
+                    return await _fetch(client, link, dest, on_progress=on_progress, hops=hops + 1)
+            raise RenderError(f"the file answered HTTP {response.status_code} ({kind or 'no type'})")
+        total = int(response.headers["content-length"]) if "content-length" in response.headers else None
+        async with await anyio.open_file(dest, "wb") as handle:
+            async for chunk in response.aiter_bytes(1024 * 1024):
+                await handle.write(chunk)
+                written += len(chunk)
+                if on_progress is not None:
+                    on_progress(written, total)
+    if written == 0:
+        raise RenderError("the file was empty")
+    return written
+
+
+async def download(
+    client: NemoClient,
+    status: RenderStatus,
+    folder: Path,
+    *,
+    stem: str,
+    suffix: str = ".mp4",
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> Download:
+    """Save the render's file under `folder` with a unique name, trying `output.url`
+    first and the documented download endpoint second."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fallback = f"{client.api_url}/api/render/proxy/{quote(status.id)}/download"
+    attempts = [(status.url, False)] if status.url else []
+    attempts.append((fallback, True))
+    reasons: list[str] = []
+    for url, is_fallback in attempts:
+        fd, name = tempfile.mkstemp(prefix=".nemo-", suffix=".part", dir=folder)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            size = await _fetch(client, url, tmp, on_progress=on_progress)
+        except (NemoError, httpx.HTTPError, OSError) as err:
+            tmp.unlink(missing_ok=True)
+            if isinstance(err, httpx.HTTPError):
+                err = translate(err, api_url=url, what="downloading the video")
+            reasons.append(f"{'fallback' if is_fallback else 'output URL'}: {err}")
+            continue
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        path = _claim_name(folder, stem, suffix, tmp)
+        return Download(path=path, size=size, source=url, used_fallback=is_fallback)
+    raise RenderError("the video could not be downloaded (" + "; ".join(reasons) + ")")

@@ -1,0 +1,198 @@
+"""Sending one message to the backend agent and reading its event stream.
+
+A message is sent at most once. Before the stream opens, errors the backend
+answers with mean it did not take the message, so 1001 (new token) and 429
+(wait) are retried once, and a connection that never opened is retried; once
+the stream has opened, any failure is reported, never retried: re-sending
+would duplicate the work and charge twice. Recovery after a broken stream is
+the caller's (read the state, compare).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+import anyio
+import httpx
+from httpx_sse import EventSource
+
+from nemo_mcp.backend.client import NemoClient
+from nemo_mcp.backend.envelope import parse_retry_after, read_envelope
+from nemo_mcp.backend.events import StreamEvent, decode_sse, is_meaningful
+from nemo_mcp.backend.transport import (
+    MAX_ATTEMPTS,
+    RATE_LIMIT_WAIT,
+    STREAM_IDLE_SECONDS,
+    STREAM_READ_TIMEOUT,
+    STREAM_TOTAL_SECONDS,
+    backoff,
+    never_sent,
+    translate,
+)
+from nemo_mcp.errors import (
+    AuthError,
+    BackendTimeoutError,
+    RateLimitError,
+    ServerError,
+    SessionNotFoundError,
+    StreamBrokenError,
+)
+
+log = logging.getLogger(__name__)
+
+OnEvent = Callable[[StreamEvent], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """How long a stream may run: in all, and with nothing but heartbeats."""
+
+    total: float = STREAM_TOTAL_SECONDS
+    idle: float = STREAM_IDLE_SECONDS
+    read: float = STREAM_READ_TIMEOUT
+
+
+@dataclass
+class StreamOutcome:
+    session_id: str
+    events: int = 0
+    meaningful: int = 0
+
+
+def message_body(session_id: str, text: str) -> dict[str, object]:
+    return {
+        "app_name": "nemo_agent",
+        "user_id": "me",
+        "session_id": session_id,
+        "new_message": {"parts": [{"text": text}]},
+    }
+
+
+class _NotStream(Exception):
+    """The backend answered with something other than an event stream."""
+
+    def __init__(self, status: int, body: bytes, headers: httpx.Headers) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+
+async def send_message(
+    client: NemoClient,
+    text: str,
+    on_event: OnEvent,
+    *,
+    limits: StreamLimits | None = None,
+) -> StreamOutcome:
+    """Send `text` once to the current session and feed each event to `on_event`.
+
+    Returns when the stream closes. Raises `StreamBrokenError` if it breaks,
+    `BackendTimeoutError` past the limits, the mapped `BackendError` when the
+    backend refuses the message before the stream, and `SessionNotFoundError`
+    (after starting a new session) on 1002.
+    """
+    limits = limits or StreamLimits()
+    session = await client.session()
+    outcome = StreamOutcome(session_id=session.session_id)
+    renewed = rate_retried = False
+    attempt = 0
+    while True:
+        attempt += 1
+        headers = await client.authorized_headers()
+        headers.update({"Accept": "text/event-stream", "Cache-Control": "no-store"})
+        timeout = httpx.Timeout(connect=10.0, read=limits.read, write=30.0, pool=10.0)
+        try:
+            async with client.http.stream(
+                "POST",
+                "/run_sse",
+                json=message_body(session.session_id, text),
+                headers=headers,
+                timeout=timeout,
+            ) as response:
+                content_type = response.headers.get("content-type", "")
+                if response.status_code != 200 or "text/event-stream" not in content_type:
+                    raise _NotStream(response.status_code, await response.aread(), response.headers)
+                await _consume(response, on_event, outcome, limits, client.api_url)
+                return outcome
+        except _NotStream as refused:
+            try:
+                read_envelope(
+                    refused.status,
+                    refused.body,
+                    retry_after=parse_retry_after(refused.headers.get("retry-after")),
+                )
+            except AuthError:
+                if renewed:
+                    raise
+                renewed = True
+                await client._renew(headers["Authorization"].removeprefix("Bearer "))
+                continue
+            except RateLimitError as err:
+                if rate_retried:
+                    raise
+                rate_retried = True
+                await client.sleep(err.retry_after if err.retry_after is not None else RATE_LIMIT_WAIT)
+                continue
+            except SessionNotFoundError as err:
+                new = await client.replace_lost_session(session)
+                raise client.session_lost_error(err, new) from err
+            raise ServerError(
+                "the backend answered the message without an event stream",
+                http_status=refused.status,
+            )
+        except httpx.HTTPError as err:
+            if never_sent(err) and attempt < MAX_ATTEMPTS:
+                await client.sleep(backoff(attempt))
+                continue
+            raise translate(err, api_url=client.api_url, what="sending the message") from err
+
+
+def event_source(response: httpx.Response) -> EventSource:
+    """An SSE reader over `response`, decoding UTF-8 as the SSE format requires
+    (httpx would otherwise guess an encoding when the header names none)."""
+    response.encoding = "utf-8"
+    return EventSource(response)
+
+
+async def _consume(
+    response: httpx.Response,
+    on_event: OnEvent,
+    outcome: StreamOutcome,
+    limits: StreamLimits,
+    api_url: str,
+) -> None:
+    started = anyio.current_time()
+    total_deadline = started + limits.total
+    with anyio.CancelScope(deadline=min(started + limits.idle, total_deadline)) as scope:
+        try:
+            async for sse in event_source(response).aiter_sse():
+                for event in decode_sse(sse.event, sse.data):
+                    outcome.events += 1
+                    if is_meaningful(event):
+                        outcome.meaningful += 1
+                        scope.deadline = min(anyio.current_time() + limits.idle, total_deadline)
+                    result = on_event(event)
+                    if inspect.isawaitable(result):
+                        await result
+        except httpx.ReadTimeout as err:
+            raise StreamBrokenError(
+                f"the agent stream went silent for {limits.read:.0f} s and was dropped"
+            ) from err
+        except httpx.HTTPError as err:
+            raise StreamBrokenError(
+                f"the agent stream broke after {outcome.events} events ({type(err).__name__})"
+            ) from err
+    if scope.cancelled_caught:
+        elapsed = anyio.current_time() - started
+        if anyio.current_time() >= total_deadline:
+            raise BackendTimeoutError(
+                f"the agent did not finish within {limits.total / 60:.0f} minutes"
+            )
+        raise BackendTimeoutError(
+            f"the agent sent only heartbeats for {limits.idle / 60:.0f} minutes "
+            f"({elapsed:.0f} s in all)"
+        )
+    log.debug("stream closed after %d events", outcome.events)
+
+
+__all__ = ["send_message", "StreamLimits", "StreamOutcome", "message_body"]

@@ -1,0 +1,56 @@
+"""Keeping secrets out of every output: tool results, errors and log lines.
+
+Bearer tokens and claim tokens are registered here as soon as they are known;
+`redact` replaces them, and anything shaped like one, in any text. The logging
+filter applies it to every record, so a token cannot reach a log line even by
+way of an exception message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "[redacted]"
+
+# Shapes of the backend's secrets, caught even before they are registered.
+_SHAPES = re.compile(r"\b(?:nmv_usr_|clm_)[A-Za-z0-9_\-.]{6,}|(?i:bearer)\s+[A-Za-z0-9_\-.=]{8,}")
+
+_lock = threading.Lock()
+_known: set[str] = set()
+
+
+def register(secret: str | None) -> None:
+    """Remember `secret` so that `redact` removes it from any text."""
+    if secret and len(secret) >= 6:
+        with _lock:
+            _known.add(secret)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret and every token-shaped string masked."""
+    if not text:
+        return text
+    with _lock:
+        known = sorted(_known, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _SHAPES.sub(MASK, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the formatted message and any exception text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not hide the record
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True

@@ -1,0 +1,94 @@
+"""A scriptable fake backend for unit tests, served through httpx.MockTransport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nemo_mcp.backend.client import NemoClient
+from nemo_mcp.identity import load_identity
+from nemo_mcp.settings import Settings
+from nemo_mcp.store import StateStore
+
+API = "https://api.test"
+Handler = Callable[[httpx.Request], httpx.Response | None]
+
+
+def ok(data: Any, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, json={"code": 0, "message": "success", "data": data})
+
+
+def fail(code: int, message: str = "nope", status: int = 200, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json={"code": code, "message": message}, headers=headers)
+
+
+def sse(*frames: bytes | str) -> httpx.Response:
+    async def body() -> AsyncIterator[bytes]:
+        for frame in frames:
+            yield frame.encode() if isinstance(frame, str) else frame
+
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+
+def data_frame(obj: Any) -> str:
+    return f"data: {json.dumps(obj)}\n\n"
+
+
+@dataclass
+class FakeBackend:
+    """Default answers for every endpoint; `script` handlers take precedence, in order."""
+
+    requests: list[httpx.Request] = field(default_factory=list)
+    script: list[Handler] = field(default_factory=list)
+    tokens_issued: int = 0
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        for handler in list(self.script):
+            response = handler(request)
+            if response is not None:
+                return response
+        path = request.url.path
+        if path == "/api/auth/anonymous-token":
+            self.tokens_issued += 1
+            return ok({"token": f"nmv_usr_tok{self.tokens_issued:06d}", "user_id": "anon_1",
+                       "expires_at": "2099-01-01T00:00:00Z", "credits": 100})
+        if path == "/api/tasks/me/with-session/nemo_agent":
+            return ok({"task_id": "task_1", "session_id": "1001001", "user_id": "anon_1"})
+        if path == "/api/credits/balance/simple":
+            return ok({"available": 80, "frozen": 20, "total": 100})
+        if path.startswith("/api/state/"):
+            return ok({"session_id": "1001001", "state": {"draft": {"t": []}}})
+        return httpx.Response(404, json={"detail": "not found"})
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
+
+    def count(self, path: str) -> int:
+        return sum(1 for p in self.paths() if p == path)
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def make_client(
+    tmp_path: Path, backend: FakeBackend, *, sleeps: Sleeps | None = None, **overrides: Any
+) -> NemoClient:
+    settings = Settings(api_url=API, home=tmp_path / "home", output_dir=tmp_path / "out", **overrides)
+    return NemoClient(
+        settings,
+        load_identity(),
+        StateStore(settings.home, settings.api_url),
+        transport=httpx.MockTransport(backend.handle),
+        sleep=sleeps or Sleeps(),
+    )

@@ -1,0 +1,457 @@
+"""NemoClient rules, over an injected transport: auth, headers, retries, never twice."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from fakes import FakeBackend, Sleeps, data_frame, fail, make_client, ok, sse
+from nemo_mcp.backend import render as renders
+from nemo_mcp.backend.events import TextEvent
+from nemo_mcp.backend.models import RenderStatus
+from nemo_mcp.backend.stream import StreamLimits, send_message
+from nemo_mcp.errors import (
+    AuthError,
+    BackendUnreachableError,
+    CreditsError,
+    FileTooLargeError,
+    PathNotAllowedError,
+    RateLimitError,
+    RenderError,
+    ServerError,
+    SessionNotFoundError,
+    StreamBrokenError,
+    BackendTimeoutError,
+    UnsupportedFileError,
+)
+
+SSE = "/run_sse"
+
+
+async def test_every_request_carries_token_and_attribution(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    async with make_client(tmp_path, backend) as client:
+        await client.credits()
+        await client.state()
+    token_req, *rest = backend.requests
+    assert token_req.url.path == "/api/auth/anonymous-token"
+    assert token_req.headers["X-Client-Id"]
+    assert "authorization" not in token_req.headers
+    for request in backend.requests:
+        assert request.headers["X-Skill-Source"] == "ai-video-generation-online"
+        assert request.headers["X-Skill-Version"] == "1.0.0"
+        assert request.headers["X-Skill-Platform"] == "unknown"
+    for request in rest:
+        assert request.headers["Authorization"] == "Bearer nmv_usr_tok000001"
+
+
+async def test_token_client_id_and_session_persist_across_instances(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    async with make_client(tmp_path, backend) as first:
+        await first.state()
+        client_id = first.client_id
+    async with make_client(tmp_path, backend) as second:
+        await second.state()
+        assert second.client_id == client_id
+    assert backend.count("/api/auth/anonymous-token") == 1
+    assert backend.count("/api/tasks/me/with-session/nemo_agent") == 1
+    folder = next((tmp_path / "home" / "nemo-mcp").iterdir())
+    for name in ("auth.json", "session.json"):
+        assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600
+    assert (tmp_path / "home" / "client_id").read_text().strip() == client_id
+
+
+async def test_configured_client_id_is_sent(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    async with make_client(tmp_path, backend, client_id="my-client") as client:
+        await client.credits()
+    assert backend.requests[0].headers["X-Client-Id"] == "my-client"
+
+
+async def test_1001_renews_once_with_same_client_id(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    refused = []
+
+    def expire_first(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/simple") and not refused:
+            refused.append(request)
+            return fail(1001, "token expired", status=401)
+        return None
+
+    backend.script.append(expire_first)
+    async with make_client(tmp_path, backend) as client:
+        credits = await client.credits()
+    assert credits.available == 80
+    token_requests = [r for r in backend.requests if r.url.path == "/api/auth/anonymous-token"]
+    assert len(token_requests) == 2
+    assert token_requests[0].headers["X-Client-Id"] == token_requests[1].headers["X-Client-Id"]
+    assert backend.requests[-1].headers["Authorization"] == "Bearer nmv_usr_tok000002"
+
+
+async def test_1001_twice_is_an_auth_error(tmp_path: Path) -> None:
+    backend = FakeBackend(script=[lambda r: fail(1001) if r.url.path.endswith("/simple") else None])
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(AuthError):
+            await client.credits()
+    assert backend.count("/api/credits/balance/simple") == 2
+
+
+async def test_explicit_token_refused_says_what_to_do(tmp_path: Path) -> None:
+    backend = FakeBackend(script=[lambda r: fail(1001, status=401)])
+    async with make_client(tmp_path, backend, token=SecretStr("nmv_usr_secret_abcdef")) as client:
+        with pytest.raises(AuthError, match="NEMO_TOKEN") as info:
+            await client.credits()
+    assert "nmv_usr_secret_abcdef" not in str(info.value)
+    assert backend.count("/api/auth/anonymous-token") == 0
+
+
+async def test_429_waits_retry_after_then_retries_once(tmp_path: Path) -> None:
+    sleeps = Sleeps()
+    backend = FakeBackend()
+    hits = []
+
+    def limited(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/simple") and len(hits) < 1:
+            hits.append(1)
+            return fail(429, "slow down", status=429, **{"Retry-After": "7"})
+        return None
+
+    backend.script.append(limited)
+    async with make_client(tmp_path, backend, sleeps=sleeps) as client:
+        await client.credits()
+    assert sleeps.calls == [7.0]
+
+
+async def test_429_without_retry_after_waits_30s_and_gives_up_after_one_retry(tmp_path: Path) -> None:
+    sleeps = Sleeps()
+    backend = FakeBackend(script=[lambda r: fail(429, status=429) if r.url.path.endswith("/simple") else None])
+    async with make_client(tmp_path, backend, sleeps=sleeps) as client:
+        with pytest.raises(RateLimitError):
+            await client.credits()
+    assert sleeps.calls == [30.0]
+    assert backend.count("/api/credits/balance/simple") == 2
+
+
+async def test_gets_retry_5xx_with_bounded_backoff(tmp_path: Path) -> None:
+    sleeps = Sleeps()
+    backend = FakeBackend(
+        script=[lambda r: httpx.Response(502, text="<html>bad gateway</html>") if r.url.path.endswith("/simple") else None]
+    )
+    async with make_client(tmp_path, backend, sleeps=sleeps) as client:
+        with pytest.raises(ServerError, match="502"):
+            await client.credits()
+    assert backend.count("/api/credits/balance/simple") == 3
+    assert len(sleeps.calls) == 2 and all(0 < s <= 8 for s in sleeps.calls)
+
+
+async def test_posts_are_not_retried_on_5xx(tmp_path: Path) -> None:
+    backend = FakeBackend(
+        script=[lambda r: httpx.Response(500, json={"code": 500, "message": "x"}) if "with-session" in r.url.path else None]
+    )
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(ServerError):
+            await client.session()
+    assert backend.count("/api/tasks/me/with-session/nemo_agent") == 1
+
+
+async def test_unreachable_backend_is_clear(tmp_path: Path) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    backend = FakeBackend(script=[refuse])
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(BackendUnreachableError, match="cannot reach the NemoVideo backend at api.test"):
+            await client.credits()
+    assert len(backend.requests) == 3
+
+
+async def test_session_lost_starts_new_session_and_says_so(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    sessions = iter(["111", "222"])
+    backend.script.append(
+        lambda r: ok({"task_id": "t", "session_id": next(sessions)}) if "with-session" in r.url.path else None
+    )
+    backend.script.append(
+        lambda r: fail(1002, "session not found") if r.url.path == "/api/state/nemo_agent/me/111/latest" else None
+    )
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(SessionNotFoundError, match="timeline is gone"):
+            await client.state()
+        assert (await client.session()).session_id == "222"
+        await client.state()
+    assert client.store.load_session().session_id == "222"  # type: ignore[union-attr]
+
+
+# messages -----------------------------------------------------------------------------
+def adk_text(text: str) -> str:
+    return data_frame({"content": {"parts": [{"text": text}], "role": "model"}, "author": "nemo_agent"})
+
+
+async def test_message_stream_events_and_body(tmp_path: Path) -> None:
+    backend = FakeBackend(script=[lambda r: sse(": ping\n\n", adk_text("Done!")) if r.url.path == SSE else None])
+    seen = []
+    async with make_client(tmp_path, backend) as client:
+        outcome = await send_message(client, "make a video", seen.append)
+    assert seen == [TextEvent("Done!", author="nemo_agent")]
+    assert outcome.meaningful == 1
+    request = next(r for r in backend.requests if r.url.path == SSE)
+    assert request.headers["Accept"] == "text/event-stream"
+    import json
+
+    assert json.loads(request.content) == {
+        "app_name": "nemo_agent", "user_id": "me", "session_id": "1001001",
+        "new_message": {"parts": [{"text": "make a video"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (lambda: fail(2001, "no credits", status=402), CreditsError),
+        (lambda: httpx.Response(500, json={"code": 500, "message": "x"}), ServerError),
+        (lambda: httpx.Response(422, json={"detail": [{"msg": "field required"}]}), Exception),
+    ],
+)
+async def test_refused_message_is_sent_once(tmp_path: Path, answer, error) -> None:  # type: ignore[no-untyped-def]
+    backend = FakeBackend(script=[lambda r: answer() if r.url.path == SSE else None])
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(error):
+            await send_message(client, "hi", lambda e: None)
+    assert backend.count(SSE) == 1
+
+
+async def test_message_1001_before_stream_renews_and_sends_again(tmp_path: Path) -> None:
+    answers = iter([fail(1001, status=401), sse(adk_text("ok"))])
+    backend = FakeBackend(script=[lambda r: next(answers) if r.url.path == SSE else None])
+    async with make_client(tmp_path, backend) as client:
+        await send_message(client, "hi", lambda e: None)
+    assert backend.count(SSE) == 2
+    assert backend.count("/api/auth/anonymous-token") == 2
+
+
+async def test_message_session_not_found_detail(tmp_path: Path) -> None:
+    backend = FakeBackend(
+        script=[lambda r: httpx.Response(404, json={"detail": "Session not found: 1001001"}) if r.url.path == SSE else None]
+    )
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(SessionNotFoundError):
+            await send_message(client, "hi", lambda e: None)
+    assert backend.count(SSE) == 1
+
+
+async def test_broken_stream_is_reported_never_resent(tmp_path: Path) -> None:
+    def broken(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != SSE:
+            return None
+
+        async def body():  # type: ignore[no-untyped-def]
+            yield adk_text("Working").encode()
+            yield b'data: {"content": {"par'
+            raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    backend = FakeBackend(script=[broken])
+    seen = []
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(StreamBrokenError):
+            await send_message(client, "hi", seen.append)
+    assert backend.count(SSE) == 1
+    assert seen == [TextEvent("Working", author="nemo_agent")]
+
+
+async def test_connect_failure_before_sending_is_retried(tmp_path: Path) -> None:
+    tries = []
+
+    def flaky(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path == SSE:
+            tries.append(1)
+            if len(tries) == 1:
+                raise httpx.ConnectError("refused", request=request)
+            return sse(adk_text("ok"))
+        return None
+
+    backend = FakeBackend(script=[flaky])
+    async with make_client(tmp_path, backend) as client:
+        await send_message(client, "hi", lambda e: None)
+    assert len(tries) == 2
+
+
+async def test_heartbeats_only_hits_the_idle_limit(tmp_path: Path) -> None:
+    import anyio
+
+    def forever(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != SSE:
+            return None
+
+        async def body():  # type: ignore[no-untyped-def]
+            while True:
+                yield b"data:\n\n"
+                await anyio.sleep(0.01)
+
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    backend = FakeBackend(script=[forever])
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(BackendTimeoutError, match="only heartbeats"):
+            await send_message(client, "hi", lambda e: None, limits=StreamLimits(idle=0.2, total=5))
+    assert backend.count(SSE) == 1
+
+
+# uploads --------------------------------------------------------------------------------
+async def test_upload_refused_before_any_request(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    big = tmp_path / "big.mp4"
+    with open(big, "wb") as handle:
+        handle.truncate(200 * 1000 * 1000 + 1)
+    bad = tmp_path / "notes.exe"
+    bad.write_bytes(b"x")
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(FileTooLargeError, match="200 MB"):
+            await client.upload_files([big])
+        with pytest.raises(UnsupportedFileError, match="Accepted: mp4"):
+            await client.upload_files([bad])
+        with pytest.raises(PathNotAllowedError, match="no such file"):
+            await client.upload_files([tmp_path / "missing.mp4"])
+        with pytest.raises(PathNotAllowedError, match="folder"):
+            (tmp_path / "dir.mp4").mkdir()
+            await client.upload_files([tmp_path / "dir.mp4"])
+    assert backend.requests == []
+
+
+async def test_upload_multipart_body(tmp_path: Path) -> None:
+    clip = tmp_path / 'my "clip".mp4'
+    clip.write_bytes(b"\x00\x01video-bytes")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"png-bytes")
+    backend = FakeBackend(script=[
+        lambda r: ok({"files": [{"filename": "a.mp4", "file_type": "video"}, {"filename": "photo.png"}],
+                      "session_state_applied": True}) if r.url.path.startswith("/api/upload-video/") else None
+    ])
+    async with make_client(tmp_path, backend) as client:
+        result = await client.upload_files([clip, photo])
+    assert [f.filename for f in result.files] == ["a.mp4", "photo.png"]
+    request = next(r for r in backend.requests if r.url.path.startswith("/api/upload-video/"))
+    assert request.url.path == "/api/upload-video/nemo_agent/me/1001001"
+    body = request.content
+    assert int(request.headers["Content-Length"]) == len(body)
+    assert body.count(b'name="files"') == 2
+    assert b'filename="my \\"clip\\".mp4"' in body and b"\x00\x01video-bytes" in body
+    assert request.headers["Content-Type"].startswith("multipart/form-data; boundary=")
+
+
+# renders ----------------------------------------------------------------------------------
+async def test_render_retries_once_with_new_id_on_refusal(tmp_path: Path) -> None:
+    starts = []
+
+    def conflict_first(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path == "/api/render/proxy/lambda":
+            starts.append(request)
+            if len(starts) == 1:
+                return fail(409, "render id already exists", status=409)
+            return ok({"id": "x"})
+        return None
+
+    remembered: list[str] = []
+
+    async def remember(render_id: str) -> None:
+        remembered.append(render_id)
+
+    backend = FakeBackend(script=[conflict_first])
+    async with make_client(tmp_path, backend) as client:
+        render_id = await renders.start_render(
+            client, {"t": [1]}, session_id="1", output={"format": "mp4", "quality": "high"}, remember=remember
+        )
+    import json
+
+    ids = [json.loads(r.content)["id"] for r in starts]
+    assert len(ids) == 2 and ids[0] != ids[1] and render_id == ids[1] == remembered[1]
+    assert all(i.startswith("render_") for i in ids)
+    assert json.loads(starts[0].content)["sessionId"] == "1"
+
+
+async def test_render_start_5xx_that_did_start_is_not_started_again(tmp_path: Path) -> None:
+    def half(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path == "/api/render/proxy/lambda":
+            return httpx.Response(504, text="<html>gateway timeout</html>")
+        if request.url.path.startswith("/api/render/proxy/lambda/"):
+            return httpx.Response(200, json={"taskId": "r", "status": "processing", "progress": 10})
+        return None
+
+    backend = FakeBackend(script=[half])
+
+    async def remember(render_id: str) -> None:
+        pass
+
+    async with make_client(tmp_path, backend) as client:
+        await renders.start_render(client, {}, session_id="1", output={}, remember=remember)
+    assert backend.count("/api/render/proxy/lambda") == 1
+
+
+async def test_render_start_plan_error_is_final(tmp_path: Path) -> None:
+    from nemo_mcp.errors import PlanError
+
+    backend = FakeBackend(script=[lambda r: fail(402, "free plan", status=402) if r.url.path == "/api/render/proxy/lambda" else None])
+
+    async def remember(render_id: str) -> None:
+        pass
+
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(PlanError):
+            await renders.start_render(client, {}, session_id="1", output={}, remember=remember)
+    assert backend.count("/api/render/proxy/lambda") == 1
+
+
+async def test_download_falls_back_and_keeps_token_off_foreign_hosts(tmp_path: Path) -> None:
+    def files(request: httpx.Request) -> httpx.Response | None:
+        if request.url.host == "cdn.test":
+            return httpx.Response(404, text="gone")
+        if request.url.path == "/api/render/proxy/r1/download":
+            return httpx.Response(200, headers={"content-type": "video/mp4"}, content=b"MP4DATA")
+        return None
+
+    backend = FakeBackend(script=[files])
+    status = RenderStatus(id="r1", status="completed", progress=1, url="https://cdn.test/r1.mp4")
+    async with make_client(tmp_path, backend) as client:
+        first = await renders.download(client, status, tmp_path / "out", stem="video")
+        second = await renders.download(client, status, tmp_path / "out", stem="video")
+    cdn = next(r for r in backend.requests if r.url.host == "cdn.test")
+    assert "authorization" not in cdn.headers
+    assert first.used_fallback and first.path.read_bytes() == b"MP4DATA" and first.size == 7
+    assert first.path.name == "video.mp4" and second.path.name == "video-2.mp4"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["video-2.mp4", "video.mp4"]
+
+
+async def test_download_failure_is_clear_and_leaves_no_partial(tmp_path: Path) -> None:
+    backend = FakeBackend(script=[lambda r: httpx.Response(500, text="x") if "download" in r.url.path or r.url.host == "cdn.test" else None])
+    status = RenderStatus(id="r1", status="completed", progress=1, url="https://cdn.test/r1.mp4")
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(RenderError, match="could not be downloaded"):
+            await renders.download(client, status, tmp_path / "out", stem="video")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+async def test_wait_render_polls_until_done(tmp_path: Path) -> None:
+    states = iter([("processing", 40), ("processing", 80), ("completed", 100)])
+
+    def poll(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.startswith("/api/render/proxy/lambda/"):
+            status, progress = next(states)
+            return httpx.Response(200, json={"taskId": "r", "status": status, "progress": progress,
+                                             "output": {"url": "https://cdn.test/r.mp4"}})
+        return None
+
+    backend = FakeBackend(script=[poll])
+    seen: list[float] = []
+
+    async def on_status(status: RenderStatus) -> None:
+        seen.append(status.progress)
+
+    async with make_client(tmp_path, backend) as client:
+        final = await renders.wait_render(client, "r", started_at=0.0, on_status=on_status, clock=lambda: 1.0)
+    assert final.status == "completed" and seen == [0.4, 0.8, 1.0]
