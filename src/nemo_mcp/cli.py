@@ -1,8 +1,15 @@
-"""The `nemo-mcp` command line: serve (stdio or HTTP), sandbox, demo, doctor."""
+"""The `nemo-mcp` command line: serve (stdio or HTTP), sandbox, demo, doctor.
+
+Settings are resolved here, once: flag, then environment, then default.
+Logs go to stderr (stdout belongs to the MCP protocol over stdio), through a
+filter that removes tokens.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,19 +22,78 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server for NemoVideo. With no command it serves MCP over stdio.",
     )
     parser.add_argument("--version", action="version", version=f"nemo-mcp {__version__}")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve MCP (stdio by default, or --http)")
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
 
     sandbox = commands.add_parser("sandbox", help="run the local sandbox backend")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
+
+    demo = commands.add_parser("demo", help="the whole job offline, against the sandbox")
+    demo.add_argument("--output-dir", default=None, help="where to save the MP4")
+
+    commands.add_parser("doctor", help="check settings, state folder, token and backend")
     return parser
+
+
+def setup_logging(level: str | None) -> None:
+    from nemo_mcp.secrets import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or os.environ.get("NEMO_LOG_LEVEL") or "WARNING").upper())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from nemo_mcp.errors import ConfigError
+    from nemo_mcp.identity import SkillFileError
+    from nemo_mcp.server import create_server
+    from nemo_mcp.settings import settings_from_env
+
+    try:
+        server = create_server(settings_from_env())
+    except (ConfigError, SkillFileError) as err:
+        print(f"nemo-mcp: {err}", file=sys.stderr)
+        return 2
+    if getattr(args, "http", False):
+        server.run(
+            "streamable-http",
+            host=args.host,
+            port=args.port,
+            streamable_http_path="/mcp",
+            json_response=False,
+        )
+    else:
+        server.run()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    if args.command in (None, "serve"):
+        try:
+            return _serve(args)
+        except KeyboardInterrupt:
+            return 130
     if args.command == "sandbox":
         from nemo_mcp.sandbox.__main__ import run
 
         return run(host=args.host, port=args.port)
-    print("nemo-mcp: the MCP server is not built yet", file=sys.stderr)
+    if args.command == "demo":
+        from nemo_mcp.demo import main as demo_main
+
+        return demo_main(output_dir=args.output_dir)
+    if args.command == "doctor":
+        from nemo_mcp.doctor import main as doctor_main
+
+        return doctor_main()
     return 2

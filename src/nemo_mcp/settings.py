@@ -47,6 +47,14 @@ class Settings:
     upload_dirs: tuple[Path, ...] = field(default_factory=lambda: (Path.home(),))
     tool_timeout: float = DEFAULT_TOOL_TIMEOUT
     language: str = "en"
+    #: After a broken stream: waits before each state read (the documented 30 s,
+    #: then 60 s; five unchanged reads, about 5 minutes, mean failure).
+    recovery_delays: tuple[float, ...] = (30.0, 60.0, 60.0, 60.0, 60.0)
+    #: The shortest render expected; the adaptive poller scales from it.
+    render_shortest: float = 30.0
+    #: Stream limits: heartbeats only for this long is a timeout; never longer in all.
+    stream_idle: float = 600.0
+    stream_total: float = 900.0
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -116,4 +124,14 @@ def settings_from_env(
         values["tool_timeout"] = _positive_float("NEMO_TOOL_TIMEOUT", budget)
     if (language := pick("language", "NEMO_LANGUAGE")) is not None:
         values["language"] = language
+    if (delays := pick("recovery_delays", "NEMO_RECOVERY_DELAYS")) is not None:
+        values["recovery_delays"] = tuple(
+            _positive_float("NEMO_RECOVERY_DELAYS", d) for d in delays.split(",") if d.strip()
+        )
+    if (shortest := pick("render_shortest", "NEMO_RENDER_MIN_SECONDS")) is not None:
+        values["render_shortest"] = _positive_float("NEMO_RENDER_MIN_SECONDS", shortest)
+    if (idle := pick("stream_idle", "NEMO_STREAM_IDLE_SECONDS")) is not None:
+        values["stream_idle"] = _positive_float("NEMO_STREAM_IDLE_SECONDS", idle)
+    if (total := pick("stream_total", "NEMO_STREAM_TOTAL_SECONDS")) is not None:
+        values["stream_total"] = _positive_float("NEMO_STREAM_TOTAL_SECONDS", total)
     return Settings(**values)  # type: ignore[arg-type]

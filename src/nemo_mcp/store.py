@@ -89,6 +89,8 @@ class RenderRecord(BaseModel):
     file: str | None = None
     size: int | None = None
     error: str | None = None
+    draft_hash: str | None = None
+    title: str | None = None
 
 
 class RenderHistory(BaseModel):

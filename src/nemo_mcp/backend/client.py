@@ -136,6 +136,11 @@ class NemoClient:
         return self._session.user_id if self._session else None
 
     @property
+    def session_id(self) -> str | None:
+        """The current session's id, if one is open (no request is made)."""
+        return self._session.session_id if self._session else None
+
+    @property
     def client_id(self) -> str:
         return self.store.client_id(self.settings.client_id)
 

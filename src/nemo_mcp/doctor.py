@@ -1,0 +1,134 @@
+"""`nemo-mcp doctor`: check everything the server depends on, and say how to fix it.
+
+Checks settings, SKILL.md identity and platform, the state folder and its
+permissions, the token (never printed), the output folder, and whether the
+backend answers. Exits non-zero when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+import httpx
+
+from nemo_mcp import __version__
+from nemo_mcp.errors import ConfigError, NemoError
+from nemo_mcp.identity import SkillFileError, SkillIdentity, load_identity
+from nemo_mcp.settings import Settings, settings_from_env
+from nemo_mcp.store import StateStore
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _folder_check(name: str, folder: Path, *, private: bool) -> Check:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if folder.exists() and not folder.is_dir():
+        return Check(name, False, f"{folder} is not a folder", f"remove it or point {name} elsewhere")
+    if not os.access(probe, os.W_OK):
+        return Check(name, False, f"{probe} is not writable", f"fix its permissions or set {name} to a writable folder")
+    if private and folder.exists():
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode & 0o077 and sys.platform != "win32":
+            return Check(name, False, f"{folder} is readable by others (mode {mode:o})", f"chmod 700 {folder}")
+    return Check(name, True, f"{folder}{'' if folder.exists() else ' (will be created)'}")
+
+
+def _secret_files(store: StateStore) -> list[Check]:
+    checks = []
+    if store.folder.exists():
+        for path in sorted(store.folder.glob("*.json")):
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077 and sys.platform != "win32":
+                checks.append(Check("state file", False, f"{path.name} has mode {mode:o}", f"chmod 600 {path}"))
+    return checks
+
+
+async def _backend(settings: Settings, identity: SkillIdentity, store: StateStore) -> Check:
+    auth = store.load_auth()
+    token = settings.token.get_secret_value() if settings.token else (auth.token if auth else None)
+    headers = identity.headers()
+    try:
+        async with httpx.AsyncClient(base_url=settings.api_url, timeout=10.0, headers=headers) as http:
+            if token is None:
+                response = await http.get("/api/credits/balance/simple")
+                return Check("backend", True, f"{settings.api_url} answers (HTTP {response.status_code}); "
+                             "no token yet: a free one is obtained on first use")
+            response = await http.get(
+                "/api/credits/balance/simple", headers={"Authorization": f"Bearer {token}"}
+            )
+    except httpx.HTTPError as err:
+        return Check("backend", False, f"{settings.api_url} unreachable ({type(err).__name__})",
+                     "check the network, a proxy, or NEMO_API_URL")
+    from nemo_mcp.backend.envelope import read_envelope
+
+    try:
+        data = read_envelope(response.status_code, response.content)
+    except NemoError as err:
+        source = "NEMO_TOKEN" if settings.token else "the saved anonymous token"
+        if err.code in (1001, 401):
+            fix = "set a valid NEMO_TOKEN" if settings.token else f"delete {store.folder / 'auth.json'} to get a new one"
+            return Check("token", False, f"{source} was refused (expired or invalid)", fix)
+        return Check("backend", False, f"{settings.api_url} answered with an error: {err.message}",
+                     "try again later; if it persists, check NEMO_API_URL")
+    available = data.get("available") if isinstance(data, dict) else None
+    return Check("token", True, f"accepted; {available} credits available")
+
+
+def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        settings = settings_from_env(environ)
+    except ConfigError as err:
+        return [Check("settings", False, err.message, "fix the variable named above")]
+    checks.append(Check("settings", True, f"API {settings.api_url}, web {settings.web_url}"))
+    try:
+        identity = load_identity(skill=settings.skill, skill_source_override=settings.skill_source)
+    except SkillFileError as err:
+        checks.append(Check("skill", False, str(err), "reinstall nemo-mcp or fix NEMO_SKILL"))
+        return checks
+    checks.append(Check("skill", True, f"{identity.source} v{identity.version}, platform {identity.platform}"))
+    checks.append(_folder_check("NEMO_HOME", settings.home, private=False))
+    store = StateStore(settings.home, settings.api_url)
+    checks.append(_folder_check("state folder", store.folder, private=True))
+    checks.extend(_secret_files(store))
+    checks.append(_folder_check("NEMO_OUTPUT_DIR", settings.output_dir, private=False))
+    if settings.token is not None:
+        checks.append(Check("token source", True, "NEMO_TOKEN is set (not shown)"))
+    elif store.load_auth() is not None:
+        checks.append(Check("token source", True, "a saved anonymous token (not shown)"))
+    else:
+        checks.append(Check("token source", True, "none yet; a free anonymous token is obtained on first use"))
+    for folder in settings.upload_dirs:
+        if not folder.is_dir():
+            checks.append(Check("NEMO_UPLOAD_DIRS", False, f"{folder} is not a folder", "fix NEMO_UPLOAD_DIRS"))
+    checks.append(anyio.run(_backend, settings, identity, store))
+    return checks
+
+
+def main(environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    print(f"nemo-mcp {__version__} doctor", file=out)
+    checks = run_checks(environ)
+    for check in checks:
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}", file=out)
+        if not check.ok and check.fix:
+            print(f"       fix: {check.fix}", file=out)
+    failed = [c for c in checks if not c.ok]
+    print("all good" if not failed else f"{len(failed)} problem(s) found", file=out)
+    return 1 if failed else 0
