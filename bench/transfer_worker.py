@@ -1,0 +1,80 @@
+"""One measured transfer by the project's own client, in a fresh process (for a clean peak RSS).
+
+    transfer_worker.py upload <api_url> <file> <state_dir>
+    transfer_worker.py download <api_url> <render status JSON> <folder> <state_dir>
+
+Prints one JSON line: bytes, seconds (the transfer alone), and the peak RSS before and
+after it (`ru_maxrss`, KiB), so the growth is what the transfer itself needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+from nemo_mcp.backend.client import NemoClient
+from nemo_mcp.backend.models import parse_render_status
+from nemo_mcp.backend.render import download
+from nemo_mcp.identity import load_identity
+from nemo_mcp.settings import Settings
+from nemo_mcp.store import StateStore
+
+
+def peak_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def client_for(api_url: str, state: Path, files: Path) -> NemoClient:
+    settings = Settings(api_url=api_url, home=state / "home", output_dir=state / "out", upload_dirs=(files,))
+    identity = load_identity()
+    # The profiles cap uploads at 500 MB; a 1 GiB run needs a larger cap on both ends
+    # (the sandbox gets `upload_limit_bytes`), so the bench raises the client's copy too.
+    profile = dataclasses.replace(identity.profile, max_upload_bytes=1 << 40)
+    identity = dataclasses.replace(identity, profile=profile)
+    return NemoClient(settings, identity, StateStore(settings.home, api_url))
+
+
+async def upload(api_url: str, file: Path, state: Path) -> dict[str, float]:
+    async with client_for(api_url, state, file.parent) as client:
+        await client.credits()  # token and connection first: only the transfer is timed
+        await client.session()
+        gc.collect()
+        before = peak_kib()
+        start = time.perf_counter()
+        result = await client.upload_files([file])
+        seconds = time.perf_counter() - start
+        assert result.files, "the upload returned no files"
+        return {"bytes": file.stat().st_size, "seconds": seconds, "rss_before": before, "rss_after": peak_kib()}
+
+
+async def fetch(api_url: str, status_json: str, folder: Path, state: Path) -> dict[str, float]:
+    data = json.loads(status_json)
+    status = parse_render_status(data, render_id=str(data.get("taskId") or data.get("id")))
+    async with client_for(api_url, state, folder) as client:
+        await client.credits()
+        gc.collect()
+        before = peak_kib()
+        start = time.perf_counter()
+        saved = await download(client, status, folder, stem="bench")
+        seconds = time.perf_counter() - start
+        saved.path.unlink()
+        return {"bytes": saved.size, "seconds": seconds, "rss_before": before, "rss_after": peak_kib()}
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "upload":
+        result = anyio.run(upload, argv[1], Path(argv[2]), Path(argv[3]))
+    else:
+        result = anyio.run(fetch, argv[1], argv[2], Path(argv[3]), Path(argv[4]))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
