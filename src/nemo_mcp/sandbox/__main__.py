@@ -1,0 +1,92 @@
+"""`python -m nemo_mcp.sandbox`: serve the sandbox backend until Ctrl-C.
+
+    python -m nemo_mcp.sandbox --port 8765 --set envelope=success --set render_seconds=10 \\
+        --fault "slow;route=credits;times=none;delay=2"
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from nemo_mcp.sandbox.app import create_app
+from nemo_mcp.sandbox.config import SandboxConfig, parse_assignments, parse_fault_spec
+
+
+def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> int:
+    """Serve the sandbox on `host:port` (0: any free port) until interrupted; the exit code."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(
+        family, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # so asyncio sets TCP_NODELAY
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        print(f"nemo-mcp sandbox: cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
+        return 1
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"NemoVideo sandbox backend at http://{shown}:{bound} (Ctrl-C to stop)", file=sys.stderr)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), log_level="info", lifespan="on", ws="none")
+    )
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nemo_mcp.sandbox",
+        description="A local NemoVideo backend that speaks the whole contract, with fault switches.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config field, e.g. envelope=success or render_seconds=10 (repeatable)",
+    )
+    parser.add_argument(
+        "--fault",
+        dest="faults",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help='a fault to queue, e.g. "rate_limited;route=credits;times=2;retry_after=3"',
+    )
+    return parser
+
+
+def config_from(settings: Sequence[str], faults: Sequence[str]) -> SandboxConfig:
+    changes: dict[str, object] = {}
+    for item in settings:
+        changes.update(parse_assignments(item, separator="\0"))
+    config = SandboxConfig().merged(changes)
+    config.faults = [parse_fault_spec(spec) for spec in faults]
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from(args.settings, args.faults)
+    except ValueError as err:
+        parser.error(str(err))
+    return run(host=args.host, port=args.port, config=config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

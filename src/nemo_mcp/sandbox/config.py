@@ -1,0 +1,244 @@
+"""The sandbox's switches: `SandboxConfig` (variants, timings, costs) and `Fault`.
+
+A config is set per process (constructor, `--set key=value`, the control
+endpoint) and may be overridden per request with the header
+`X-Sandbox-Variant: key=value; key=value`. Faults are queued per process or
+named per request with `X-Sandbox-Fault: name[;param=value][, name...]`; each
+one is consumed when it fires. Also here: which routes each fault can hit,
+and the parsers for the header and command-line spellings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+RouteName = Literal[
+    "anonymous_token",
+    "session",
+    "claim_token",
+    "run_sse",
+    "upload",
+    "credits",
+    "state",
+    "render_start",
+    "render_status",
+    "render_cancel",
+    "render_download",
+    "file",
+]
+ROUTES: tuple[str, ...] = get_args(RouteName)
+
+FaultName = Literal[
+    "token_expired",
+    "session_lost",
+    "out_of_credits",
+    "rate_limited",
+    "server_error",
+    "bad_gateway",
+    "slow",
+    "malformed_json",
+    "stream_drop",
+    "error_frame",
+    "heartbeats_only",
+    "render_fail",
+    "output_url_broken",
+    "export_blocked",
+]
+FAULTS: tuple[str, ...] = get_args(FaultName)
+
+_ALL = frozenset(ROUTES)
+_AUTHED = _ALL - {"anonymous_token", "file"}
+#: The routes each fault can fire on; `route="*"` means the first request to any of them.
+FAULT_ROUTES: dict[str, frozenset[str]] = {
+    "token_expired": _AUTHED,
+    "session_lost": frozenset({"claim_token", "run_sse", "upload", "state", "render_start"}),
+    "out_of_credits": frozenset({"run_sse"}),
+    "rate_limited": _ALL,
+    "server_error": _ALL,
+    "bad_gateway": _ALL,
+    "slow": _ALL,
+    "malformed_json": _ALL,
+    "stream_drop": frozenset({"run_sse"}),
+    "error_frame": frozenset({"run_sse"}),
+    "heartbeats_only": frozenset({"run_sse"}),
+    "render_fail": frozenset({"render_start"}),
+    "output_url_broken": frozenset({"file"}),
+    "export_blocked": frozenset({"render_start"}),
+}
+
+#: Parameters each fault takes, with their defaults.
+FAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "rate_limited": {"retry_after": "1"},
+    "server_error": {"status": 500},
+    "slow": {"delay": 1.0},
+    "stream_drop": {"after": 2},
+    "error_frame": {"message": "agent execution failed: the model is overloaded", "code": 503},
+    "heartbeats_only": {"duration": 1.0},
+    "render_fail": {"error": "render failed: composition timed out on the render node"},
+}
+
+
+class Fault(BaseModel):
+    """One fault to inject: `Fault("slow", route="credits", times=2, delay=0.5)`.
+
+    `times=None` fires on every matching request; parameters not given take
+    the defaults of `FAULT_PARAMS`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: FaultName
+    route: str = "*"
+    times: int | None = Field(default=1, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def __init__(
+        self, name: str | None = None, /, route: str = "*", times: int | None = 1, **params: Any
+    ) -> None:
+        if name is None:  # keyword form, as pydantic itself builds it
+            name = params.pop("name")
+        if set(params) == {"params"} and isinstance(params["params"], dict):
+            params = dict(params["params"])
+        super().__init__(name=name, route=route, times=times, params=params)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_params(cls, value: Any) -> Any:
+        # The JSON form is flat: {"name", "route", "times", ...params}.
+        if isinstance(value, dict):
+            fixed = {"name", "route", "times", "params"}
+            extra = {k: v for k, v in value.items() if k not in fixed}
+            if extra:
+                value = {k: v for k, v in value.items() if k in fixed}
+                value["params"] = {**value.get("params", {}), **extra}
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Fault:
+        allowed = FAULT_ROUTES[self.name]
+        if self.route != "*" and self.route not in allowed:
+            raise ValueError(
+                f"fault {self.name} cannot fire on route {self.route!r}; "
+                f"it applies to: {', '.join(sorted(allowed))}"
+            )
+        known = FAULT_PARAMS.get(self.name, {})
+        unknown = set(self.params) - set(known)
+        if unknown:
+            raise ValueError(f"fault {self.name} takes no parameter {', '.join(sorted(unknown))}")
+        return self
+
+    def param(self, key: str) -> Any:
+        """A parameter's value, else its default."""
+        return self.params.get(key, FAULT_PARAMS[self.name][key])
+
+    def applies_to(self, route: str) -> bool:
+        if route not in FAULT_ROUTES[self.name]:
+            return False
+        return self.route in ("*", route)
+
+
+Envelope = Literal["code", "success"]
+ErrorStatus = Literal["http", "ok"]
+RenderShape = Literal["bare", "success", "code"]
+Progress = Literal["percent", "fraction"]
+SseStyle = Literal["adk", "adk_partial", "typed"]
+HeartbeatForm = Literal["comment", "empty_data", "event", "mixed"]
+
+
+class SandboxConfig(BaseModel):
+    """How the sandbox behaves: costs, timings, which documented variant it speaks."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    initial_credits: int = Field(default=100, ge=0)
+    generation_cost: int = Field(default=100, ge=0)
+    edit_cost: int = Field(default=50, ge=0)
+    token_ttl: float = Field(default=7 * 24 * 3600.0, ge=0, description="seconds a token lives")
+    generation_seconds: float = Field(default=3.0, ge=0)
+    edit_seconds: float = Field(default=0.5, ge=0)
+    render_seconds: float = Field(default=3.0, ge=0)
+    heartbeat_interval: float = Field(default=0.25, gt=0)
+    envelope: Envelope = "code"
+    error_status: ErrorStatus = "http"
+    render_status: RenderShape = "bare"
+    progress: Progress = "percent"
+    sse: SseStyle = "adk"
+    heartbeat: HeartbeatForm = "mixed"
+    silent_edits: bool = False
+    trailing_issue: bool = False
+    render_output_bytes: int | None = Field(default=None, ge=1)
+    upload_limit_bytes: int | None = Field(
+        default=None, ge=1, description="overrides the per-skill upload limit (500 or 200 MB)"
+    )
+    faults: list[Fault] = Field(default_factory=list)
+
+    def merged(self, changes: Mapping[str, Any]) -> SandboxConfig:
+        """A validated copy with `changes` applied (strings are coerced as pydantic does)."""
+        values = self.model_dump()
+        for key, value in changes.items():
+            if key not in SandboxConfig.model_fields:
+                raise ValueError(f"unknown setting {key!r}")
+            values[key] = value
+        try:
+            return SandboxConfig.model_validate(values)
+        except ValidationError as err:
+            raise ValueError(_explain(err)) from None
+
+
+def _explain(err: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in err.errors()
+    )
+
+
+def _scalar(text: str) -> Any:
+    value = text.strip()
+    return None if value.lower() in ("none", "null") else value
+
+
+def parse_assignments(text: str, *, separator: str = ";") -> dict[str, Any]:
+    """`"a=1; b=x"` -> `{"a": "1", "b": "x"}`; `none`/`null` become None."""
+    result: dict[str, Any] = {}
+    for item in text.split(separator):
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"expected key=value, got {item.strip()!r}")
+        result[key.strip()] = _scalar(value)
+    return result
+
+
+def parse_fault_spec(spec: str) -> Fault:
+    """`"slow;route=credits;times=2;delay=0.5"` -> a `Fault` (times=none: always)."""
+    name, _, rest = spec.strip().partition(";")
+    params = parse_assignments(rest)
+    route = params.pop("route", None) or "*"
+    times = params.pop("times", 1)
+    try:
+        return Fault.model_validate(
+            {"name": name.strip(), "route": route, "times": times, **params}
+        )
+    except ValidationError as err:
+        raise ValueError(_explain(err)) from None
+
+
+def parse_fault_header(value: str) -> list[Fault]:
+    """The faults named in one `X-Sandbox-Fault` header (comma-separated specs)."""
+    return [parse_fault_spec(item) for item in value.split(",") if item.strip()]
+
+
+__all__ = [
+    "FAULTS",
+    "FAULT_PARAMS",
+    "FAULT_ROUTES",
+    "ROUTES",
+    "Fault",
+    "SandboxConfig",
+    "parse_assignments",
+    "parse_fault_header",
+    "parse_fault_spec",
+]

@@ -1,0 +1,190 @@
+"""Renders: start, status (in the three documented shapes), cancel, and the rendered file.
+
+A render's phase follows the clock (`pending`, `processing` with rising
+progress, then `completed` or `failed` after `render_seconds`). The file is
+the bundled sample MP4, or with `render_output_bytes` a synthetic stream of
+that size made while it is sent; `/files/<id>.mp4` (the output URL) and the
+download fallback serve the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from nemo_mcp.sandbox.api import validated
+from nemo_mcp.sandbox.media import SAMPLE, sample_size, synthetic_stream
+from nemo_mcp.sandbox.protocol import ApiError, Json
+from nemo_mcp.sandbox.routing import SKILL_HEADERS, Call, endpoint
+from nemo_mcp.sandbox.world import Render
+
+DEFAULT_OUTPUT = {"format": "mp4", "quality": "high"}
+
+
+class RenderBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    id: str
+    sessionId: str
+    draft: dict[str, Any]
+    output: dict[str, Any] | None = None
+
+
+def _ms(moment: float) -> int:
+    return int(moment * 1000)
+
+
+def _output_size(render: Render) -> int:
+    return render.output_bytes if render.output_bytes is not None else sample_size()
+
+
+def status_body(call: Call, render: Render) -> dict[str, Any]:
+    """The render's status in the configured shape (bare, success, or a code envelope)."""
+    status, fraction = render.phase(time.monotonic())
+    progress: float = (
+        round(fraction * 100) if call.config.progress == "percent" else round(fraction, 3)
+    )
+    url = f"{call.base_url}/files/{render.id}.mp4"
+    if call.config.render_status == "success":
+        data: dict[str, Any] = {
+            "id": render.id,
+            "status": status,
+            "progress": progress,
+            "createdAt": _ms(render.created_at),
+        }
+        if status == "completed":
+            data.update(
+                outputUrl=url,
+                duration=render.duration,
+                size=_output_size(render),
+                completedAt=_ms(render.completed_at()),
+            )
+        if status == "failed":
+            data["error"] = render.fail_error
+        return {"success": True, "data": data}
+    bare: dict[str, Any] = {"taskId": render.id, "status": status, "progress": progress}
+    if status == "completed":
+        bare["output"] = {
+            "url": url,
+            "duration": render.duration,
+            "size": _output_size(render),
+            "format": render.output.get("format", "mp4"),
+        }
+    if status == "failed":
+        bare["error"] = render.fail_error
+    if call.config.render_status == "code":
+        return {"code": 0, "message": "success", "data": bare}
+    return bare
+
+
+def _ready(draft: dict[str, Any]) -> bool:
+    tracks = draft.get("t")
+    return isinstance(tracks, list) and any(
+        isinstance(t, dict) and isinstance(t.get("sg"), list) and t["sg"] for t in tracks
+    )
+
+
+@endpoint("render_start")
+async def render_start(call: Call) -> dict[str, Any]:
+    """Start a render of a draft; free, but needs the attribution headers."""
+    missing = [h for h in SKILL_HEADERS if call.header(h) is None]
+    if call.fault("export_blocked") is not None or missing:
+        reason = f" (missing attribution: {', '.join(missing)})" if missing else ""
+        raise ApiError(402, f"free plan export blocked{reason}")
+    body = validated(RenderBody, await call.json())
+    session = call.session(body.sessionId)
+    if not body.id.strip():
+        raise ApiError(400, "render id is empty: use render_<timestamp>")
+    if not _ready(body.draft):
+        raise ApiError(400, "the draft has no track with segments: nothing to render yet")
+    failing = call.fault("render_fail")
+    render = call.world.start_render(
+        call.user,
+        session,
+        body.id,
+        body.draft,
+        {**DEFAULT_OUTPUT, **(body.output or {})},
+        call.config,
+        str(failing.param("error")) if failing else None,
+    )
+    return {
+        "id": render.id,
+        "taskId": render.id,
+        "sessionId": session.session_id,
+        "status": "pending",
+        "createdAt": _ms(render.created_at),
+    }
+
+
+@endpoint("render_status")
+async def render_status(call: Call) -> Response:
+    render = call.world.render_of(call.user, call.request.path_params["render_id"])
+    return Json(status_body(call, render))
+
+
+@endpoint("render_cancel")
+async def render_cancel(call: Call) -> dict[str, Any]:
+    """Stop a render still running; a finished one is left as it is."""
+    render = call.world.render_of(call.user, call.request.path_params["render_id"])
+    status, _ = render.phase(time.monotonic())
+    if status in ("pending", "processing"):
+        render.cancelled_at = time.monotonic()
+        status = "cancelled"
+    return {"id": render.id, "status": status}
+
+
+def file_response(request: Request, render: Render) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{render.id}.mp4"'}
+    if render.output_bytes is None:
+        return FileResponse(SAMPLE, media_type="video/mp4", headers=headers)
+    headers["Content-Length"] = str(render.output_bytes)
+    body = synthetic_stream(render.output_bytes) if request.method != "HEAD" else iter(())
+    return StreamingResponse(body, media_type="video/mp4", headers=headers)
+
+
+@endpoint("render_download")
+async def render_download(call: Call) -> Response:
+    """The documented fallback: the finished file, through the API."""
+    render = call.world.render_of(call.user, call.request.path_params["render_id"])
+    status, _ = render.phase(time.monotonic())
+    if status != "completed":
+        raise ApiError(409, f"render {render.id} is {status}; its file exists once it is completed")
+    return file_response(call.request, render)
+
+
+def _not_found(key: str) -> Response:
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+        f"<Message>The specified key does not exist.</Message><Key>{key}</Key></Error>"
+    )
+    return Response(body, status_code=404, media_type="application/xml")
+
+
+@endpoint("file", auth=False)
+async def served_file(call: Call) -> Response:
+    """Output URLs and generated clips, as the storage bucket serves them (no token)."""
+    name: str = call.request.path_params["name"]
+    if call.fault("output_url_broken") is not None:
+        return _not_found(name)
+    kind = call.request.path_params.get("kind")
+    if kind is not None:
+        if kind != "clips" or name.removesuffix(".mp4") not in call.world.clips:
+            return _not_found(f"{kind}/{name}")
+        return FileResponse(SAMPLE, media_type="video/mp4")
+    render = call.world.renders.get(name.removesuffix(".mp4"))
+    if render is None or render.phase(time.monotonic())[0] != "completed":
+        return _not_found(name)
+    return file_response(call.request, render)
+
+
+__all__ = [
+    "render_cancel",
+    "render_download",
+    "render_start",
+    "render_status",
+    "served_file",
+    "status_body",
+]

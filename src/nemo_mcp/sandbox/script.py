@@ -1,0 +1,453 @@
+"""The scripted agent's mind, without I/O: what a message asks for, how the draft
+changes, and what the agent answers (in the backend's GUI phrasing).
+
+Drafts use the backend's short keys (`t`, `tt`, `sg`, `s`, `d`, `m`); every
+function returns a new draft and never changes the one it was given, and
+tracks and segments keep their `id` across edits.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from nemo_mcp.sandbox.world import new_id
+
+VIDEO, AUDIO, TEXT = 0, 1, 7
+DEFAULT_MS = 10_000
+TITLE_MS = 3_000
+DEFAULT_VOLUME = 0.35
+IMAGE_MS = 3_000
+CLIP_MS = 5_000
+
+#: Music styles by keyword; genres come before moods, so "upbeat jazz" is jazz.
+MOODS: tuple[tuple[str, str], ...] = (
+    (r"lo-?fi|chill", "Lo-fi Chill"),
+    (r"jazz", "Smooth Jazz"),
+    (r"rock|guitar", "Indie Rock"),
+    (r"piano", "Gentle Piano"),
+    (r"epic|cinematic|dramatic|orchestra", "Epic Cinematic"),
+    (r"upbeat|happy|energetic|fun|pop|party", "Upbeat Pop"),
+    (r"calm|relax|ambient|peaceful|soft|sleep|sad|emotional", "Calm Ambient"),
+)
+LIBRARY = tuple(name for _, name in MOODS)
+
+_F = re.IGNORECASE
+_QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”|「([^」]+)」|(?:(?<=\s)|^)\'([^\']+)\'(?=[\s.,!?;:]|$)')
+_MUSIC = re.compile(r"\b(music|bgm|song|soundtrack|tune)\b|背景音乐|音乐", _F)
+_TITLE = re.compile(r"\b(title|text|caption|heading)\b|标题|字幕", _F)
+_REMOVE = re.compile(r"\b(remove|delete|drop|mute|no|without|take out|get rid of)\b|删除|去掉", _F)
+_PERCENT = re.compile(r"(\d{1,3})\s*%|\bvolume\s+(?:to\s+|at\s+)?(\d{1,3})\b", _F)
+_LOUDER = re.compile(r"\b(louder|turn (?:it |the music )?up|increase the volume)\b", _F)
+_QUIETER = re.compile(
+    r"\b(quieter|softer|turn (?:it |the music )?down|lower the (?:music|volume))\b", _F
+)
+_SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*-?\s*(?:s|secs?|seconds?)\b", _F)
+_TRIM = re.compile(r"\b(trim|cut|shorten)\b", _F)
+_SHORTER = re.compile(r"\bshorter\b", _F)
+_GENERATE = re.compile(
+    r"\b(generate|create|make|produce|render)\b(?:\s+me)?\s+(?:a|an|another|one|new|a new|some)\s+"
+    r"(?:[\w-]+\s+){0,3}?(?:video|clip|movie|film|animation|reel)s?\b"
+    r"|\bfrom (?:this|my|the following) (?:prompt|script)\b|^\s*(?:a\s+)?video\s+(?:of|about|showing)\b",
+    _F,
+)
+_VERB = re.compile(r"^\s*(?:please\s+)?(generate|create|produce)\b", _F)
+_GREETING = re.compile(
+    r"^\s*(hi|hello|hey|thanks|thank you|good (morning|afternoon|evening)|你好)\b", _F
+)
+_QUESTION = re.compile(
+    r"^\s*(what|how|why|who|when|where|which|can|could|do|does|is|are|will|would)\b", _F
+)
+_PROMPT = re.compile(
+    r"(?:prompt|script)\s*:\s*(.+)$|\b(?:video|clip|movie|film|animation|reel)s?\s+"
+    r"(?:of|about|showing|featuring)\s+(.+)$",
+    _F | re.DOTALL,
+)
+_CONNECTIVES = ("with", "and", "while", "that", "where")
+_SMALL = {"a", "an", "the", "at", "of", "in", "on", "and", "or", "with", "for", "to", "by"}
+
+
+# intents -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AddMusic:
+    name: str | None = None  # None: chosen from the library
+
+
+@dataclass(frozen=True)
+class AddTitle:
+    text: str | None = None  # None: the project's title
+
+
+@dataclass(frozen=True)
+class RemoveMusic:
+    pass
+
+
+@dataclass(frozen=True)
+class RemoveTitle:
+    pass
+
+
+@dataclass(frozen=True)
+class SetVolume:
+    level: float | None = None  # absolute 0-1, else `step`
+    step: float = 0.0
+
+
+@dataclass(frozen=True)
+class Trim:
+    seconds: float | None = None  # None: a quarter shorter
+
+
+Edit = AddMusic | AddTitle | RemoveMusic | RemoveTitle | SetVolume | Trim
+
+
+@dataclass(frozen=True)
+class Intent:
+    kind: Literal["generate", "edit", "chat"]
+    prompt: str = ""
+    edits: tuple[Edit, ...] = ()
+
+
+def quoted(text: str) -> str | None:
+    match = _QUOTED.search(text)
+    return next((g for g in match.groups() if g), None) if match else None
+
+
+def mood_music(text: str) -> str | None:
+    for pattern, name in MOODS:
+        if re.search(rf"\b(?:{pattern})\b", text, _F):
+            return name
+    return None
+
+
+def parse_edits(text: str) -> list[Edit]:
+    """The edits a message asks for, in a fixed order."""
+    edits: list[Edit] = []
+    removing = bool(_REMOVE.search(text))
+    music, title = bool(_MUSIC.search(text)), bool(_TITLE.search(text))
+    if removing and music:
+        edits.append(RemoveMusic())
+    if removing and title:
+        edits.append(RemoveTitle())
+    percent = _PERCENT.search(text)
+    if percent and (music or "volume" in text.lower()):
+        edits.append(SetVolume(level=min(100, int(percent.group(1) or percent.group(2))) / 100))
+    elif _LOUDER.search(text):
+        edits.append(SetVolume(step=0.15))
+    elif _QUIETER.search(text):
+        edits.append(SetVolume(step=-0.15))
+    volume = any(isinstance(e, SetVolume) for e in edits)
+    if music and not removing and not volume:
+        edits.append(AddMusic(mood_music(text)))
+    if title and not removing:
+        edits.append(AddTitle(quoted(text)))
+    seconds = _SECONDS.search(text)
+    if _TRIM.search(text) and seconds:
+        edits.append(Trim(float(seconds.group(1))))
+    elif _SHORTER.search(text) or _TRIM.search(text):
+        edits.append(Trim(None))
+    return edits
+
+
+def has_video(draft: dict[str, Any] | None) -> bool:
+    return any(t.get("tt") == VIDEO and t.get("sg") for t in (draft or {}).get("t", []))
+
+
+def classify(text: str, draft: dict[str, Any] | None) -> Intent:
+    """Generation, edit or chat: what the backend's agent would do with `text`."""
+    if _GENERATE.search(text):
+        return Intent("generate", prompt=extract_prompt(text))
+    edits = tuple(parse_edits(text))
+    if has_video(draft):
+        return Intent("edit", edits=edits) if edits else Intent("chat")
+    if _GREETING.search(text) or _QUESTION.search(text) or text.strip().endswith("?"):
+        return Intent("chat")
+    if edits and not _VERB.search(text):
+        return Intent("chat")  # an edit with nothing to edit yet
+    return Intent("generate", prompt=extract_prompt(text))
+
+
+# words from a prompt ---------------------------------------------------------------------
+def extract_prompt(text: str) -> str:
+    match = _PROMPT.search(text)
+    prompt = next((g for g in match.groups() if g), text) if match else text
+    return " ".join(prompt.strip().strip("\"'“”「」").split()).rstrip(".!")
+
+
+def label_of(prompt: str) -> str:
+    """A short clip label: 'a futuristic city at sunset with cars' -> 'futuristic city at sunset'."""
+    words = prompt.replace(",", " ,").split()
+    while words and words[0].lower() in ("a", "an", "the"):
+        words.pop(0)
+    cut: list[str] = []
+    for word in words:
+        if (cut and word == ",") or (len(cut) >= 2 and word.lower() in _CONNECTIVES):
+            break
+        cut.append(word)
+    label = " ".join(cut[:6]).strip(" ,")
+    return label[:48] or "video"
+
+
+def title_of(label: str) -> str:
+    words = label.split()
+    return " ".join(
+        w if i and w.lower() in _SMALL else w[:1].upper() + w[1:] for i, w in enumerate(words)
+    )
+
+
+def duration_of(text: str) -> int:
+    """Milliseconds asked for ('a 30-second clip'), within 3-60 s; else 10 s."""
+    match = _SECONDS.search(text)
+    if not match:
+        return DEFAULT_MS
+    return int(min(60.0, max(3.0, float(match.group(1)))) * 1000)
+
+
+# drafts -----------------------------------------------------------------------------------
+def _track(tt: int, name: str, segments: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": new_id("trk_"), "tt": tt, "m": {"name": name}, "sg": segments}
+
+
+def _segment(start: int, length: int, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"id": new_id("seg_"), "s": start, "d": length, "m": meta}
+
+
+def raw_draft(title: str, clips: list[tuple[str, str, int]]) -> dict[str, Any]:
+    """A draft holding only the video track: `clips` are (name, url, ms) in order."""
+    segments, start = [], 0
+    for name, url, length in clips:
+        segments.append(_segment(start, length, {"name": name, "url": url}))
+        start += length
+    return {
+        "t": [_track(VIDEO, "Video", segments)],
+        "d": start,
+        "m": {"title": title, "width": 1920, "height": 1080},
+    }
+
+
+def _tracks(draft: dict[str, Any], tt: int) -> list[dict[str, Any]]:
+    return [t for t in draft["t"] if t.get("tt") == tt]
+
+
+def with_music(draft: dict[str, Any], name: str, url: str | None = None) -> dict[str, Any]:
+    """`draft` with its BGM set to `name` (replacing any, keeping its volume)."""
+    new = copy.deepcopy(draft)
+    old = _tracks(new, AUDIO)
+    volume = (
+        old[0]["sg"][0]["m"].get("volume", DEFAULT_VOLUME)
+        if old and old[0]["sg"]
+        else DEFAULT_VOLUME
+    )
+    meta: dict[str, Any] = {"name": name, "volume": volume}
+    if url:
+        meta["url"] = url
+    if old:
+        segment = old[0]["sg"][0] if old[0]["sg"] else _segment(0, new["d"], {})
+        old[0]["sg"] = [{**segment, "s": 0, "d": new["d"], "m": meta}]
+        new["t"] = [t for t in new["t"] if t.get("tt") != AUDIO or t is old[0]]
+    else:
+        new["t"].append(_track(AUDIO, "BGM", [_segment(0, new["d"], meta)]))
+    return new
+
+
+def with_title(draft: dict[str, Any], text: str) -> dict[str, Any]:
+    new = copy.deepcopy(draft)
+    old = _tracks(new, TEXT)
+    length = min(TITLE_MS, new["d"])
+    if old and old[0]["sg"]:
+        old[0]["sg"][0]["m"] = {**old[0]["sg"][0]["m"], "text": text}
+    elif old:
+        old[0]["sg"] = [_segment(0, length, {"text": text})]
+    else:
+        new["t"].append(_track(TEXT, "Title", [_segment(0, length, {"text": text})]))
+    return new
+
+
+def without(draft: dict[str, Any], tt: int) -> dict[str, Any]:
+    new = copy.deepcopy(draft)
+    new["t"] = [t for t in new["t"] if t.get("tt") != tt]
+    return new
+
+
+def trimmed(draft: dict[str, Any], ms: int) -> dict[str, Any]:
+    """Every track cut at `ms`; segments that would start after it are dropped."""
+    new = copy.deepcopy(draft)
+    for track in new["t"]:
+        kept = []
+        for seg in track["sg"]:
+            if seg["s"] < ms:
+                seg["d"] = min(seg["d"], ms - seg["s"])
+                kept.append(seg)
+        track["sg"] = kept
+    new["d"] = ms
+    return new
+
+
+def music_volume(draft: dict[str, Any]) -> float | None:
+    music = _tracks(draft, AUDIO)
+    return (
+        music[0]["sg"][0]["m"].get("volume", DEFAULT_VOLUME) if music and music[0]["sg"] else None
+    )
+
+
+def _pct(volume: float) -> int:
+    return round(volume * 100)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One edit's outcome: the new draft (None: nothing changed), its tool call, the reply."""
+
+    draft: dict[str, Any] | None
+    tool: str
+    args: dict[str, Any]
+    reply: str
+
+
+def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
+    export = "click the Export button to download your video."
+    if isinstance(edit, AddMusic):
+        current = _tracks(draft, AUDIO)
+        now = current[0]["sg"][0]["m"].get("name") if current and current[0]["sg"] else None
+        name = edit.name or next((n for n in LIBRARY if n != now), LIBRARY[0])
+        new = with_music(draft, name)
+        verb = (
+            f'replaced the background music with "{name}"'
+            if now
+            else (f'added "{name}" as background music at {_pct(music_volume(new) or 0)}% volume')
+        )
+        return Applied(
+            new,
+            "add_bgm",
+            {"name": name},
+            f"I {verb}. Open the music panel to adjust it, then {export}",
+        )
+    if isinstance(edit, AddTitle):
+        text = edit.text or draft.get("m", {}).get("title") or "My Video"
+        had = bool(_tracks(draft, TEXT))
+        reply = (
+            f'I changed the title to "{text}".'
+            if had
+            else f'I added the title "{text}" at the start.'
+        )
+        return Applied(
+            with_title(draft, text),
+            "add_title",
+            {"text": text},
+            f"{reply} Drag the text on the timeline to move it, then {export}",
+        )
+    if isinstance(edit, (RemoveMusic, RemoveTitle)):
+        tt, what = (AUDIO, "background music") if isinstance(edit, RemoveMusic) else (TEXT, "title")
+        if not _tracks(draft, tt):
+            return Applied(
+                None,
+                "remove_track",
+                {"track_type": tt},
+                f"There is no {what} to remove. Open the {'music' if tt == AUDIO else 'text'} panel to add one.",
+            )
+        return Applied(
+            without(draft, tt),
+            "remove_track",
+            {"track_type": tt},
+            f"I removed the {what}. Preview in timeline, then {export}",
+        )
+    if isinstance(edit, SetVolume):
+        current_volume = music_volume(draft)
+        if current_volume is None:
+            return Applied(
+                None,
+                "set_volume",
+                {},
+                "There is no background music yet. Open the music panel to add some.",
+            )
+        level = edit.level if edit.level is not None else current_volume + edit.step
+        level = round(max(0.05, min(1.0, level)), 2)
+        new = copy.deepcopy(draft)
+        for track in _tracks(new, AUDIO):
+            for seg in track["sg"]:
+                seg["m"]["volume"] = level
+        return Applied(
+            None if level == current_volume else new,
+            "set_volume",
+            {"volume": level},
+            f"I set the music volume to {_pct(level)}%. Open the music panel to fine-tune it.",
+        )
+    length = draft.get("d", 0)
+    target = (
+        int(edit.seconds * 1000)
+        if edit.seconds is not None
+        else max(1000, round(length * 0.75 / 1000) * 1000)
+    )
+    if target <= 0 or target >= length:
+        return Applied(
+            None,
+            "trim_video",
+            {"duration_ms": target},
+            f"The video is already {length / 1000:g} seconds long. Drag the clip edges on the timeline to change its length.",
+        )
+    return Applied(
+        trimmed(draft, target),
+        "trim_video",
+        {"duration_ms": target},
+        f"I trimmed the video to {target / 1000:g} seconds. Drag the clip edges on the timeline to adjust the cut, then {export}",
+    )
+
+
+# replies ----------------------------------------------------------------------------------
+RAW_READY = 'Your raw clip is ready: "{label}" ({seconds:g}s, 1920x1080). I\'m adding background music and a title now.'
+FINISHED = (
+    "I added background music and a title. Preview in timeline, then click the Export "
+    "button to download your video."
+)
+TEMPORARY_ISSUE = "I encountered a temporary issue"
+
+
+def chat_reply(text: str, draft: dict[str, Any] | None) -> str:
+    if has_video(draft):
+        names = [
+            t.get("m", {}).get("name", "Track") for t in (draft or {}).get("t", []) if t.get("sg")
+        ]
+        return (
+            f"Your video has {len(names)} track{'s' if len(names) != 1 else ''}: {', '.join(names)}. "
+            "Open the timeline panel to see them, or ask me to add music, change the title, "
+            "adjust the volume or trim it. Click the Export button when you're done."
+        )
+    if parse_edits(text):
+        return (
+            "There is no video in this project yet. Describe the video you want and I'll "
+            "generate it first."
+        )
+    return (
+        'Hello! Tell me what video you\'d like, for example "a futuristic city at sunset", '
+        "and I'll generate it. When it's ready, click the Export button to download it."
+    )
+
+
+__all__ = [
+    "AddMusic",
+    "AddTitle",
+    "Applied",
+    "Edit",
+    "Intent",
+    "RemoveMusic",
+    "RemoveTitle",
+    "SetVolume",
+    "Trim",
+    "apply_edit",
+    "chat_reply",
+    "classify",
+    "duration_of",
+    "extract_prompt",
+    "has_video",
+    "label_of",
+    "mood_music",
+    "parse_edits",
+    "quoted",
+    "raw_draft",
+    "title_of",
+    "with_music",
+    "with_title",
+]

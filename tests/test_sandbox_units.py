@@ -1,0 +1,266 @@
+"""The sandbox's pure parts, without a network: the agent's script, media probing,
+config and fault parsing, and SSE encoding."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from nemo_mcp.sandbox import script
+from nemo_mcp.sandbox.config import Fault, SandboxConfig, parse_assignments, parse_fault_header
+from nemo_mcp.sandbox.events import Call, Result, Say, Think, encode, heartbeat_frame
+from nemo_mcp.sandbox.media import SAMPLE, MediaProbe, synthetic_stream, upload_limit
+
+VIDEO_DRAFT = script.with_title(
+    script.with_music(
+        script.raw_draft("Urban Dreams", [("city timelapse", "u", 10_000)]), "Lo-fi Chill"
+    ),
+    "Urban Dreams",
+)
+
+
+# intents -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "draft", "kind"),
+    [
+        ("generate a video from this prompt: 'a futuristic city at sunset'", None, "generate"),
+        ("a futuristic city at sunset with flying cars", None, "generate"),
+        ("generate my text prompts", None, "generate"),
+        ("can you make me a short video of a cat?", VIDEO_DRAFT, "generate"),
+        ("create a new clip about dogs", VIDEO_DRAFT, "generate"),
+        ("hello", None, "chat"),
+        ("what can you do?", None, "chat"),
+        ("add some music", None, "chat"),
+        ("hello", VIDEO_DRAFT, "chat"),
+        ("make the video shorter", VIDEO_DRAFT, "edit"),
+        ("make my video louder", VIDEO_DRAFT, "edit"),
+        ("add a title 'Summer'", VIDEO_DRAFT, "edit"),
+        ("make the sky bluer", VIDEO_DRAFT, "chat"),
+    ],
+)
+def test_classify(text: str, draft: dict | None, kind: str) -> None:
+    assert script.classify(text, draft).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "edits"),
+    [
+        ("add background music", [script.AddMusic(None)]),
+        ("add some jazz music", [script.AddMusic("Smooth Jazz")]),
+        ("change the background music to upbeat jazz", [script.AddMusic("Smooth Jazz")]),
+        ("remove the music", [script.RemoveMusic()]),
+        ("no bgm and delete the title", [script.RemoveMusic(), script.RemoveTitle()]),
+        ("change the music volume to 60%", [script.SetVolume(level=0.6)]),
+        ("volume 150%", [script.SetVolume(level=1.0)]),
+        ("louder", [script.SetVolume(step=0.15)]),
+        ("turn the music down", [script.SetVolume(step=-0.15)]),
+        ('add text "Hello World"', [script.AddTitle("Hello World")]),
+        ("put a title “Été” on it", [script.AddTitle("Été")]),
+        ("add a title", [script.AddTitle(None)]),
+        ("trim to 8s", [script.Trim(8.0)]),
+        ("cut it to 4.5 seconds", [script.Trim(4.5)]),
+        ("make it shorter", [script.Trim(None)]),
+        ("it's great, thanks", []),
+    ],
+)
+def test_parse_edits(text: str, edits: list[script.Edit]) -> None:
+    assert script.parse_edits(text) == edits
+
+
+@pytest.mark.parametrize(
+    ("prompt", "label", "title"),
+    [
+        (
+            "a futuristic city at sunset with flying cars",
+            "futuristic city at sunset",
+            "Futuristic City at Sunset",
+        ),
+        ("The ocean, waves and gulls", "ocean", "Ocean"),
+        ("cat", "cat", "Cat"),
+        ("", "video", "Video"),
+    ],
+)
+def test_labels_and_titles(prompt: str, label: str, title: str) -> None:
+    assert script.label_of(prompt) == label and script.title_of(label) == title
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("a 30-second product demo", 30_000),
+        ("2 s clip", 3_000),
+        ("a 5 minute film", 10_000),
+        ("90 seconds", 60_000),
+    ],
+)
+def test_durations(text: str, ms: int) -> None:
+    assert script.duration_of(text) == ms
+
+
+def test_edits_never_change_their_input() -> None:
+    before = json.dumps(VIDEO_DRAFT, sort_keys=True)
+    for edit in [
+        script.AddMusic("X"),
+        script.AddTitle("Y"),
+        script.RemoveMusic(),
+        script.RemoveTitle(),
+        script.SetVolume(level=0.9),
+        script.Trim(2.0),
+    ]:
+        applied = script.apply_edit(VIDEO_DRAFT, edit)
+        assert applied.draft is not None and applied.draft != VIDEO_DRAFT
+    assert json.dumps(VIDEO_DRAFT, sort_keys=True) == before
+
+
+def test_trim_drops_and_cuts_segments() -> None:
+    draft = script.raw_draft("T", [("a", "u", 4000), ("b", "u", 4000), ("c", "u", 4000)])
+    cut = script.trimmed(draft, 6000)
+    assert [(s["m"]["name"], s["s"], s["d"]) for s in cut["t"][0]["sg"]] == [
+        ("a", 0, 4000),
+        ("b", 4000, 2000),
+    ]
+    assert cut["d"] == 6000
+
+
+def test_volume_stays_in_range_and_needs_music() -> None:
+    quiet = script.apply_edit(VIDEO_DRAFT, script.SetVolume(step=-5))
+    assert quiet.draft is not None and script.music_volume(quiet.draft) == 0.05
+    silent = script.without(VIDEO_DRAFT, script.AUDIO)
+    applied = script.apply_edit(silent, script.SetVolume(level=0.5))
+    assert applied.draft is None and "music panel" in applied.reply
+
+
+# media ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk", [1, 5, 16, 333, 65536])
+def test_mp4_probe_reads_boxes_across_any_chunking(chunk: int) -> None:
+    data = SAMPLE.read_bytes()
+    probe = MediaProbe("mp4")
+    for i in range(0, len(data), chunk):
+        probe.feed(data[i : i + chunk])
+    assert probe.facts() == {"duration": 3.0, "width": 1920, "height": 1080, "fps": 30.0}
+    assert probe.size == len(data)
+
+
+def test_probe_skips_small_and_large_boxes_before_moov() -> None:
+    data = SAMPLE.read_bytes()
+    ftyp_size = struct.unpack(">I", data[:4])[0]
+    free = struct.pack(">I4s", 8, b"free")  # a box shorter than a 16-byte header read
+    big = struct.pack(">I4sQ", 1, b"skip", 16 + 100_000) + bytes(100_000)  # 64-bit size
+    probe = MediaProbe("mov")
+    probe.feed(data[:ftyp_size] + free + big + data[ftyp_size:])
+    assert probe.facts()["width"] == 1920
+
+
+@pytest.mark.parametrize(
+    ("ext", "data", "facts"),
+    [
+        (
+            "gif",
+            b"GIF89a" + struct.pack("<HH", 320, 240) + bytes(10),
+            {"width": 320, "height": 240},
+        ),
+        (
+            "wav",
+            b"RIFF"
+            + bytes(4)
+            + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+            + b"data"
+            + struct.pack("<I", 32000)
+            + bytes(32000),
+            {"duration": 2.0},
+        ),
+        ("mp4", bytes(1000), {}),
+        ("png", b"not a png", {}),
+    ],
+)
+def test_probe_other_formats(ext: str, data: bytes, facts: dict) -> None:
+    probe = MediaProbe(ext)
+    probe.feed(data)
+    assert probe.facts() == facts
+
+
+def test_synthetic_stream_and_limits() -> None:
+    assert b"".join(synthetic_stream(10))[4:8] == b"ftyp"[: max(0, 10 - 4)]
+    assert sum(map(len, synthetic_stream(3 * 1024 * 1024 + 7))) == 3 * 1024 * 1024 + 7
+    assert (
+        upload_limit("ai-generator-generator")
+        == upload_limit("free-video-generator-from-script")
+        == 500_000_000
+    )
+    assert upload_limit("meta-video-generation-free") == upload_limit(None) == 200_000_000
+
+
+# config and faults -----------------------------------------------------------------------------
+def test_config_merges_and_validates() -> None:
+    config = SandboxConfig().merged(
+        parse_assignments("envelope=success; silent_edits=true; render_output_bytes=null")
+    )
+    assert (
+        config.envelope == "success"
+        and config.silent_edits is True
+        and config.render_output_bytes is None
+    )
+    for bad in ("envelope=xml", "heartbeat_interval=0", "nope=1", "initial_credits=-1"):
+        with pytest.raises(ValueError):
+            SandboxConfig().merged(parse_assignments(bad))
+
+
+def test_fault_forms() -> None:
+    fault = Fault("slow", route="credits", times=None, delay=2)
+    assert (
+        fault.param("delay") == 2 and fault.applies_to("credits") and not fault.applies_to("state")
+    )
+    assert Fault.model_validate({"name": "slow", "delay": 3}).param("delay") == 3
+    assert Fault("rate_limited").param("retry_after") == "1"
+    assert not Fault("render_fail").applies_to("credits") and Fault("render_fail").applies_to(
+        "render_start"
+    )
+    assert SandboxConfig(faults=[fault]).merged({}).faults == [fault]
+    parsed = parse_fault_header("slow;delay=0.1, stream_drop;after=5")
+    assert [(f.name, f.params) for f in parsed] == [
+        ("slow", {"delay": "0.1"}),
+        ("stream_drop", {"after": "5"}),
+    ]
+    for bad in (
+        "nope",
+        "slow;route=moon",
+        "render_fail;route=credits",
+        "slow;times=0",
+        "slow;pause=1",
+    ):
+        with pytest.raises(ValueError):
+            parse_fault_header(bad)
+
+
+# encoding ----------------------------------------------------------------------------------------
+def test_encode_styles() -> None:
+    call = Call((("c1", "add_bgm", {"name": "X"}),))
+    result = Result((("c1", "add_bgm", {"status": "success"}),), {"draft": {"t": []}})
+    (adk,) = encode(call, "adk", "e-1")
+    event = json.loads(adk.removeprefix(b"data: "))
+    assert (
+        adk.endswith(b"\n\n") and event["content"]["parts"][0]["functionCall"]["name"] == "add_bgm"
+    )
+    (answer,) = encode(result, "adk", "e-1")
+    event = json.loads(answer.removeprefix(b"data: "))
+    assert event["content"]["role"] == "user" and event["actions"]["stateDelta"] == {
+        "draft": {"t": []}
+    }
+    assert encode(Think("hm"), "typed", "e-1") == []
+    assert json.loads(encode(Say("hi"), "typed", "e-1")[0][6:]) == {"type": "text", "content": "hi"}
+    chunks = encode(Say("one two three four five six"), "adk_partial", "e-1")
+    pieces = [json.loads(c[6:]) for c in chunks]
+    assert all(p["partial"] for p in pieces[:-1]) and "partial" not in pieces[-1]
+    assert (
+        "".join(p["content"]["parts"][0]["text"] for p in pieces[:-1])
+        == "one two three four five six"
+    )
+    assert [heartbeat_frame("mixed", n, "adk") for n in range(3)] == [
+        b": ping\n\n",
+        b"data: \n\n",
+        b"event: heartbeat\ndata: \n\n",
+    ]
+    assert heartbeat_frame("comment", 0, "typed") == b'data: {"type":"heartbeat"}\n\n'
