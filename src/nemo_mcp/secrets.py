@@ -15,7 +15,9 @@ import threading
 MASK = "[redacted]"
 
 # Shapes of the backend's secrets, caught even before they are registered.
-_SHAPES = re.compile(r"\b(?:nmv_usr_|clm_)[A-Za-z0-9_\-.]{6,}|(?i:bearer)\s+[A-Za-z0-9_\-.=]{8,}")
+_BEARER = re.compile(r"\bnmv_usr_[A-Za-z0-9_\-.]{6,}|(?i:bearer)\s+[A-Za-z0-9_\-.=]{8,}")
+# Claim tokens are meant for one place only: the browser link a user opens.
+_CLAIM = re.compile(r"\bclm_[A-Za-z0-9_\-.]{6,}")
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -28,8 +30,13 @@ def register(secret: str | None) -> None:
             _known.add(secret)
 
 
-def redact(text: str) -> str:
-    """`text` with every registered secret and every token-shaped string masked."""
+def redact(text: str, *, claims: bool = True) -> str:
+    """`text` with every registered secret and every token-shaped string masked.
+
+    With `claims=False`, claim tokens are left in place: a tool result may
+    carry the browser link built from one, which is its purpose. Bearer
+    tokens are always masked.
+    """
     if not text:
         return text
     with _lock:
@@ -37,7 +44,8 @@ def redact(text: str) -> str:
     for secret in known:
         if secret in text:
             text = text.replace(secret, MASK)
-    return _SHAPES.sub(MASK, text)
+    text = _BEARER.sub(MASK, text)
+    return _CLAIM.sub(MASK, text) if claims else text
 
 
 class RedactingFilter(logging.Filter):

@@ -266,5 +266,9 @@ async def download(
             tmp.unlink(missing_ok=True)
             raise
         path = _claim_name(folder, stem, suffix, tmp)
+        try:
+            os.chmod(path, 0o644)  # the temporary file was private; the video is the user's
+        except OSError:
+            pass
         return Download(path=path, size=size, source=url, used_fallback=is_fallback)
     raise RenderError("the video could not be downloaded (" + "; ".join(reasons) + ")")

@@ -1,0 +1,153 @@
+"""`create_server(settings)`: the MCP server, its lifespan, resources and prompts.
+
+Nothing happens at import time. The backend client opens when the server
+starts (the lifespan), together with the task group that runs long work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from nemo_mcp import __version__
+from nemo_mcp.backend.client import NemoClient
+from nemo_mcp.errors import NemoError
+from nemo_mcp.identity import SkillIdentity, load_identity
+from nemo_mcp.secrets import RedactingFilter
+from nemo_mcp.server import tools
+from nemo_mcp.server.edge import message_for
+from nemo_mcp.server.service import NemoService
+from nemo_mcp.settings import Settings
+from nemo_mcp.store import StateStore
+from nemo_mcp.timeline import describe, parse_draft, summarize
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+NemoVideo makes and edits 1080p MP4 videos from text prompts, images and scripts.
+
+How the tools fit together:
+1. `upload` (optional): local files or http(s) URLs of images, clips or audio.
+2. `generate`: any creative request or edit, in plain words ("a 10-second video of a
+   city at sunset", "add lo-fi music at 40%", "add the title 'Urban Dreams'").
+   About 100 credits for a new clip, about 50 for an edit. The result lists the exact
+   timeline changes.
+3. `timeline`: see every track, and whether the video is ready to export (free).
+4. `export`: render and save the MP4, free; returns the file path and a browser link.
+5. `credits`: the balance (free).
+
+Long work continues on the server: when a result says it is still running, call the
+same tool again to wait for it; nothing is sent or charged twice. The user never
+needs a GUI: do not tell them to click anything.
+"""
+
+
+def _example_prompt(text: str):  # type: ignore[no-untyped-def]
+    def prompt() -> str:
+        return text
+
+    return prompt
+
+
+def create_server(
+    settings: Settings,
+    *,
+    identity: SkillIdentity | None = None,
+    transport: Any = None,
+) -> MCPServer[dict[str, Any]]:
+    """Build the MCP server for `settings`. `transport` (an httpx transport) is for tests."""
+    identity = identity or load_identity(
+        skill=settings.skill, skill_source_override=settings.skill_source
+    )
+
+    live: dict[str, NemoService] = {}  # static resources get no Context; they read this
+
+    def current() -> NemoService:
+        if "service" not in live:
+            raise RuntimeError("the server is not running")
+        return live["service"]
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
+        store = StateStore(settings.home, settings.api_url)
+        async with NemoClient(settings, identity, store, transport=transport) as client:
+            async with anyio.create_task_group() as tasks:
+                service = NemoService(settings, client, tasks)
+                live["service"] = service
+                try:
+                    yield {"service": service, "identity": identity}
+                finally:
+                    live.pop("service", None)
+                    tasks.cancel_scope.cancel()
+
+    mcp: MCPServer[dict[str, Any]] = MCPServer(
+        "nemo-mcp",
+        title="NemoVideo",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        website_url=settings.web_url,
+        lifespan=lifespan,
+        log_level="WARNING",
+    )
+    # Whatever handlers exist now (ours, or the SDK's default), none may print a token.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    tools.register(mcp)
+
+    @mcp.resource(
+        "nemo://timeline",
+        name="timeline",
+        title="Current timeline",
+        description="The current project's timeline as text",
+        mime_type="text/plain",
+    )
+    async def timeline_text() -> str:
+        service = current()
+        try:
+            draft = parse_draft((await service.client.state()).state.draft)
+        except NemoError as err:
+            return f"Timeline unavailable: {message_for(err, service.client)}"
+        return describe(draft)
+
+    @mcp.resource(
+        "nemo://timeline.json",
+        name="timeline-json",
+        title="Current timeline (JSON)",
+        description="The current project's draft and its summary",
+        mime_type="application/json",
+    )
+    async def timeline_json() -> str:
+        service = current()
+        try:
+            draft = (await service.client.state()).state.draft
+        except NemoError as err:
+            return json.dumps({"error": message_for(err, service.client)})
+        return json.dumps({"summary": summarize(parse_draft(draft)), "draft": draft})
+
+    @mcp.resource(
+        "nemo://renders",
+        name="renders",
+        title="Render history",
+        description="Renders started from this computer, newest last",
+        mime_type="application/json",
+    )
+    async def render_history() -> str:
+        service = current()
+        history = service.client.store.load_renders()
+        return history.model_dump_json(exclude={"renders": {"__all__": {"draft_hash"}}})
+
+    for n, example in enumerate(identity.profile.try_saying, start=1):
+        mcp.prompt(
+            name=f"try-{n}",
+            title=example[:60],
+            description=f"An example request for {identity.profile.title}",
+        )(_example_prompt(example))
+    return mcp
+

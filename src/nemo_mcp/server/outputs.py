@@ -1,0 +1,78 @@
+"""Structured outputs of the five tools (each tool's `outputSchema`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class GenerateOutput(BaseModel):
+    status: Literal["completed", "running", "failed", "not_sent"] = Field(
+        description="completed: the agent finished; running: still working, call generate again "
+        "to wait for it; not_sent: the request belongs to another tool"
+    )
+    reply: str = Field(description="The agent's answer, rewritten for tool use (no GUI steps)")
+    changes: list[str] = Field(default_factory=list, description="Exact timeline changes")
+    timeline: str = Field("", description="One-line timeline after the request")
+    raw_clip_ready: bool = Field(False, description="The generated clip has landed on the timeline")
+    recovered: bool = Field(
+        False, description="The stream broke and the result was read from the timeline instead"
+    )
+    next_steps: list[str] = Field(default_factory=list)
+    elapsed_seconds: float = 0.0
+    session_id: str | None = None
+
+
+class UploadedItem(BaseModel):
+    source: str = Field(description="The path or URL given")
+    name: str | None = None
+    type: str | None = None
+    duration_seconds: float | None = None
+    width: int | None = None
+    height: int | None = None
+    url: str | None = None
+
+
+class UploadOutput(BaseModel):
+    files: list[UploadedItem]
+    next_steps: list[str] = Field(default_factory=list)
+
+
+class ExportOutput(BaseModel):
+    status: Literal["completed", "rendering", "failed"]
+    render_id: str
+    progress_percent: int = 0
+    url: str | None = Field(None, description="The rendered video's URL")
+    file: str | None = Field(None, description="Where the MP4 was saved")
+    size_bytes: int | None = None
+    browser_link: str | None = Field(None, description="Open the project in the NemoVideo web app")
+    reused: bool = Field(False, description="An earlier export of this same timeline was returned")
+    elapsed_seconds: float = 0.0
+    next_steps: list[str] = Field(default_factory=list)
+
+
+class CreditsOutput(BaseModel):
+    available: float
+    frozen: float = Field(description="Held for work in progress")
+    total: float
+    anonymous: bool
+    note: str = ""
+
+
+class TimelineTrack(BaseModel):
+    label: str
+    type: str
+    segments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TimelineOutput(BaseModel):
+    summary: str
+    detail: str
+    ready_for_export: bool
+    duration_seconds: float
+    tracks: list[dict[str, Any]] = Field(default_factory=list)
+    uploads: list[dict[str, Any]] = Field(default_factory=list)
+    generated_media: list[dict[str, Any]] = Field(default_factory=list)
+    running: list[str] = Field(default_factory=list, description="Work still in progress")
+    session_id: str | None = None

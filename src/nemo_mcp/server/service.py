@@ -1,0 +1,106 @@
+"""The server's state for one NemoVideo identity: the client, and the work in flight.
+
+At most one generation and one render run at a time. A call that arrives
+while one runs joins it; a call that arrives after it finished, for the same
+request, gets its undelivered outcome. Nothing here sends a message or starts
+a render twice for one request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from nemo_mcp.backend.client import NemoClient
+from nemo_mcp.errors import InputError
+from nemo_mcp.server.export import Exporter, draft_hash, output_for, ready_draft
+from nemo_mcp.server.generation import run_generation
+from nemo_mcp.server.jobs import Job, run_job
+from nemo_mcp.server.outputs import ExportOutput, GenerateOutput
+from nemo_mcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+class NemoService:
+    def __init__(self, settings: Settings, client: NemoClient, tasks: TaskGroup) -> None:
+        self.settings = settings
+        self.client = client
+        self.tasks = tasks
+        self.exporter = Exporter(client, settings)
+        self.generation: Job[GenerateOutput] | None = None
+        self.render: Job[ExportOutput] | None = None
+        self._lock = anyio.Lock()
+
+    # generation ----------------------------------------------------------------
+    async def submit_generation(self, message: str, *, new_project: bool = False) -> tuple[Job[GenerateOutput], str]:
+        """The job answering `message`, and how: `started`, `joined` or `finished`."""
+        async with self._lock:
+            current = self.generation
+            if current is not None and not current.finished:
+                return current, "joined"
+            if current is not None and not current.delivered and _norm(current.key) == _norm(message):
+                return current, "finished"
+            if new_project:
+                await self.client.new_session()
+            job: Job[GenerateOutput] = Job("generation", message)
+            self.generation = job
+            self.tasks.start_soon(run_job, job, lambda: run_generation(self.client, self.settings, job, message))
+            return job, "started"
+
+    # export ---------------------------------------------------------------------
+    async def submit_export(self, *, fmt: str, quality: str, fresh: bool) -> tuple[Job[ExportOutput], str]:
+        """The render job for an export request: joined, resumed, reused or started."""
+        async with self._lock:
+            current = self.render
+            if current is not None and not current.finished:
+                return current, "joined"
+            if current is not None and not current.delivered:
+                return current, "finished"
+            session = await self.client.session()
+            pending = self.exporter.unfinished(session.session_id)
+            if pending is not None:
+                job: Job[ExportOutput] = Job("render", pending.id)
+                self.render = job
+                self.tasks.start_soon(run_job, job, lambda: self.exporter.follow(job, pending))
+                return job, "resumed"
+            state = await self.client.state()
+            draft = state.state.draft
+            if not ready_draft(draft):
+                raise InputError(
+                    "Nothing to export yet: the timeline has no clips. Call `generate` first "
+                    "(e.g. 'a 10-second video of a city at night'), then `export`."
+                )
+            if not fresh:
+                earlier = self.exporter.reusable(session.session_id, draft_hash(draft))
+                if earlier is not None:
+                    job = Job("render", earlier.id)
+                    link = await self.exporter.browser_link()
+                    job.succeed(output_for(earlier, link=link, elapsed=0.0, reused=True))
+                    self.render = job
+                    return job, "reused"
+            job = Job("render", "new")
+            self.render = job
+            self.tasks.start_soon(
+                run_job, job, lambda: self.exporter.run_new(job, draft, fmt=fmt, quality=quality)
+            )
+            return job, "started"
+
+    def running(self) -> list[str]:
+        """Work still in progress, in words."""
+        lines = []
+        if self.generation is not None and not self.generation.finished:
+            lines.append(f"generation: {self.generation.status_line()}")
+        if self.render is not None and not self.render.finished:
+            lines.append(f"render {self.render.key}: {self.render.status_line()}")
+        return lines
+
+    def describe(self) -> dict[str, Any]:
+        return {"running": self.running(), "session_id": self.client.session_id}

@@ -1,0 +1,119 @@
+"""`nemo-mcp demo` as a user runs it, and `nemo-mcp doctor` healthy and with each problem."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nemo_mcp import doctor
+
+ASSET = Path(__file__).resolve().parents[1] / "src" / "nemo_mcp" / "sandbox" / "assets" / "sample.mp4"
+
+
+def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path) -> None:
+    out = tmp_path / "videos"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("NEMO_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "nemo_mcp", "demo", "--output-dir", str(out)],
+        env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = list(out.glob("*.mp4"))
+    assert len(saved) == 1
+    assert hashlib.sha256(saved[0].read_bytes()).digest() == hashlib.sha256(ASSET.read_bytes()).digest()
+    assert str(saved[0]) in done.stdout
+    for step in ("1. credits", "2. generate", "3. generate", "4. timeline", "5. export", "... rendering"):
+        assert step in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "nmv_usr_" not in done.stdout + done.stderr
+    assert not (tmp_path / ".config" / "nemovideo").exists(), "the demo must not touch the user's state"
+
+
+def run_doctor(env: dict[str, str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = doctor.main(env, out=out)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def healthy_env(tmp_path: Path, sandbox: Any) -> dict[str, str]:
+    return {
+        "NEMO_API_URL": sandbox.url,
+        "NEMO_HOME": str(tmp_path / "home"),
+        "NEMO_OUTPUT_DIR": str(tmp_path / "out"),
+        "NEMO_UPLOAD_DIRS": str(tmp_path),
+    }
+
+
+def test_doctor_healthy(healthy_env: dict[str, str]) -> None:
+    code, text = run_doctor(healthy_env)
+    assert code == 0, text
+    assert "all good" in text and "FAIL" not in text
+    assert "no token yet" in text
+
+
+def test_doctor_checks_a_saved_token_without_printing_it(tmp_path: Path, sandbox: Any, healthy_env: dict[str, str]) -> None:
+    import anyio
+
+    from mcp_harness import connect, make_settings
+
+    async def first_use() -> None:
+        settings = make_settings(tmp_path, sandbox.url, home=Path(healthy_env["NEMO_HOME"]))
+        async with connect(settings) as session:
+            await session.call("credits")
+
+    anyio.run(first_use)
+    code, text = run_doctor(healthy_env)
+    assert code == 0, text
+    assert "accepted; 100 credits available" in text
+    token = next(Path(healthy_env["NEMO_HOME"]).glob("nemo-mcp/*/auth.json")).read_text()
+    assert "nmv_usr_" not in text and token not in text
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"NEMO_API_URL": "ftp://x"}, "NEMO_API_URL must start with http"),
+        ({"NEMO_API_URL": "http://127.0.0.1:9"}, "unreachable"),
+        ({"NEMO_SKILL": "nope"}, "unknown skill profile"),
+        ({"NEMO_TOKEN": "nmv_usr_bogus_token_123"}, "NEMO_TOKEN was refused"),
+        ({"NEMO_UPLOAD_DIRS": "/no/such/folder"}, "is not a folder"),
+        ({"NEMO_TOOL_TIMEOUT": "-1"}, "NEMO_TOOL_TIMEOUT must be above 0"),
+    ],
+)
+def test_doctor_finds_each_problem(healthy_env: dict[str, str], change: dict[str, str], problem: str) -> None:
+    code, text = run_doctor({**healthy_env, **change})
+    assert code == 1, text
+    assert problem in text
+    assert "nmv_usr_bogus_token_123" not in text
+
+
+def test_doctor_finds_unsafe_state_permissions(tmp_path: Path, healthy_env: dict[str, str]) -> None:
+    from nemo_mcp.store import AuthRecord, StateStore
+
+    store = StateStore(Path(healthy_env["NEMO_HOME"]), healthy_env["NEMO_API_URL"])
+    store.save_auth(AuthRecord(token="nmv_usr_x" * 4))
+    auth = store.folder / "auth.json"
+    os.chmod(auth, 0o644)
+    code, text = run_doctor(healthy_env)
+    assert code == 1 and f"chmod 600 {auth}" in text
+    os.chmod(auth, stat.S_IRUSR | stat.S_IWUSR)
+    os.chmod(store.folder, 0o755)
+    code, text = run_doctor(healthy_env)
+    assert code == 1 and f"chmod 700 {store.folder}" in text
+
+
+def test_doctor_unwritable_output(healthy_env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, text = run_doctor({**healthy_env, "NEMO_OUTPUT_DIR": str(blocker)})
+    assert code == 1 and "is not a folder" in text

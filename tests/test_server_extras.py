@@ -1,0 +1,93 @@
+"""Resources, prompts, scripts, new projects and recovery, through the real client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_harness import connect, make_settings, text_of
+from nemo_mcp.identity import PROFILES
+
+
+async def test_resources_and_prompts(tmp_path: Path, sandbox: Any) -> None:
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        client = session.client
+        uris = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert {"nemo://timeline", "nemo://timeline.json", "nemo://renders"} <= uris
+        empty = await client.read_resource("nemo://timeline")
+        assert "no tracks" in empty.contents[0].text.lower()  # type: ignore[union-attr]
+        await session.call("generate", {"message": "a video of a waterfall"})
+        await session.call("export")
+        text = (await client.read_resource("nemo://timeline")).contents[0].text  # type: ignore[union-attr]
+        assert "Video" in text
+        data = json.loads((await client.read_resource("nemo://timeline.json")).contents[0].text)  # type: ignore[union-attr]
+        assert data["summary"].startswith("Timeline (") and data["draft"]["t"]
+        history = json.loads((await client.read_resource("nemo://renders")).contents[0].text)  # type: ignore[union-attr]
+        assert history["renders"][-1]["status"] == "completed"
+        prompts = (await client.list_prompts()).prompts
+        examples = PROFILES["ai-video-generation-online"].try_saying
+        assert len(prompts) == len(examples)
+        first = await client.get_prompt(prompts[0].name)
+        assert first.messages[0].content.text == examples[0]  # type: ignore[union-attr]
+
+
+async def test_script_file_is_sent_with_the_request(tmp_path: Path, sandbox: Any) -> None:
+    script = tmp_path / "uploads" / "launch.md"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text("# Launch\n\nMeet the new Aurora lamp.\n\n\n\nIt glows.", encoding="utf-8")
+    settings = make_settings(tmp_path, sandbox.url, skill="free-video-generator-from-script")
+    async with connect(settings) as session:
+        result = await session.call(
+            "generate", {"message": "turn my script into a video", "script_file": str(script)}
+        )
+    assert not result.is_error, text_of(result)
+    sent = sandbox.control.stats()["messages"][0]["text"]
+    assert sent.startswith("turn my script into a video") and "Meet the new Aurora lamp." in sent
+
+
+async def test_script_file_outside_roots_is_refused(tmp_path: Path, sandbox: Any) -> None:
+    script = tmp_path / "elsewhere.txt"
+    script.write_text("secret plans")
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        result = await session.call("generate", {"message": "make it", "script_file": str(script)})
+    assert result.is_error and "outside the folders" in text_of(result)
+    assert sandbox.control.stats()["requests"].get("run_sse", 0) == 0
+
+
+async def test_new_project_starts_a_fresh_session(tmp_path: Path, sandbox: Any) -> None:
+    sandbox.control.set(initial_credits=500)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        first = await session.call("generate", {"message": "a video of a red car"})
+        second = await session.call("generate", {"message": "a video of a blue boat", "new_project": True})
+        shown = await session.call("timeline")
+    assert first.structured_content["session_id"] != second.structured_content["session_id"]  # type: ignore[index]
+    assert "car" not in text_of(shown).lower()
+
+
+async def test_broken_stream_is_recovered_from_the_state(tmp_path: Path, sandbox: Any) -> None:
+    sandbox.control.fault("stream_drop", route="run_sse", times=1)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        result = await session.call("generate", {"message": "a video of a meadow"})
+    out = result.structured_content
+    assert not result.is_error, text_of(result)
+    assert out["recovered"] and out["changes"]  # type: ignore[index]
+    assert "nothing was sent twice" in text_of(result)
+    assert sandbox.control.stats()["requests"]["run_sse"] == 1
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_cancelled_wait_does_not_cancel_the_work(tmp_path: Path, sandbox: Any, mode: str) -> None:
+    import anyio
+
+    sandbox.control.set(generation_seconds=1.5)
+    settings = make_settings(tmp_path, sandbox.url)
+    message = {"message": "a video of northern lights"}
+    async with connect(settings, mode=mode) as session:
+        with anyio.move_on_after(0.4):
+            await session.client.call_tool("generate", message)
+        result = await session.call("generate", message)
+    assert result.structured_content["status"] == "completed"  # type: ignore[index]
+    assert sandbox.control.stats()["requests"]["run_sse"] == 1
