@@ -149,7 +149,7 @@ async def test_render_resumes_by_id_after_sigkill(tmp_path: Path, sandbox: Any) 
 
 async def test_generation_in_flight_survives_sigkill(tmp_path: Path, sandbox: Any) -> None:
     """The backend finishes the work; the new process reads it and sends nothing again."""
-    sandbox.control.set(generation_seconds=2.0)
+    sandbox.control.set(generation_seconds=1.2)
     env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.4")
     home = Path(env["NEMO_HOME"])
     async with stdio_server(env) as (client, pid):
@@ -186,7 +186,7 @@ async def test_generation_in_flight_survives_sigkill(tmp_path: Path, sandbox: An
     ),
 )
 async def test_same_generate_request_after_sigkill_is_not_sent_again(tmp_path: Path, sandbox: Any) -> None:
-    sandbox.control.set(generation_seconds=1.5, initial_credits=500)
+    sandbox.control.set(generation_seconds=1.0, initial_credits=500)
     env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.4")
     message = {"message": "a video of a volcano"}
     async with stdio_server(env) as (client, pid):
