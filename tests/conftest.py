@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -30,3 +33,45 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
     sandbox_server.control.reset()
     sandbox_server.control.set(**FAST_SANDBOX)
     yield sandbox_server
+
+
+class Transcript(logging.Handler):
+    """Everything a session showed: tool results (text and structured), errors, log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.results: list[str] = []
+        self.errors: list[str] = []
+        self.logs: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # What a real handler would write: the message, and any exception text.
+        self.logs.append(logging.Formatter("%(name)s %(levelname)s %(message)s").format(record))
+
+    def add(self, result: Any) -> Any:
+        """Record one `CallToolResult`; returns it for chaining."""
+        text = "\n".join(getattr(block, "text", "") for block in result.content)
+        shown = text + "\n" + json.dumps(result.structured_content)
+        (self.errors if result.is_error else self.results).append(shown)
+        return result
+
+    def everything(self) -> str:
+        return "\n".join(self.results + self.errors + self.logs)
+
+
+@pytest.fixture
+def transcript() -> Iterator[Transcript]:
+    """A `Transcript` attached to the root logger at DEBUG for the whole test.
+
+    Attach it before the server is built, as a real log handler would be.
+    """
+    capture = Transcript()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(old_level)
