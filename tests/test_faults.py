@@ -125,12 +125,6 @@ ROWS: dict[str, Row] = {
 }
 
 XFAIL: dict[str, str] = {
-    "export-session-lost": (
-        "backend/render.py start_render sends POST /api/render/proxy/lambda with client.request, "
-        "not session_request, and re-raises SessionNotFoundError (_FINAL); edge.message_for passes "
-        "its raw text through, so the agent reads 'session not found: <id>' with no next step, and "
-        "the lost session stays stored instead of being replaced"
-    ),
 }
 
 

@@ -176,15 +176,6 @@ async def test_generation_in_flight_survives_sigkill(tmp_path: Path, sandbox: An
     assert_all_whole(home)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server/service.py NemoService.submit_generation keeps the running generation only in "
-        "memory (self.generation); after a restart the same `generate` request is sent to "
-        "/run_sse again (a second charge), although the tool promises it is never sent twice. "
-        "The pending message should be persisted (like renders.json) and joined on restart."
-    ),
-)
 async def test_same_generate_request_after_sigkill_is_not_sent_again(tmp_path: Path, sandbox: Any) -> None:
     sandbox.control.set(generation_seconds=1.0, initial_credits=500)
     env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.4")

@@ -7,6 +7,7 @@ upstream skill):
     nemo-mcp/<backend>/auth.json   token, user id, expiry           (0600)
     nemo-mcp/<backend>/session.json  task id and session id          (0600)
     nemo-mcp/<backend>/renders.json  render jobs, newest last         (0600)
+    nemo-mcp/<backend>/generation.json  the message in flight, if any (0600)
 
 `<backend>` is derived from the API URL, so a sandbox never overwrites the
 state of the real service. Every write goes to a temporary file in the same
@@ -93,6 +94,15 @@ class RenderRecord(BaseModel):
     title: str | None = None
 
 
+class GenerationRecord(BaseModel):
+    """A message sent (or about to be) whose outcome was not yet reported."""
+
+    message: str
+    session_id: str
+    started_at: float
+    before: Any = None
+
+
 class RenderHistory(BaseModel):
     renders: list[RenderRecord] = []
 
@@ -177,6 +187,15 @@ class StateStore:
 
     def clear_session(self) -> None:
         self._delete("session.json")
+
+    def load_generation(self) -> GenerationRecord | None:
+        return self._load("generation.json", GenerationRecord)
+
+    def save_generation(self, record: GenerationRecord) -> None:
+        self._save("generation.json", record)
+
+    def clear_generation(self) -> None:
+        self._delete("generation.json")
 
     def load_renders(self) -> RenderHistory:
         return self._load("renders.json", RenderHistory) or RenderHistory()

@@ -78,6 +78,10 @@ async def start_render(
                 what="starting the render",
             )
             return render_id
+        except SessionNotFoundError as err:
+            lost = await client.session()
+            new = await client.replace_lost_session(lost)
+            raise client.session_lost_error(err, new) from err
         except _FINAL:
             raise
         except BackendError as err:

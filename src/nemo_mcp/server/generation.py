@@ -11,6 +11,7 @@ state is read on the documented schedule instead of sending anything again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from nemo_mcp.errors import AgentError, BackendError, BackendTimeoutError, NemoE
 from nemo_mcp.server.jobs import Job, format_duration
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.settings import Settings
+from nemo_mcp.store import GenerationRecord
 from nemo_mcp.timeline import diff, parse_draft, summarize
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,40 @@ class GenerationRun:
 
 
 async def run_generation(
+    client: NemoClient,
+    settings: Settings,
+    job: Job[GenerateOutput],
+    message: str,
+    *,
+    resumed: GenerationRecord | None = None,
+) -> GenerateOutput:
+    """Send `message` once and return the report; used as the job's work.
+
+    The message is recorded on disk, with the timeline before it, from just
+    before it is sent until its outcome is known. `resumed` is such a record
+    left by a server that stopped mid-way: its outcome is read from the
+    timeline, and nothing is sent.
+    """
+    store = client.store
+    try:
+        if resumed is not None:
+            run = GenerationRun(message=message, before=resumed.before)
+            restarted = StreamBrokenError("the server restarted while the agent was working")
+            output = await _recover(client, settings, job, run, restarted)
+        else:
+            output = await _generate(client, settings, job, message)
+    except anyio.get_cancelled_exc_class():
+        raise  # shutting down: keep the record, so a restart recovers instead of re-sending
+    except BaseException:
+        store.clear_generation()
+        raise
+    store.clear_generation()
+    return output
+
+
+async def _generate(
     client: NemoClient, settings: Settings, job: Job[GenerateOutput], message: str
 ) -> GenerateOutput:
-    """Send `message` once and return the report; used as the job's work."""
     run = GenerationRun(message=message)
     job.set_phase("reading the timeline before the change")
     try:
@@ -99,6 +132,12 @@ async def run_generation(
             raise
         log.info("could not read the state before sending (%s); diff will be partial", err)
     had_video = _has_video(run.before)
+    session = await client.session()
+    client.store.save_generation(
+        GenerationRecord(
+            message=message, session_id=session.session_id, started_at=time.time(), before=run.before
+        )
+    )
 
     async def on_event(event: StreamEvent) -> None:
         if isinstance(event, TextEvent):

@@ -48,9 +48,28 @@ class NemoService:
                 return current, "joined"
             if current is not None and not current.delivered and _norm(current.key) == _norm(message):
                 return current, "finished"
+            store = self.client.store
+            pending = store.load_generation()
+            if pending is not None:
+                session = await self.client.session()
+                if (
+                    not new_project
+                    and pending.session_id == session.session_id
+                    and _norm(pending.message) == _norm(message)
+                ):
+                    # Sent by a server that stopped before reporting: read, never re-send.
+                    job: Job[GenerateOutput] = Job("generation", message)
+                    self.generation = job
+                    self.tasks.start_soon(
+                        run_job,
+                        job,
+                        lambda: run_generation(self.client, self.settings, job, message, resumed=pending),
+                    )
+                    return job, "resumed"
+                store.clear_generation()
             if new_project:
                 await self.client.new_session()
-            job: Job[GenerateOutput] = Job("generation", message)
+            job = Job("generation", message)
             self.generation = job
             self.tasks.start_soon(run_job, job, lambda: run_generation(self.client, self.settings, job, message))
             return job, "started"

@@ -66,6 +66,11 @@ def _reporter(ctx: Context):  # type: ignore[no-untyped-def]
 # generate ------------------------------------------------------------------------------
 def generate_text(out: GenerateOutput, *, how: str, job: Job[GenerateOutput], asked: str) -> str:
     lines: list[str] = []
+    if how == "resumed":
+        lines.append(
+            "This request was already sent before the server restarted, so it was not sent "
+            "again; its outcome is read from the timeline."
+        )
     if how == "joined" and " ".join(asked.split()).casefold() != " ".join(job.key.split()).casefold():
         lines.append(
             f"Another request is still running (\"{job.key[:80]}\"), so this one was NOT sent "
