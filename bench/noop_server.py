@@ -1,4 +1,10 @@
-"""A do-nothing MCP server with one tool, served over stdio: the floor for `bench_startup.py`."""
+"""A do-nothing MCP server with one tool: the floor for `bench_startup.py` and `bench_http.py`.
+
+    python bench/noop_server.py                 # stdio
+    python bench/noop_server.py --http PORT     # streamable HTTP at 127.0.0.1:PORT/mcp
+"""
+
+import sys
 
 from mcp.server.mcpserver import MCPServer
 
@@ -12,4 +18,8 @@ async def ping() -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]),
+                   streamable_http_path="/mcp", json_response=False)
+    else:
+        server.run()
