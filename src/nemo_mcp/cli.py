@@ -59,20 +59,16 @@ def _serve(args: argparse.Namespace) -> int:
     from nemo_mcp.settings import settings_from_env
 
     try:
-        server = create_server(settings_from_env())
+        settings = settings_from_env()
+        server = create_server(settings)
     except (ConfigError, SkillFileError) as err:
         print(f"nemo-mcp: {err}", file=sys.stderr)
         return 2
     if getattr(args, "http", False):
-        server.run(
-            "streamable-http",
-            host=args.host,
-            port=args.port,
-            streamable_http_path="/mcp",
-            json_response=False,
-        )
-    else:
-        server.run()
+        from nemo_mcp.server.http import serve_http
+
+        return serve_http(server, settings.http_tokens, host=args.host, port=args.port)
+    server.run()
     return 0
 
 

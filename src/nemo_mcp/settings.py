@@ -55,6 +55,8 @@ class Settings:
     #: Stream limits: heartbeats only for this long is a timeout; never longer in all.
     stream_idle: float = 600.0
     stream_total: float = 900.0
+    #: HTTP mode: bearer tokens clients must send; each one is a separate user.
+    http_tokens: tuple[SecretStr, ...] = ()
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -134,4 +136,6 @@ def settings_from_env(
         values["stream_idle"] = _positive_float("NEMO_STREAM_IDLE_SECONDS", idle)
     if (total := pick("stream_total", "NEMO_STREAM_TOTAL_SECONDS")) is not None:
         values["stream_total"] = _positive_float("NEMO_STREAM_TOTAL_SECONDS", total)
+    if (tokens := pick("http_tokens", "NEMO_HTTP_TOKENS")) is not None:
+        values["http_tokens"] = tuple(SecretStr(t.strip()) for t in tokens.split(",") if t.strip())
     return Settings(**values)  # type: ignore[arg-type]

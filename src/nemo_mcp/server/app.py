@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -17,12 +17,12 @@ from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
 from nemo_mcp.backend.client import NemoClient
-from nemo_mcp.errors import NemoError
+from nemo_mcp.errors import InputError, NemoError
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.secrets import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.edge import message_for
-from nemo_mcp.server.service import NemoService
+from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
 from nemo_mcp.store import StateStore
 from nemo_mcp.timeline import describe, parse_draft, summarize
@@ -66,24 +66,33 @@ def create_server(
         skill=settings.skill, skill_source_override=settings.skill_source
     )
 
-    live: dict[str, NemoService] = {}  # static resources get no Context; they read this
+    live: dict[str, Services] = {}  # static resources get no Context; they read this
 
-    def current() -> NemoService:
-        if "service" not in live:
+    async def current() -> NemoService:
+        if "services" not in live:
             raise RuntimeError("the server is not running")
-        return live["service"]
+        if live["services"].multi_user:
+            # Resources carry no caller; several users' state must not be shown to anyone.
+            raise InputError("serving several users: call the `timeline` tool instead")
+        return await live["services"].get(None)
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
-        store = StateStore(settings.home, settings.api_url)
-        async with NemoClient(settings, identity, store, transport=transport) as client:
+        # Clients close after the task group has finished, never under a running job.
+        async with AsyncExitStack() as clients:
+
+            async def open_client(user_settings: Settings) -> NemoClient:
+                store = StateStore(user_settings.home, user_settings.api_url)
+                client = NemoClient(user_settings, identity, store, transport=transport)
+                return await clients.enter_async_context(client)
+
             async with anyio.create_task_group() as tasks:
-                service = NemoService(settings, client, tasks)
-                live["service"] = service
+                services = Services(settings, open_client, tasks)
+                live["services"] = services
                 try:
-                    yield {"service": service, "identity": identity}
+                    yield {"services": services, "identity": identity}
                 finally:
-                    live.pop("service", None)
+                    live.pop("services", None)
                     tasks.cancel_scope.cancel()
 
     mcp: MCPServer[dict[str, Any]] = MCPServer(
@@ -109,11 +118,12 @@ def create_server(
         mime_type="text/plain",
     )
     async def timeline_text() -> str:
-        service = current()
+        service: NemoService | None = None
         try:
+            service = await current()
             draft = parse_draft((await service.client.state()).state.draft)
         except NemoError as err:
-            return f"Timeline unavailable: {message_for(err, service.client)}"
+            return f"Timeline unavailable: {message_for(err, service.client if service else None)}"
         return describe(draft)
 
     @mcp.resource(
@@ -124,11 +134,12 @@ def create_server(
         mime_type="application/json",
     )
     async def timeline_json() -> str:
-        service = current()
+        service: NemoService | None = None
         try:
+            service = await current()
             draft = (await service.client.state()).state.draft
         except NemoError as err:
-            return json.dumps({"error": message_for(err, service.client)})
+            return json.dumps({"error": message_for(err, service.client if service else None)})
         return json.dumps({"summary": summarize(parse_draft(draft)), "draft": draft})
 
     @mcp.resource(
@@ -139,7 +150,10 @@ def create_server(
         mime_type="application/json",
     )
     async def render_history() -> str:
-        service = current()
+        try:
+            service = await current()
+        except NemoError as err:
+            return json.dumps({"error": err.message})
         history = service.client.store.load_renders()
         return history.model_dump_json(exclude={"renders": {"__all__": {"draft_hash"}}})
 

@@ -9,6 +9,7 @@ a render twice for one request.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -123,3 +124,42 @@ class NemoService:
 
     def describe(self) -> dict[str, Any]:
         return {"running": self.running(), "session_id": self.client.session_id}
+
+
+class Services:
+    """One `NemoService` per user: the local user, or one per HTTP bearer token.
+
+    Each HTTP user's state (client id, NemoVideo token, session, renders)
+    lives in its own folder, named from a hash of their bearer token, so no
+    user can reach another's work.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        open_client: Callable[[Settings], Awaitable[NemoClient]],
+        tasks: TaskGroup,
+    ) -> None:
+        self.settings = settings
+        self._open_client = open_client
+        self._tasks = tasks
+        self._services: dict[str | None, NemoService] = {}
+        self._lock = anyio.Lock()
+
+    @property
+    def multi_user(self) -> bool:
+        return bool(self.settings.http_tokens)
+
+    async def get(self, key: str | None = None) -> NemoService:
+        async with self._lock:
+            service = self._services.get(key)
+            if service is None:
+                settings = self.settings
+                if key is not None:
+                    settings = settings.with_overrides(
+                        home=settings.home / "http-users" / key, client_id=None
+                    )
+                client = await self._open_client(settings)
+                service = NemoService(settings, client, self._tasks)
+                self._services[key] = service
+            return service

@@ -28,7 +28,8 @@ from nemo_mcp.server.outputs import (
     UploadOutput,
 )
 from nemo_mcp.server.paths import check_path, classify, roots_from_uris
-from nemo_mcp.server.service import NemoService
+from nemo_mcp.server.http import bearer, identity_key
+from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.timeline import describe, parse_draft, summarize, view
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,15 @@ GENERATION_COST = 100
 EDIT_COST = 50
 
 
-def service_of(ctx: Context) -> NemoService:
-    return ctx.request_context.lifespan_context["service"]  # type: ignore[no-any-return]
+async def service_of(ctx: Context) -> NemoService:
+    """The caller's service: per bearer token when serving several HTTP users."""
+    services: Services = ctx.request_context.lifespan_context["services"]
+    if not services.multi_user:
+        return await services.get(None)
+    token = bearer(ctx.headers)
+    if token is None:  # the HTTP gate lets no such request through; stdio has no users
+        return await services.get(None)
+    return await services.get(identity_key(token))
 
 
 def result(text: str, model: BaseModel) -> CallToolResult:
@@ -168,7 +176,7 @@ def register(mcp: MCPServer[Any]) -> None:
         ] = False,
         roots: Annotated[ListRootsResult | None, Resolve(get_roots)] = None,
     ) -> Annotated[CallToolResult, GenerateOutput]:
-        service = service_of(ctx)
+        service = await service_of(ctx)
         try:
             text = message.strip()
             if script_file:
@@ -220,7 +228,7 @@ def register(mcp: MCPServer[Any]) -> None:
         ],
         roots: Annotated[ListRootsResult | None, Resolve(get_roots)] = None,
     ) -> Annotated[CallToolResult, UploadOutput]:
-        service = service_of(ctx)
+        service = await service_of(ctx)
         client = service.client
         try:
             allowed = (
@@ -283,7 +291,7 @@ def register(mcp: MCPServer[Any]) -> None:
             Field(description="Render again even if this exact timeline was already exported"),
         ] = False,
     ) -> Annotated[CallToolResult, ExportOutput]:
-        service = service_of(ctx)
+        service = await service_of(ctx)
         try:
             job, how = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
             finished = await job.wait(service.settings.tool_timeout, _reporter(ctx))
@@ -333,7 +341,7 @@ def register(mcp: MCPServer[Any]) -> None:
         ),
     )
     async def credits(ctx: Context) -> Annotated[CallToolResult, CreditsOutput]:
-        service = service_of(ctx)
+        service = await service_of(ctx)
         client = service.client
         try:
             balance = await client.credits()
@@ -371,7 +379,7 @@ def register(mcp: MCPServer[Any]) -> None:
         ),
     )
     async def timeline(ctx: Context) -> Annotated[CallToolResult, TimelineOutput]:
-        service = service_of(ctx)
+        service = await service_of(ctx)
         try:
             snapshot = await service.client.state()
         except NemoError as err:
