@@ -11,6 +11,7 @@ GET /api/credits/balance/simple. Calls alternate in blocks so drift hits both al
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -66,9 +67,60 @@ async def measure(url: str, home: Path, calls: int) -> tuple[list[float], list[f
     return via_mcp, direct, floor
 
 
+async def layers(url: str, home: Path, calls: int) -> dict[str, list[float]]:
+    """The same call one layer at a time, all in this process (no stdio): where the time goes."""
+    from noop_server import server as noop_server
+
+    from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.identity import load_identity
+    from nemo_mcp.server import create_server
+    from nemo_mcp.settings import Settings
+    from nemo_mcp.store import StateStore
+
+    headers, _ = login(url)
+    settings = Settings(api_url=url, home=home / "layers", output_dir=home / "out", upload_dirs=(home,))
+    identity = load_identity()
+    server = create_server(settings)
+    logging.getLogger().setLevel(logging.WARNING)  # the SDK's set-up turns on INFO request logs
+    times: dict[str, list[float]] = {}
+    async with NemoClient(settings, identity, StateStore(settings.home, url)) as nemo, \
+            Client(server) as in_memory, Client(noop_server) as bare, \
+            httpx.AsyncClient(base_url=url, headers=headers) as http:
+        async def direct() -> None:
+            (await http.get("/api/credits/balance/simple")).json()
+
+        async def ours() -> None:
+            await nemo.credits()
+
+        async def tool() -> None:
+            assert not (await in_memory.call_tool("credits", {})).is_error
+
+        async def ping() -> None:
+            await bare.call_tool("ping", {})
+
+        steps = {
+            "httpx GET": direct,
+            "NemoClient.credits()": ours,
+            "`credits` tool, in-memory MCP": tool,
+            "`ping` tool, in-memory MCP (SDK dispatch floor)": ping,
+        }
+        for name, step in steps.items():
+            times[name] = []
+            for _ in range(20):
+                await step()
+        for block in range(calls // BLOCK):
+            for name, step in steps.items():
+                for _ in range(BLOCK):
+                    start = time.perf_counter()
+                    await step()
+                    times[name].append(time.perf_counter() - start)
+    return times
+
+
 def run(calls: int) -> str:
     with sandbox_process() as url, scratch() as home:
         via_mcp, direct, floor = anyio.run(measure, url, home, calls)
+        layered = anyio.run(layers, url, home, calls)
     rows = []
     paths = (
         ("`credits` tool via MCP stdio (nemo-mcp)", via_mcp),
@@ -88,6 +140,11 @@ def run(calls: int) -> str:
         f"Of the p50, the SDK's own stdio round trip for a do-nothing tool is {pct(floor, 50) * 1000:.2f} ms; "
         f"what nemo-mcp adds beyond SDK floor + HTTP call: "
         f"{(pct(via_mcp, 50) - pct(direct, 50) - pct(floor, 50)) * 1000:+.2f} ms.",
+        "",
+        "Layer by layer, in this one process (no stdio, no second process):",
+        "",
+        table(["layer", "p50 ms", "p99 ms"],
+              [(name, f"{pct(v, 50) * 1000:.2f}", f"{pct(v, 99) * 1000:.2f}") for name, v in layered.items()]),
     ])
 
 
