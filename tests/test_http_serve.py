@@ -1,0 +1,140 @@
+"""`nemo-mcp serve --http` as a real process: loopback only, DNS-rebinding protection on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+
+from mcp_harness import text_of
+
+STARTUP_SECONDS = 20.0
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def listening(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket process `pid` listens on, read from /proc."""
+    inodes = _socket_inodes(pid)
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            hex_addr, hex_port = fields[1].split(":")
+            if len(hex_addr) == 8:
+                address = ".".join(str(int(hex_addr[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            else:
+                address = "ipv6:" + hex_addr
+            found.append((address, int(hex_port, 16)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def http_server(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_server: Any
+) -> Iterator[tuple[int, list[tuple[str, int]]]]:
+    """`python -m nemo_mcp serve --http --port 0` against the sandbox, one for this module;
+    yields (port, listening sockets)."""
+    tmp_path = tmp_path_factory.mktemp("http")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "NEMO_API_URL": sandbox_server.url,
+        "NEMO_HOME": str(tmp_path / "home"),
+        "NEMO_OUTPUT_DIR": str(tmp_path / "out"),
+        "NEMO_LOG_LEVEL": "INFO",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", "0"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stderr is not None
+        # The session manager starts in the app's lifespan; uvicorn binds right after it.
+        for line in process.stderr:
+            if "session manager started" in line:
+                break
+        else:
+            pytest.fail(f"the HTTP server exited before starting (code {process.wait()})")
+        sockets = anyio.run(_bound, process.pid)
+        yield sockets[0][1], sockets
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+async def _bound(pid: int) -> list[tuple[str, int]]:
+    """The listening sockets once there are any (within the startup deadline)."""
+    with anyio.fail_after(STARTUP_SECONDS):
+        while not (sockets := listening(pid)):
+            await anyio.sleep(0.02)  # the bind follows the lifespan within a few ms
+    return sockets
+
+
+def test_binds_loopback_only_by_default(sandbox: Any, http_server: tuple[int, list[tuple[str, int]]]) -> None:
+    port, sockets = http_server
+    assert sockets == [("127.0.0.1", port)]
+
+
+async def test_credits_over_http(http_server: tuple[int, list[tuple[str, int]]], sandbox: Any) -> None:
+    port, _ = http_server
+    async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("credits", {})
+    assert tools == {"generate", "upload", "export", "credits", "timeline"}
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["available"] == 100  # type: ignore[index]
+    assert sandbox.control.stats()["requests"]["credits"] == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Host": "evil.example"}, 421),
+        ({"Host": "evil.example:80"}, 421),
+        ({"Origin": "http://evil.example"}, 403),
+    ],
+)
+async def test_foreign_host_or_origin_is_refused(
+    http_server: tuple[int, list[tuple[str, int]]], sandbox: Any, headers: dict[str, str], status: int
+) -> None:
+    port, _ = http_server
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        refused = await http.post("/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **headers})
+        allowed = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
+    assert refused.status_code == status, refused.text
+    assert allowed.status_code == 200, allowed.text
+    assert sandbox.control.stats()["requests"] == {}
