@@ -8,6 +8,9 @@ the transfer, inside the worker; curl's whole-process peak RSS comes from `wait4
 The sandbox (a separate `nemo-mcp sandbox` process) parses and hashes every uploaded byte,
 so on 2 cores both clients share the machine with it alike.
 
+A third client, plain httpx with blocking 1 MiB file reads/writes, is the reference: the same
+HTTP stack without the project's client code, to tell httpx's own limit from ours.
+
     .venv/bin/python bench/bench_transfer.py                  # 1 GiB, 3 runs of each
     .venv/bin/python bench/bench_transfer.py --mib 480 --runs 5
 """
@@ -30,12 +33,14 @@ from _common import PYTHON, ROOT, login, machine, median, sandbox_process, scrat
 
 WORKER = str(ROOT / "bench" / "transfer_worker.py")
 MIB = 1024 * 1024
+PLAIN = "reference: plain httpx, blocking file I/O"
 
 
-def measured(argv: list[str]) -> tuple[float, int, bytes]:
+def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, bytes]:
     """Run `argv`: wall seconds, peak RSS (KiB) of that process, its stdout."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})})
     out, err = b"", b""
     assert process.stdout is not None and process.stderr is not None
     out = process.stdout.read()
@@ -127,19 +132,33 @@ def run(size: int, runs: int) -> str:
             assert got == size, got
             return float(out.decode()), float("nan"), peak
 
-        for label, ours, theirs in (("upload", ours_upload, curl_upload),
-                                    ("download", ours_download, curl_download)):
-            results: dict[str, list[tuple[float, float, int]]] = {"nemo-mcp": [], "curl": []}
+        def plain_upload(i: int) -> tuple[float, float, int]:
+            # The token travels in the child's environment, never on argv or in output.
+            _, peak, out = measured([PYTHON, WORKER, "httpx-upload", upload_url, str(source)],
+                                    env={"BENCH_HEADERS": json.dumps(headers)})
+            r = json.loads(out)
+            return r["seconds"], (r["rss_after"] - r["rss_before"]) / 1024, peak
+
+        def plain_download(i: int) -> tuple[float, float, int]:
+            _, peak, out = measured([PYTHON, WORKER, "httpx-download", output_url, str(folder / f"plain-{i}")])
+            r = json.loads(out)
+            assert r["bytes"] == size, r
+            return r["seconds"], (r["rss_after"] - r["rss_before"]) / 1024, peak
+
+        for label, ours, theirs, plain in (("upload", ours_upload, curl_upload, plain_upload),
+                                           ("download", ours_download, curl_download, plain_download)):
+            results: dict[str, list[tuple[float, float, int]]] = {"nemo-mcp": [], "curl": [], PLAIN: []}
             for i in range(runs):
-                pair = [("nemo-mcp", ours), ("curl", theirs)]
-                for name, fn in pair if i % 2 == 0 else pair[::-1]:
+                order = [("nemo-mcp", ours), ("curl", theirs), (PLAIN, plain)]
+                for name, fn in order[i % 3:] + order[: i % 3]:
                     results[name].append(fn(i))
             speed = {n: size / MIB / median([r[0] for r in rs]) for n, rs in results.items()}
             growth = max(r[1] for r in results["nemo-mcp"])
             for name, rs in results.items():
                 rows.append((
                     label, name, f"{median([r[0] for r in rs]):.2f}", f"{speed[name]:.0f}",
-                    f"{growth:.1f}" if name == "nemo-mcp" else "-",
+                    f"{speed[name] / speed['curl']:.2f}",
+                    f"{max(r[1] for r in rs):.1f}" if name != "curl" else "-",
                     f"{max(r[2] for r in rs) / 1024:.0f}",
                 ))
             ratio = speed["nemo-mcp"] / speed["curl"]
@@ -151,7 +170,7 @@ def run(size: int, runs: int) -> str:
     return "\n".join([
         f"{size / MIB:.0f} MiB, {runs} alternating runs of each; times are medians of the transfer alone.",
         "",
-        table(["transfer", "client", "median s", "MiB/s", "peak RSS growth MiB", "process peak RSS MiB"], rows),
+        table(["transfer", "client", "median s", "MiB/s", "vs curl", "peak RSS growth MiB", "process peak RSS MiB"], rows),
         "",
         *verdicts,
     ])
