@@ -9,6 +9,7 @@ progress in [0, 1]. Hypothesis checks the promises with modest example counts.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -42,7 +43,7 @@ from nemo_mcp.settings import Settings
 from nemo_mcp.store import StateStore
 from nemo_mcp.timeline import describe, diff, parse_draft, summarize, view
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 EVENT_TYPES = (
@@ -200,26 +201,7 @@ def test_read_envelope_raises_only_nemo_errors(status: int, body: bytes, request
         assert len(err.message) < 1000
 
 
-CLIENT_XFAIL = {
-    "credits": (
-        "backend/client.py NemoClient.credits: Credits.model_validate(data or {}) lets pydantic's "
-        "ValidationError escape when a 200 answer's data is not an object (e.g. body `true`); the "
-        "`credits` tool catches only NemoError, so the agent gets a raw pydantic message instead "
-        "of 'NemoVideo sent an unreadable answer, try again'"
-    ),
-    "state": (
-        "backend/client.py NemoClient.state: StateSnapshot.model_validate(data or {}) lets "
-        "pydantic's ValidationError escape when a 200 answer's data is not an object (e.g. body "
-        "`1`); `timeline` shows a raw pydantic message and generation/_recover (which catch only "
-        "TransportError/BackendError) end as 'generation failed unexpectedly'"
-    ),
-    "claim_link": (
-        "backend/client.py NemoClient.claim_link: ClaimToken.model_validate(data) lets pydantic's "
-        "ValidationError escape when the claim-token answer is not an object with claim_token "
-        "(e.g. an empty body); server/export.py Exporter.browser_link catches only NemoError, so "
-        "an export whose MP4 is already saved ends as 'render failed unexpectedly'"
-    ),
-}
+CLIENT_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
@@ -257,14 +239,35 @@ status_bodies = json_values | keyed(
 )
 
 
+def _finite_sizes(body: Any) -> bool:
+    """Whether every `size` a status could read is a finite number (see the xfail below)."""
+    if not isinstance(body, dict):
+        return True
+    sizes = [body.get("size")]
+    if isinstance(body.get("output"), dict):
+        sizes.append(body["output"].get("size"))
+    if isinstance(body.get("data"), dict):
+        return _finite_sizes(body["data"]) and all(
+            not isinstance(v, float) or math.isfinite(v) for v in sizes
+        )
+    return all(not isinstance(v, float) or math.isfinite(v) for v in sizes)
+
+
 @FUZZ
 @given(body=status_bodies)
 def test_render_status_parsing_is_total(body: Any) -> None:
+    assume(_finite_sizes(body))
     status = parse_render_status(body, render_id="render_1")
     assert status.status in ("pending", "processing", "completed", "failed", "cancelled", "unknown")
     assert 0.0 <= status.progress <= 1.0
     assert status.url is None or isinstance(status.url, str)
     assert isinstance(status.id, str) and status.id
+
+
+@pytest.mark.parametrize("text", ['{"status": "completed", "size": 1e999}', '{"status": "completed", "output": {"size": NaN}}'])
+def test_render_status_with_non_finite_size(text: str) -> None:
+    status = parse_render_status(json.loads(text), render_id="render_1")
+    assert status.status == "completed" and status.size is None
 
 
 @FUZZ

@@ -31,6 +31,7 @@ from nemo_mcp.backend.models import (
     Session,
     StateSnapshot,
     UploadResult,
+    parse_wire,
 )
 from nemo_mcp.backend.transport import (
     CALL_TIMEOUT,
@@ -192,7 +193,7 @@ class NemoClient:
                 code=429,
                 retry_after=err.retry_after,
             ) from err
-        token = AnonymousToken.model_validate(data)
+        token = parse_wire(AnonymousToken, data, what="the token request")
         secrets.register(token.token)
         record = AuthRecord(
             token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
@@ -293,7 +294,7 @@ class NemoClient:
             idempotent=False,
             what="creating a session",
         )
-        session = Session.model_validate(data)
+        session = parse_wire(Session, data, what="creating a session")
         record = SessionRecord(
             session_id=session.session_id,
             task_id=session.task_id,
@@ -335,13 +336,13 @@ class NemoClient:
         data = await self.request(
             "GET", "/api/credits/balance/simple", idempotent=True, what="reading credits"
         )
-        return Credits.model_validate(data or {})
+        return parse_wire(Credits, data, what="reading credits")
 
     async def state(self) -> StateSnapshot:
         data = await self.session_request(
             "GET", "/api/state/nemo_agent/me/{sid}/latest", idempotent=True, what="reading the state"
         )
-        return StateSnapshot.model_validate(data or {})
+        return parse_wire(StateSnapshot, data, what="reading the state")
 
     async def claim_link(self) -> str:
         """A browser link to open the current project; built from a short-lived claim
@@ -354,7 +355,7 @@ class NemoClient:
             idempotent=True,
             what="creating a claim link",
         )
-        claim = ClaimToken.model_validate(data)
+        claim = parse_wire(ClaimToken, data, what="creating a claim link")
         return f"{self.settings.web_url.rstrip('/')}/workspace/claim?ct={quote(claim.claim_token)}"
 
     def registration_link(self) -> str:
@@ -385,7 +386,7 @@ class NemoClient:
             timeout=TRANSFER_TIMEOUT,
             what="uploading files",
         )
-        return UploadResult.model_validate(data or {})
+        return parse_wire(UploadResult, data, what="the upload")
 
     async def upload_urls(self, urls: Sequence[str]) -> UploadResult:
         """Have the backend fetch files from http(s) URLs."""
@@ -398,7 +399,7 @@ class NemoClient:
             idempotent=False,
             what="uploading URLs",
         )
-        return UploadResult.model_validate(data or {})
+        return parse_wire(UploadResult, data, what="the upload")
 
 
 __all__ = ["NemoClient", "TransportError"]

@@ -6,13 +6,30 @@ being absent, because the backend's documents disagree with one another.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nemo_mcp.errors import ServerError
 
 
 class Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+W = TypeVar("W", bound=Wire)
+
+
+def parse_wire(model: type[W], data: Any, *, what: str) -> W:
+    """`data` as `model`; an answer not in the documented form is a `ServerError`."""
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as err:
+        raise ServerError(
+            f"the backend's answer to {what} is not in the documented form "
+            f"({err.error_count()} problem(s), e.g. {err.errors()[0]['msg']})"
+        ) from None
 
 
 class AnonymousToken(Wire):
@@ -127,16 +144,19 @@ _PHASES = {
 
 
 def _number(value: Any) -> float | None:
+    """A finite number from a number or numeric string; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip().rstrip("%"))
+            number = float(value.strip().rstrip("%"))
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def normalize_progress(value: Any, *, status: str) -> float:
