@@ -275,3 +275,13 @@ async def test_no_token_in_any_result_or_log(tmp_path: Path, sandbox: Any, caplo
     everything = "\n".join(texts) + "\n".join(r.getMessage() for r in caplog.records)
     assert token not in everything
     assert "nmv_usr_" not in everything
+
+
+async def test_out_of_credits_gives_the_registration_link_with_bind(tmp_path: Path, sandbox: Any) -> None:
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        await session.call("generate", {"message": "a video of a snowy forest"})
+        result = await session.call("generate", {"message": "add a title \"Winter\""})
+    assert result.is_error
+    text = text_of(result)
+    assert "https://web.test/register?bind=anon_" in text and "Exports stay free" in text
+    assert runs(sandbox) == 2  # one each: the refused message is not retried
