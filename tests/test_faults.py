@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mcp_harness import Session, connect, make_settings, text_of
+
 from nemo_mcp.backend import client as client_module
 from nemo_mcp.backend.transport import backoff
 from nemo_mcp.settings import Settings
 
 #: Quicker than the shared defaults: the matrix has many rows.
-QUICK = dict(generation_seconds=0.15, edit_seconds=0.1, render_seconds=0.15)
+QUICK = {"generation_seconds": 0.15, "edit_seconds": 0.1, "render_seconds": 0.15}
 
 
 @dataclass(frozen=True)

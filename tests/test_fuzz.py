@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def test_decode_sse_never_raises(event: str, data: str) -> None:
 
 def _chunked(body: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(body) + 1) for c in cuts} | {0, len(body)})
-    return [body[a:b] for a, b in zip(points, points[1:]) if b > a]
+    return [body[a:b] for a, b in pairwise(points) if b > a]
 
 
 class _Chunks(httpx.AsyncByteStream):
@@ -106,9 +107,11 @@ async def _read_stream(chunks: list[bytes]) -> list[tuple[str, str]]:
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Chunks(chunks))
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-        async with http.stream("GET", "http://backend.test/run_sse") as response:
-            return [(sse.event, sse.data) async for sse in event_source(response).aiter_sse()]
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http,
+        http.stream("GET", "http://backend.test/run_sse") as response,
+    ):
+        return [(sse.event, sse.data) async for sse in event_source(response).aiter_sse()]
 
 
 frame_bytes = st.lists(
