@@ -37,6 +37,8 @@ class Row:
     messages: int | None = None
     run_sse: int | None = None
     renders: int | None = None
+    #: A route that must have been asked exactly this often (no blind re-send).
+    sent: tuple[str, int] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +55,14 @@ ROWS: dict[str, Row] = {
     ),
     "credits-slow": Row("credits", "slow", "credits", params={"delay": 0.3}),
     "credits-malformed-once": Row("credits", "malformed_json", "credits"),
+    "credits-token-malformed": Row("credits", "malformed_json", "anonymous_token", sent=("anonymous_token", 2)),
+    "credits-token-5xx-always": Row(
+        "credits", "server_error", "anonymous_token", times=None, ok=False, words=("server problem", "try again"),
+    ),
     # timeline ---------------------------------------------------------------------------
+    "timeline-session-malformed": Row(
+        "timeline", "malformed_json", "session", ok=False, words=("try again",), sent=("session", 1),
+    ),
     "timeline-token-expired": Row("timeline", "token_expired", "state"),
     "timeline-session-lost": Row(
         "timeline", "session_lost", "state", ok=False, words=("session", "new empty project", "generate"),
@@ -117,6 +126,10 @@ ROWS: dict[str, Row] = {
         "export", "session_lost", "render_start", ok=False, words=("session", "generate"), renders=0,
     ),
     "export-status-5xx-burst": Row("export", "server_error", "render_status", times=2, renders=1),
+    "export-status-malformed": Row("export", "malformed_json", "render_status", renders=1),
+    "export-status-slow": Row("export", "slow", "render_status", params={"delay": 0.3}, renders=1),
+    "export-file-malformed": Row("export", "malformed_json", "file", renders=1),
+    "export-claim-malformed": Row("export", "malformed_json", "claim_token", times=None, renders=1),
     "export-output-url-broken": Row("export", "output_url_broken", "file", renders=1),
     "export-claim-5xx": Row("export", "server_error", "claim_token", times=None, renders=1),
 }
@@ -149,7 +162,8 @@ def counts(sandbox: Any) -> tuple[int, int, int]:
 
 async def _prepare(row: Row, session: Session, settings: Settings) -> dict[str, Any]:
     """Whatever the tool needs before the fault is armed; returns its arguments."""
-    await session.call("credits")  # a token and a session exist before the fault
+    if row.route != "anonymous_token":
+        await session.call("credits")  # a token exists before the fault
     if row.tool == "generate":
         return {"message": "a 10-second video of a city at night"}
     if row.tool == "upload":
@@ -160,8 +174,8 @@ async def _prepare(row: Row, session: Session, settings: Settings) -> dict[str, 
         made = await session.call("generate", {"message": "a short video of waves"})
         assert not made.is_error, text_of(made)
         return {}
-    if row.tool == "timeline":
-        await session.call("timeline")
+    if row.tool == "timeline" and row.route != "session":
+        await session.call("timeline")  # a session exists before the fault
     return {}
 
 
@@ -172,7 +186,8 @@ async def test_fault_matrix(tmp_path: Path, sandbox: Any, row: Row) -> None:
     async with connect(settings) as session:
         args = await _prepare(row, session, settings)
         messages0, runs0, renders0 = counts(sandbox)
-        tokens0 = sandbox.control.stats()["tokens_issued"]
+        stats0 = sandbox.control.stats()
+        tokens0 = stats0["tokens_issued"]
         sandbox.control.fault(row.fault, route=row.route, times=row.times, **row.params)
         result = await session.call(row.tool, args)
     text = text_of(result)
@@ -190,6 +205,10 @@ async def test_fault_matrix(tmp_path: Path, sandbox: Any, row: Row) -> None:
     if row.renders is not None:
         assert renders - renders0 == row.renders
     assert messages - messages0 <= 1 and renders - renders0 <= 1
+    if row.sent is not None:
+        route, times = row.sent
+        asked = sandbox.control.stats()["requests"].get(route, 0) - stats0["requests"].get(route, 0)
+        assert asked == times, (route, asked)
     if row.fault == "token_expired":
         assert sandbox.control.stats()["tokens_issued"] == tokens0 + 1
     if row.ok and row.tool == "export":
