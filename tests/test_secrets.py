@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
-from mcp import Client
+from conftest import Transcript
+from test_restarts import server_env
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp_harness import connect, make_settings, text_of
 from pydantic import SecretStr
 
-from conftest import Transcript
-from mcp_harness import connect, make_settings, text_of
 from nemo_mcp.server import create_server
 
 _CLAIM = re.compile(r"clm_[A-Za-z0-9_\-.%]+")
@@ -140,3 +143,35 @@ async def test_backend_echoing_the_token_is_redacted(tmp_path: Path, transcript:
             assert result.is_error and "try again" in text_of(result).lower(), text_of(result)
     assert token not in transcript.everything()
     assert "Bearer tok" not in transcript.everything()
+
+
+async def test_no_token_in_the_server_log_at_debug(tmp_path: Path, sandbox: Any) -> None:
+    """The real process, logging everything to stderr as it does in production."""
+    sandbox.control.set(generation_seconds=0.2, render_seconds=0.3)
+    env = server_env(tmp_path, sandbox, NEMO_LOG_LEVEL="DEBUG", NEMO_TOOL_TIMEOUT="10")
+    params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
+    log_path = tmp_path / "stderr.log"
+    home = Path(env["NEMO_HOME"])
+    tokens: set[str] = set()
+    shown: list[str] = []
+    with open(log_path, "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            for tool, args, fault in [
+                ("credits", {}, None),
+                ("generate", {"message": "a video of a bridge"}, None),
+                ("export", {}, ("token_expired", "render_start")),
+                ("credits", {}, ("token_expired", "credits")),
+                ("timeline", {}, ("session_lost", "state")),
+            ]:
+                if fault is not None:
+                    sandbox.control.fault(fault[0], route=fault[1])
+                result = await client.call_tool(tool, args)
+                shown.append(text_of(result) + json.dumps(result.structured_content))
+                tokens |= bearer_tokens(home)
+    log = log_path.read_text()
+    assert "DEBUG" in log and "INFO" in log, log[:500]
+    assert len(tokens) == 3 and sandbox.control.stats()["tokens_issued"] == 3
+    for token in tokens:
+        assert token not in log and token not in "\n".join(shown)
+    assert "nmv_usr_" not in log and "clm_" not in log
+    assert any(_LINK in text for text in shown), "the export should carry the browser link"
