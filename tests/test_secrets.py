@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 from conftest import Transcript
-from test_restarts import server_env
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp_harness import connect, make_settings, text_of
 from pydantic import SecretStr
+from test_restarts import server_env
 
 from nemo_mcp.server import create_server
 
@@ -154,7 +154,7 @@ async def test_no_token_in_the_server_log_at_debug(tmp_path: Path, sandbox: Any)
     home = Path(env["NEMO_HOME"])
     tokens: set[str] = set()
     shown: list[str] = []
-    with open(log_path, "w") as errlog:
+    with open(log_path, "w") as errlog:  # noqa: ASYNC230 - the child needs a real file descriptor
         async with Client(stdio_client(params, errlog=errlog)) as client:
             for tool, args, fault in [
                 ("credits", {}, None),
