@@ -19,6 +19,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from mcp_harness import connect, make_settings, text_of
 from pydantic import SecretStr
 
 from nemo_mcp.backend.client import NemoClient
@@ -279,3 +280,46 @@ def test_draft_model_never_raises(before: Any, after: Any) -> None:
 @pytest.mark.parametrize("text", ["", "null", "[]", "{", "\x00", "{\"t\": 5}", "1e999"])
 def test_draft_text_forms(text: str) -> None:
     assert summarize(parse_draft(text)).startswith("Timeline (")
+
+
+# tool arguments ------------------------------------------------------------------------------
+hostile_text = st.text(max_size=40) | st.sampled_from(
+    ["", " ", "..", "/", "/dev/zero", "/proc/self/environ", "~", "C:\\x.mp4", "file:///etc/passwd",
+     "http://", "https://", "javascript:x", "\x00", "\n", "-", "%2e%2e/", "\\\\host\\share\\a.mp4"]
+) | st.builds(lambda a, b: a + b, st.sampled_from(["/", "http://", "file://", "../", "~/"]), st.text(max_size=20))
+TOOL_CALLS = st.one_of(
+    st.builds(lambda s: ("upload", {"sources": s}), st.lists(hostile_text, max_size=22)),
+    st.builds(lambda s: ("upload", {"sources": s}), json_values),
+    st.builds(lambda f, q, r: ("export", {"format": f, "quality": q, "fresh": r}), hostile_text, hostile_text, json_values),
+    st.builds(
+        lambda m, f: ("generate", {"message": m, "script_file": f}),
+        st.text(max_size=30) | json_values, st.text(min_size=1, max_size=40) | hostile_text.filter(bool),
+    ),
+    st.builds(lambda a: ("credits", a), st.dictionaries(st.text(max_size=5), json_values, max_size=2)),
+)
+
+
+@settings(
+    max_examples=20, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(call=TOOL_CALLS)
+def test_hostile_tool_arguments_get_clear_answers(tmp_path: Path, sandbox: Any, call: tuple[str, Any]) -> None:
+    """Any arguments: an answer or a clear refusal, never a traceback, and the server lives on."""
+    name, args = call
+    before = sandbox.control.stats()["requests"]
+
+    async def main() -> tuple[Any, Any]:
+        async with connect(make_settings(tmp_path, sandbox.url), roots=[tmp_path / "uploads"]) as session:
+            result = await session.client.call_tool(name, args)
+            after = await session.client.call_tool("credits", {})
+            return result, after
+
+    result, after = anyio.run(main)
+    text = text_of(result)
+    assert "Traceback" not in text and 'File "' not in text, text
+    assert not after.is_error, text_of(after)
+    now = sandbox.control.stats()["requests"]
+    assert now.get("run_sse", 0) == before.get("run_sse", 0)  # no hostile call reaches the agent
+    if name == "upload" and result.is_error:
+        assert now.get("upload", 0) <= before.get("upload", 0) + 1
