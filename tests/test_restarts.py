@@ -108,11 +108,14 @@ def structured(result: CallToolResult) -> dict[str, Any]:
 
 
 async def test_render_resumes_by_id_after_sigkill(tmp_path: Path, sandbox: Any) -> None:
-    sandbox.control.set(generation_seconds=0.3, render_seconds=2.5)
-    env = server_env(tmp_path, sandbox)
+    sandbox.control.set(generation_seconds=0.2, render_seconds=1.5)
+    env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.6")
     home = Path(env["NEMO_HOME"])
     async with stdio_server(env) as (client, pid):
-        made = structured(await client.call_tool("generate", {"message": "a video of a lighthouse"}))
+        for _ in range(50):  # under load the clip may take longer than one call's budget
+            made = structured(await client.call_tool("generate", {"message": "a video of a lighthouse"}))
+            if made["status"] != "running":
+                break
         assert made["status"] == "completed"
         first = structured(await client.call_tool("export", {}))
         assert first["status"] == "rendering"
@@ -145,48 +148,35 @@ async def test_render_resumes_by_id_after_sigkill(tmp_path: Path, sandbox: Any) 
     assert_all_whole(home)
 
 
+def _identity_files(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The client id, token and session records: what a restart must leave untouched."""
+    return {k: v for k, v in files.items() if k == "client_id" or k.endswith(("auth.json", "session.json"))}
+
+
 async def test_generation_in_flight_survives_sigkill(tmp_path: Path, sandbox: Any) -> None:
-    """The backend finishes the work; the new process reads it and sends nothing again."""
-    sandbox.control.set(generation_seconds=1.2)
+    """The backend finishes the work; the new process waits for it when asked the same
+    request again, and sends nothing twice."""
+    sandbox.control.set(generation_seconds=1.0)
     env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.4")
     home = Path(env["NEMO_HOME"])
-    async with stdio_server(env) as (client, pid):
-        first = structured(await client.call_tool("generate", {"message": "a video of a glacier"}))
-        assert first["status"] == "running"
-        session_id = first["session_id"]
-        before = state_files(home)
-        kill(pid)
-    assert_all_whole(home)
-    async with stdio_server(env) as (client, _):
-        for _ in range(100):
-            shown = structured(await client.call_tool("timeline", {}))
-            if shown["ready_for_export"]:
-                break
-            await sandbox.acontrol.config()  # a round trip between reads, not a sleep
-        exported = structured(await client.call_tool("export", {}))
-    assert shown["ready_for_export"] and shown["session_id"] == session_id
-    assert exported["status"] in ("completed", "rendering")
-    after = state_files(home)
-    assert {k: after[k] for k in before} == before
-    stats = sandbox.control.stats()
-    assert stats["requests"]["run_sse"] == 1 and len(stats["messages"]) == 1
-    assert stats["tokens_issued"] == 1 and stats["sessions_created"] == 1
-    assert_all_whole(home)
-
-
-async def test_same_generate_request_after_sigkill_is_not_sent_again(tmp_path: Path, sandbox: Any) -> None:
-    """The tool's promise holds across a restart: asking again waits, it never re-sends."""
-    sandbox.control.set(generation_seconds=1.0, initial_credits=500)
-    env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.4")
-    message = {"message": "a video of a volcano"}
+    message = {"message": "a video of a glacier"}
     async with stdio_server(env) as (client, pid):
         first = structured(await client.call_tool("generate", message))
         assert first["status"] == "running"
+        before = _identity_files(state_files(home))
         kill(pid)
+    assert_all_whole(home)
+    assert len(before) == 3, before.keys()
     async with stdio_server(env) as (client, _):
         for _ in range(50):
             again = structured(await client.call_tool("generate", message))
             if again["status"] != "running":
                 break
+        shown = structured(await client.call_tool("timeline", {}))
     assert again["status"] == "completed" and again["raw_clip_ready"], again
-    assert len(sandbox.control.stats()["messages"]) == 1
+    assert shown["ready_for_export"] and shown["session_id"] == first["session_id"]
+    assert _identity_files(state_files(home)) == before
+    stats = sandbox.control.stats()
+    assert stats["requests"]["run_sse"] == 1 and len(stats["messages"]) == 1
+    assert stats["tokens_issued"] == 1 and stats["sessions_created"] == 1
+    assert_all_whole(home)
