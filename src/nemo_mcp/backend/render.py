@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import anyio
 import httpx
 
 from nemo_mcp.backend.client import NemoClient
@@ -227,9 +226,11 @@ async def _fetch(
                     return await _fetch(client, link, dest, on_progress=on_progress, hops=hops + 1)
             raise RenderError(f"the file answered HTTP {response.status_code} ({kind or 'no type'})")
         total = int(response.headers["content-length"]) if "content-length" in response.headers else None
-        async with await anyio.open_file(dest, "wb") as handle:
-            async for chunk in response.aiter_bytes(1024 * 1024):
-                await handle.write(chunk)
+        # The socket's own chunks as they come: re-chunking them to a fixed size,
+        # or a thread hop per write, costs more than the transfer itself.
+        with open(dest, "wb") as handle:  # page-cache writes of socket-sized chunks
+            async for chunk in response.aiter_bytes():
+                handle.write(chunk)
                 written += len(chunk)
                 if on_progress is not None:
                     on_progress(written, total)
