@@ -21,7 +21,18 @@ import httpx
 from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NEMO_MCP, PYTHON, ROOT, login, machine, pct, sandbox_process, scratch, server_env, table  # noqa: E402
+from _common import (
+    NEMO_MCP,
+    PYTHON,
+    ROOT,
+    login,
+    machine,
+    pct,
+    sandbox_process,
+    scratch,
+    server_env,
+    table,
+)
 
 BLOCK = 50
 
@@ -137,9 +148,11 @@ def run(calls: int) -> str:
         table(["path", "calls", "p50 ms", "p99 ms"], rows),
         "",
         f"MCP overhead: **p50 {p50:+.2f} ms**, p99 {p99:+.2f} ms (goal p50 <= 2 ms: {verdict}).",
-        f"Of the p50, the SDK's own stdio round trip for a do-nothing tool is {pct(floor, 50) * 1000:.2f} ms; "
-        f"what nemo-mcp adds beyond SDK floor + HTTP call: "
-        f"{(pct(via_mcp, 50) - pct(direct, 50) - pct(floor, 50)) * 1000:+.2f} ms.",
+        (
+            f"Of the p50, the SDK's own stdio round trip for a do-nothing tool is {pct(floor, 50) * 1000:.2f} ms; "
+            "what nemo-mcp adds beyond SDK floor + HTTP call: "
+            f"{(pct(via_mcp, 50) - pct(direct, 50) - pct(floor, 50)) * 1000:+.2f} ms."
+        ),
         "",
         "Layer by layer, in this one process (no stdio, no second process):",
         "",

@@ -24,7 +24,20 @@ import anyio
 from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NEMO_MCP, PYTHON, ROOT, free_port, machine, pct, sandbox_process, scratch, server_env, stop, table, wait_http  # noqa: E402
+from _common import (
+    NEMO_MCP,
+    PYTHON,
+    ROOT,
+    free_port,
+    machine,
+    pct,
+    sandbox_process,
+    scratch,
+    server_env,
+    stop,
+    table,
+    wait_http,
+)
 
 
 async def load(endpoint: str, tool: str, clients: int, calls: int) -> tuple[list[float], list[str], float]:
@@ -40,7 +53,7 @@ async def load(endpoint: str, tool: str, clients: int, calls: int) -> tuple[list
                     latencies.append(time.perf_counter() - start)
                     if result.is_error:
                         errors.append(str(result.content)[:200])
-        except Exception as err:  # any failure counts; the run goes on so all are reported
+        except Exception as err:  # noqa: BLE001 - any failure counts; the run goes on so all are reported
             errors.append(f"{type(err).__name__}: {err}"[:200])
 
     async with Client(endpoint) as warm:  # the server fetches its token once, first
@@ -100,10 +113,12 @@ def run(clients: int, calls: int) -> str:
         table(["server", "clients x calls", "calls done", "errors", "p50 ms", "p99 ms", "wall s", "calls/s",
                "server CPU ms/call", "clients' CPU ms/call"], rows),
         "",
-        f"{'Zero errors' if ok else 'ERRORS'}: {expected} calls expected per server. "
-        "CPU per call includes each client's connect and the warm-up; the sandbox's share is not counted. "
-        "On 2 cores the server, the sandbox and all clients share the CPU, so latency under load is "
-        "mostly queueing behind CPU work; the do-nothing server under the same clients is the floor.",
+        (
+            f"{'Zero errors' if ok else 'ERRORS'}: {expected} calls expected per server. "
+            "CPU per call includes each client's connect and the warm-up; the sandbox's share is not counted. "
+            "On 2 cores the server, the sandbox and all clients share the CPU, so latency under load is "
+            "mostly queueing behind CPU work; the do-nothing server under the same clients is the floor."
+        ),
     ]
     if errors:
         out.append("First errors: " + "; ".join(sorted(set(errors))[:3]))

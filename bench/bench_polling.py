@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import math
 import random
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from nemo_mcp.backend.polling import AdaptivePoller, FixedPoller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, pct, table  # noqa: E402
+from _common import machine, median, pct, table
 
 Progress = Callable[[float], float]
 
@@ -43,7 +44,7 @@ def uneven(duration: float, queued: float, rng: random.Random) -> Progress:
     edges = [0.0, *cuts, run]
     speeds = [rng.uniform(0.7, 1.3) for _ in range(len(edges) - 1)]
     work = [0.0]
-    for (a, b), s in zip(zip(edges, edges[1:]), speeds):
+    for (a, b), s in zip(itertools.pairwise(edges), speeds, strict=True):
         work.append(work[-1] + (b - a) * s)
     total = work[-1]
 
@@ -96,9 +97,9 @@ def run(renders: int, seed: int) -> str:
                 # The poll before the last was held to the 30 s ceiling: the finish was predicted
                 # beyond it, and the capped poll landed just short of it.
                 capped += len(delays) >= 2 and delays[-2] >= AdaptivePoller().ceiling - 1e-9
-        for name in lags:
-            rows.append((shape_name, name, f"{median(lags[name]):.2f}", f"{pct(lags[name], 90):.2f}",
-                         f"{max(lags[name]):.2f}", f"{sum(asks[name]) / renders:.2f}", max(asks[name])))
+        for name, lag_list in lags.items():
+            rows.append((shape_name, name, f"{median(lag_list):.2f}", f"{pct(lag_list, 90):.2f}",
+                         f"{max(lag_list):.2f}", f"{sum(asks[name]) / renders:.2f}", max(asks[name])))
         lag = median(lags["adaptive"])
         mine, theirs = sum(asks["adaptive"]) / renders, sum(asks["fixed 30 s"]) / renders
         ok = lag <= 2 and mine <= theirs

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NEMO_MCP, PYTHON, ROOT, machine, median, pct, scratch, server_env, table  # noqa: E402
+from _common import NEMO_MCP, PYTHON, ROOT, machine, median, pct, scratch, server_env, table
 
 NOOP = str(ROOT / "bench" / "noop_server.py")
 INIT = {
@@ -134,8 +134,10 @@ def run(runs: int) -> str:
         "",
         f"Our own cost over the do-nothing server: **{ours:.0f} ms** median (goal <= 100 ms: {verdict}).",
         "",
-        f"Imported by nemo-mcp at start-up but not by the do-nothing server: {extra_total:.0f} ms of "
-        "import self-time (one `-X importtime` run; sum of each package's modules' self time):",
+        (
+            f"Imported by nemo-mcp at start-up but not by the do-nothing server: {extra_total:.0f} ms of "
+            "import self-time (one `-X importtime` run; sum of each package's modules' self time):"
+        ),
         "",
         table(["package", "import ms", "modules"], [(k, f"{ms:.1f}", n) for k, ms, n in extras[:15]]),
     ]

@@ -35,7 +35,7 @@ from nemo_mcp.settings import Settings
 from nemo_mcp.store import StateStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, scratch, table  # noqa: E402
+from _common import machine, median, scratch, table
 
 CHUNK = 16 * 1024
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8"}
@@ -94,21 +94,25 @@ def transport(body: Callable[[], AsyncIterator[bytes]]) -> httpx.MockTransport:
 
 
 async def sse_only(body: Callable[[], AsyncIterator[bytes]]) -> int:
-    async with httpx.AsyncClient(transport=transport(body), base_url="http://backend") as http:
-        async with http.stream("POST", "/run_sse") as response:
-            return sum([1 async for _ in event_source(response).aiter_sse()])
+    async with (
+        httpx.AsyncClient(transport=transport(body), base_url="http://backend") as http,
+        http.stream("POST", "/run_sse") as response,
+    ):
+        return sum([1 async for _ in event_source(response).aiter_sse()])
 
 
 async def decoded(body: Callable[[], AsyncIterator[bytes]]) -> int:
     reply = ReplyAssembler()
     count = 0
-    async with httpx.AsyncClient(transport=transport(body), base_url="http://backend") as http:
-        async with http.stream("POST", "/run_sse") as response:
-            async for sse in event_source(response).aiter_sse():
-                for event in decode_sse(sse.event, sse.data):
-                    count += 1
-                    if isinstance(event, TextEvent):
-                        reply.add(event)
+    async with (
+        httpx.AsyncClient(transport=transport(body), base_url="http://backend") as http,
+        http.stream("POST", "/run_sse") as response,
+    ):
+        async for sse in event_source(response).aiter_sse():
+            for event in decode_sse(sse.event, sse.data):
+                count += 1
+                if isinstance(event, TextEvent):
+                    reply.add(event)
     assert reply.text, "no text assembled"
     return count
 
@@ -176,8 +180,10 @@ def run(frames: int, runs: int) -> str:
             ("15 min (3600 heartbeats)", long_events, f"{long_peak / 1024:.1f}"),
         ]),
         "",
-        f"Peak memory growth from 90 s to 15 min of heartbeats: {growth / 1024:+.1f} KiB "
-        f"({'flat' if flat else 'NOT flat'}).",
+        (
+            f"Peak memory growth from 90 s to 15 min of heartbeats: {growth / 1024:+.1f} KiB "
+            f"({'flat' if flat else 'NOT flat'})."
+        ),
     ])
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, ROOT, login, machine, median, sandbox_process, scratch, table  # noqa: E402
+from _common import PYTHON, ROOT, login, machine, median, sandbox_process, scratch, table
 
 WORKER = str(ROOT / "bench" / "transfer_worker.py")
 MIB = 1024 * 1024

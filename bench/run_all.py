@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, ROOT, machine  # noqa: E402
+from _common import PYTHON, ROOT, machine
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -63,7 +63,7 @@ def block(command: str, output: str, seconds: float, load: str) -> str:
 
 def replace_section(text: str, heading: str, generated: str) -> str:
     """Put `generated` into `## heading` (between the markers), keeping everything else."""
-    pattern = re.compile(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     match = pattern.search(text)
     if match is None:
         return text.rstrip("\n") + f"\n\n## {heading}\n\n{generated}\n"
