@@ -132,15 +132,15 @@ def _swap_tracks(d: dict[str, Any]) -> None:
          [("segment_removed", "Removed from Video: city timelapse (0-10s)")]),
         (_set(lambda d: d, "d", 12000), [("duration_changed", "Total duration 10s -> 12s")]),
         (_set(lambda d: first(d, 0)["m"], "speed", 2),
-         [("setting_changed", "Video: city timelapse changed speed set to 2")]),
+         [("setting_changed", "Video: city timelapse settings: speed set to 2")]),
         (_set(lambda d: first(d, 0), "filter", {"warm": 1}),
-         [("setting_changed", "Video: city timelapse changed filter added")]),
+         [("setting_changed", "Video: city timelapse settings: filter added")]),
         (_set(lambda d: tracks(d)[1], "muted", False),
-         [("setting_changed", "BGM changed muted set to false")]),
+         [("setting_changed", "BGM settings: muted set to false")]),
         (_set(lambda d: d, "m", {"width": 1920, "height": 1080}),
-         [("setting_changed", "Timeline changed width set to 1920, height set to 1080")]),
+         [("setting_changed", "Timeline settings: width set to 1920, height set to 1080")]),
         (_set(lambda d: first(d, 0), "id", "c1"),
-         [("setting_changed", 'Video: city timelapse changed id set to "c1"')]),
+         [("setting_changed", 'Video: city timelapse settings: id set to "c1"')]),
         (_swap_tracks, [("track_moved", "Moved track Title to position 1 (was 3)"),
                         ("track_moved", "Moved track Video to position 3 (was 1)")]),
         (_set(lambda d: first(d, 0), "s", "0"), []),
@@ -189,7 +189,7 @@ def test_several_changes_read_in_track_order() -> None:
         ({"t": []}, {"t": [None]}, ["Timeline unreadable track entries 0 -> 1"]),
         ({"t": [track(0, "V")]}, {"t": [track(0, "V", None)]},
          ["V unreadable segment entries 0 -> 1"]),
-        (None, {"m": {"title": "Trip"}}, ['Timeline changed title set to "Trip"']),
+        (None, {"m": {"title": "Trip"}}, ['Timeline settings: title set to "Trip"']),
     ],
     ids=["from-nothing", "becomes-unreadable", "readable-again", "junk-track", "junk-segment",
          "title"],
@@ -219,7 +219,7 @@ def test_whole_draft_changes(before: object, after: object, expected: list[str])
         ([track(1, None), track(1, "B")], [track(1, "B"), track(1, "C")],
          ["Moved track B to position 1 (was 2)", "Renamed track Audio to C"]),
         ([track(1, "A", id="x")], [track(1, "A2")], ["Renamed track A to A2",
-                                                     'A2 changed id removed (was "x")']),
+                                                     'A2 settings: id removed (was "x")']),
         ([track(0, None), track(0, None, seg(0, 1))], [track(0, None), track(0, None, seg(0, 2))],
          ["Video (track 2): segment 1 extended to 0-0.002s (was 0-0.001s)",
           "Total duration 0.001s -> 0.002s"]),
@@ -318,7 +318,7 @@ def test_many_volume_changes_are_told_once() -> None:
 def test_many_settings_are_capped() -> None:
     after = {"t": [], "m": {f"k{i}": i for i in range(8)}}
     [(kind, text)] = changes({"t": []}, after)
-    assert (kind, text) == ("setting_changed", "Timeline changed k0 set to 0, k1 set to 1, "
+    assert (kind, text) == ("setting_changed", "Timeline settings: k0 set to 0, k1 set to 1, "
                             "k2 set to 2, k3 set to 3, k4 set to 4, +3 more")
 
 
@@ -327,7 +327,7 @@ def test_settings_show_values_briefly() -> None:
     after = {"t": [], "m": {"style": "a\nvery long style name that goes on and on", "fx": [2],
                             "n": 1}}
     [(_, text)] = changes(before, after)
-    assert text == ('Timeline changed style "warm" -> '
+    assert text == ('Timeline settings: style "warm" -> '
                     '"a\\nvery long style name that goes on and…", '
                     'fx changed, n changed, m2 removed (was "x")')
 

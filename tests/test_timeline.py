@@ -377,7 +377,7 @@ def test_describe_the_vector() -> None:
                 {"tt": 5, "id": "t1", "m": {"volume": 40}, "sg": [seg(0, 2000), None]},
                 {"sg": []}, 7]},
             ['Timeline "Trip": 2 tracks, 2s long, ready for export',
-             "1. Track (type 5, id t1, volume 40%, 1 segment, 1 unreadable entry): "
+             "1. Track (type 5, volume 40%, 1 segment, 1 unreadable entry): "
              "segment 1 (0-2s, 40%)",
              "2. Track (unknown type, no segments)",
              "1 unreadable track entry skipped"],

@@ -293,7 +293,7 @@ def change_setting(draft: dict[str, Any], data: st.DataObject) -> tuple[str, str
         return None
     track, item = found
     item["m"]["speed"] = 2
-    return "setting_changed", f"{track['m']['name']}: {shown(track, item)} changed speed set to 2"
+    return "setting_changed", f"{track['m']['name']}: {shown(track, item)} settings: speed set to 2"
 
 
 EDITS: dict[str, Edit] = {

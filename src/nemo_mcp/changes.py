@@ -26,7 +26,7 @@ Wording (`T` is the track's name, numbered "Video (track 2)" when the name is sh
     BGM: Lo-fi volume 35% -> 60%      (also "volume set to 60%", "volume cleared (was 35%)")
     BGM volume 35% -> 60%                             the track's own volume
     Total duration 10s -> 8s
-    Video: city timelapse changed speed 1 -> 2        anything else in the JSON, also
+    Video: city timelapse settings: speed 1 -> 2      anything else in the JSON, also
                                                       "speed set to 2", "speed removed (was 2)"
 
 More than five changes of one kind on one track become one line: the first three, then
@@ -256,7 +256,7 @@ def _setting_text(subject: str, old: dict[Any, Any] | None, new: dict[Any, Any] 
         return None
     if len(phrases) > _MOST_SETTINGS:
         phrases = [*phrases[:_MOST_SETTINGS], f"+{len(phrases) - _MOST_SETTINGS} more"]
-    return f"{subject} changed {', '.join(phrases)}"
+    return f"{subject} settings: {', '.join(phrases)}"
 
 
 def _volume_text(subject: str, old: float | None, new: float | None) -> str | None:

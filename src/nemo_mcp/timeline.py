@@ -105,9 +105,7 @@ def describe(draft: Draft) -> str:
     ready = "ready for export" if draft.ready else "not ready for export (no segments yet)"
     lines = [f"Timeline{title}: {tracks}, {point(draft.duration_ms)} long, {ready}"]
     for n, track in enumerate(draft.tracks, 1):
-        facts = [_kind_words(track)]
-        if track.id is not None:
-            facts.append(f"id {clip(track.id, 40)}")
+        facts = [_kind_words(track)]  # ids are the backend's; agents speak in labels
         if track.volume is not None:
             facts.append(f"volume {percent(track.volume)}")
         facts.append(plural(len(track.segments), "segment") if track.segments else "no segments")

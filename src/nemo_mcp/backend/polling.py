@@ -4,7 +4,7 @@ The documented habit polls every 30 s, so a finished render is found up to
 30 s late. Renders take 30-90 s and report progress that moves roughly
 linearly once the job runs, so the finish can be predicted instead:
 
-1. the first poll comes just before the shortest render could finish;
+1. the first poll comes when the shortest render could finish;
 2. each answer gives a window in which the render must finish (from the
    progress rate, allowing for rounding of the percentage and for time the
    job spent queued);
@@ -59,7 +59,8 @@ class AdaptivePoller:
         """Seconds to wait before the next request."""
         floor = self.shortest / 60
         if not self.samples:
-            return min(self.ceiling, self.shortest * 0.97)
+            # At the shortest render's length: a fixed 30 s grid's first poll, never later.
+            return min(self.ceiling, self.shortest)
         now = self.samples[-1][0]
         window = self.window()
         if window is None:

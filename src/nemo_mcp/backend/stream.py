@@ -170,7 +170,9 @@ async def _consume(
                     outcome.events += 1
                     if is_meaningful(event):
                         outcome.meaningful += 1
-                        scope.deadline = min(anyio.current_time() + limits.idle, total_deadline)
+                        deadline = min(anyio.current_time() + limits.idle, total_deadline)
+                        if deadline - scope.deadline > 1.0:  # moving it costs; a second is plenty
+                            scope.deadline = deadline
                     result = on_event(event)
                     if inspect.isawaitable(result):
                         await result

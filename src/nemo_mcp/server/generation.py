@@ -17,7 +17,6 @@ from typing import Any
 
 import anyio
 
-from nemo_mcp import gui
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.events import (
     ErrorEvent,
@@ -194,6 +193,8 @@ def _report(
     *,
     recovered: bool,
 ) -> GenerateOutput:
+    from nemo_mcp import gui  # its pattern tables compile on import; only replies need them
+
     translation = gui.translate(text) if text else None
     reply = translation.text if translation else ""
     if not reply:

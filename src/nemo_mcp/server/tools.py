@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 
 from nemo_mcp import secrets
 from nemo_mcp.errors import NemoError
-from nemo_mcp.router import route
 from nemo_mcp.server.edge import tool_error
 from nemo_mcp.server.jobs import Job
 from nemo_mcp.server.outputs import (
@@ -47,6 +46,12 @@ async def service_of(ctx: Context) -> NemoService:
     if token is None:  # the HTTP gate lets no such request through; stdio has no users
         return await services.get(None)
     return await services.get(identity_key(token))
+
+
+def _route(text: str) -> str:
+    from nemo_mcp.router import route  # loaded on first use, not at start-up
+
+    return route(text)
 
 
 def result(text: str, model: BaseModel) -> CallToolResult:
@@ -188,7 +193,7 @@ def register(mcp: MCPServer[Any]) -> None:
                 checked_script = check_path(script_file, allowed)
                 script = await anyio.to_thread.run_sync(read_script, checked_script)
                 text = f"{text}\n\nScript:\n{script}"
-            elif (intent := route(text)) != "message":
+            elif (intent := _route(text)) != "message":
                 out = GenerateOutput(status="not_sent", reply=NOT_SENT[intent], next_steps=[f"Call `{intent}`."])
                 return result(out.reply, out)
             job, how = await service.submit_generation(text, new_project=new_project)
