@@ -8,9 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp_types import CallToolResult
-
 from mcp_harness import Session, connect, make_settings, text_of
+from mcp_types import CallToolResult
 
 
 async def together(session: Session, calls: list[tuple[str, dict[str, Any]]]) -> list[CallToolResult]:

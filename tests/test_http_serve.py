@@ -13,7 +13,6 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-
 from mcp_harness import text_of
 
 STARTUP_SECONDS = 20.0

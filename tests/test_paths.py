@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mcp_harness import connect, make_settings, text_of
 
 
