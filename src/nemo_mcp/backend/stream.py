@@ -147,6 +147,10 @@ async def send_message(
             raise translate(err, api_url=client.api_url, what="sending the message") from err
 
 
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
+
+
 def event_source(response: httpx.Response) -> EventSource:
     """An SSE reader over `response`, decoding UTF-8 as the SSE format requires
     (httpx would otherwise guess an encoding when the header names none)."""
@@ -187,12 +191,9 @@ async def _consume(
     if scope.cancelled_caught:
         elapsed = anyio.current_time() - started
         if anyio.current_time() >= total_deadline:
-            raise BackendTimeoutError(
-                f"the agent did not finish within {limits.total / 60:.0f} minutes"
-            )
+            raise BackendTimeoutError(f"the agent did not finish within {_span(limits.total)}")
         raise BackendTimeoutError(
-            f"the agent sent only heartbeats for {limits.idle / 60:.0f} minutes "
-            f"({elapsed:.0f} s in all)"
+            f"the agent sent only heartbeats for {_span(limits.idle)} ({elapsed:.0f} s in all)"
         )
     log.debug("stream closed after %d events", outcome.events)
 

@@ -239,7 +239,7 @@ async def _recover(
     seen: Any = None
     checks = len(settings.recovery_delays)
     for n, delay in enumerate(settings.recovery_delays, start=1):
-        job.set_phase(f"the connection dropped; checking the timeline ({n}/{checks}), nothing is re-sent")
+        job.set_phase(f"no answer from the agent; checking the timeline ({n}/{checks}), nothing is re-sent")
         await anyio.sleep(delay)
         try:
             draft = (await client.state()).state.draft
@@ -253,8 +253,9 @@ async def _recover(
             break  # changed, and settled
         seen = draft
     if seen is None:
+        what = "stopped answering" if isinstance(err, BackendTimeoutError) else "dropped"
         raise StreamBrokenError(
-            f"The connection to NemoVideo dropped ({err.message}) and the timeline has not "
+            f"The connection to NemoVideo {what} ({err.message}) and the timeline has not "
             f"changed after {checks} checks over {format_duration(sum(settings.recovery_delays))}. "
             "The request was not sent twice. Call `timeline` to check later, or `generate` again "
             "to retry (that sends it again and may cost credits)."
