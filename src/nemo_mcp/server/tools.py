@@ -69,6 +69,16 @@ async def get_roots(ctx: Context) -> ListRoots | None:
     return ListRoots()
 
 
+def hints(*, read_only: bool, idempotent: bool) -> ToolAnnotations:
+    """Honest annotations: nothing here destroys data; everything talks to NemoVideo."""
+    return ToolAnnotations(
+        read_only_hint=read_only,
+        destructive_hint=False,
+        idempotent_hint=idempotent,
+        open_world_hint=True,
+    )
+
+
 def _reporter(ctx: Context):  # type: ignore[no-untyped-def]
     async def report(progress: float, total: float | None, message: str) -> None:
         await ctx.report_progress(progress, total, message)
@@ -153,9 +163,7 @@ def register(mcp: MCPServer[Any]) -> None:
             "sent or charged twice. Do not use for export, credits, status or uploads (use those "
             "tools). Next: `export` to get the MP4."
         ),
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        annotations=hints(read_only=False, idempotent=False),
     )
     async def generate(
         ctx: Context,
@@ -221,9 +229,7 @@ def register(mcp: MCPServer[Any]) -> None:
             "type and size are checked before anything is sent. Next: `generate` to use them "
             "(e.g. 'animate this image into a 5-second video')."
         ),
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+        annotations=hints(read_only=False, idempotent=False),
     )
     async def upload(
         ctx: Context,
@@ -281,9 +287,7 @@ def register(mcp: MCPServer[Any]) -> None:
             "Returns the saved file path, the video URL and a link to open the project in the "
             "browser. Call after `generate`."
         ),
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-        ),
+        annotations=hints(read_only=False, idempotent=True),
     )
     async def export(
         ctx: Context,
@@ -341,9 +345,7 @@ def register(mcp: MCPServer[Any]) -> None:
             "Show the NemoVideo credit balance: available, frozen (held for work in progress) and "
             "total. Free. A new clip costs about 100 credits, an edit about 50, export nothing."
         ),
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-        ),
+        annotations=hints(read_only=True, idempotent=True),
     )
     async def credits(ctx: Context) -> Annotated[CallToolResult, CreditsOutput]:
         service = await service_of(ctx)
@@ -379,9 +381,7 @@ def register(mcp: MCPServer[Any]) -> None:
             "whether it is ready to export, uploads, generated media, and any work still running. "
             "Free and read-only; use it to check status at any time."
         ),
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-        ),
+        annotations=hints(read_only=True, idempotent=True),
     )
     async def timeline(ctx: Context) -> Annotated[CallToolResult, TimelineOutput]:
         service = await service_of(ctx)
