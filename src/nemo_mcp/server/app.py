@@ -10,13 +10,12 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
-from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.errors import InputError, NemoError
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.secrets import RedactingFilter
@@ -25,7 +24,9 @@ from nemo_mcp.server.edge import message_for
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
 from nemo_mcp.store import StateStore
-from nemo_mcp.timeline import describe, parse_draft, summarize
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.client import NemoClient
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ def create_server(
         async with AsyncExitStack() as clients:
 
             async def open_client(user_settings: Settings) -> NemoClient:
+                # The HTTP stack loads with the first call, not at start-up.
+                from nemo_mcp.backend.client import NemoClient
+
                 store = StateStore(user_settings.home, user_settings.api_url)
                 client = NemoClient(user_settings, identity, store, transport=transport)
                 return await clients.enter_async_context(client)
@@ -118,6 +122,8 @@ def create_server(
         mime_type="text/plain",
     )
     async def timeline_text() -> str:
+        from nemo_mcp.timeline import describe, parse_draft
+
         service: NemoService | None = None
         try:
             service = await current()
@@ -134,6 +140,8 @@ def create_server(
         mime_type="application/json",
     )
     async def timeline_json() -> str:
+        from nemo_mcp.timeline import parse_draft, summarize
+
         service: NemoService | None = None
         try:
             service = await current()

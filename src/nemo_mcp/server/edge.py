@@ -6,10 +6,11 @@ through `secrets.redact`, so no token can reach the agent.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mcp.server.mcpserver.exceptions import ToolError
 
 from nemo_mcp import secrets
-from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.errors import (
     AgentError,
     AuthError,
@@ -26,6 +27,9 @@ from nemo_mcp.errors import (
     TransportError,
     UnsupportedFileError,
 )
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.client import NemoClient
 
 
 def message_for(err: NemoError, client: NemoClient | None) -> str:

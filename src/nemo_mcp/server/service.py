@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.errors import InputError
-from nemo_mcp.server.export import Exporter, draft_hash, output_for, ready_draft
-from nemo_mcp.server.generation import run_generation
 from nemo_mcp.server.jobs import Job, run_job
 from nemo_mcp.server.outputs import ExportOutput, GenerateOutput
 from nemo_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.server.export import Exporter
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,24 @@ class NemoService:
         self.settings = settings
         self.client = client
         self.tasks = tasks
-        self.exporter = Exporter(client, settings)
+        self._exporter: Exporter | None = None
         self.generation: Job[GenerateOutput] | None = None
         self.render: Job[ExportOutput] | None = None
         self._lock = anyio.Lock()
 
+    @property
+    def exporter(self) -> Exporter:
+        if self._exporter is None:
+            from nemo_mcp.server.export import Exporter
+
+            self._exporter = Exporter(self.client, self.settings)
+        return self._exporter
+
     # generation ----------------------------------------------------------------
     async def submit_generation(self, message: str, *, new_project: bool = False) -> tuple[Job[GenerateOutput], str]:
-        """The job answering `message`, and how: `started`, `joined` or `finished`."""
+        """The job answering `message`, and how: `started`, `joined`, `finished` or `resumed`."""
+        from nemo_mcp.server.generation import run_generation
+
         async with self._lock:
             current = self.generation
             if current is not None and not current.finished:
@@ -78,6 +89,8 @@ class NemoService:
     # export ---------------------------------------------------------------------
     async def submit_export(self, *, fmt: str, quality: str, fresh: bool) -> tuple[Job[ExportOutput], str]:
         """The render job for an export request: joined, resumed, reused or started."""
+        from nemo_mcp.server.export import draft_hash, output_for, ready_draft
+
         async with self._lock:
             current = self.render
             if current is not None and not current.finished:

@@ -29,7 +29,6 @@ from nemo_mcp.server.outputs import (
 from nemo_mcp.server.paths import check_path, classify, roots_from_uris
 from nemo_mcp.server.http import bearer, identity_key
 from nemo_mcp.server.service import NemoService, Services
-from nemo_mcp.timeline import describe, parse_draft, summarize, view
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +383,8 @@ def register(mcp: MCPServer[Any]) -> None:
         annotations=hints(read_only=True, idempotent=True),
     )
     async def timeline(ctx: Context) -> Annotated[CallToolResult, TimelineOutput]:
+        from nemo_mcp.timeline import describe, parse_draft, summarize, view
+
         service = await service_of(ctx)
         try:
             snapshot = await service.client.state()
