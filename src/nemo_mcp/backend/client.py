@@ -49,7 +49,7 @@ from nemo_mcp.errors import (
     RateLimitError,
     ServerError,
     SessionNotFoundError,
-    TransportError,
+
 )
 from nemo_mcp.identity import SkillIdentity
 from nemo_mcp.settings import Settings
@@ -401,5 +401,3 @@ class NemoClient:
         )
         return parse_wire(UploadResult, data, what="the upload")
 
-
-__all__ = ["NemoClient", "TransportError"]

@@ -139,7 +139,7 @@ async def send_message(
             raise ServerError(
                 "the backend answered the message without an event stream",
                 http_status=refused.status,
-            )
+            ) from None
         except httpx.HTTPError as err:
             if never_sent(err) and attempt < MAX_ATTEMPTS:
                 await client.sleep(backoff(attempt))

@@ -89,7 +89,7 @@ class MultipartBody:
         self.on_progress = on_progress
         self._heads = [self._head(f) for f in self.files]
         self._tail = f"--{self.boundary}--\r\n".encode()
-        self.length = sum(len(h) + f.size + 2 for h, f in zip(self._heads, self.files)) + len(
+        self.length = sum(len(h) + f.size + 2 for h, f in zip(self._heads, self.files, strict=True)) + len(
             self._tail
         )
 
@@ -107,7 +107,7 @@ class MultipartBody:
 
     async def stream(self) -> AsyncIterator[bytes]:
         sent = 0
-        for head, file in zip(self._heads, self.files):
+        for head, file in zip(self._heads, self.files, strict=True):
             yield head
             sent += len(head)
             remaining = file.size

@@ -77,6 +77,15 @@ def create_server(
             raise InputError("serving several users: call the `timeline` tool instead")
         return await live["services"].get(None)
 
+    async def read_draft() -> tuple[Any, str | None]:
+        """The current draft, or why it cannot be read (for the resources)."""
+        service: NemoService | None = None
+        try:
+            service = await current()
+            return (await service.client.state()).state.draft, None
+        except NemoError as err:
+            return None, message_for(err, service.client if service else None)
+
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
         # Clients close after the task group has finished, never under a running job.
@@ -124,13 +133,8 @@ def create_server(
     async def timeline_text() -> str:
         from nemo_mcp.timeline import describe, parse_draft
 
-        service: NemoService | None = None
-        try:
-            service = await current()
-            draft = parse_draft((await service.client.state()).state.draft)
-        except NemoError as err:
-            return f"Timeline unavailable: {message_for(err, service.client if service else None)}"
-        return describe(draft)
+        draft, problem = await read_draft()
+        return f"Timeline unavailable: {problem}" if problem else describe(parse_draft(draft))
 
     @mcp.resource(
         "nemo://timeline.json",
@@ -142,12 +146,9 @@ def create_server(
     async def timeline_json() -> str:
         from nemo_mcp.timeline import parse_draft, summarize
 
-        service: NemoService | None = None
-        try:
-            service = await current()
-            draft = (await service.client.state()).state.draft
-        except NemoError as err:
-            return json.dumps({"error": message_for(err, service.client if service else None)})
+        draft, problem = await read_draft()
+        if problem:
+            return json.dumps({"error": problem})
         return json.dumps({"summary": summarize(parse_draft(draft)), "draft": draft})
 
     @mcp.resource(

@@ -17,7 +17,7 @@ from typing import Any
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus
-from nemo_mcp.errors import BackendError, NemoError, RenderError
+from nemo_mcp.errors import NemoError, RenderError
 from nemo_mcp.server.jobs import Job
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.settings import Settings
@@ -174,7 +174,7 @@ class Exporter:
     async def browser_link(self) -> str | None:
         try:
             return await self.client.claim_link()
-        except (BackendError, NemoError) as err:
+        except NemoError as err:
             log.info("no browser link: %s", err)
             return None
 

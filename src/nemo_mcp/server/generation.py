@@ -28,7 +28,15 @@ from nemo_mcp.backend.events import (
     ReplyAssembler,
 )
 from nemo_mcp.backend.stream import StreamLimits, send_message
-from nemo_mcp.errors import AgentError, BackendError, BackendTimeoutError, NemoError, StreamBrokenError, TransportError
+from nemo_mcp.errors import (
+    AgentError,
+    BackendError,
+    BackendTimeoutError,
+    NemoError,
+    SessionNotFoundError,
+    StreamBrokenError,
+    TransportError,
+)
 from nemo_mcp.server.jobs import Job, format_duration
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.settings import Settings
@@ -127,7 +135,7 @@ async def _generate(
     try:
         run.before = (await client.state()).state.draft
     except (TransportError, BackendError) as err:
-        if not isinstance(err, (TransportError,)) and err.code == 1002:
+        if isinstance(err, SessionNotFoundError):
             raise
         log.info("could not read the state before sending (%s); diff will be partial", err)
     had_video = _has_video(run.before)
@@ -152,6 +160,7 @@ async def _generate(
                 run.latest_draft = draft
                 if not had_video and run.raw_clip is None and _has_video(draft):
                     run.raw_clip = summarize(parse_draft(draft))
+                    job.milestones.add("raw_clip")
                     job.set_phase(f"raw clip ready after {format_duration(job.elapsed)}; finishing touches")
         elif isinstance(event, ErrorEvent):
             run.errors.append(event.message)
@@ -244,7 +253,7 @@ async def _recover(
         try:
             draft = (await client.state()).state.draft
         except (TransportError, BackendError) as read_err:
-            if isinstance(read_err, BackendError) and read_err.code == 1002:
+            if isinstance(read_err, SessionNotFoundError):
                 raise
             continue
         if _same_draft(draft, run.before):

@@ -43,6 +43,7 @@ class Job(Generic[T]):
         self.result: T | None = None
         self.error: NemoError | None = None
         self.delivered = False
+        self.milestones: set[str] = set()  # e.g. "raw_clip": facts a waiting caller may report
         self._done = anyio.Event()
         self._changed = anyio.Event()
 

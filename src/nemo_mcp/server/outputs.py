@@ -60,12 +60,6 @@ class CreditsOutput(BaseModel):
     note: str = ""
 
 
-class TimelineTrack(BaseModel):
-    label: str
-    type: str
-    segments: list[dict[str, Any]] = Field(default_factory=list)
-
-
 class TimelineOutput(BaseModel):
     summary: str
     detail: str

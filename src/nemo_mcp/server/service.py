@@ -135,9 +135,6 @@ class NemoService:
             lines.append(f"render {self.render.key}: {self.render.status_line()}")
         return lines
 
-    def describe(self) -> dict[str, Any]:
-        return {"running": self.running(), "session_id": self.client.session_id}
-
 
 class Services:
     """One `NemoService` per user: the local user, or one per HTTP bearer token.

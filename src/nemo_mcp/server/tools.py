@@ -131,7 +131,7 @@ def running_output(service: NemoService, job: Job[GenerateOutput]) -> GenerateOu
     return GenerateOutput(
         status="running",
         reply="",
-        raw_clip_ready="raw clip ready" in job.phase,
+        raw_clip_ready="raw_clip" in job.milestones,
         next_steps=["Call `generate` again with the same request to wait for the result."],
         elapsed_seconds=round(job.elapsed, 1),
         session_id=service.client.session_id,
@@ -249,7 +249,7 @@ def register(mcp: MCPServer[Any]) -> None:
             checked = classify(sources, allowed)
             paths = [s.path for s in checked if s.path is not None]
             urls = [s.url for s in checked if s.url is not None]
-            client.check_files(paths)
+            client.check_files(paths)  # every local file, before any URL upload is sent
             items: list[UploadedItem] = []
             if paths:
                 uploaded = await client.upload_files(paths)
