@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nemo_mcp.changes import pair
+from nemo_mcp.timeline.changes import pair
 from nemo_mcp.timeline import Change, diff, parse_draft
 
 VECTOR: dict[str, Any] = {

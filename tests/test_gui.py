@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nemo_mcp.gui import Translation, has_gui_phrasing, translate
+from nemo_mcp.replies.gui import Translation, has_gui_phrasing, translate
 
 EXPORT = "Call `export` to render and save the MP4 (free)."
 PREVIEW = "See the timeline summary below, or call `timeline` for every track."

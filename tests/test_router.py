@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nemo_mcp.router import route
+from nemo_mcp.replies.routing import route
 
 EXPORT = [
     "export",

@@ -8,14 +8,14 @@ import struct
 
 import pytest
 
-from nemo_mcp.sandbox import script
+from nemo_mcp.sandbox import scripted_agent
 from nemo_mcp.sandbox.config import Fault, SandboxConfig, parse_assignments, parse_fault_header
 from nemo_mcp.sandbox.events import Call, Result, Say, Think, encode, heartbeat_frame
 from nemo_mcp.sandbox.media import SAMPLE, MediaProbe, synthetic_stream, upload_limit
 
-VIDEO_DRAFT = script.with_title(
-    script.with_music(
-        script.raw_draft("Urban Dreams", [("city timelapse", "u", 10_000)]), "Lo-fi Chill"
+VIDEO_DRAFT = scripted_agent.with_title(
+    scripted_agent.with_music(
+        scripted_agent.raw_draft("Urban Dreams", [("city timelapse", "u", 10_000)]), "Lo-fi Chill"
     ),
     "Urban Dreams",
 )
@@ -41,32 +41,32 @@ VIDEO_DRAFT = script.with_title(
     ],
 )
 def test_classify(text: str, draft: dict | None, kind: str) -> None:
-    assert script.classify(text, draft).kind == kind
+    assert scripted_agent.classify(text, draft).kind == kind
 
 
 @pytest.mark.parametrize(
     ("text", "edits"),
     [
-        ("add background music", [script.AddMusic(None)]),
-        ("add some jazz music", [script.AddMusic("Smooth Jazz")]),
-        ("change the background music to upbeat jazz", [script.AddMusic("Smooth Jazz")]),
-        ("remove the music", [script.RemoveMusic()]),
-        ("no bgm and delete the title", [script.RemoveMusic(), script.RemoveTitle()]),
-        ("change the music volume to 60%", [script.SetVolume(level=0.6)]),
-        ("volume 150%", [script.SetVolume(level=1.0)]),
-        ("louder", [script.SetVolume(step=0.15)]),
-        ("turn the music down", [script.SetVolume(step=-0.15)]),
-        ('add text "Hello World"', [script.AddTitle("Hello World")]),
-        ("put a title “Été” on it", [script.AddTitle("Été")]),
-        ("add a title", [script.AddTitle(None)]),
-        ("trim to 8s", [script.Trim(8.0)]),
-        ("cut it to 4.5 seconds", [script.Trim(4.5)]),
-        ("make it shorter", [script.Trim(None)]),
+        ("add background music", [scripted_agent.AddMusic(None)]),
+        ("add some jazz music", [scripted_agent.AddMusic("Smooth Jazz")]),
+        ("change the background music to upbeat jazz", [scripted_agent.AddMusic("Smooth Jazz")]),
+        ("remove the music", [scripted_agent.RemoveMusic()]),
+        ("no bgm and delete the title", [scripted_agent.RemoveMusic(), scripted_agent.RemoveTitle()]),
+        ("change the music volume to 60%", [scripted_agent.SetVolume(level=0.6)]),
+        ("volume 150%", [scripted_agent.SetVolume(level=1.0)]),
+        ("louder", [scripted_agent.SetVolume(step=0.15)]),
+        ("turn the music down", [scripted_agent.SetVolume(step=-0.15)]),
+        ('add text "Hello World"', [scripted_agent.AddTitle("Hello World")]),
+        ("put a title “Été” on it", [scripted_agent.AddTitle("Été")]),
+        ("add a title", [scripted_agent.AddTitle(None)]),
+        ("trim to 8s", [scripted_agent.Trim(8.0)]),
+        ("cut it to 4.5 seconds", [scripted_agent.Trim(4.5)]),
+        ("make it shorter", [scripted_agent.Trim(None)]),
         ("it's great, thanks", []),
     ],
 )
-def test_parse_edits(text: str, edits: list[script.Edit]) -> None:
-    assert script.parse_edits(text) == edits
+def test_parse_edits(text: str, edits: list[scripted_agent.Edit]) -> None:
+    assert scripted_agent.parse_edits(text) == edits
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_parse_edits(text: str, edits: list[script.Edit]) -> None:
     ],
 )
 def test_labels_and_titles(prompt: str, label: str, title: str) -> None:
-    assert script.label_of(prompt) == label and script.title_of(label) == title
+    assert scripted_agent.label_of(prompt) == label and scripted_agent.title_of(label) == title
 
 
 @pytest.mark.parametrize(
@@ -96,27 +96,27 @@ def test_labels_and_titles(prompt: str, label: str, title: str) -> None:
     ],
 )
 def test_durations(text: str, ms: int) -> None:
-    assert script.duration_of(text) == ms
+    assert scripted_agent.duration_of(text) == ms
 
 
 def test_edits_never_change_their_input() -> None:
     before = json.dumps(VIDEO_DRAFT, sort_keys=True)
     for edit in [
-        script.AddMusic("X"),
-        script.AddTitle("Y"),
-        script.RemoveMusic(),
-        script.RemoveTitle(),
-        script.SetVolume(level=0.9),
-        script.Trim(2.0),
+        scripted_agent.AddMusic("X"),
+        scripted_agent.AddTitle("Y"),
+        scripted_agent.RemoveMusic(),
+        scripted_agent.RemoveTitle(),
+        scripted_agent.SetVolume(level=0.9),
+        scripted_agent.Trim(2.0),
     ]:
-        applied = script.apply_edit(VIDEO_DRAFT, edit)
+        applied = scripted_agent.apply_edit(VIDEO_DRAFT, edit)
         assert applied.draft is not None and applied.draft != VIDEO_DRAFT
     assert json.dumps(VIDEO_DRAFT, sort_keys=True) == before
 
 
 def test_trim_drops_and_cuts_segments() -> None:
-    draft = script.raw_draft("T", [("a", "u", 4000), ("b", "u", 4000), ("c", "u", 4000)])
-    cut = script.trimmed(draft, 6000)
+    draft = scripted_agent.raw_draft("T", [("a", "u", 4000), ("b", "u", 4000), ("c", "u", 4000)])
+    cut = scripted_agent.trimmed(draft, 6000)
     assert [(s["m"]["name"], s["s"], s["d"]) for s in cut["t"][0]["sg"]] == [
         ("a", 0, 4000),
         ("b", 4000, 2000),
@@ -125,10 +125,10 @@ def test_trim_drops_and_cuts_segments() -> None:
 
 
 def test_volume_stays_in_range_and_needs_music() -> None:
-    quiet = script.apply_edit(VIDEO_DRAFT, script.SetVolume(step=-5))
-    assert quiet.draft is not None and script.music_volume(quiet.draft) == 0.05
-    silent = script.without(VIDEO_DRAFT, script.AUDIO)
-    applied = script.apply_edit(silent, script.SetVolume(level=0.5))
+    quiet = scripted_agent.apply_edit(VIDEO_DRAFT, scripted_agent.SetVolume(step=-5))
+    assert quiet.draft is not None and scripted_agent.music_volume(quiet.draft) == 0.05
+    silent = scripted_agent.without(VIDEO_DRAFT, scripted_agent.AUDIO)
+    applied = scripted_agent.apply_edit(silent, scripted_agent.SetVolume(level=0.5))
     assert applied.draft is None and "music panel" in applied.reply
 
 

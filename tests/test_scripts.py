@@ -21,7 +21,7 @@ from nemo_mcp.errors import (
     PathNotAllowedError,
     UnsupportedFileError,
 )
-from nemo_mcp.scripts import (
+from nemo_mcp.documents import (
     MAX_SCRIPT_CHARS,
     SCRIPT_SUFFIXES,
     ScriptError,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mcp_harness import connect, make_settings, text_of
-from nemo_mcp.gui import has_gui_phrasing
+from nemo_mcp.replies.gui import has_gui_phrasing
 
 MODES = ["auto", "legacy"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nemo_mcp.draft import percent, span
+from nemo_mcp.timeline.wording import percent, span
 from nemo_mcp.timeline import Change, describe, diff, parse_draft, summarize, view
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

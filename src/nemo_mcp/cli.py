@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str | None) -> None:
-    from nemo_mcp.secrets import RedactingFilter
+    from nemo_mcp.redaction import RedactingFilter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from nemo_mcp import __version__, secrets
+from nemo_mcp import __version__, redaction
 from nemo_mcp.backend.envelope import parse_retry_after, read_envelope
 from nemo_mcp.backend.models import (
     AnonymousToken,
@@ -98,7 +98,7 @@ class NemoClient:
         self._auth_lock = anyio.Lock()
         self._session_lock = anyio.Lock()
         if settings.token is not None:
-            secrets.register(settings.token.get_secret_value())
+            redaction.register(settings.token.get_secret_value())
 
     # lifecycle -------------------------------------------------------------
     async def __aenter__(self) -> NemoClient:
@@ -158,7 +158,7 @@ class NemoClient:
                     self._auth = stored
                 else:
                     self._auth = await self._fetch_anonymous_token()
-                secrets.register(self._auth.token)
+                redaction.register(self._auth.token)
             return self._auth.token
 
     async def _renew(self, stale: str) -> None:
@@ -174,7 +174,7 @@ class NemoClient:
                 return  # another call renewed it meanwhile
             self.store.clear_auth()
             self._auth = await self._fetch_anonymous_token()
-            secrets.register(self._auth.token)
+            redaction.register(self._auth.token)
 
     async def _fetch_anonymous_token(self) -> AuthRecord:
         try:
@@ -194,7 +194,7 @@ class NemoClient:
                 retry_after=err.retry_after,
             ) from err
         token = parse_wire(AnonymousToken, data, what="the token request")
-        secrets.register(token.token)
+        redaction.register(token.token)
         record = AuthRecord(
             token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
         )

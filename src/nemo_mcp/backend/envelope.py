@@ -24,7 +24,7 @@ from nemo_mcp.errors import (
     SessionNotFoundError,
     UnsupportedFileError,
 )
-from nemo_mcp.secrets import redact
+from nemo_mcp.redaction import redact
 
 _MESSAGE_LIMIT = 300
 

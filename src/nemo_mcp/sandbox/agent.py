@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from nemo_mcp.sandbox import script
+from nemo_mcp.sandbox import scripted_agent
 from nemo_mcp.sandbox.config import SandboxConfig
 from nemo_mcp.sandbox.events import AgentEvent, Call, Result, Say, Think, call_id, invocation_id
 from nemo_mcp.sandbox.world import Session, User, World, new_id
@@ -28,7 +28,7 @@ class Work:
     config: SandboxConfig
     base_url: str
     text: str
-    intent: script.Intent
+    intent: scripted_agent.Intent
 
     @property
     def cost(self) -> int:
@@ -39,8 +39,8 @@ class Work:
         return 0
 
 
-def plan(text: str, session: Session) -> script.Intent:
-    return script.classify(text, session.draft)
+def plan(text: str, session: Session) -> scripted_agent.Intent:
+    return scripted_agent.classify(text, session.draft)
 
 
 class Job:
@@ -87,20 +87,20 @@ class Job:
     def _say_last(self, text: str) -> None:
         self.emit(Say(text))
         if self.work.config.trailing_issue:
-            self.emit(Say(script.TEMPORARY_ISSUE))
+            self.emit(Say(scripted_agent.TEMPORARY_ISSUE))
 
     # generation ----------------------------------------------------------------------------
     async def _generate(self) -> None:
         w, session = self.work, self.work.session
         prompt = w.intent.prompt
-        label = script.label_of(prompt)
-        title = (script.quoted(w.text) if "title" in w.text.lower() else None) or script.title_of(
+        label = scripted_agent.label_of(prompt)
+        title = (scripted_agent.quoted(w.text) if "title" in w.text.lower() else None) or scripted_agent.title_of(
             label
         )
-        length = script.duration_of(w.text)
+        length = scripted_agent.duration_of(w.text)
         sources = [i for i in session.video_infos if i.get("file_type") in ("video", "image")]
         audio = next((i for i in session.video_infos if i.get("file_type") == "audio"), None)
-        music = audio["filename"] if audio else script.mood_music(w.text) or script.LIBRARY[0]
+        music = audio["filename"] if audio else scripted_agent.mood_music(w.text) or scripted_agent.LIBRARY[0]
 
         self.emit(
             Think(
@@ -139,17 +139,17 @@ class Job:
             }
             session.generated_media = [*session.generated_media, media]
             response = {"status": "success", "clip": media}
-        session.draft = script.raw_draft(title, clips)
+        session.draft = scripted_agent.raw_draft(title, clips)
         self.emit(
             Result(
                 ((generate, "generate_video", response),),
                 {"draft": session.draft, "generated_media": session.generated_media},
             )
         )
-        self.emit(Say(script.RAW_READY.format(label=label, seconds=session.draft["d"] / 1000)))
+        self.emit(Say(scripted_agent.RAW_READY.format(label=label, seconds=session.draft["d"] / 1000)))
 
         bgm, caption = call_id(), call_id()
-        volume = script.DEFAULT_VOLUME
+        volume = scripted_agent.DEFAULT_VOLUME
         self.emit(
             Call(
                 (
@@ -160,9 +160,9 @@ class Job:
         )
         await asyncio.sleep(w.config.generation_seconds / 2)
 
-        base = session.draft if script.has_video(session.draft) else script.raw_draft(title, clips)
-        session.draft = script.with_title(
-            script.with_music(base, music, audio["cdn_url"] if audio else None), title
+        base = session.draft if scripted_agent.has_video(session.draft) else scripted_agent.raw_draft(title, clips)
+        session.draft = scripted_agent.with_title(
+            scripted_agent.with_music(base, music, audio["cdn_url"] if audio else None), title
         )
         self.emit(
             Result(
@@ -174,7 +174,7 @@ class Job:
             )
         )
         self._settle(spent=True)
-        self._say_last(script.FINISHED)
+        self._say_last(scripted_agent.FINISHED)
 
     # edits -------------------------------------------------------------------------------------
     async def _edit(self) -> None:
@@ -183,7 +183,7 @@ class Job:
         draft = session.draft
         calls, outcomes, replies = [], [], []
         for edit in w.intent.edits:
-            applied = script.apply_edit(draft, edit)
+            applied = scripted_agent.apply_edit(draft, edit)
             calls.append((call_id(), applied.tool, applied.args))
             outcomes.append(applied.draft is not None)
             replies.append(applied.reply)
@@ -205,14 +205,14 @@ class Job:
     # chat ----------------------------------------------------------------------------------------
     async def _chat(self) -> None:
         await asyncio.sleep(self.work.config.edit_seconds / 2)
-        self._say_last(script.chat_reply(self.work.text, self.work.session.draft))
+        self._say_last(scripted_agent.chat_reply(self.work.text, self.work.session.draft))
 
 
 def _length_of(info: dict[str, Any]) -> int:
     duration = info.get("duration")
     if info.get("file_type") == "video" and isinstance(duration, (int, float)) and duration > 0:
         return int(duration * 1000)
-    return script.IMAGE_MS if info.get("file_type") == "image" else script.CLIP_MS
+    return scripted_agent.IMAGE_MS if info.get("file_type") == "image" else scripted_agent.CLIP_MS
 
 
 __all__ = ["Job", "Work", "plan"]

@@ -18,7 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from nemo_mcp import __version__
 from nemo_mcp.errors import InputError, NemoError
 from nemo_mcp.identity import SkillIdentity, load_identity
-from nemo_mcp.secrets import RedactingFilter
+from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.edge import message_for
 from nemo_mcp.server.service import NemoService, Services

@@ -1,7 +1,7 @@
 """The MCP edge: every expected failure becomes a `ToolError` written for the agent.
 
 Each message says what failed, why, and what to do next. Every message goes
-through `secrets.redact`, so no token can reach the agent.
+through `redaction.redact`, so no token can reach the agent.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from nemo_mcp import secrets
+from nemo_mcp import redaction
 from nemo_mcp.errors import (
     AgentError,
     AuthError,
@@ -81,4 +81,4 @@ def message_for(err: NemoError, client: NemoClient | None) -> str:
 
 
 def tool_error(err: NemoError, client: NemoClient | None) -> ToolError:
-    return ToolError(secrets.redact(message_for(err, client)))
+    return ToolError(redaction.redact(message_for(err, client)))

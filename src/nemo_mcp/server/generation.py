@@ -202,7 +202,7 @@ def _report(
     *,
     recovered: bool,
 ) -> GenerateOutput:
-    from nemo_mcp import gui  # its pattern tables compile on import; only replies need them
+    from nemo_mcp.replies import gui  # its pattern tables compile on import; only replies need them
 
     translation = gui.translate(text) if text else None
     reply = translation.text if translation else ""

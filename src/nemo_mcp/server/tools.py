@@ -14,7 +14,7 @@ from mcp.server.mcpserver.resolve import ListRoots, Resolve
 from mcp_types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from nemo_mcp import secrets
+from nemo_mcp import redaction
 from nemo_mcp.errors import NemoError
 from nemo_mcp.server.edge import tool_error
 from nemo_mcp.server.jobs import Job
@@ -48,7 +48,7 @@ async def service_of(ctx: Context) -> NemoService:
 
 
 def _route(text: str) -> str:
-    from nemo_mcp.router import route  # loaded on first use, not at start-up
+    from nemo_mcp.replies.routing import route  # loaded on first use, not at start-up
 
     return route(text)
 
@@ -56,8 +56,8 @@ def _route(text: str) -> str:
 def result(text: str, model: BaseModel) -> CallToolResult:
     """A tool result: readable text for the agent, the model as structured content."""
     return CallToolResult(
-        content=[TextContent(type="text", text=secrets.redact(text, claims=False))],
-        structured_content=json.loads(secrets.redact(model.model_dump_json(), claims=False)),
+        content=[TextContent(type="text", text=redaction.redact(text, claims=False))],
+        structured_content=json.loads(redaction.redact(model.model_dump_json(), claims=False)),
     )
 
 
@@ -192,7 +192,7 @@ def register(mcp: MCPServer[Any]) -> None:
         try:
             text = message.strip()
             if script_file:
-                from nemo_mcp.scripts import read_script
+                from nemo_mcp.documents import read_script
 
                 allowed = roots_from_uris([str(r.uri) for r in roots.roots]) if roots else list(
                     service.settings.upload_dirs

@@ -1,7 +1,7 @@
 """Timelines for people and agents: the one-line summary, the multi-line form, the structured view.
 
-Pure functions over `Draft` (read by `parse_draft`, see `nemo_mcp.draft` for the reading rules);
-change reports live in `nemo_mcp.changes` and are re-exported here.
+Pure functions over `Draft` (read by `parse_draft`, see `model.py` for the reading rules);
+change reports live in `changes.py`.
 
 The one-line summary is the backend documents' own format (here wrapped, but one line):
 
@@ -36,20 +36,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from nemo_mcp.changes import Change, ChangeKind, diff
-from nemo_mcp.draft import (
-    Draft,
-    Segment,
-    Track,
-    TrackKind,
-    clip,
-    parse_draft,
-    percent,
-    plural,
-    point,
-    segment_list,
-    track_entry,
-)
+from nemo_mcp.timeline.model import Draft, Segment, Track, TrackKind, parse_draft
+from nemo_mcp.timeline.wording import clip, percent, plural, point, segment_list, track_entry
 
 __all__ = [
     "Change",

@@ -45,10 +45,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from nemo_mcp.draft import (
-    Draft,
-    Segment,
-    Track,
+from nemo_mcp.timeline.model import Draft, Segment, Track
+from nemo_mcp.timeline.wording import (
     clip,
     percent,
     point,
