@@ -20,12 +20,27 @@ import math
 import random
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from nemo_mcp.backend.polling import AdaptivePoller, FixedPoller
+from nemo_mcp.backend.polling import AdaptivePoller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, median, pct, table
+
+
+@dataclass
+class FixedPoller:
+    """The documented habit: one poll every `interval` seconds."""
+
+    interval: float = 30.0
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def observe(self, elapsed: float, progress: float) -> None:
+        self.samples.append((elapsed, progress))
+
+    def next_delay(self) -> float:
+        return self.interval
 
 Progress = Callable[[float], float]
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from mcp_harness import Session, connect, make_settings, text_of
 
-from nemo_mcp.backend import client as client_module
-from nemo_mcp.backend.transport import backoff
+from nemo_mcp.backend import retry as retry_module
+from nemo_mcp.backend.retry import backoff
 from nemo_mcp.settings import Settings
 
 #: Quicker than the shared defaults: the matrix has many rows.
@@ -150,7 +150,7 @@ def _rows() -> list[Any]:
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real retry schedule, ten times faster: the matrix retries often, the rules stay."""
     monkeypatch.setattr(
-        client_module, "backoff", lambda attempt, retry_after=None: backoff(attempt, retry_after) / 10
+        retry_module, "backoff", lambda attempt, retry_after=None: backoff(attempt, retry_after) / 10
     )
 
 

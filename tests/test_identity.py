@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nemo_mcp.identity import PROFILES, SkillFileError, detect_platform, load_identity, parse_frontmatter
+from nemo_mcp.errors import SkillFileError
+from nemo_mcp.identity import PROFILES, detect_platform, load_identity, parse_frontmatter
 
 
 @pytest.mark.parametrize(

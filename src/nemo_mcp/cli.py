@@ -54,14 +54,13 @@ def setup_logging(level: str | None) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from nemo_mcp.errors import ConfigError
-    from nemo_mcp.identity import SkillFileError
     from nemo_mcp.server import create_server
     from nemo_mcp.settings import settings_from_env
 
     try:
         settings = settings_from_env()
         server = create_server(settings)
-    except (ConfigError, SkillFileError) as err:
+    except ConfigError as err:
         print(f"nemo-mcp: {err}", file=sys.stderr)
         return 2
     if getattr(args, "http", False):

@@ -20,7 +20,8 @@ import httpx
 
 from nemo_mcp import __version__
 from nemo_mcp.errors import ConfigError, NemoError
-from nemo_mcp.identity import SkillFileError, SkillIdentity, load_identity
+from nemo_mcp.errors import SkillFileError
+from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.settings import Settings, settings_from_env
 from nemo_mcp.store import StateStore
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from nemo_mcp.errors import SkillFileError
+
 MB = 1000 * 1000
 
 #: Upload types every product face accepts (BACKEND.md).
@@ -115,10 +117,6 @@ PROFILES: dict[str, Profile] = {
 }
 
 _FRONTMATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
-
-
-class SkillFileError(ValueError):
-    """SKILL.md is missing, has no frontmatter, or lacks `name`/`version`."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nemo_mcp.errors import ServerError
 
@@ -59,11 +59,19 @@ class ClaimToken(Wire):
 class Credits(Wire):
     available: float = 0
     frozen: float = 0
-    total: float | None = None
+    total: float = Field(0, description="available + frozen when the answer leaves it out")
 
-    def model_post_init(self, __context: Any) -> None:
-        if self.total is None:
-            self.total = self.available + self.frozen
+    @model_validator(mode="before")
+    @classmethod
+    def _total(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("total") is None:
+            value = {**value, "total": _sum(value.get("available"), value.get("frozen"))}
+        return value
+
+
+def _sum(*values: Any) -> float:
+    numbers = [_number(v) for v in values]
+    return sum(n for n in numbers if n is not None)
 
 
 class UploadedFile(Wire):

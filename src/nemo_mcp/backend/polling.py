@@ -72,17 +72,3 @@ class AdaptivePoller:
         else:
             target = max(earliest, now + floor)
         return max(floor, min(self.ceiling, target - now))
-
-
-@dataclass
-class FixedPoller:
-    """The documented habit: one poll every `interval` seconds."""
-
-    interval: float = 30.0
-    samples: list[tuple[float, float]] = field(default_factory=list)
-
-    def observe(self, elapsed: float, progress: float) -> None:
-        self.samples.append((elapsed, progress))
-
-    def next_delay(self) -> float:
-        return self.interval

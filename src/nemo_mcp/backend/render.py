@@ -26,7 +26,7 @@ from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.envelope import read_envelope
 from nemo_mcp.backend.models import RenderStatus, parse_render_status
 from nemo_mcp.backend.polling import AdaptivePoller
-from nemo_mcp.backend.transport import TRANSFER_TIMEOUT, translate
+from nemo_mcp.backend.retry import TRANSFER_TIMEOUT, translate
 from nemo_mcp.errors import (
     AuthError,
     BackendError,
@@ -78,9 +78,7 @@ async def start_render(
             )
             return render_id
         except SessionNotFoundError as err:
-            lost = await client.session()
-            new = await client.replace_lost_session(lost)
-            raise client.session_lost_error(err, new) from err
+            raise await client.session_lost(await client.session(), err) from err
         except _FINAL:
             raise
         except BackendError as err:
@@ -114,15 +112,6 @@ async def render_status(client: NemoClient, render_id: str) -> RenderStatus:
         what="reading the render status",
     )
     return parse_render_status(data, render_id=render_id)
-
-
-async def cancel_render(client: NemoClient, render_id: str) -> None:
-    await client.request(
-        "POST",
-        f"/api/render/proxy/lambda/{quote(render_id)}/cancel",
-        idempotent=True,
-        what="cancelling the render",
-    )
 
 
 async def wait_render(

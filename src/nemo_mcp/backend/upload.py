@@ -11,7 +11,7 @@ import mimetypes
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,9 @@ from nemo_mcp.errors import FileTooLargeError, PathNotAllowedError, UnsupportedF
 from nemo_mcp.identity import Profile
 
 CHUNK = 1024 * 1024
+
+#: Told (bytes sent, bytes in all) after each chunk of a body.
+OnProgress = Callable[[int, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class MultipartBody:
         self,
         files: Sequence[LocalFile],
         *,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: OnProgress | None = None,
     ) -> None:
         self.boundary = f"nemo-{uuid.uuid4().hex}"
         self.files = list(files)
@@ -119,8 +122,8 @@ class MultipartBody:
                     remaining -= len(chunk)
                     sent += len(chunk)
                     yield chunk
-                    if self.on_progress:
-                        self.on_progress(sent, self.length)
+                    if self.on_progress is not None:
+                        await self.on_progress(sent, self.length)
             if remaining:
                 raise OSError(f"{file.path.name} shrank while it was being uploaded")
             yield b"\r\n"

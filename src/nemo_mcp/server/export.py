@@ -158,11 +158,17 @@ class Exporter:
             )
         record.url = status.url
         job.set_phase("downloading the video", 100)
+
+        def on_progress(done: int, total: int | None) -> None:
+            share = f", {done * 100 // total}%" if total else ""
+            job.set_phase(f"downloading the video ({done / 1_000_000:.0f} MB{share})", 100)
+
         saved = await renders.download(
             self.client,
             status,
             self.settings.output_dir,
             stem=renders.safe_stem(record.title or "nemovideo"),
+            on_progress=on_progress,
         )
         record.file, record.size = str(saved.path), saved.size
         record.url = status.url or saved.source
@@ -177,11 +183,6 @@ class Exporter:
         except NemoError as err:
             log.info("no browser link: %s", err)
             return None
-
-    async def cancel(self, record: RenderRecord) -> None:
-        await renders.cancel_render(self.client, record.id)
-        record.status = "cancelled"
-        self._save(record)
 
 
 def ready_draft(draft: Any) -> bool:

@@ -89,10 +89,8 @@ class GenerationRun:
 
     message: str
     before: Any = None
-    latest_draft: Any = None
     reply: ReplyAssembler = field(default_factory=ReplyAssembler)
     errors: list[str] = field(default_factory=list)
-    raw_clip: str | None = None
 
 
 async def run_generation(
@@ -157,20 +155,27 @@ async def _generate(
         elif isinstance(event, StateDeltaEvent):
             draft = event.delta.get("draft")
             if draft is not None:
-                run.latest_draft = draft
-                if not had_video and run.raw_clip is None and _has_video(draft):
-                    run.raw_clip = summarize(parse_draft(draft))
+                # A waiting caller is shown the timeline as it is so far.
+                job.timeline = summarize(parse_draft(draft))
+                if not had_video and "raw_clip" not in job.milestones and _has_video(draft):
                     job.milestones.add("raw_clip")
-                    job.set_phase(f"raw clip ready after {format_duration(job.elapsed)}; finishing touches")
+                    job.set_phase(
+                        f"raw clip ready after {format_duration(job.elapsed)}; finishing touches"
+                    )
         elif isinstance(event, ErrorEvent):
             run.errors.append(event.message)
 
     job.set_phase("sending the request")
     limits = StreamLimits(total=settings.stream_total, idle=settings.stream_idle)
     try:
-        await send_message(client, message, on_event, limits=limits)
+        outcome = await send_message(client, message, on_event, limits=limits)
     except (StreamBrokenError, BackendTimeoutError) as err:
         return await _recover(client, settings, job, run, err)
+    if outcome.meaningful == 0:
+        # Closed cleanly with nothing but heartbeats: the agent may still be working
+        # behind the gateway. Read the state on the schedule, as after a break.
+        empty = StreamBrokenError("the agent stream closed without an answer")
+        return await _recover(client, settings, job, run, empty)
     job.set_phase("reading the timeline after the change")
     after = (await client.state()).state.draft
     changes = [c.text for c in diff(parse_draft(run.before), parse_draft(after))]

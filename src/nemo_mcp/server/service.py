@@ -160,6 +160,10 @@ class Services:
     def multi_user(self) -> bool:
         return bool(self.settings.http_tokens)
 
+    def peek(self, key: str | None = None) -> NemoService | None:
+        """The service for `key` if it is open already; never opens one."""
+        return self._services.get(key)
+
     async def get(self, key: str | None = None) -> NemoService:
         async with self._lock:
             service = self._services.get(key)
