@@ -15,7 +15,9 @@ import pytest
 
 from nemo_mcp import doctor
 
-ASSET = Path(__file__).resolve().parents[1] / "src" / "nemo_mcp" / "sandbox" / "assets" / "sample.mp4"
+ASSET = (
+    Path(__file__).resolve().parents[1] / "src" / "nemo_mcp" / "sandbox" / "assets" / "sample.mp4"
+)
 
 
 def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path) -> None:
@@ -24,18 +26,34 @@ def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path) -> None:
     env.pop("NEMO_TOKEN", None)
     done = subprocess.run(
         [sys.executable, "-m", "nemo_mcp", "demo", "--output-dir", str(out)],
-        env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     saved = list(out.glob("*.mp4"))
     assert len(saved) == 1
-    assert hashlib.sha256(saved[0].read_bytes()).digest() == hashlib.sha256(ASSET.read_bytes()).digest()
+    assert (
+        hashlib.sha256(saved[0].read_bytes()).digest()
+        == hashlib.sha256(ASSET.read_bytes()).digest()
+    )
     assert str(saved[0]) in done.stdout
-    for step in ("1. credits", "2. generate", "3. generate", "4. timeline", "5. export", "... rendering"):
+    for step in (
+        "1. credits",
+        "2. generate",
+        "3. generate",
+        "4. timeline",
+        "5. export",
+        "... rendering",
+    ):
         assert step in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     assert "nmv_usr_" not in done.stdout + done.stderr
-    assert not (tmp_path / ".config" / "nemovideo").exists(), "the demo must not touch the user's state"
+    assert not (tmp_path / ".config" / "nemovideo").exists(), (
+        "the demo must not touch the user's state"
+    )
 
 
 def run_doctor(env: dict[str, str]) -> tuple[int, str]:
@@ -61,7 +79,9 @@ def test_doctor_healthy(healthy_env: dict[str, str]) -> None:
     assert "no token yet" in text
 
 
-def test_doctor_checks_a_saved_token_without_printing_it(tmp_path: Path, sandbox: Any, healthy_env: dict[str, str]) -> None:
+def test_doctor_checks_a_saved_token_without_printing_it(
+    tmp_path: Path, sandbox: Any, healthy_env: dict[str, str]
+) -> None:
     import anyio
 
     from mcp_harness import connect, make_settings
@@ -90,7 +110,9 @@ def test_doctor_checks_a_saved_token_without_printing_it(tmp_path: Path, sandbox
         ({"NEMO_TOOL_TIMEOUT": "-1"}, "NEMO_TOOL_TIMEOUT must be above 0"),
     ],
 )
-def test_doctor_finds_each_problem(healthy_env: dict[str, str], change: dict[str, str], problem: str) -> None:
+def test_doctor_finds_each_problem(
+    healthy_env: dict[str, str], change: dict[str, str], problem: str
+) -> None:
     code, text = run_doctor({**healthy_env, **change})
     assert code == 1, text
     assert problem in text

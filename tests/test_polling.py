@@ -17,7 +17,9 @@ def simulate(poller: AdaptivePoller, duration: float, queued: float) -> tuple[fl
         requests += 1
         if now >= duration:
             return now - duration, requests
-        progress = 0.0 if now < queued else math.floor(100 * (now - queued) / (duration - queued)) / 100
+        progress = (
+            0.0 if now < queued else math.floor(100 * (now - queued) / (duration - queued)) / 100
+        )
         poller.observe(now, min(progress, 0.99))
 
 

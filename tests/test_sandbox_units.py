@@ -51,7 +51,10 @@ def test_classify(text: str, draft: dict | None, kind: str) -> None:
         ("add some jazz music", [scripted_agent.AddMusic("Smooth Jazz")]),
         ("change the background music to upbeat jazz", [scripted_agent.AddMusic("Smooth Jazz")]),
         ("remove the music", [scripted_agent.RemoveMusic()]),
-        ("no bgm and delete the title", [scripted_agent.RemoveMusic(), scripted_agent.RemoveTitle()]),
+        (
+            "no bgm and delete the title",
+            [scripted_agent.RemoveMusic(), scripted_agent.RemoveTitle()],
+        ),
         ("change the music volume to 60%", [scripted_agent.SetVolume(level=0.6)]),
         ("volume 150%", [scripted_agent.SetVolume(level=1.0)]),
         ("louder", [scripted_agent.SetVolume(step=0.15)]),

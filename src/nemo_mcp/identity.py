@@ -216,4 +216,6 @@ def load_identity(
         platform = skill_source_override.strip()
     else:
         platform = detect_platform(install_path or path.parent)
-    return SkillIdentity(profile=PROFILES[slug], version=version, platform=platform, skill_file=path)
+    return SkillIdentity(
+        profile=PROFILES[slug], version=version, platform=platform, skill_file=path
+    )

@@ -205,7 +205,7 @@ class NemoClient:
         headers: dict[str, str] | None = None,
         idempotent: bool,
         auth: bool = True,
-        timeout: httpx.Timeout | None = None,
+        timeouts: httpx.Timeout | None = None,
         what: str | None = None,
     ) -> Any:
         """Send one call and return its `data`, under the retry policy (`retry.py`)."""
@@ -225,7 +225,7 @@ class NemoClient:
                 json=json,
                 content=content,
                 headers=sent_headers,
-                timeout=timeout or CALL_TIMEOUT,
+                timeout=timeouts or CALL_TIMEOUT,
             )
             return read_envelope(
                 response.status_code,
@@ -313,7 +313,10 @@ class NemoClient:
 
     async def state(self) -> StateSnapshot:
         data = await self.session_request(
-            "GET", "/api/state/nemo_agent/me/{sid}/latest", idempotent=True, what="reading the state"
+            "GET",
+            "/api/state/nemo_agent/me/{sid}/latest",
+            idempotent=True,
+            what="reading the state",
         )
         return parse_wire(StateSnapshot, data, what="reading the state")
 
@@ -356,7 +359,7 @@ class NemoClient:
             "/api/upload-video/nemo_agent/me/{sid}",
             body=body,
             idempotent=False,
-            timeout=TRANSFER_TIMEOUT,
+            timeouts=TRANSFER_TIMEOUT,
             what="uploading files",
         )
         return parse_wire(UploadResult, data, what="the upload")
@@ -373,4 +376,3 @@ class NemoClient:
             what="uploading URLs",
         )
         return parse_wire(UploadResult, data, what="the upload")
-

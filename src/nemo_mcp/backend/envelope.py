@@ -15,10 +15,10 @@ from typing import Any
 from nemo_mcp.errors import (
     AuthError,
     BackendError,
-    NemoError,
     ClientIdError,
     CreditsError,
     FileTooLargeError,
+    NemoError,
     PlanError,
     RateLimitError,
     ServerError,

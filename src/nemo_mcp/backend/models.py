@@ -64,8 +64,14 @@ class Credits(Wire):
     @model_validator(mode="before")
     @classmethod
     def _total(cls, value: Any) -> Any:
-        if isinstance(value, dict) and value.get("total") is None:
-            value = {**value, "total": _sum(value.get("available"), value.get("frozen"))}
+        if not isinstance(value, dict):
+            return value
+        value = {**value}
+        for key in ("available", "frozen"):
+            if value.get(key) is None:
+                value[key] = 0
+        if value.get("total") is None:
+            value["total"] = _sum(value["available"], value["frozen"])
         return value
 
 
@@ -195,7 +201,8 @@ def parse_render_status(body: Any, *, render_id: str) -> RenderStatus:
         return RenderStatus(id=render_id, status="unknown")
     raw_status = str(obj.get("status", "")).strip().lower()
     status: RenderPhase = _PHASES.get(raw_status, "unknown")  # type: ignore[assignment]
-    output = obj.get("output") if isinstance(obj.get("output"), dict) else {}
+    found = obj.get("output")
+    output: dict[str, Any] = found if isinstance(found, dict) else {}
     url = output.get("url") or obj.get("outputUrl") or obj.get("output_url") or obj.get("url")
     error = obj.get("error") or obj.get("errorMessage") or obj.get("message")
     size = _number(output.get("size", obj.get("size")))

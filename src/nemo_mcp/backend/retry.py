@@ -50,7 +50,6 @@ STREAM_TOTAL_SECONDS = 15 * 60
 STREAM_IDLE_SECONDS = 10 * 60
 
 
-
 def stream_timeout(read: float = STREAM_READ_TIMEOUT) -> httpx.Timeout:
     """The agent stream's timeouts: `read` is the longest silence between chunks."""
     return httpx.Timeout(connect=10.0, read=read, write=30.0, pool=10.0)
@@ -77,8 +76,8 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     """Delay before retry number `attempt` (1-based): Retry-After when given, else
     exponential from 0.5 s with jitter, capped at 8 s."""
     if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER)
-    base = min(8.0, 0.5 * 2 ** (attempt - 1))
+        return float(min(retry_after, MAX_RETRY_AFTER))
+    base = min(8.0, 0.5 * 2.0 ** (attempt - 1))
     return base * (0.75 + random.random() / 2)
 
 

@@ -14,6 +14,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
 import anyio
 import httpx
 from httpx_sse import EventSource
@@ -171,4 +172,4 @@ async def _consume(
     log.debug("stream closed after %d events", outcome.events)
 
 
-__all__ = ["send_message", "StreamLimits", "StreamOutcome", "message_body"]
+__all__ = ["StreamLimits", "StreamOutcome", "message_body", "send_message"]

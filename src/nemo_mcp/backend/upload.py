@@ -92,9 +92,9 @@ class MultipartBody:
         self.on_progress = on_progress
         self._heads = [self._head(f) for f in self.files]
         self._tail = f"--{self.boundary}--\r\n".encode()
-        self.length = sum(len(h) + f.size + 2 for h, f in zip(self._heads, self.files, strict=True)) + len(
-            self._tail
-        )
+        self.length = sum(
+            len(h) + f.size + 2 for h, f in zip(self._heads, self.files, strict=True)
+        ) + len(self._tail)
 
     @property
     def content_type(self) -> str:

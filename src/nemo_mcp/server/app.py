@@ -173,4 +173,3 @@ def create_server(
             description=f"An example request for {identity.profile.title}",
         )(_example_prompt(example))
     return mcp
-

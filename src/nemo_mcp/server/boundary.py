@@ -68,8 +68,10 @@ def message_for(err: NemoError, client: NemoClient | None) -> str:
     if isinstance(err, ServerError):
         status = f" (HTTP {err.http_status})" if err.http_status else ""
         return f"NemoVideo had a server problem{status}: {err.message}. Try again in a minute."
-    if not err.from_backend or isinstance(err, TransportError):
-        return _sentence(err.message) or type(err).__name__
+    if isinstance(err, TransportError):
+        return _sentence(err.message)
+    if not err.from_backend:
+        return err.message or type(err).__name__
     # The backend's own words: say what they mean for the user.
     if isinstance(err, AuthError):
         return (
@@ -154,16 +156,19 @@ _KIND_WORDS = {
 }
 
 
+_PLURALS = {"string": "texts", "integer": "whole numbers", "number": "numbers"}
+
+
 def _expected(prop: Mapping[str, Any]) -> str:
     """What a parameter takes, in words, from its JSON schema."""
-    if "enum" in prop:
-        return "one of: " + ", ".join(str(v) for v in prop["enum"])
+    if "enum" in prop or "const" in prop:
+        values = prop.get("enum") or [prop["const"]]
+        return "one of: " + ", ".join(str(v) for v in values)
     kinds = [p.get("type") for p in prop.get("anyOf", [])] or [prop.get("type")]
     words = [_KIND_WORDS[k] for k in kinds if isinstance(k, str) and k in _KIND_WORDS]
     if prop.get("type") == "array":
         items = prop.get("items", {})
-        inner = _KIND_WORDS.get(items.get("type", ""), "items")
-        words = [f"a list of {inner}"]
+        words = [f"a list of {_PLURALS.get(items.get('type', ''), 'items')}"]
     text = " or ".join(words) or "a valid value"
     description = str(prop.get("description") or "")
     short = description.split(", e.g.")[0].split(" e.g.")[0].strip().rstrip(".")

@@ -39,10 +39,14 @@ def _title(draft: Any) -> str:
     return title if isinstance(title, str) and title.strip() else "nemovideo"
 
 
-def output_for(record: RenderRecord, *, link: str | None, elapsed: float, reused: bool = False) -> ExportOutput:
+def output_for(
+    record: RenderRecord, *, link: str | None, elapsed: float, reused: bool = False
+) -> ExportOutput:
     done = record.status == "completed"
     return ExportOutput(
-        status="completed" if done else ("failed" if record.status in ("failed", "cancelled") else "rendering"),
+        status="completed"
+        if done
+        else ("failed" if record.status in ("failed", "cancelled") else "rendering"),
         render_id=record.id,
         progress_percent=100 if done else int(record.progress * 100),
         url=record.url,
@@ -51,7 +55,9 @@ def output_for(record: RenderRecord, *, link: str | None, elapsed: float, reused
         browser_link=link,
         reused=reused,
         elapsed_seconds=round(elapsed, 1),
-        next_steps=["Share or open the saved MP4."] if done else ["Call `export` again to keep waiting."],
+        next_steps=["Share or open the saved MP4."]
+        if done
+        else ["Call `export` again to keep waiting."],
     )
 
 

@@ -20,12 +20,12 @@ import anyio
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.events import (
     ErrorEvent,
+    ReplyAssembler,
     StateDeltaEvent,
     StreamEvent,
     TextEvent,
     ToolCallEvent,
     ToolResultEvent,
-    ReplyAssembler,
 )
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
@@ -140,7 +140,10 @@ async def _generate(
     session = await client.session()
     client.store.save_generation(
         GenerationRecord(
-            message=message, session_id=session.session_id, started_at=time.time(), before=run.before
+            message=message,
+            session_id=session.session_id,
+            started_at=time.time(),
+            before=run.before,
         )
     )
 
@@ -212,7 +215,11 @@ def _report(
     translation = gui.translate(text) if text else None
     reply = translation.text if translation else ""
     if not reply:
-        reply = "Done." if changes else "The agent finished without a reply, and the timeline did not change."
+        reply = (
+            "Done."
+            if changes
+            else "The agent finished without a reply, and the timeline did not change."
+        )
     # The timeline is shown with every result, so "look at the timeline" is no step.
     actions = [a for a in (translation.actions if translation else []) if a != "timeline"]
     draft = parse_draft(after)
@@ -253,7 +260,9 @@ async def _recover(
     seen: Any = None
     checks = len(settings.recovery_delays)
     for n, delay in enumerate(settings.recovery_delays, start=1):
-        job.set_phase(f"no answer from the agent; checking the timeline ({n}/{checks}), nothing is re-sent")
+        job.set_phase(
+            f"no answer from the agent; checking the timeline ({n}/{checks}), nothing is re-sent"
+        )
         await anyio.sleep(delay)
         try:
             draft = (await client.state()).state.draft

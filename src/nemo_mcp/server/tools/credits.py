@@ -28,14 +28,14 @@ def credits_output(balance: Credits, *, anonymous: bool, registration_link: str)
     if balance.frozen:
         notes.append(f"{balance.frozen:g} are held for work in progress and return if it fails.")
     if balance.available < EDIT_COST:
-        more = f" Register at {registration_link} for more." if anonymous else " Top up to continue."
+        more = (
+            f" Register at {registration_link} for more." if anonymous else " Top up to continue."
+        )
         notes.append(
             f"Not enough for an edit (~{EDIT_COST}) or a new clip (~{GENERATION_COST}).{more}"
         )
     elif balance.available < GENERATION_COST:
-        notes.append(
-            f"Enough for an edit (~{EDIT_COST}) but not a new clip (~{GENERATION_COST})."
-        )
+        notes.append(f"Enough for an edit (~{EDIT_COST}) but not a new clip (~{GENERATION_COST}).")
     return CreditsOutput(
         available=balance.available,
         frozen=balance.frozen,

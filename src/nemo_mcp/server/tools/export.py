@@ -22,7 +22,10 @@ DESCRIPTION = (
     "browser. Call after `generate`."
 )
 
-Format = Annotated[Literal["mp4"], Field(description="Container")]
+# One value reads as `const` in JSON Schema; `enum` is what clients show as a choice.
+Format = Annotated[
+    Literal["mp4"], Field(description="Container", json_schema_extra={"enum": ["mp4"]})
+]
 Quality = Annotated[Literal["high", "medium", "low"], Field(description="Render quality")]
 Fresh = Annotated[
     bool, Field(description="Render again even if this exact timeline was already exported")

@@ -71,9 +71,7 @@ def timeline_text(out: TimelineOutput) -> str:
 async def timeline(ctx: Context) -> Annotated[CallToolResult, TimelineOutput]:
     service = await service_of(ctx)
     snapshot = await service.client.state()
-    out = timeline_output(
-        snapshot, running=service.running(), session_id=service.client.session_id
-    )
+    out = timeline_output(snapshot, running=service.running(), session_id=service.client.session_id)
     return result(timeline_text(out), out)
 
 
