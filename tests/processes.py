@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ needs_proc = pytest.mark.skipif(
 def server_env(tmp_path: Path, sandbox: Any, **extra: str) -> dict[str, str]:
     """The environment of a server process: the sandbox, and quick timings."""
     uploads = tmp_path / "uploads"
-    uploads.mkdir(exist_ok=True)
+    uploads.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -46,8 +47,8 @@ def server_env(tmp_path: Path, sandbox: Any, **extra: str) -> dict[str, str]:
     return env
 
 
-def server_pid(home: str) -> int:
-    """The pid of this test's server process: our child whose NEMO_HOME is `home`."""
+def server_pid(mark: str) -> int:
+    """The pid of the server process started with `NEMO_TEST_MARK=mark` (our child)."""
     me = os.getpid()
     found = []
     for entry in Path("/proc").iterdir():
@@ -59,7 +60,7 @@ def server_pid(home: str) -> int:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == me and f"NEMO_HOME={home}".encode() in environ.split(b"\0"):
+        if parent == me and f"NEMO_TEST_MARK={mark}".encode() in environ.split(b"\0"):
             found.append(int(entry.name))
     assert len(found) == 1, f"expected one server process, found {found}"
     return found[0]
@@ -67,12 +68,17 @@ def server_pid(home: str) -> int:
 
 @asynccontextmanager
 async def stdio_server(env: dict[str, str]) -> AsyncIterator[tuple[Client, int]]:
-    """A server subprocess and a client on its pipes; yields (client, pid)."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
+    """A server subprocess and a client on its pipes; yields (client, pid).
+
+    Several may run at once on one state folder, as two MCP clients on one computer do."""
+    mark = uuid.uuid4().hex
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "nemo_mcp"], env={**env, "NEMO_TEST_MARK": mark}
+    )
     client = Client(params)
     await client.__aenter__()
     try:
-        yield client, server_pid(env["NEMO_HOME"])
+        yield client, server_pid(mark)
     finally:
         # When the server was killed under it, its pipes are gone and closing may complain.
         with contextlib.suppress(Exception):

@@ -148,6 +148,11 @@ async def _serve(call: Call, handler: Handler, auth: bool) -> Response:
     slow = call.fault("slow")
     if slow is not None:
         await asyncio.sleep(float(slow.param("delay")))
+        if call.route != "upload":  # uploads stream their body; the rest are small
+            await call.request.body()  # read first: the check below would consume it
+            if await call.request.is_disconnected():
+                # The client left while the request was held: it never reached the backend.
+                return Response(status_code=499)
     for name in _GATEWAY_FAULTS:
         fault = call.fault(name)
         if fault is not None:
