@@ -140,7 +140,7 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
         output = await _recover(client, settings, run, gen, restarted)
         return output.model_dump(mode="json")
     if run.state == "sending":
-        if await _received(client, run, gen):
+        if await _received(client, settings, run, gen):
             run.sticky = True
             interrupted = StreamBrokenError("the connection ended before the agent answered")
             output = await _recover(client, settings, run, gen, interrupted)
@@ -156,18 +156,30 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
     return output.model_dump(mode="json")
 
 
-async def _received(client: NemoClient, run: Run, gen: GenerationRun) -> bool:
-    """After an interruption in `sending`: did the request reach the backend?"""
+async def _received(client: NemoClient, settings: Settings, run: Run, gen: GenerationRun) -> bool:
+    """After an interruption in `sending`: did the request reach the backend?
+
+    Looked at twice, one recovery delay apart: a gateway may hold a request a moment
+    before the agent takes it, and sending twice costs the user money."""
     run.phase("checking whether the interrupted request reached NemoVideo")
+    for look in range(2):
+        if look:
+            await anyio.sleep(settings.recovery_delays[0])
+        if await _shows_arrival(client, run, gen):
+            return True
+    return False
+
+
+async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bool:
     now = (await client.state()).state.draft
+    if not _same_draft(gen.before, now):
+        return True
     try:
         balance: Credits | None = await client.credits()
     except (TransportError, BackendError) as err:
         log.info("could not read credits to check an interrupted request (%s)", err)
         balance = None
     baseline = run.memo.get("credits")
-    if not _same_draft(gen.before, now):
-        return True
     if balance is None or baseline is None:
         # Nothing can tell: assume it arrived. Reading the state costs time; sending
         # twice costs the user money.
@@ -234,7 +246,7 @@ async def _send(
     try:
         outcome = await send_message(client, gen.message, on_event, limits=limits, on_open=on_open)
     except (StreamBrokenError, BackendTimeoutError) as err:
-        if not run.sticky and not await _received(client, run, gen):
+        if not run.sticky and not await _received(client, settings, run, gen):
             raise StreamBrokenError(
                 f"The request did not reach NemoVideo ({err.message}); nothing was sent or "
                 "charged. Try again in a moment."
@@ -242,7 +254,7 @@ async def _send(
         run.sticky = True
         return await _recover(client, settings, run, gen, err)
     except TransportError as err:
-        if run.sticky or await _received(client, run, gen):
+        if run.sticky or await _received(client, settings, run, gen):
             run.sticky = True
             return await _recover(client, settings, run, gen, err)
         raise

@@ -210,7 +210,11 @@ class Ticket:
 
     submission: Submission
     ask: str
-    delivered_before: bool = False
+
+    @property
+    def delivered_before(self) -> bool:
+        """Another call was given this entry's outcome before this one asked."""
+        return self.submission.delivered_before
 
     @property
     def entry(self) -> Entry:
@@ -259,6 +263,7 @@ class Work:
         self, kind: Kind, key: str, request: dict[str, Any], *, session_id: str | None
     ) -> Ticket:
         """Record the request (or find the entry answering it) and see that it runs."""
+        ask = uuid.uuid4().hex
         submission = await self.ledger.submit(
             user=self.user,
             kind=kind,
@@ -266,6 +271,7 @@ class Work:
             session_id=session_id,
             request=request,
             now=clock(),
+            ask=ask,
         )
         if submission.how == "full":
             raise InputError(
@@ -274,10 +280,8 @@ class Work:
                 "then ask again; nothing was sent."
             )
         assert submission.entry is not None
-        ask = uuid.uuid4().hex
-        delivered_before = await self.ledger.ask(submission.entry.id, ask, now=clock())
         self.start()
-        return Ticket(submission=submission, ask=ask, delivered_before=delivered_before)
+        return Ticket(submission=submission, ask=ask)
 
     async def deliver(self, ticket: Ticket) -> None:
         """Record that this call was given its entry's outcome."""
@@ -332,13 +336,12 @@ class Work:
     async def _runner(self) -> None:
         try:
             while True:
-                head = await self.ledger.head(self.user)
-                if head is None:
-                    return
-                claimed = await self.ledger.claim(
-                    head.id, self.owner, now=clock(), lease=self.lease
+                claimed = await self.ledger.claim_head(
+                    self.user, self.owner, now=clock(), lease=self.lease
                 )
                 if claimed is None:
+                    if await self.ledger.head(self.user) is None:
+                        return
                     # Another live process runs it: follow along until it is done or dies.
                     await self._pause()
                     continue
