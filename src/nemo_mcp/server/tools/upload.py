@@ -16,8 +16,8 @@ from nemo_mcp.backend.models import UploadedFile
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
 from nemo_mcp.server.paths import classify
 from nemo_mcp.server.tools.common import (
-    allowed_folders,
     byte_progress,
+    file_policy,
     get_roots,
     guarded,
     hints,
@@ -85,7 +85,7 @@ async def upload(
 ) -> Annotated[CallToolResult, UploadOutput]:
     service = await service_of(ctx)
     client = service.client
-    checked = classify(sources, allowed_folders(service, roots))
+    checked = classify(sources, file_policy(ctx, service, roots))
     paths = [s.path for s in checked if s.path is not None]
     urls = [s.url for s in checked if s.url is not None]
     client.check_files(paths)  # every local file, before any URL upload is sent
