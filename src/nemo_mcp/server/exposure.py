@@ -91,9 +91,12 @@ class Exposure:
         return identity_key(token)
 
     def user_settings(self, settings: Settings, key: str | None) -> Settings:
-        """`settings` for one served user: their own state, outputs, uploads and identity."""
-        if key is None:
+        """`settings` for one served user: their own state, outputs, uploads and identity
+        (locally, `settings` itself: there is one user)."""
+        if not self.served:
             return settings
+        if key is None:  # never the operator's own state for a served caller
+            raise InputError("this server serves several users: send your bearer token")
         return settings.with_overrides(
             home=settings.home / "http-users" / key,
             client_id=None,

@@ -28,6 +28,11 @@ _NOT_FETCHED = ("youtube.com", "youtu.be", "spotify.com")
 
 #: What a local file is for: something to upload, or a script read into a request.
 Kind = Literal["upload", "script"]
+#: What a remote caller does instead of naming a file on the server's disk.
+INSTEAD: dict[Kind, str] = {
+    "upload": "give an http(s) URL of the file",
+    "script": "paste the script's text into the message",
+}
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,7 @@ class FilePolicy:
                 f"{text}: outside the folders uploads may come from{via}. Allowed: {where}. "
                 "Move the file there, or add its folder to the client's roots or NEMO_UPLOAD_DIRS."
             )
-        instead = (
-            "give an http(s) URL of the file"
-            if kind == "upload"
-            else ("paste the script's text into the message")
-        )
+        instead = INSTEAD[kind]
         if not self.folders:
             return PathNotAllowedError(
                 f"{text}: this server is reached over the network and reads no files from its "
