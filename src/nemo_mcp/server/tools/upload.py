@@ -33,8 +33,9 @@ DESCRIPTION = (
     "Upload local files (absolute paths) or http(s) URLs to the current NemoVideo project: "
     "videos (mp4, mov, avi, webm, mkv), images (jpg, png, gif, webp) or audio (mp3, wav, "
     "m4a, aac). Free. Local files must be inside the client's roots (or NEMO_UPLOAD_DIRS); "
-    "type and size are checked before anything is sent. Next: `generate` to use them "
-    "(e.g. 'animate this image into a 5-second video')."
+    "a server reached over the network takes http(s) URLs, or files in the user's upload "
+    "folder there. Type and size are checked before anything is sent. Next: `generate` to "
+    "use them (e.g. 'animate this image into a 5-second video')."
 )
 
 Sources = Annotated[
