@@ -1,4 +1,4 @@
-"""nemo-mcp as a real process over stdio: its environment, its pid, killing it.
+"""nemo-mcp as a real process over stdio or HTTP: its environment, its pid, killing it.
 
 The pid is found through /proc (Linux): tests using `stdio_server` carry the
 `needs_proc` marker and are skipped elsewhere, with the reason.
@@ -10,11 +10,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +131,59 @@ def assert_all_whole(home: Path) -> None:
         else:
             assert raw.strip() and b"\n" not in raw.strip(), name
     assert not [n for n in files if ".tmp" in n or n.endswith(".part")], files
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_http(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `nemo-mcp serve --http` on a free loopback port, its stderr into `log`."""
+    port = free_port()
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", str(port), *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    return process, port
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Return once `port` accepts connections; fail with the server's stderr if it exits."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"serve --http exited ({process.returncode}): {log.read_text()}")
+            time.sleep(0.05)  # a port has nothing to wait on; the bind follows within ms
+    pytest.fail(f"serve --http did not listen within 30 s: {log.read_text()}")
+
+
+def end(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def http_server(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
+    """A `serve --http` process for the block; yields its http://127.0.0.1:<port>/mcp URL."""
+    process, port = run_http(env, log, *args)
+    try:
+        wait_listening(process, port, log)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        end(process)

@@ -60,6 +60,10 @@ class Settings:
     lease_seconds: float = 20.0
     #: HTTP mode: bearer tokens clients must send; each one is a separate user.
     http_tokens: tuple[SecretStr, ...] = ()
+    #: Served mode: each HTTP user may upload files from `<this>/<their user key>/` only.
+    http_upload_root: Path | None = None
+    #: Served mode: every HTTP user works in NEMO_TOKEN's one account (said explicitly).
+    http_shared_account: bool = False
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -87,6 +91,15 @@ def _positive_float(name: str, value: str) -> float:
     if not number > 0:
         raise ConfigError(f"{name} must be above 0 (got {value!r})")
     return number
+
+
+def _switch(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (got {value!r})")
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object | None) -> Settings:
@@ -141,4 +154,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["lease_seconds"] = _positive_float("NEMO_LEASE_SECONDS", lease)
     if (tokens := pick("http_tokens", "NEMO_HTTP_TOKENS")) is not None:
         values["http_tokens"] = tuple(SecretStr(t.strip()) for t in tokens.split(",") if t.strip())
+    if (root := pick("http_upload_root", "NEMO_HTTP_UPLOAD_ROOT")) is not None:
+        values["http_upload_root"] = Path(root).expanduser()
+    if (shared := pick("http_shared_account", "NEMO_HTTP_SHARED_ACCOUNT")) is not None:
+        values["http_shared_account"] = _switch("NEMO_HTTP_SHARED_ACCOUNT", shared)
     return Settings(**values)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from nemo_mcp.ledger import Entry, Ledger, clock
+from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -137,21 +138,24 @@ OpenUser = Callable[[Settings, str], Awaitable["tuple[NemoClient, Ledger]"]]
 class Services:
     """One `NemoService` per user: the local user, or one per HTTP bearer token.
 
-    Each HTTP user's state (client id, NemoVideo token, session, ledger) lives in its
-    own folder, named from a hash of their bearer token, so no user can reach another's
-    work.
+    What each served user gets (their own state folder and ledger, output folder,
+    upload folder and NemoVideo identity) is the `Exposure`'s decision; no user can
+    reach another's work.
     """
 
-    def __init__(self, settings: Settings, open_user: OpenUser, tasks: TaskGroup) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        open_user: OpenUser,
+        tasks: TaskGroup,
+        exposure: Exposure | None = None,
+    ) -> None:
         self.settings = settings
+        self.exposure = exposure or Exposure.local()
         self._open_user = open_user
         self._tasks = tasks
         self._services: dict[str | None, NemoService] = {}
         self._lock = anyio.Lock()
-
-    @property
-    def multi_user(self) -> bool:
-        return bool(self.settings.http_tokens)
 
     def peek(self, key: str | None = None) -> NemoService | None:
         """The service for `key` if it is open already; never opens one."""
@@ -161,11 +165,8 @@ class Services:
         async with self._lock:
             service = self._services.get(key)
             if service is None:
-                settings = self.settings
-                if key is not None:
-                    settings = settings.with_overrides(
-                        home=settings.home / "http-users" / key, client_id=None
-                    )
+                settings = self.exposure.user_settings(self.settings, key)
+                self.exposure.prepare(settings)
                 client, ledger = await self._open_user(settings, key or "")
                 service = NemoService(settings, client, ledger, self._tasks)
                 self._services[key] = service

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -14,9 +13,9 @@ from mcp_types import CallToolResult, ContentBlock, ListRootsResult, TextContent
 from pydantic import BaseModel
 
 from nemo_mcp import redaction
+from nemo_mcp.errors import NemoError
 from nemo_mcp.server.boundary import tool_boundary
-from nemo_mcp.server.http import bearer, identity_key
-from nemo_mcp.server.paths import roots_from_uris
+from nemo_mcp.server.paths import FilePolicy, roots_from_uris
 from nemo_mcp.server.work import PROGRESS_EVERY
 
 if TYPE_CHECKING:
@@ -34,27 +33,19 @@ def _services(ctx: Context) -> Services:
     return services
 
 
-def _user_key(ctx: Context, services: Services) -> str | None:
-    if not services.multi_user:
-        return None
-    token = bearer(ctx.headers)
-    # The HTTP gate lets no request without a token through; stdio has one user.
-    return identity_key(token) if token is not None else None
-
-
 async def service_of(ctx: Context) -> NemoService:
-    """The caller's service: per bearer token when serving several HTTP users."""
+    """The caller's service: per bearer token when served to others."""
     services = _services(ctx)
-    return await services.get(_user_key(ctx, services))
+    return await services.get(services.exposure.user_key(ctx.headers))
 
 
 def client_of(ctx: Context) -> NemoClient | None:
     """The caller's client if it is open already (for wording errors); never opens one."""
     try:
         services = _services(ctx)
-    except (KeyError, LookupError, AttributeError):
+        service = services.peek(services.exposure.user_key(ctx.headers))
+    except (KeyError, LookupError, AttributeError, NemoError):
         return None
-    service = services.peek(_user_key(ctx, services))
     return service.client if service is not None else None
 
 
@@ -82,18 +73,22 @@ def result(
 
 
 async def get_roots(ctx: Context) -> ListRoots | None:
-    """Ask the client for its roots when it declares the capability."""
+    """Ask a local client for its roots when it declares the capability.
+
+    A served client's roots describe its own machine, so it is never asked.
+    """
+    if _services(ctx).exposure.served:
+        return None
     caps = ctx.client_capabilities
     if caps is None or caps.roots is None:
         return None
     return ListRoots()
 
 
-def allowed_folders(service: NemoService, roots: ListRootsResult | None) -> list[Path]:
-    """Where local files may come from: the client's roots, else NEMO_UPLOAD_DIRS."""
-    if roots is not None:
-        return roots_from_uris([str(r.uri) for r in roots.roots])
-    return list(service.settings.upload_dirs)
+def file_policy(ctx: Context, service: NemoService, roots: ListRootsResult | None) -> FilePolicy:
+    """Where the caller's local files may come from, as the exposure decides."""
+    folders = None if roots is None else roots_from_uris([str(r.uri) for r in roots.roots])
+    return _services(ctx).exposure.file_policy(service.settings, folders)
 
 
 def hints(*, read_only: bool, idempotent: bool) -> ToolAnnotations:

@@ -14,7 +14,7 @@ from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
 from nemo_mcp.server.tools.common import (
-    allowed_folders,
+    file_policy,
     get_roots,
     guarded,
     hints,
@@ -179,7 +179,7 @@ async def generate(
     if script_file:
         from nemo_mcp.documents import read_script
 
-        checked = check_path(script_file, allowed_folders(service, roots))
+        checked = check_path(script_file, file_policy(ctx, service, roots), "script")
         script = await anyio.to_thread.run_sync(read_script, checked)
         text = f"{text}\n\nScript:\n{script}"
     elif (intent := _route(text)) != "message":
