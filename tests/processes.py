@@ -16,11 +16,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -187,3 +188,11 @@ def http_server(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         end(process)
+
+
+async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Wait until `check()` holds, looking every few milliseconds (it reads another
+    process's state, such as the ledger's file: there is nothing here to wait on)."""
+    with anyio.fail_after(seconds):
+        while not check():  # noqa: ASYNC110
+            await anyio.sleep(0.02)

@@ -24,6 +24,7 @@ from processes import (
     needs_proc,
     server_env,
     stdio_server,
+    until,
 )
 
 pytestmark = needs_proc
@@ -46,13 +47,6 @@ async def settle(client: Client, tool: str, args: dict[str, Any]) -> CallToolRes
         if result.is_error or status not in ("running", "queued", "rendering"):
             return result
     raise AssertionError(f"{tool} never finished")
-
-
-async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
-    """Wait until `check()` holds, looking every few milliseconds."""
-    with anyio.fail_after(seconds):
-        while not check():  # noqa: ASYNC110 - another process's state: nothing to wait on
-            await anyio.sleep(0.02)
 
 
 def sent(sandbox: Any) -> list[str]:
