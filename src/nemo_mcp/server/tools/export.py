@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.server.jobs import Job
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.tools.common import guarded, hints, reporter, result, service_of
@@ -73,8 +75,11 @@ async def export(
     fresh: Fresh = False,
 ) -> Annotated[CallToolResult, ExportOutput]:
     service = await service_of(ctx)
-    job, how = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
-    finished = await job.wait(service.settings.tool_timeout, reporter(ctx))
+    budget = service.settings.tool_timeout
+    end = anyio.current_time() + budget
+    with time_bound(budget, api_url=service.client.api_url, what="preparing the export"):
+        job, how = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
+    finished = await job.wait(max(0.0, end - anyio.current_time()), reporter(ctx))
     if not finished:
         out = rendering_output(job)
         return result(export_text(out), out)

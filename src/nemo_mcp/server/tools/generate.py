@@ -10,6 +10,7 @@ from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field, StringConstraints
 
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.server.jobs import Job
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
@@ -163,9 +164,12 @@ async def generate(
             status="not_sent", reply=NOT_SENT[intent], next_steps=[f"Call `{intent}`."]
         )
         return result(generate_text(out), out)
-    job, how = await service.submit_generation(text, new_project=new_project)
+    budget = service.settings.tool_timeout
+    end = anyio.current_time() + budget
+    with time_bound(budget, api_url=service.client.api_url, what="opening the project"):
+        job, how = await service.submit_generation(text, new_project=new_project)
     notes = how_notes(how, asked=text, answering=job.key)
-    finished = await job.wait(service.settings.tool_timeout, reporter(ctx))
+    finished = await job.wait(max(0.0, end - anyio.current_time()), reporter(ctx))
     if not finished:
         out = running_output(job, session_id=service.client.session_id)
         out.notes = notes
