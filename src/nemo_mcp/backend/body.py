@@ -50,7 +50,7 @@ def too_large(response: httpx.Response, limit: int, what: str) -> AnswerTooLarge
     return AnswerTooLargeError(
         f"NemoVideo at {host} sent an answer of more than {size_words(limit)} ({what}); it was "
         "dropped unread. That is usually a gateway or proxy failing: check NEMO_API_URL, then "
-        "try again in a minute",
+        "try again in a minute.",
         http_status=response.status_code,
     )
 

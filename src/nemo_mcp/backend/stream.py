@@ -198,7 +198,7 @@ async def _consume(
                         # Bytes keep coming and no event ends: a drip is no answer.
                         raise StreamBrokenError(
                             f"the agent stream sent part of an event and then only a trickle "
-                            f"for {limits.read:.0f} s, so it was dropped"
+                            f"for {limits.read:g} s, so it was dropped"
                         )
                     for sse in events:
                         await _deliver(sse, on_event, outcome, limits, scope, total_deadline)
@@ -206,7 +206,7 @@ async def _consume(
                 await _deliver(sse, on_event, outcome, limits, scope, total_deadline)
         except httpx.ReadTimeout as err:
             raise StreamBrokenError(
-                f"the agent stream went silent for {limits.read:.0f} s and was dropped"
+                f"the agent stream went silent for {limits.read:g} s and was dropped"
             ) from err
         except httpx.HTTPError as err:
             raise StreamBrokenError(
