@@ -18,7 +18,13 @@ import httpx
 import pytest
 
 from nemo_mcp.backend.client import NemoClient
-from nemo_mcp.backend.retry import Deadlines, stream_open_deadlines, time_bound, timeout_message
+from nemo_mcp.backend.retry import (
+    Deadlines,
+    stream_open_deadlines,
+    time_bound,
+    timeout_message,
+    transfer_deadlines,
+)
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
     BackendTimeoutError,
@@ -228,6 +234,12 @@ def test_timeout_words() -> None:
     assert sent.startswith("NemoVideo at 127.0.0.1:9 did not answer within 2 s (uploading")
     assert "may have reached it" in sent and "`timeline`" in sent
     assert stream_open_deadlines(10.0) == Deadlines(attempt=10.0, total=30.0)
+
+
+def test_an_upload_gets_the_time_its_size_needs_on_a_slow_link() -> None:
+    assert transfer_deadlines(0) == Deadlines(attempt=120.0, total=180.0)
+    # 500 MB at 64 KiB/s: about two hours and ten minutes, then the upload is abandoned.
+    assert transfer_deadlines(500 * 1_000_000).attempt == pytest.approx(7749.4, abs=0.1)
 
 
 # -- the message stream ------------------------------------------------------------------------
