@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from nemo_mcp import redaction
 from nemo_mcp.errors import (
+    AnswerTooLargeError,
     AuthError,
     CreditsError,
     FileTooLargeError,
@@ -65,6 +66,8 @@ def message_for(err: NemoError, client: NemoClient | None) -> str:
             "Export is blocked on the free plan (a plan limit, not credits). Register or upgrade "
             f"at {web} to unlock export."
         )
+    if isinstance(err, AnswerTooLargeError):
+        return _sentence(err.message)
     if isinstance(err, ServerError):
         status = f" (HTTP {err.http_status})" if err.http_status else ""
         return f"NemoVideo had a server problem{status}: {err.message}. Try again in a minute."

@@ -55,6 +55,9 @@ from nemo_mcp.timeline import diff, parse_draft, summarize
 
 log = logging.getLogger(__name__)
 
+#: The longest a message waits for the credits read that recovery may use as evidence.
+BASELINE_SECONDS = 5.0
+
 _TOOL_WORDS = {
     "generate": "generating the clip",
     "video": "generating the clip",
@@ -203,11 +206,13 @@ async def _send(
         if isinstance(err, SessionNotFoundError):
             raise
         log.info("could not read the state before sending (%s); diff will be partial", err)
+    baseline = None
     try:
-        baseline = _credits_record(await client.credits())
+        # Evidence for a later recovery, not a condition for sending: never wait long.
+        with anyio.move_on_after(BASELINE_SECONDS):
+            baseline = _credits_record(await client.credits())
     except (TransportError, BackendError) as err:
         log.info("could not read credits before sending (%s)", err)
-        baseline = None
     had_video = _has_video(gen.before)
     await run.save(
         state="sending", session_id=session.session_id, before=gen.before, credits=baseline

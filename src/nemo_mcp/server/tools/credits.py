@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
 from nemo_mcp.backend.models import Credits
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.server.outputs import CreditsOutput
 from nemo_mcp.server.tools.common import guarded, hints, result, service_of
 
@@ -55,7 +56,10 @@ def credits_text(out: CreditsOutput) -> str:
 async def credits(ctx: Context) -> Annotated[CallToolResult, CreditsOutput]:
     service = await service_of(ctx)
     client = service.client
-    balance = await client.credits()
+    with time_bound(
+        service.settings.tool_timeout, api_url=client.api_url, what="reading the credits"
+    ):
+        balance = await client.credits()
     out = credits_output(
         balance, anonymous=client.anonymous, registration_link=client.registration_link()
     )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.tools.common import guarded, hints, reporter, result, service_of
@@ -85,8 +87,12 @@ async def export(
     fresh: Fresh = False,
 ) -> Annotated[CallToolResult, ExportOutput]:
     service = await service_of(ctx)
-    ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
-    entry = await service.work.wait(ticket.entry.id, service.settings.tool_timeout, reporter(ctx))
+    budget = service.settings.tool_timeout
+    end = anyio.current_time() + budget
+    with time_bound(budget, api_url=service.client.api_url, what="preparing the export"):
+        ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
+    left = max(0.0, end - anyio.current_time())
+    entry = await service.work.wait(ticket.entry.id, left, reporter(ctx))
     now = clock()
     if not entry.finished:
         queue = [e.id for e in await service.work.unfinished()]

@@ -10,6 +10,7 @@ from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field, StringConstraints
 
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
@@ -187,10 +188,14 @@ async def generate(
             status="not_sent", reply=NOT_SENT[intent], next_steps=[f"Call `{intent}`."]
         )
         return result(generate_text(out), out, notices=service.take_notices())
-    ticket = await service.submit_message(
-        text, new_project=new_project, again=again, request_id=request_id
-    )
-    entry = await service.work.wait(ticket.entry.id, service.settings.tool_timeout, reporter(ctx))
+    budget = service.settings.tool_timeout
+    end = anyio.current_time() + budget
+    with time_bound(budget, api_url=service.client.api_url, what="opening the project"):
+        ticket = await service.submit_message(
+            text, new_project=new_project, again=again, request_id=request_id
+        )
+    left = max(0.0, end - anyio.current_time())
+    entry = await service.work.wait(ticket.entry.id, left, reporter(ctx))
     now = clock()
     if not entry.finished:
         queue = [e.id for e in await service.work.unfinished()]

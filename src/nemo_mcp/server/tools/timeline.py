@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
 from nemo_mcp.backend.models import StateSnapshot
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.server.outputs import TimelineOutput
 from nemo_mcp.server.tools.common import guarded, hints, result, service_of
 
@@ -70,7 +71,9 @@ def timeline_text(out: TimelineOutput) -> str:
 @guarded("Reading the timeline")
 async def timeline(ctx: Context) -> Annotated[CallToolResult, TimelineOutput]:
     service = await service_of(ctx)
-    snapshot = await service.client.state()
+    budget = service.settings.tool_timeout
+    with time_bound(budget, api_url=service.client.api_url, what="reading the timeline"):
+        snapshot = await service.client.state()
     running = await service.running()
     out = timeline_output(snapshot, running=running, session_id=service.client.session_id)
     return result(timeline_text(out), out, notices=service.take_notices())

@@ -13,6 +13,7 @@ from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field
 
 from nemo_mcp.backend.models import UploadedFile
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
 from nemo_mcp.server.paths import classify
 from nemo_mcp.server.tools.common import (
@@ -96,7 +97,15 @@ async def upload(
         log.info("uploaded %d files", len(paths))
         items += items_for([s.given for s in checked if s.path is not None], uploaded.files)
     if urls:
-        uploaded = await client.upload_urls(urls)
+        # NemoVideo fetches the URLs itself: the caller waits, so the tool's budget bounds it.
+        # (Local files are streamed from disk and take the time their size needs.)
+        with time_bound(
+            service.settings.tool_timeout,
+            api_url=client.api_url,
+            what="uploading the URLs",
+            idempotent=False,
+        ):
+            uploaded = await client.upload_urls(urls)
         items += items_for([s.given for s in checked if s.url is not None], uploaded.files)
     out = UploadOutput(
         files=items,
