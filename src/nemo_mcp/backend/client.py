@@ -266,6 +266,13 @@ class NemoClient:
         )
         self.store.save_auth(record)
         log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
+        damaged, self.store.damaged_auth = self.store.damaged_auth, None
+        if damaged is not None:
+            self.store.note(
+                f"The saved NemoVideo token ({damaged.path}) was damaged ({damaged.problem}) and "
+                f"was moved aside to {damaged.moved_to}; a new free token was fetched for this "
+                "computer with its client id."
+            )
         return record
 
     def _one_token_message(self) -> str:

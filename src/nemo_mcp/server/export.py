@@ -164,6 +164,13 @@ async def run_render(
         earlier = await _prepare(run, client, settings, history, fmt=fmt, quality=quality)
         if earlier is not None:
             return earlier
+    if run.state == "downloading" and run.memo.get("from_earlier"):
+        try:
+            return (await _download(run, client, settings)).model_dump(mode="json")
+        except RenderError as err:
+            # The earlier render's file is gone from the backend too: render it anew.
+            log.info("could not download the earlier render again (%s); rendering", err.message)
+            await _restart(run, client, settings)
     if run.state == "starting":
         await _confirm_start(run, client)
     if run.state in ("starting", "rendering"):
@@ -213,18 +220,44 @@ async def _prepare(
                 return output_of(earlier.memo, link=link, elapsed=0.0, reused=True).model_dump(
                     mode="json"
                 )
-    for earlier in same:
-        if earlier.memo.get("rendered") and not earlier.memo.get("sha256"):
-            # Rendered, never saved: download it; never render it again.
-            await run.save(
-                state="downloading",
-                session_id=session.session_id,
-                **{k: v for k, v in earlier.memo.items() if k not in ("file", "size")},
-            )
-            return None
+        for earlier in same:
+            if earlier.memo.get("rendered"):
+                # Rendered, but its file was never saved, or is gone or changed since:
+                # download it again; never render it again.
+                kept = {k: v for k, v in earlier.memo.items() if k not in _SAVED}
+                await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+                await run.save(
+                    state="downloading",
+                    session_id=session.session_id,
+                    from_earlier=earlier.id,
+                    draft=draft,
+                    **kept,
+                )
+                return None
     await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
     await _start(run, client, draft, session_id=session.session_id, digest=digest)
     return None
+
+
+#: What a saved download adds to a render's memo (and what reusing one must not copy).
+_SAVED = ("file", "size", "sha256", "finished_at", "resumed", "reused_from", "from_earlier")
+
+
+async def _restart(run: Run, client: NemoClient, settings: Settings) -> None:
+    """Start a new render of the timeline an earlier, lost render was of."""
+    draft = run.memo.get("draft")
+    if draft is None:
+        draft = (await client.state()).state.draft
+    for key in ("render_id", "url", "expected_size", "rendered", "from_earlier", "started_at"):
+        run.memo.pop(key, None)
+    await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+    await _start(
+        run,
+        client,
+        draft,
+        session_id=str(run.entry.session_id or run.memo.get("session_id") or ""),
+        digest=str(run.memo.get("digest") or draft_hash(draft)),
+    )
 
 
 async def _start(run: Run, client: NemoClient, draft: Any, *, session_id: str, digest: str) -> None:
@@ -341,6 +374,7 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
             url=status.url or saved.source,
             finished_at=time.time(),
         )
+        run.memo.pop("draft", None)
         link = await browser_link(client)
         return output_of(run.memo, link=link, elapsed=run.elapsed, reused=False)
     raise RenderError(
