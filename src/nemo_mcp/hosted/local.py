@@ -48,7 +48,7 @@ def missing(program: str) -> str | None:
     return None
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_port(name: str, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         try:
@@ -60,7 +60,7 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
             time.sleep(0.02)
     output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     _end(process)
-    raise RuntimeError(f"{process.args[0]} did not start on port {port}: {output}")
+    raise RuntimeError(f"{name} did not start on port {port}: {output}")
 
 
 def _end(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
@@ -108,7 +108,7 @@ class RedisServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        _wait_port(self.port, self.process, log)
+        _wait_port("redis-server", self.port, self.process, log)
         return self
 
     def kill(self) -> None:
@@ -179,7 +179,7 @@ class Haproxy:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        _wait_port(self.port, self.process, log)
+        _wait_port("haproxy", self.port, self.process, log)
         return self
 
     def stop(self) -> None:

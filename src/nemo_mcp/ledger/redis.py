@@ -212,7 +212,7 @@ def _entry(fields: list[str] | None) -> Entry | None:
     """An entry from a hash's flat field/value list (as HGETALL gives it in a script)."""
     if not fields:
         return None
-    row = dict(zip(fields[::2], fields[1::2]))
+    row = dict(zip(fields[::2], fields[1::2], strict=True))
     return Entry(
         id=row["id"],
         user=row["user"],
@@ -301,8 +301,8 @@ class RedisLedger:
         return Submission(how, entry, int(ahead), int(delivered) > 0)
 
     async def get(self, entry_id: str) -> Entry | None:
-        fields = await self.redis.hgetall(self._key("e", entry_id))  # type: ignore[misc]
-        return _entry([x for pair in fields.items() for x in pair]) if fields else None
+        fields = await self.redis.hgetall(self._key("e", entry_id))
+        return _entry([str(x) for pair in fields.items() for x in pair]) if fields else None
 
     async def head(self, user: str) -> Entry | None:
         found = await self._entries(self._key("q", user), 0, 0)
@@ -320,7 +320,9 @@ class RedisLedger:
 
     async def claim_head(self, user: str, owner: str, *, now: float, lease: float) -> Entry | None:
         return _entry(
-            await self._claim(args=[self.prefix, "", user, owner, _number(now), _number(now + lease)])
+            await self._claim(
+                args=[self.prefix, "", user, owner, _number(now), _number(now + lease)]
+            )
         )
 
     async def update(
@@ -377,7 +379,7 @@ class RedisLedger:
         return int(count) - int(mine) > 0
 
     async def deliver(self, entry_id: str, ask_id: str, *, now: float) -> None:
-        await self.redis.sadd(self._key("d", entry_id), ask_id)  # type: ignore[misc]
+        await self.redis.sadd(self._key("d", entry_id), ask_id)
 
     async def renders(self, user: str, *, limit: int = KEEP_RENDERS) -> list[Entry]:
         return await self._entries(self._key("r", user), -limit, -1)
