@@ -3,7 +3,11 @@
 Nothing happens at import time. The backend client opens when the server
 starts (the lifespan), together with the task group that runs long work.
 Resources show the caller's own state: served to others, the caller is the
-request's bearer token, as for the tools.
+request's bearer token (or OAuth subject), as for the tools.
+
+Each user's state is kept in files under NEMO_HOME (a SQLite ledger beside them),
+or, hosted, in Redis under keys derived from the user's key, shared by every replica.
+`GET /healthz` answers 200 while the server runs (and, hosted, reaches Redis).
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.store import StateStore, backend_key
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+    from redis.asyncio import Redis
+    from starlette.requests import Request
+    from starlette.responses import Response
 
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.state import ClientState
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +109,75 @@ def _example_prompt(text: str) -> Callable[[], str]:
     return prompt
 
 
+def _redis_user(redis: Redis, user: str, api_url: str) -> tuple[ClientState, Ledger]:
+    """A hosted user's state and ledger, under keys derived from their user key."""
+    from nemo_mcp.hosted.redis_state import RedisState, user_prefix
+    from nemo_mcp.ledger.redis import RedisLedger
+
+    prefix = user_prefix(user)
+    backend = backend_key(api_url)
+    return RedisState(redis, prefix, backend), RedisLedger(redis, f"{prefix}:{backend}")
+
+
+def _auth(settings: Settings, exposure: Exposure) -> dict[str, Any]:
+    """The SDK's OAuth resource-server settings and token verifier, when OAuth is on."""
+    if not exposure.oauth:
+        return {}
+    from mcp.server.auth.settings import AuthSettings
+
+    from nemo_mcp.hosted.oauth import JwtVerifier
+
+    assert settings.oauth_issuer and settings.oauth_jwks_url and settings.public_url
+    resource = f"{settings.public_url}/mcp"
+    return {
+        "token_verifier": JwtVerifier(
+            issuer=settings.oauth_issuer,
+            audience=settings.oauth_audience or resource,
+            jwks_url=settings.oauth_jwks_url,
+            scopes=settings.oauth_scopes,
+            static_tokens=settings.http_tokens,
+        ),
+        "auth": AuthSettings(
+            issuer_url=settings.oauth_issuer,
+            resource_server_url=resource,
+            required_scopes=list(settings.oauth_scopes) or None,
+            validate_token_resource=False,  # the verifier checks `aud` itself
+        ),
+    }
+
+
+class _LateKeyCodec:
+    """The SDK's `RequestStateCodec` with the replicas' shared key, installed when the
+    server starts (it is kept in Redis): a `requestState` sealed by one replica is
+    opened by any other."""
+
+    def __init__(self) -> None:
+        self._codec: Any = None
+
+    def install(self, keys: list[bytes]) -> None:
+        from mcp.server.request_state import AESGCMRequestStateCodec
+
+        self._codec = AESGCMRequestStateCodec(keys)
+
+    def seal(self, payload: bytes) -> str:
+        if self._codec is None:
+            raise RuntimeError("the server has not started")
+        return str(self._codec.seal(payload))
+
+    def unseal(self, token: str) -> bytes:
+        from mcp.server.request_state import InvalidRequestState
+
+        if self._codec is None:
+            raise InvalidRequestState("not started")
+        return bytes(self._codec.unseal(token))
+
+
+def _shared_request_state(codec: _LateKeyCodec) -> Any:
+    from mcp.server.request_state import RequestStateSecurity
+
+    return RequestStateSecurity(codec=codec)
+
+
 def create_server(
     settings: Settings,
     *,
@@ -117,13 +194,15 @@ def create_server(
         skill=settings.skill, skill_source_override=settings.skill_source
     )
 
-    live: dict[str, Services] = {}  # static resources get no Context; they read this
+    live: dict[str, Any] = {}  # static resources get no Context; they read this
+    request_state = _LateKeyCodec() if exposure.hosted else None
 
     async def current() -> NemoService:
         """The caller's service (served: by the bearer token of the request being read)."""
         if "services" not in live:
             raise RuntimeError("the server is not running")
-        return await live["services"].get(exposure.user_key(_request_headers.get()))
+        services: Services = live["services"]
+        return await services.get(exposure.user_key(_request_headers.get()))
 
     async def read_draft() -> tuple[Any, str | None]:
         """The current draft, or why it cannot be read (for the resources)."""
@@ -138,29 +217,46 @@ def create_server(
     async def lifespan(_server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
         # Clients close after the task group has finished, never under a running job.
         async with AsyncExitStack() as clients:
+            redis: Redis | None = None
+            if exposure.hosted:
+                from nemo_mcp.hosted.redis_state import connect, request_state_keys
+
+                assert settings.state_url is not None and request_state is not None
+                redis = connect(settings.state_url.get_secret_value())
+                clients.push_async_callback(redis.aclose)
+                try:
+                    request_state.install(await request_state_keys(redis))
+                except Exception as err:  # unreachable or refusing: said once, plainly
+                    raise ConfigError(f"cannot use the Redis of NEMO_STATE_URL: {err}") from err
 
             async def open_user(user_settings: Settings, user: str) -> tuple[NemoClient, Ledger]:
                 # The HTTP stack and the ledger load with the first call, not at start-up.
                 from nemo_mcp.backend.client import NemoClient
-                from nemo_mcp.ledger.sqlite import SqliteLedger
 
-                store = StateStore(user_settings.home, user_settings.api_url)
-                ledger = SqliteLedger(store.ledger_path)
+                state: ClientState | StateStore
+                if redis is not None:
+                    state, ledger = _redis_user(redis, user, user_settings.api_url)
+                    where = "in Redis"
+                else:
+                    from nemo_mcp.ledger.sqlite import SqliteLedger
+
+                    state = StateStore(user_settings.home, user_settings.api_url)
+                    ledger = SqliteLedger(state.ledger_path)
+                    where = str(state.ledger_path)
                 clients.push_async_callback(ledger.close)
                 try:
                     await ledger.prune(now=clock())
                 except Exception as err:  # a ledger that cannot be opened is said plainly
-                    raise ConfigError(
-                        f"cannot open the work ledger {store.ledger_path}: {err}"
-                    ) from err
+                    raise ConfigError(f"cannot open the work ledger {where}: {err}") from err
                 client = NemoClient(
-                    user_settings, identity, store, transport=transport, leases=ledger
+                    user_settings, identity, state, transport=transport, leases=ledger
                 )
                 return await clients.enter_async_context(client), ledger
 
             async with anyio.create_task_group() as tasks:
                 services = Services(settings, open_user, tasks, exposure)
                 live["services"] = services
+                live["redis"] = redis
                 try:
                     yield {"services": services, "identity": identity}
                 finally:
@@ -176,7 +272,28 @@ def create_server(
         lifespan=lifespan,
         log_level="WARNING",
         middleware=[_keep_headers],
+        **_auth(settings, exposure),
+        request_state_security=(
+            None if request_state is None else _shared_request_state(request_state)
+        ),
     )
+
+    @mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def healthz(_request: Request) -> Response:
+        """For the load balancer: 200 while this replica can serve (and reach Redis)."""
+        from starlette.responses import JSONResponse
+
+        if "services" not in live:
+            return JSONResponse({"ok": False, "why": "starting or stopping"}, status_code=503)
+        redis = live.get("redis")
+        if redis is not None:
+            try:
+                with anyio.fail_after(2):
+                    await redis.ping()
+            except Exception:
+                return JSONResponse({"ok": False, "why": "Redis does not answer"}, 503)
+        return JSONResponse({"ok": True})
+
     # Whatever handlers exist now (ours, or the SDK's default), none may print a token.
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
