@@ -141,9 +141,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_http(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Start `nemo-mcp serve --http` on a free loopback port, its stderr into `log`."""
-    port = free_port()
+def run_http(
+    env: dict[str, str], log: Path, *args: str, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `nemo-mcp serve --http` on `port` (default: a free loopback port), its stderr
+    into `log`."""
+    port = port or free_port()
     with log.open("wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", str(port), *args],
