@@ -286,9 +286,7 @@ async def test_a_jwt_that_is_not_right_gets_401_with_the_metadata_pointer(
 
 # Behind the load balancer (deploy/haproxy.cfg) ------------------------------------------
 @pytest.fixture(scope="module")
-def balancer(
-    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Haproxy]:
+def balancer(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Haproxy]:
     if reason := missing("haproxy"):
         pytest.skip(reason)
     addresses = [replica.address for replica in deployment.replicas.all]
