@@ -82,7 +82,7 @@ class Issuer:
         sub: str,
         *,
         audience: str,
-        scope: str = "nemo",
+        scope: str | None = "nemo",
         issuer: str | None = None,
         expires_in: float = 600,
         key: Any = None,
@@ -94,10 +94,10 @@ class Issuer:
             "iss": issuer or self.url,
             "aud": audience,
             "sub": sub,
-            "scope": scope,
             "iat": now,
             "exp": now + int(expires_in),
             "client_id": "test-client",
+            **({"scope": scope} if scope is not None else {}),
             **claims,
         }
         return jwt.encode(

@@ -264,9 +264,13 @@ def decide(settings: Settings, *, http: bool, host: str = "127.0.0.1") -> Exposu
         )
     many = users > 1 or oauth
     if settings.token is not None and many and not settings.http_shared_account:
-        who = "any OAuth user" if oauth else f"{users} users"
+        who = (
+            "NEMO_OAUTH_ISSUER admits any number of users"
+            if oauth
+            else f"NEMO_HTTP_TOKENS names {users} users"
+        )
         raise ConfigError(
-            f"NEMO_TOKEN is one NemoVideo account and this server serves {who}, "
+            f"NEMO_TOKEN is one NemoVideo account and {who}, "
             "who would all spend its credits and work in it: unset NEMO_TOKEN so each user gets "
             "their own identity, or set NEMO_HTTP_SHARED_ACCOUNT=1 if they are meant to share it"
         )
