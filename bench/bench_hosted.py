@@ -41,6 +41,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nemo_mcp.hosted.local import Haproxy, RedisServer, missing
+
 from _common import (
     NEMO_MCP,
     free_port,
@@ -53,8 +55,6 @@ from _common import (
     table,
     wait_http,
 )
-
-from nemo_mcp.hosted.local import Haproxy, RedisServer, missing
 
 WAITING = {"running", "queued", "rendering"}
 SANDBOX = {
@@ -89,35 +89,55 @@ class Tally:
         self.done = 0
 
 
-async def one_call(url: str, token: str, tool: str, args: dict[str, Any]) -> Any:
-    """Finish one logical call on a fresh client (as a client reconnecting would)."""
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
-    ):
-        for _ in range(60):
-            result = await client.call_tool(tool, args)
-            status = (result.structured_content or {}).get("status")
-            if result.is_error or status not in WAITING:
-                return result
+async def one_call(client: Client, tool: str, args: dict[str, Any]) -> Any:
+    """Finish one logical call: call again while the result says the work goes on."""
+    for _ in range(60):
+        result = await client.call_tool(tool, args)
+        status = (result.structured_content or {}).get("status")
+        if result.is_error or status not in WAITING:
+            return result
     raise RuntimeError(f"{tool} still waiting after 60 calls")
 
 
 async def user(url: str, token: str, n: int, tally: Tally) -> None:
-    for tool, args in plan(n):
-        start = time.perf_counter()
-        for attempt in (1, 2):
-            try:
-                result = await one_call(url, token, tool, args)
-                if result.is_error:
-                    raise RuntimeError(str(result.content)[:160])
-                break
-            except Exception as err:
-                tally.errors.append(f"{tool}: {type(err).__name__}: {err}"[:200])
-                if attempt == 2:
-                    tally.failed.append(tool)
-        tally.times[tool].append(time.perf_counter() - start)
-        tally.done += 1
+    """One agent: one client for all its calls; after a failure, a new client tries the
+    call once more."""
+    steps = plan(n)
+    step, retried, start = 0, False, time.perf_counter()
+    while step < len(steps):
+        try:
+            async with (
+                httpx2.AsyncClient(
+                    headers={"Authorization": f"Bearer {token}"}, timeout=120
+                ) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
+            ):
+                while step < len(steps):
+                    tool, args = steps[step]
+                    result = await one_call(client, tool, args)
+                    if result.is_error:
+                        raise RuntimeError(str(result.content)[:160])
+                    tally.times[tool].append(time.perf_counter() - start)
+                    tally.done += 1
+                    step, retried, start = step + 1, False, time.perf_counter()
+        except Exception as err:
+            tool = steps[step][0]
+            tally.errors.append(f"{tool}: {type(err).__name__}: {_why(err)}"[:300])
+            if retried:
+                tally.failed.append(tool)
+                tally.times[tool].append(time.perf_counter() - start)
+                tally.done += 1
+                step, retried, start = step + 1, False, time.perf_counter()
+            else:
+                retried = True
+
+
+def _why(err: BaseException) -> str:
+    """The innermost causes of a failure (an exception group's leaves)."""
+    inner = getattr(err, "exceptions", None)  # an exception group (3.11+, or anyio's backport)
+    if isinstance(inner, (list, tuple)):
+        return "; ".join(_why(e) for e in inner)
+    return f"{type(err).__name__}: {err}"
 
 
 async def load(url: str, tokens: list[str], kill_at: float, kill: Any) -> tuple[Tally, float]:
@@ -176,16 +196,44 @@ def run(users: int, kill_at: float) -> str:
                 os.kill(victim.pid, signal.SIGKILL)
 
             with Haproxy(folder / "haproxy", [f"127.0.0.1:{p}" for p in ports]) as lb:
+                assert redis.process is not None and lb.process is not None
+                watched = {
+                    "replicas (3)": [p.pid for p in replicas],
+                    "Redis": [redis.process.pid],
+                    "HAProxy": [lb.process.pid],
+                    "this client": [os.getpid()],
+                }
+                before = {name: cpu(pids) for name, pids in watched.items()}
                 tally, wall = anyio.run(load, lb.url, tokens, kill_at, kill)
+                used = {name: cpu(pids) - before[name] for name, pids in watched.items()}
             stats = httpx.get(f"{api}/_sandbox/stats", timeout=30).json()
         finally:
             for process in replicas:
                 stop(process)
             redis.stop()
-    return report(users, kill_at, tally, wall, stats)
+    return report(users, kill_at, tally, wall, stats, used)
 
 
-def report(users: int, kill_at: float, tally: Tally, wall: float, stats: dict[str, Any]) -> str:
+def cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of `pids` so far (a dead one counts what it had)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def report(
+    users: int,
+    kill_at: float,
+    tally: Tally,
+    wall: float,
+    stats: dict[str, Any],
+    used: dict[str, float],
+) -> str:
     asked = Counter(
         text
         for n in range(users)
@@ -214,6 +262,7 @@ def report(users: int, kill_at: float, tally: Tally, wall: float, stats: dict[st
         table(
             ["", "count"],
             [
+                ("calls made (of those planned)", f"{len(every)} of {users * 10}"),
                 ("failed attempts (retried once on a new connection)", len(tally.errors)),
                 ("calls failed after the retry", len(tally.failed)),
                 ("messages asked (distinct)", len(asked)),
@@ -226,9 +275,16 @@ def report(users: int, kill_at: float, tally: Tally, wall: float, stats: dict[st
             ],
         ),
     ]  # fmt: skip
+    lines += [
+        "",
+        "CPU seconds during the run: "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in used.items())
+        + " (the killed replica's stop at its death; the sandbox is not counted).",
+    ]
     if tally.errors:
-        kinds = Counter(e.split(":", 2)[1].strip() for e in tally.errors)
-        lines += ["", "Failed attempts by kind: " + ", ".join(f"{k} {v}" for k, v in kinds.items())]
+        kinds = Counter(e.split(": ", 1)[1][:120] for e in tally.errors)
+        lines += ["", "Failed attempts, by what the client saw:", ""]
+        lines += [f"- {count} x {kind}" for kind, count in kinds.most_common(8)]
     return "\n".join(lines)
 
 

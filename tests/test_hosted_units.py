@@ -284,3 +284,48 @@ def test_doctor_checks_redis_and_oauth(
     assert code == 1
     assert "[FAIL] NEMO_STATE_URL: Redis at redis://127.0.0.1:1 does not answer" in text
     assert "[FAIL] NEMO_OAUTH_JWKS_URL: no signing keys" in text
+
+
+async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_id(
+    redis: Any, sandbox: Any
+) -> None:
+    """A replica killed after asking for a user's first token, before keeping it: the id's
+    one token is spent at NemoVideo. The next replica sees the unanswered request and
+    asks with a new client id; without the record the user could get no token at all."""
+    from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.errors import RateLimitError
+    from nemo_mcp.hosted.redis_state import RedisState
+    from nemo_mcp.identity import load_identity
+    from nemo_mcp.ledger.redis import RedisLedger
+    from nemo_mcp.settings import Settings
+
+    from sandbox_client import Backend
+
+    async def first_token(record: bool) -> tuple[RedisState, Any]:
+        prefix = f"nemo:{{{uuid.uuid4().hex}}}"
+        state = RedisState(redis, prefix, "b")
+        spent = await state.client_id()
+        if record:
+            await state.note_token_asked(spent)  # what the dying replica wrote
+        backend = Backend(sandbox.url)
+        backend.login(spent)  # ... and NemoVideo answered, to no one
+        backend.close()
+        client = NemoClient(
+            Settings(api_url=sandbox.url, web_url="https://web.test"),
+            load_identity(),
+            state,
+            leases=RedisLedger(redis, f"{prefix}:b"),
+        )
+        async with client:
+            try:
+                return state, await client.token()
+            except RateLimitError as err:
+                return state, err
+
+    state, token = await first_token(record=True)
+    assert isinstance(token, str)
+    assert await state.token_asked() is None and (await state.load_auth()) is not None
+    assert sandbox.control.stats()["tokens_issued"] == 2
+    _, refused = await first_token(record=False)  # the same crash, unrecorded
+    assert isinstance(refused, RateLimitError)
+    assert "one free token per computer every 7 days" in refused.message

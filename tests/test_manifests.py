@@ -150,7 +150,11 @@ def test_server_json_variables_are_described_and_optional() -> None:
     for var in server_env():
         assert var["description"].strip(), var["name"]
         assert var["isRequired"] is False, f"{var['name']}: nemo-mcp runs with no settings at all"
-        secret = ("NEMO_TOKEN", "NEMO_HTTP_TOKENS", "NEMO_STATE_URL")  # a Redis URL has its password
+        secret = (
+            "NEMO_TOKEN",
+            "NEMO_HTTP_TOKENS",
+            "NEMO_STATE_URL",
+        )  # a Redis URL has its password
         assert var["isSecret"] is (var["name"] in secret), var["name"]
 
 

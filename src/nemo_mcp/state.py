@@ -6,6 +6,13 @@ the default), and Redis when hosted (`hosted.redis_state.RedisState`), shared by
 replica. Both move a damaged record aside and say so once (`take_notices`), and both
 give a cheap `stamp` that changes whenever another process or replica writes a record,
 so a cached token or session is re-read exactly when it changed.
+
+NemoVideo gives one anonymous token per client id (every 7 days). A hosted replica that
+dies between asking for a user's first token and keeping it would leave that user with
+none, and no way to get one; so the Redis store records each token request before it
+leaves, and the next replica to find one unanswered asks with a new client id (the
+user's client id is theirs alone there). The local client id is the computer's, shared
+with the NemoVideo skill: the file store never replaces it, and records nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +65,20 @@ class ClientState(Protocol):
         ...
 
     def take_notices(self) -> list[str]: ...
+
+    async def token_asked(self) -> str | None:
+        """The client id of a token request that may have reached NemoVideo while its
+        answer was never kept (the process asking died), if one is recorded."""
+        ...
+
+    async def note_token_asked(self, client_id: str | None) -> None:
+        """Record, before it leaves, a token request with `client_id`; None: answered."""
+        ...
+
+    async def replace_client_id(self) -> str | None:
+        """A new client id in place of the kept one, where this store may make one; None
+        where it may not."""
+        ...
 
 
 class FileState:
@@ -118,6 +139,15 @@ class FileState:
 
     def take_notices(self) -> list[str]:
         return self.store.take_notices()
+
+    async def token_asked(self) -> str | None:
+        return None
+
+    async def note_token_asked(self, client_id: str | None) -> None:
+        return None
+
+    async def replace_client_id(self) -> str | None:
+        return None
 
 
 __all__ = ["ClientState", "FileState", "Record"]

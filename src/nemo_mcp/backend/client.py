@@ -251,7 +251,14 @@ class NemoClient:
                 await self.leases.release(name, self._owner)
 
     async def _fetch_anonymous_token(self, *, token_exists: bool) -> AuthRecord:
+        """Ask for an anonymous token (holding the home's lease); keep it before returning."""
         client_id = await self.store.client_id(self.settings.client_id, token_exists=token_exists)
+        if not token_exists and client_id == await self.store.token_asked():
+            # A process died after asking with this id and before keeping the answer:
+            # the id's one token may be spent. Ask with a new id, where that is allowed.
+            client_id = await self.store.replace_client_id() or client_id
+            log.info("an earlier token request was never answered here; using a new client id")
+        await self.store.note_token_asked(client_id)  # recorded before the request leaves
         try:
             data = await self.request(
                 "POST",
@@ -270,6 +277,7 @@ class NemoClient:
             token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
         )
         await self.store.save_auth(record)
+        await self.store.note_token_asked(None)
         log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
         damaged, self.store.damaged_auth = self.store.damaged_auth, None
         if damaged is not None:

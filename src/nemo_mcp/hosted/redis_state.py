@@ -5,6 +5,8 @@ Keys, beside the user's ledger (`nemo_mcp.ledger.redis`):
     nemo:{<user key>}:client_id              the X-Client-Id (a UUID), made once (SET NX)
     nemo:{<user key>}:<backend>:auth         token, user id, expiry (JSON)
     nemo:{<user key>}:<backend>:session      task id and session id (JSON)
+    nemo:{<user key>}:<backend>:token-asked  the client id of a token request not yet
+                                             answered (written before it leaves)
 
 The user key is a hash of who the user is (`server.exposure`), never a token. Asking
 for a token or a session happens once per user across replicas: `NemoClient` holds the
@@ -171,6 +173,21 @@ class RedisState:
 
     async def stamp(self, record: Record) -> Hashable:
         return await self.redis.get(self._key(record))
+
+    async def token_asked(self) -> str | None:
+        value = await self.redis.get(f"{self.prefix}:token-asked")
+        return value if isinstance(value, str) else None
+
+    async def note_token_asked(self, client_id: str | None) -> None:
+        if client_id is None:
+            await self.redis.delete(f"{self.prefix}:token-asked")
+        else:
+            await self.redis.set(f"{self.prefix}:token-asked", client_id)
+
+    async def replace_client_id(self) -> str | None:
+        new = str(uuid.uuid4())
+        await self.redis.set(f"{self.user_prefix}:client_id", new)
+        return new
 
 
 __all__ = ["REQUEST_STATE_KEY", "RedisState", "connect", "request_state_keys", "user_prefix"]
