@@ -87,6 +87,7 @@ class Tally:
         self.errors: list[str] = []  # every failed attempt
         self.failed: list[str] = []  # calls still failing after the retry
         self.done = 0
+        self.answered: set[str] = set()  # messages whose `generate` the user saw complete
 
 
 async def one_call(client: Client, tool: str, args: dict[str, Any]) -> Any:
@@ -117,6 +118,8 @@ async def user(url: str, token: str, n: int, tally: Tally) -> None:
                     result = await one_call(client, tool, args)
                     if result.is_error:
                         raise RuntimeError(str(result.content)[:160])
+                    if tool == "generate":
+                        tally.answered.add(args["message"])
                     tally.times[tool].append(time.perf_counter() - start)
                     tally.done += 1
                     step, retried, start = step + 1, False, time.perf_counter()
@@ -242,7 +245,8 @@ def report(
         for text in [args["message"]]
     )
     sent = Counter(m["text"] for m in stats["messages"])
-    lost = sum(1 for text in asked if sent[text] == 0)
+    lost = sum(1 for text in tally.answered if sent[text] == 0)
+    unanswered = [text for text in asked if text not in tally.answered]
     doubled = sum(count - 1 for text, count in sent.items() if count > 1)
     renders = Counter(r["session_id"] for r in stats["renders"])
     rows = []
@@ -267,7 +271,13 @@ def report(
                 ("calls failed after the retry", len(tally.failed)),
                 ("messages asked (distinct)", len(asked)),
                 ("messages the backend received", len(stats["messages"])),
-                ("messages lost / sent twice", f"{lost} / {doubled}"),
+                ("messages answered to the user but never received (lost)", lost),
+                ("messages received twice or more (doubled)", doubled),
+                (
+                    "messages whose call failed twice for the user: received anyway / not",
+                    f"{sum(1 for t in unanswered if sent[t])} / "
+                    f"{sum(1 for t in unanswered if not sent[t])}",
+                ),
                 ("renders started (one per user asked)", stats["renders_started"]),
                 ("users with more than one render", sum(1 for c in renders.values() if c > 1)),
                 ("anonymous tokens issued / sessions made", f"{stats['tokens_issued']} / "
