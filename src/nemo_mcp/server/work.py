@@ -326,6 +326,21 @@ class Work:
     async def unfinished(self) -> list[Entry]:
         return await self.ledger.unfinished(self.user)
 
+    async def follow(
+        self, ticket: Ticket, budget: float, report: Report | None = None
+    ) -> tuple[Entry, int]:
+        """A call's answer: its entry once finished (delivered to this call; a failure is
+        raised as its own error), or as it stands after `budget` with how many entries
+        run before it."""
+        entry = await self.wait(ticket.entry.id, budget, report)
+        if not entry.finished:
+            queue = [e.id for e in await self.unfinished()]
+            return entry, queue.index(entry.id) if entry.id in queue else 0
+        await self.deliver(ticket)
+        if entry.error is not None:
+            raise error_from(entry.error)
+        return entry, 0
+
     # running -----------------------------------------------------------------------
     def start(self) -> None:
         """Make sure a runner works through this user's queue in this process."""
@@ -384,30 +399,20 @@ class Work:
     async def _finish(
         self, run: Run, outcome: dict[str, Any] | None, failure: NemoError | None
     ) -> None:
-        if failure is not None:
-            done = await self.ledger.update(
-                run.entry.id,
-                self.owner,
-                now=clock(),
-                lease=self.lease,
-                state="failed",
-                memo=run.memo,
-                progress=run.progress,
-                error=error_record(failure),
-                reusable=run.sticky,
-            )
-        else:
-            done = await self.ledger.update(
-                run.entry.id,
-                self.owner,
-                now=clock(),
-                lease=self.lease,
-                state="done",
-                memo=run.memo,
-                progress=run.progress,
-                outcome=outcome,
-                reusable=run.entry.kind == "message",
-            )
+        ending: dict[str, Any] = (
+            {"state": "failed", "error": error_record(failure), "reusable": run.sticky}
+            if failure is not None
+            else {"state": "done", "outcome": outcome, "reusable": run.entry.kind == "message"}
+        )
+        done = await self.ledger.update(
+            run.entry.id,
+            self.owner,
+            now=clock(),
+            lease=self.lease,
+            memo=run.memo,
+            progress=run.progress,
+            **ending,
+        )
         if done is None:
             log.warning("work %s finished, but another process had taken it over", run.entry.id)
         self.touch()

@@ -13,7 +13,7 @@ from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.tools.common import guarded, hints, reporter, result, service_of
-from nemo_mcp.server.work import error_from, status_line
+from nemo_mcp.server.work import status_line
 
 NAME = "export"
 TITLE = "Export the video as an MP4"
@@ -92,16 +92,11 @@ async def export(
     with time_bound(budget, api_url=service.client.api_url, what="preparing the export"):
         ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
     left = max(0.0, end - anyio.current_time())
-    entry = await service.work.wait(ticket.entry.id, left, reporter(ctx))
+    entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
     now = clock()
     if not entry.finished:
-        queue = [e.id for e in await service.work.unfinished()]
-        ahead = queue.index(entry.id) if entry.id in queue else 0
         out = pending_output(entry, ahead=ahead, now=now)
         return result(export_text(out), out, notices=service.take_notices())
-    await service.work.deliver(ticket)
-    if entry.error is not None:
-        raise error_from(entry.error)
     out = ExportOutput.model_validate(entry.outcome)
     return result(export_text(out), out, notices=service.take_notices())
 

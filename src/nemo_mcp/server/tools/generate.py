@@ -23,7 +23,7 @@ from nemo_mcp.server.tools.common import (
     result,
     service_of,
 )
-from nemo_mcp.server.work import Ticket, error_from, format_duration, status_line
+from nemo_mcp.server.work import Ticket, format_duration, status_line
 
 NAME = "generate"
 TITLE = "Generate or edit a video"
@@ -195,16 +195,11 @@ async def generate(
             text, new_project=new_project, again=again, request_id=request_id
         )
     left = max(0.0, end - anyio.current_time())
-    entry = await service.work.wait(ticket.entry.id, left, reporter(ctx))
+    entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
     now = clock()
     if not entry.finished:
-        queue = [e.id for e in await service.work.unfinished()]
-        ahead = queue.index(entry.id) if entry.id in queue else 0
         out = pending_output(entry, ahead=ahead, now=now)
         return result(generate_text(out), out, notices=service.take_notices())
-    await service.work.deliver(ticket)
-    if entry.error is not None:
-        raise error_from(entry.error)
     out = GenerateOutput.model_validate(entry.outcome)
     out.notes = [*answer_notes(ticket, entry, now=now), *out.notes]
     return result(generate_text(out), out, notices=service.take_notices())
