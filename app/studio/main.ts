@@ -38,6 +38,8 @@ interface ToolAnswer {
 const app = new App({ name: "NemoVideo studio", version: "1.0.0" }, {}, { autoResize: true });
 
 const state: StudioState = { timeline: null, credits: null, running: [], export: null, problems: [] };
+/** What the last tool call said went wrong; kept until the next call or action. */
+let notes: string[] = [];
 let exporting = false;
 let refreshing: Promise<void> | null = null;
 let refreshAgain = false;
@@ -71,7 +73,7 @@ function errorText(err: unknown): string {
 }
 
 function draw(): void {
-  drawAll(state, exporting);
+  drawAll({ ...state, problems: [...notes, ...state.problems] }, exporting);
   const link = state.export !== null ? httpUrl(state.export.browserLink) : null;
   const open = button("open-project");
   open.hidden = link === null || app.getHostCapabilities()?.openLinks === undefined;
@@ -145,6 +147,7 @@ function refresh(): Promise<void> {
 async function runExport(fresh: boolean): Promise<void> {
   if (exporting) return;
   exporting = true;
+  notes = [];
   say(fresh ? "Rendering again…" : "Exporting…");
   draw();
   schedulePoll();
@@ -153,25 +156,28 @@ async function runExport(fresh: boolean): Promise<void> {
     for (let round = 1; round <= MAX_EXPORT_ROUNDS && !closed; round++) {
       const result: ToolAnswer = await app.callServerTool({ name: "export", arguments: args });
       if (result.isError) {
-        say(textOf(result) || "The export failed.");
+        notes = [textOf(result) || "The export failed."];
         break;
       }
       const answer = readExport(result.structuredContent);
       if (answer === null) {
-        say("The server answered export in a form this view does not know.");
+        notes = ["The server answered export in a form this view does not know."];
         break;
       }
       takeExport(answer);
+      // The render's own progress shows at once, not only when studio_state is read next.
+      const others = state.running.filter((work) => work.kind !== "render");
+      state.running =
+        answer.status === "rendering"
+          ? [...others, { kind: "render", phase: "rendering", percent: answer.progressPercent, elapsedSeconds: answer.elapsedSeconds }]
+          : others;
       draw();
-      if (answer.status !== "rendering") {
-        say(answer.status === "completed" ? "Video ready." : "The render failed.");
-        break;
-      }
+      if (answer.status !== "rendering") break;
       say(`Rendering, ${answer.progressPercent ?? 0}%…`);
       args = {}; // keep waiting on the same render; never start a second one
     }
   } catch (err) {
-    say(`Export failed: ${errorText(err)}`);
+    notes = [`Export failed: ${errorText(err)}`];
   } finally {
     exporting = false;
     draw();
@@ -181,10 +187,11 @@ async function runExport(fresh: boolean): Promise<void> {
 
 function onToolResult(result: ToolAnswer): void {
   if (result.isError) {
-    state.problems = [textOf(result) || "The tool call failed."];
+    notes = [textOf(result) || "The tool call failed."];
     draw();
     return;
   }
+  notes = [];
   const data = result.structuredContent;
   const tool = app.getHostContext()?.toolInfo?.tool.name;
   const studio = tool === "studio_state" || tool === undefined ? readStudioState(data) : null;
@@ -226,13 +233,17 @@ async function openProject(): Promise<void> {
   const link = state.export !== null ? httpUrl(state.export.browserLink) : null;
   if (link === null) return;
   const answer = await app.openLink({ url: link });
-  if (answer.isError) say(`The host did not open the link; it is ${link}`);
+  if (answer.isError) {
+    notes = [`The host did not open the link; it is ${link}`];
+    draw();
+  }
 }
 
 // Handlers first, so nothing the host sends right after the handshake is missed.
 app.addEventListener("toolresult", onToolResult);
 app.addEventListener("toolcancelled", (params) => {
-  say(`The tool call was cancelled${params.reason ? `: ${params.reason}` : "."}`);
+  notes = [`The tool call was cancelled${params.reason ? `: ${params.reason}` : "."}`];
+  draw();
 });
 app.addEventListener("hostcontextchanged", () => applyContext(app.getHostContext()));
 app.onteardown = () => {
@@ -242,6 +253,7 @@ app.onteardown = () => {
 };
 
 button("refresh").addEventListener("click", () => {
+  notes = [];
   say("Refreshing…");
   void refresh();
 });

@@ -135,7 +135,8 @@ function drawRuler(total: number): HTMLElement {
   const ruler = el("div", { class: "ruler", "aria-hidden": "true" });
   const step = tickStep(total);
   for (let at = 0; at <= total + 1e-9; at += step) {
-    const tick = el("span", { class: "tick" }, time(at));
+    // A tick in the last tenth is labelled on its left, so it stays inside the ruler.
+    const tick = el("span", { class: at > total * 0.9 ? "tick end" : "tick" }, time(at));
     tick.style.left = `${(at / total) * 100}%`;
     ruler.append(tick);
   }
@@ -169,14 +170,17 @@ export function drawTimeline(timeline: Timeline | null): void {
   for (const track of timeline.tracks) {
     const lane = el("div", { class: "lane" });
     if (total > 0) lane.append(...track.segments.map((s) => drawSegment(track, s, total)));
-    const facts = track.volume !== null ? ` · ${volume(track.volume)}` : "";
+    const facts = [
+      track.label.toLowerCase() === track.kind ? "" : track.kind,
+      track.volume !== null ? volume(track.volume) : "",
+    ].filter(Boolean);
     rows.push(
       el(
         "li",
         { class: "track", "data-kind": track.kind, "data-index": String(track.index) },
         el("span", { class: "track-label", title: `${track.label} (${track.kind})` },
           el("span", { class: "track-name" }, track.label),
-          el("span", { class: "track-kind" }, `${track.kind}${facts}`),
+          facts.length > 0 ? el("span", { class: "track-kind" }, facts.join(" · ")) : null,
         ),
         lane,
       ),
