@@ -22,6 +22,7 @@ from mcp_harness import make_settings, text_of
 from nemo_mcp.server import create_server
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.studio import (
+    MAX_MEDIA_ORIGINS,
     POSTER_MAX_BYTES,
     STUDIO_URI,
     Studio,
@@ -237,6 +238,20 @@ async def test_media_origins_seen_widen_the_csp(tmp_path: Path, sandbox: Any) ->
     assert second["ui"]["csp"]["resourceDomains"] == sorted(
         ["https://cdn.example.test", "https://media.example.test:8443", sandbox.url]
     )
+
+
+def test_the_csp_keeps_the_newest_media_origins() -> None:
+    async def unused(_ctx: Any) -> Any:
+        raise AssertionError("not called")
+
+    studio = Studio(api_url="https://api.example.test", service_of=unused, html="<p>view</p>")
+    studio.note_media(*(f"https://cdn{n}.example.test/v.mp4" for n in range(MAX_MEDIA_ORIGINS)))
+    studio.note_media("https://cdn0.example.test/again.mp4", "https://late.example.test/v.mp4")
+    domains = studio.csp().resource_domains or []
+    assert len(domains) == MAX_MEDIA_ORIGINS + 1  # and the API's
+    assert "https://api.example.test" in domains and "https://late.example.test" in domains
+    assert "https://cdn0.example.test" in domains  # seen again: recent
+    assert "https://cdn1.example.test" not in domains  # the least recently seen went
 
 
 # The pure parts -------------------------------------------------------------------------------

@@ -5,10 +5,12 @@ built from `app/studio/` by `npm run build:studio`) in a sandboxed iframe next t
 of a tool that names it (`export`, `timeline`). The view asks for everything through the
 app-only `studio_state` tool and calls `export` itself.
 
-    studio = register_studio(mcp, settings, service_of=service_of)
+    studio = register_studio(mcp, settings, service_of=service_of)   # on a built server
+    studio = studio_for(settings, service_of=service_of)             # or at construction:
+    MCPServer(..., extensions=[studio.apps])                         # + meta=STUDIO_TOOL_META
 
-The view's CSP allows media from the API's origin and from every media origin seen in a
-render (an exported video's URL), nothing else and never `*`; the list is kept up to date
+The view's CSP allows media from the API's origin and from the media origins seen in
+renders (an exported video's URL), nothing else and never `*`; the list is kept up to date
 as renders come in.
 """
 
@@ -49,6 +51,8 @@ STUDIO_TOOL_META: Final[dict[str, Any]] = {"ui": {"resourceUri": STUDIO_URI}}
 STUDIO_TOOLS: Final = ("export", "timeline")
 #: The largest contact sheet sent to the view (it travels base64 in every `studio_state`).
 POSTER_MAX_BYTES: Final = 1_500_000
+#: Media origins kept in the CSP, newest last; older ones drop out beyond this.
+MAX_MEDIA_ORIGINS: Final = 32
 
 ServiceOf = Callable[[Context], Awaitable["NemoService"]]
 #: The contact sheet (JPEG bytes) of a completed export, or None when there is none.
@@ -271,7 +275,7 @@ class Studio:
         self.api_url = api_url
         self._service_of = service_of
         self._poster_for = poster_for
-        self._media: set[str] = set()
+        self._media: dict[str, None] = {}  # insertion-ordered, oldest first
         self.apps = Apps()
         self.apps.add_html_resource(
             STUDIO_URI,
@@ -289,11 +293,17 @@ class Studio:
         return ResourceCsp(resource_domains=resource_domains(self.api_url, self._media))
 
     def note_media(self, *urls: str | None) -> None:
-        """Allow the view to load media from these URLs' origins from now on."""
-        new = {o for o in map(media_origin, urls) if o is not None} - self._media
-        if not new:
+        """Allow the view to load media from these URLs' origins from now on (the
+        `MAX_MEDIA_ORIGINS` seen most recently)."""
+        before = set(self._media)
+        for origin in map(media_origin, urls):
+            if origin is not None:
+                self._media.pop(origin, None)
+                self._media[origin] = None  # now the most recent
+        for old in list(self._media)[: max(len(self._media) - MAX_MEDIA_ORIGINS, 0)]:
+            del self._media[old]
+        if set(self._media) == before:
             return
-        self._media |= new
         meta = dict(self._resource.meta or {})
         meta["ui"] = {
             **meta.get("ui", {}),
@@ -421,6 +431,28 @@ def bind_tools(mcp: MCPServer[Any], names: Iterable[str]) -> None:
         tool.meta = meta
 
 
+def studio_for(
+    settings: Settings,
+    *,
+    service_of: ServiceOf,
+    poster_for: PosterSource | None = None,
+    html: str | None = None,
+) -> Studio:
+    """The studio for `settings`, its CSP starting with the media origins of the local
+    render history. Pass `studio.apps` to `MCPServer(extensions=[...])`."""
+    from nemo_mcp.store import StateStore
+
+    studio = Studio(
+        api_url=settings.api_url, service_of=service_of, poster_for=poster_for, html=html
+    )
+    try:
+        history = StateStore(settings.home, settings.api_url).load_renders()
+    except NemoError:
+        return studio  # an unreadable history only means no origins seen yet
+    studio.note_media(*(record.url for record in history.renders))
+    return studio
+
+
 def register_studio(
     mcp: MCPServer[Any],
     settings: Settings,
@@ -430,19 +462,9 @@ def register_studio(
     bind: Iterable[str] = STUDIO_TOOLS,
     html: str | None = None,
 ) -> Studio:
-    """Add the studio to a built server: the view, `studio_state`, and `bind`'s tools
-    pointing at the view. The CSP starts with the media origins of the local render history."""
-    from nemo_mcp.store import StateStore
-
-    studio = Studio(
-        api_url=settings.api_url, service_of=service_of, poster_for=poster_for, html=html
-    )
-    try:
-        history = StateStore(settings.home, settings.api_url).load_renders()
-    except NemoError:
-        history = None
-    if history is not None:
-        studio.note_media(*(record.url for record in history.renders))
+    """Add the studio to an already built server: the view, `studio_state`, and `bind`'s
+    tools pointing at the view (see `studio_for` to pass it at construction instead)."""
+    studio = studio_for(settings, service_of=service_of, poster_for=poster_for, html=html)
     # `MCPServer` takes extensions at construction; this is the same step done afterwards.
     mcp._apply_extension(studio.apps)
     bind_tools(mcp, bind)
