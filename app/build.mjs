@@ -1,7 +1,7 @@
 // Builds the studio view into one self-contained HTML file, byte for byte the same on every run.
 //
 //   node app/build.mjs                 write src/nemo_mcp/server/studio.html
-//   node app/build.mjs --check         rebuild and compare with the committed file (exit 1 if stale)
+//   node app/build.mjs --check         rebuild, compare with the committed file (exit 1 if stale)
 //   node app/build.mjs --host FILE     write the browser tests' host page to FILE
 //
 // Scripts and styles are inlined: the view loads nothing but the video it plays.
@@ -21,7 +21,9 @@ const englishOnly = {
   setup(build) {
     const zod = `${path.sep}node_modules${path.sep}zod${path.sep}`;
     build.onResolve({ filter: /[\\/]locales[\\/]index\.js$/ }, (args) =>
-      args.importer.includes(zod) ? { path: "zod-locales", namespace: "zod-english-only" } : undefined,
+      args.importer.includes(zod)
+        ? { path: "zod-locales", namespace: "zod-english-only" }
+        : undefined,
     );
     build.onLoad({ filter: /.*/, namespace: "zod-english-only" }, () => ({
       contents: 'export { default as en } from "zod/v4/locales/en.js";',
@@ -93,14 +95,15 @@ async function main(argv) {
     try {
       const fresh = path.join(folder, "studio.html");
       await writeFile(fresh, await buildStudio());
-      const [built, committed] = await Promise.all([readFile(fresh), readFile(STUDIO_OUT).catch(() => null)]);
+      const built = await readFile(fresh);
+      const committed = await readFile(STUDIO_OUT).catch(() => null);
       if (committed === null || !built.equals(committed)) {
-        console.error(
-          `${path.relative(root, STUDIO_OUT)} does not match app/studio/: run \`npm run build:studio\` and commit it.`,
-        );
+        const name = path.relative(root, STUDIO_OUT);
+        console.error(`${name} does not match app/studio/: run \`npm run build:studio\``);
         return 1;
       }
-      console.log(`${path.relative(root, STUDIO_OUT)} matches its sources (${built.length} bytes).`);
+      const name = path.relative(root, STUDIO_OUT);
+      console.log(`${name} matches its sources (${built.length} bytes).`);
       return 0;
     } finally {
       await rm(folder, { recursive: true, force: true });

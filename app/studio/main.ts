@@ -37,7 +37,13 @@ interface ToolAnswer {
 
 const app = new App({ name: "NemoVideo studio", version: "1.0.0" }, {}, { autoResize: true });
 
-const state: StudioState = { timeline: null, credits: null, running: [], export: null, problems: [] };
+const state: StudioState = {
+  timeline: null,
+  credits: null,
+  running: [],
+  export: null,
+  problems: [],
+};
 /** What the last tool call said went wrong; kept until the next call or action. */
 let notes: string[] = [];
 let exporting = false;
@@ -153,7 +159,11 @@ async function runExport(fresh: boolean): Promise<void> {
   schedulePoll();
   let args: Record<string, unknown> = fresh ? { fresh: true } : {};
   try {
-    for (let round = 1; round <= MAX_EXPORT_ROUNDS && !closed; round++) {
+    for (let round = 1; !closed; round++) {
+      if (round > MAX_EXPORT_ROUNDS) {
+        notes = ["The render is taking unusually long; it goes on. Press Export to keep waiting."];
+        break;
+      }
       const result: ToolAnswer = await app.callServerTool({ name: "export", arguments: args });
       if (result.isError) {
         notes = [textOf(result) || "The export failed."];
@@ -166,11 +176,15 @@ async function runExport(fresh: boolean): Promise<void> {
       }
       takeExport(answer);
       // The render's own progress shows at once, not only when studio_state is read next.
-      const others = state.running.filter((work) => work.kind !== "render");
-      state.running =
-        answer.status === "rendering"
-          ? [...others, { kind: "render", phase: "rendering", percent: answer.progressPercent, elapsedSeconds: answer.elapsedSeconds }]
-          : others;
+      state.running = state.running.filter((work) => work.kind !== "render");
+      if (answer.status === "rendering") {
+        state.running.push({
+          kind: "render",
+          phase: "rendering",
+          percent: answer.progressPercent,
+          elapsedSeconds: answer.elapsedSeconds,
+        });
+      }
       draw();
       if (answer.status !== "rendering") break;
       say(`Rendering, ${answer.progressPercent ?? 0}%…`);

@@ -178,7 +178,9 @@ export function drawTimeline(timeline: Timeline | null): void {
       el(
         "li",
         { class: "track", "data-kind": track.kind, "data-index": String(track.index) },
-        el("span", { class: "track-label", title: `${track.label} (${track.kind})` },
+        el(
+          "span",
+          { class: "track-label", title: `${track.label} (${track.kind})` },
           el("span", { class: "track-name" }, track.label),
           facts.length > 0 ? el("span", { class: "track-kind" }, facts.join(" · ")) : null,
         ),
@@ -223,7 +225,9 @@ export function drawRunning(running: RunningWork[], fallback: string[]): void {
       el("span", { class: "work-phase" }, work.phase || "working"),
       bar,
       work.percent !== null ? el("span", { class: "work-percent" }, percent(work.percent)) : null,
-      work.elapsedSeconds !== null ? el("span", { class: "muted" }, time(work.elapsedSeconds)) : null,
+      work.elapsedSeconds !== null
+        ? el("span", { class: "muted" }, time(work.elapsedSeconds))
+        : null,
     );
   });
   if (items.length === 0) {

@@ -11,7 +11,7 @@
 //   {"id": 7, "op": "click", "selector": "#refresh"}                a real click in the view
 //   {"id": 8, "op": "screenshot", "path": "out.png"}                the view's frame
 //   {"id": 9, "op": "log"}                                          console and CSP messages
-//   {"id": 10, "op": "close-page"}                                  end the page and its connections
+//   {"id": 10, "op": "close-page"}                   end the page and its connections
 //   {"id": 11, "op": "close"}
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -79,7 +79,9 @@ function snapshot() {
         })),
       })),
     },
-    credits: Object.fromEntries(all("#credits dd[data-field]").map((d) => [d.dataset.field, Number(d.textContent)])),
+    credits: Object.fromEntries(
+      all("#credits dd[data-field]").map((d) => [d.dataset.field, Number(d.textContent)]),
+    ),
     running: all("#running li").map((li) => ({
       kind: li.dataset.kind ?? null,
       phase: text($(".work-phase", li)),
@@ -109,13 +111,12 @@ function target(where) {
 async function open(url) {
   await page?.close(); // one host page at a time: its connections end with it
   page = await browser.newPage();
-  page.on("console", (m) =>
-    messages.push({ source: "console", type: m.type(), text: m.text(), url: m.location().url ?? "" }),
-  );
-  page.on("pageerror", (e) => messages.push({ source: "pageerror", type: "error", text: String(e) }));
+  const note = (source, type, text, url = "") => messages.push({ source, type, text, url });
+  page.on("console", (m) => note("console", m.type(), m.text(), m.location().url));
+  page.on("pageerror", (e) => note("pageerror", "error", String(e)));
   const cdp = await page.createCDPSession();
   cdp.on("Log.entryAdded", ({ entry }) =>
-    messages.push({ source: `log:${entry.source}`, type: entry.level, text: entry.text, url: entry.url ?? "" }),
+    note(`log:${entry.source}`, entry.level, entry.text, entry.url),
   );
   await cdp.send("Log.enable");
   await page.goto(url, { waitUntil: "load" });
@@ -133,7 +134,8 @@ async function handle(request) {
     case "snapshot":
       return viewFrame().evaluate(SNAPSHOT);
     case "wait": {
-      const expr = request.when !== undefined ? `((s) => (${request.when}))(${SNAPSHOT})` : request.expr;
+      const expr =
+        request.when !== undefined ? `((s) => (${request.when}))(${SNAPSHOT})` : request.expr;
       const handle = await target(request.in).waitForFunction(expr, {
         polling: 50,
         timeout: request.timeout ?? 10000,
@@ -170,7 +172,8 @@ try {
     try {
       request = JSON.parse(line);
       const value = await handle(request);
-      process.stdout.write(`${JSON.stringify({ id: request.id, ok: true, value: value ?? null })}\n`);
+      const answer = { id: request.id, ok: true, value: value ?? null };
+      process.stdout.write(`${JSON.stringify(answer)}\n`);
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       process.stdout.write(`${JSON.stringify({ id: request.id, ok: false, error })}\n`);

@@ -67,7 +67,8 @@ function status(text: string): void {
 
 /** Only origins: anything that could break out of a CSP source list is dropped. */
 function sources(domains: string[] | undefined): string {
-  return (domains ?? []).filter((d) => typeof d === "string" && /^[a-z]+:\/\/[^\s;'",]+$/i.test(d)).join(" ");
+  const origin = /^[a-z]+:\/\/[^\s;'",]+$/i;
+  return (domains ?? []).filter((d) => typeof d === "string" && origin.test(d)).join(" ");
 }
 
 /** The view's CSP: the declared domains and inline code, nothing else (no 'self'). */
@@ -114,7 +115,9 @@ function context(tool: Tool | null): McpUiHostContext {
 
 async function connect(mode: "legacy" | "auto"): Promise<string[]> {
   client = new Client(HOST_INFO, {
-    capabilities: { extensions: { "io.modelcontextprotocol/ui": { mimeTypes: [RESOURCE_MIME_TYPE] } } },
+    capabilities: {
+      extensions: { "io.modelcontextprotocol/ui": { mimeTypes: [RESOURCE_MIME_TYPE] } },
+    },
     versionNegotiation: { mode },
   });
   await client.connect(new StreamableHTTPClientTransport(new URL("/mcp", location.href)));
@@ -138,8 +141,12 @@ function connected(): Client {
 async function readView(uri: string): Promise<{ html: string; csp: McpUiResourceCsp | undefined }> {
   const answer = await connected().readResource({ uri });
   const content = answer.contents[0];
-  if (answer.contents.length !== 1 || content === undefined) throw new Error(`${uri}: expected one content item`);
-  if (content.mimeType !== RESOURCE_MIME_TYPE) throw new Error(`${uri}: served as ${content.mimeType}`);
+  if (answer.contents.length !== 1 || content === undefined) {
+    throw new Error(`${uri}: expected one content item`);
+  }
+  if (content.mimeType !== RESOURCE_MIME_TYPE) {
+    throw new Error(`${uri}: served as ${content.mimeType}`);
+  }
   if (!("text" in content)) throw new Error(`${uri}: not text`);
   const ui = (content._meta as { ui?: { csp?: McpUiResourceCsp } } | undefined)?.ui;
   record({ type: "resource", uri, bytes: content.text.length, csp: ui?.csp ?? null });
@@ -147,7 +154,10 @@ async function readView(uri: string): Promise<{ html: string; csp: McpUiResource
 }
 
 /** The view's tool calls: only tools it may call reach the server. */
-async function proxyCall(name: string, args: Record<string, unknown> | undefined): Promise<CallToolResult> {
+async function proxyCall(
+  name: string,
+  args: Record<string, unknown> | undefined,
+): Promise<CallToolResult> {
   const tool = tools.get(name);
   if (tool === undefined || isToolVisibilityModelOnly(tool)) {
     record({ type: "view-call-refused", name });
@@ -188,7 +198,8 @@ async function openView(tool: Tool, uri: string): Promise<AppBridge> {
     record({ type: "size", width: width ?? null, height: height ?? null });
     if (height !== undefined) view.style.height = `${height}px`;
   };
-  next.onloggingmessage = (params) => record({ type: "view-log", level: params.level, data: params.data });
+  next.onloggingmessage = (params) =>
+    record({ type: "view-log", level: params.level, data: params.data });
   const initialized = new Promise<void>((resolve) => {
     next.oninitialized = () => {
       record({ type: "initialized" });
@@ -204,9 +215,14 @@ async function openView(tool: Tool, uri: string): Promise<AppBridge> {
 }
 
 /** What the model does: call a tool, and show its view with the result when it has one. */
-async function callAsModel(name: string, args: Record<string, unknown> = {}): Promise<CallToolResult> {
+async function callAsModel(
+  name: string,
+  args: Record<string, unknown> = {},
+): Promise<CallToolResult> {
   const tool = tools.get(name);
-  if (tool === undefined || isToolVisibilityAppOnly(tool)) throw new Error(`the model has no tool ${name}`);
+  if (tool === undefined || isToolVisibilityAppOnly(tool)) {
+    throw new Error(`the model has no tool ${name}`);
+  }
   const uri = getToolUiResourceUri(tool);
   const pending = connected().callTool({ name, arguments: args }) as Promise<CallToolResult>;
   record({ type: "model-call", name, args, view: uri ?? null });
