@@ -17,7 +17,6 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from mcp import Client
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp_harness import make_settings, text_of
 
 from nemo_mcp.server import create_server
 from nemo_mcp.server.outputs import ExportOutput
@@ -34,9 +33,10 @@ from nemo_mcp.server.studio import (
     studio_html,
     studio_state,
 )
-from nemo_mcp.server.tools import service_of
 from nemo_mcp.settings import Settings
 from nemo_mcp.store import RenderRecord, StateStore
+
+from mcp_harness import make_settings, text_of
 
 MODES = ["auto", "legacy"]
 CONTACT_SHEET = (Path(__file__).parent / "data" / "contact-sheet.jpg").read_bytes()
@@ -72,7 +72,7 @@ async def _poster(export: ExportOutput) -> bytes | None:
 @asynccontextmanager
 async def studio_client(settings: Settings, mode: str) -> AsyncIterator[tuple[Client, Studio]]:
     server = create_server(settings)
-    studio = register_studio(server, settings, service_of=service_of, poster_for=_poster)
+    studio = register_studio(server, settings, poster_for=_poster)
     async with Client(server, mode=mode) as client:
         yield client, studio
 
@@ -369,3 +369,19 @@ def test_built_view_matches_its_sources() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_an_unexpected_failure_is_one_sentence(tmp_path: Path, sandbox: Any) -> None:
+    async def broken(_export: ExportOutput) -> bytes | None:
+        raise RuntimeError("contact sheet maker exploded")
+
+    settings = settings_for(tmp_path, sandbox)
+    server = create_server(settings)
+    register_studio(server, settings, poster_for=broken)
+    async with Client(server) as client:
+        await call(client, "generate", {"message": PROMPT})
+        await call(client, "export")
+        answer = await client.call_tool("studio_state", {})
+    assert answer.is_error
+    assert "Reading the studio's state failed because of an unexpected problem" in text_of(answer)
+    assert "exploded" not in text_of(answer)

@@ -17,6 +17,12 @@ from typing import Any
 
 import anyio
 import pytest
+
+from nemo_mcp.server import create_server
+from nemo_mcp.server.outputs import ExportOutput
+from nemo_mcp.server.studio import Studio, register_studio
+from nemo_mcp.settings import Settings
+
 from mcp_harness import make_settings
 from studio_harness import (
     ARTIFACTS,
@@ -26,12 +32,6 @@ from studio_harness import (
     missing_browser_parts,
     serve,
 )
-
-from nemo_mcp.server import create_server
-from nemo_mcp.server.outputs import ExportOutput
-from nemo_mcp.server.studio import Studio, register_studio
-from nemo_mcp.server.tools import service_of
-from nemo_mcp.settings import Settings
 
 pytestmark = pytest.mark.skipif(
     (why := missing_browser_parts()) is not None, reason=f"browser tests: {why}"
@@ -85,7 +85,7 @@ def make_site(
         tmp_path, sandbox.url, **{"render_shortest": 0.05, **settings_overrides}
     )
     server = create_server(settings)
-    studio = register_studio(server, settings, service_of=service_of, poster_for=_poster)
+    studio = register_studio(server, settings, poster_for=_poster)
     calls: list[tuple[str, dict[str, Any]]] = []
 
     async def record(ctx: Any, call_next: Any) -> Any:

@@ -5,9 +5,9 @@ built from `app/studio/` by `npm run build:studio`) in a sandboxed iframe next t
 of a tool that names it (`export`, `timeline`). The view asks for everything through the
 app-only `studio_state` tool and calls `export` itself.
 
-    studio = register_studio(mcp, settings, service_of=service_of)   # on a built server
-    studio = studio_for(settings, service_of=service_of)             # or at construction:
-    MCPServer(..., extensions=[studio.apps])                         # + meta=STUDIO_TOOL_META
+    studio = register_studio(mcp, settings)    # on a built server, or at construction:
+    studio = studio_for(settings)
+    MCPServer(..., extensions=[studio.apps])   # with meta=STUDIO_TOOL_META on the bound tools
 
 The view's CSP allows media from the API's origin and from the media origins seen in
 renders (an exported video's URL), nothing else and never `*`; the list is kept up to date
@@ -29,16 +29,16 @@ import anyio
 from mcp.server.apps import Apps, ResourceCsp
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resources import Resource
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from nemo_mcp import redaction
 from nemo_mcp.errors import NemoError
-from nemo_mcp.server.edge import message_for
+from nemo_mcp.server.boundary import message_for, tool_boundary
 from nemo_mcp.server.outputs import ExportOutput, TimelineOutput
+from nemo_mcp.server.tools import common
 
 if TYPE_CHECKING:
-    from nemo_mcp.backend.models import StateSnapshot
     from nemo_mcp.server.jobs import Job
     from nemo_mcp.server.service import NemoService
     from nemo_mcp.settings import Settings
@@ -150,35 +150,6 @@ def running_work(*jobs: Job[Any] | None) -> list[RunningWork]:
     return found
 
 
-def _records(value: Any, limit: int = 50) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        items = list(value.values())
-        value = items if all(isinstance(v, dict) for v in items) else [value]
-    if not isinstance(value, list):
-        return []
-    return [v for v in value if isinstance(v, dict)][:limit]
-
-
-def timeline_output(
-    snapshot: StateSnapshot, running: list[str], session_id: str | None
-) -> TimelineOutput:
-    """The `timeline` tool's structured output for `snapshot` (the same fields and rules)."""
-    from nemo_mcp.timeline import describe, parse_draft, summarize, view
-
-    draft = parse_draft(snapshot.state.draft)
-    return TimelineOutput(
-        summary=summarize(draft),
-        detail=describe(draft),
-        ready_for_export=draft.ready,
-        duration_seconds=round(draft.duration_ms / 1000, 3) if draft.duration_ms else 0.0,
-        tracks=list(view(draft).model_dump(mode="json").get("tracks", [])),
-        uploads=_records(snapshot.state.video_infos),
-        generated_media=_records(snapshot.state.generated_media),
-        running=running,
-        session_id=snapshot.session_id or session_id,
-    )
-
-
 def newest_export(
     history: RenderHistory, session_id: str | None, job: Job[ExportOutput] | None
 ) -> ExportOutput | None:
@@ -260,7 +231,8 @@ def studio_html() -> str:
 class Studio:
     """The studio's server side: the `Apps` extension holding the view and `studio_state`.
 
-    `service_of` gives the caller's `NemoService`; `poster_for` gives a completed export's
+    `service_of` gives the caller's `NemoService` (by default the tools' own); `poster_for`
+    gives a completed export's
     contact sheet. `note_media` widens the view's CSP to a media URL's origin.
     """
 
@@ -268,12 +240,12 @@ class Studio:
         self,
         *,
         api_url: str,
-        service_of: ServiceOf,
+        service_of: ServiceOf | None = None,
         poster_for: PosterSource | None = None,
         html: str | None = None,
     ) -> None:
         self.api_url = api_url
-        self._service_of = service_of
+        self._service_of = service_of or common.service_of
         self._poster_for = poster_for
         self._media: dict[str, None] = {}  # insertion-ordered, oldest first
         self.apps = Apps()
@@ -313,6 +285,8 @@ class Studio:
 
     async def gather(self, service: NemoService) -> StudioState:
         """The studio's state for one user, every part read independently."""
+        from nemo_mcp.server.tools.timeline import timeline_output
+
         client = service.client
         problems: list[str] = []
         timeline: TimelineOutput | None = None
@@ -325,7 +299,9 @@ class Studio:
             except NemoError as err:
                 problems.append(f"Timeline: {message_for(err, client)}")
                 return
-            timeline = timeline_output(snapshot, service.running(), client.session_id)
+            timeline = timeline_output(
+                snapshot, running=service.running(), session_id=client.session_id
+            )
 
         async def read_credits() -> None:
             nonlocal credits
@@ -387,13 +363,9 @@ class Studio:
                 "For the studio view: the timeline, credits, running work and newest export "
                 "(with its contact sheet) in one answer. Free and read-only."
             ),
-            annotations=ToolAnnotations(
-                read_only_hint=True,
-                destructive_hint=False,
-                idempotent_hint=True,
-                open_world_hint=True,
-            ),
+            annotations=common.hints(read_only=True, idempotent=True),
         )
+        @tool_boundary("Reading the studio's state", common.client_of)
         async def studio_state_tool(ctx: Context) -> Annotated[CallToolResult, StudioState]:
             state = await self.gather(await self._service_of(ctx))
             return CallToolResult(
@@ -434,7 +406,7 @@ def bind_tools(mcp: MCPServer[Any], names: Iterable[str]) -> None:
 def studio_for(
     settings: Settings,
     *,
-    service_of: ServiceOf,
+    service_of: ServiceOf | None = None,
     poster_for: PosterSource | None = None,
     html: str | None = None,
 ) -> Studio:
@@ -457,7 +429,7 @@ def register_studio(
     mcp: MCPServer[Any],
     settings: Settings,
     *,
-    service_of: ServiceOf,
+    service_of: ServiceOf | None = None,
     poster_for: PosterSource | None = None,
     bind: Iterable[str] = STUDIO_TOOLS,
     html: str | None = None,
