@@ -1,4 +1,6 @@
-"""The studio view in a real browser: a host page, the MCP server over HTTP, headless Chromium.
+"""The studio view: an SDK client that negotiates MCP Apps, render history written straight
+into the ledger, and the view in a real browser (a host page, the MCP server over HTTP,
+headless Chromium).
 
     server  the nemo-mcp server with the studio, over streamable HTTP on loopback
     site    the host page (tests/browser/host.ts, built at test time) on another loopback
@@ -27,12 +29,19 @@ from typing import Any
 
 import httpx
 import uvicorn
+from mcp.client import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
+from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.ledger.sqlite import SqliteLedger
+from nemo_mcp.settings import Settings
+from nemo_mcp.store import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -44,6 +53,45 @@ STARTUP_SECONDS = 15.0
 # The request and answer headers the MCP streamable HTTP transport uses.
 _TO_SERVER = ("accept", "content-type", "mcp-session-id", "mcp-protocol-version", "last-event-id")
 _TO_PAGE = ("content-type", "mcp-session-id", "mcp-protocol-version", "cache-control")
+
+
+#: What an MCP Apps host advertises (SEP-2133 `capabilities.extensions`).
+APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+
+
+async def seed_render(
+    settings: Settings, *, url: str, session_id: str = "s", render_id: str = "render_1"
+) -> Entry:
+    """A finished render in the local user's ledger, as an earlier process would have left
+    it (`url` is where the backend said the video is)."""
+    ledger = SqliteLedger(StateStore(settings.home, settings.api_url).ledger_path)
+    try:
+        now = clock()
+        submitted = await ledger.submit(
+            user="",
+            kind="render",
+            key="render|mp4|high",
+            session_id=session_id,
+            request={"format": "mp4", "quality": "high", "fresh": False},
+            now=now,
+        )
+        assert submitted.entry is not None
+        claimed = await ledger.claim(submitted.entry.id, "seed", now=now, lease=10)
+        assert claimed is not None
+        outcome = {"status": "completed", "render_id": render_id, "url": url, "file": None}
+        done = await ledger.update(
+            claimed.id,
+            "seed",
+            now=now,
+            lease=10,
+            state="done",
+            memo={"render_id": render_id, "url": url},
+            outcome=outcome,
+        )
+        assert done is not None
+        return done
+    finally:
+        await ledger.close()
 
 
 def missing_browser_parts() -> str | None:

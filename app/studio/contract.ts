@@ -57,6 +57,11 @@ export interface ExportState {
   reused: boolean;
   elapsedSeconds: number | null;
   nextSteps: string[];
+  /**
+   * The URL the player may load (`studio_state` only): null when the video can only be
+   * fetched with the account's token, undefined when not known yet (an `export` result).
+   */
+  playableUrl: string | null | undefined;
   poster: string | null;
 }
 
@@ -167,7 +172,10 @@ export function readTimeline(value: unknown): Timeline | null {
 
 const STATUSES: readonly ExportStatus[] = ["completed", "rendering", "failed"];
 
-/** The `export` tool's structuredContent (plus `poster` in studio_state), or null. */
+/**
+ * The `export` tool's structuredContent (plus `playable_url` and `poster` in studio_state),
+ * or null.
+ */
 export function readExport(value: unknown): ExportState | null {
   if (!isObject(value)) return null;
   const status = STATUSES.find((s) => s === value.status);
@@ -184,6 +192,7 @@ export function readExport(value: unknown): ExportState | null {
     reused: value.reused === true,
     elapsedSeconds: nonNegative(value.elapsed_seconds),
     nextSteps: strings(value.next_steps),
+    playableUrl: "playable_url" in value ? str(value.playable_url) : undefined,
     poster: str(value.poster),
   };
 }

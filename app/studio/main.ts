@@ -87,11 +87,15 @@ function draw(): void {
   button("export-fresh").hidden = state.export === null;
 }
 
-/** Keeps the poster of a render the new answer is about; export results carry none. */
+/**
+ * Keeps the poster and playable URL of the render the new answer is about: `export`
+ * results carry neither (they come with `studio_state`).
+ */
 function takeExport(next: ExportState): void {
   const previous = state.export;
-  if (next.poster === null && previous !== null && previous.renderId === next.renderId) {
-    next.poster = previous.poster;
+  if (previous !== null && previous.renderId === next.renderId) {
+    if (next.poster === null) next.poster = previous.poster;
+    if (next.playableUrl === undefined) next.playableUrl = previous.playableUrl;
   }
   state.export = next;
 }

@@ -47,7 +47,9 @@ export function drawPlayer(exp: ExportState | null, exporting: boolean): void {
   const video = byId<HTMLVideoElement>("player");
   const empty = byId<HTMLElement>("player-empty");
   const facts = byId<HTMLElement>("export-facts");
-  const src = exp !== null && exp.status === "completed" ? httpUrl(exp.url) : null;
+  // Only the URL the server says a player can load: never the token-only download route.
+  const src =
+    exp !== null && exp.status === "completed" ? httpUrl(exp.playableUrl ?? null) : null;
   const poster = exp !== null ? posterUri(exp.poster) : null;
   if (src === null) {
     if (video.hasAttribute("src")) {
@@ -65,7 +67,12 @@ export function drawPlayer(exp: ExportState | null, exporting: boolean): void {
     ? "Rendering the video…"
     : exp?.status === "failed"
       ? "The last render failed. Export again to retry (exports are free)."
-      : "No video yet. Press Export to render the timeline.";
+      : exp?.status !== "completed"
+        ? "No video yet. Press Export to render the timeline."
+        : exp.playableUrl === undefined
+          ? "Loading the video…"
+          : "The video is saved on this computer; its link needs your NemoVideo sign-in, " +
+            "so it cannot play here.";
 
   const rows: [string, string][] = [];
   if (exp !== null) {

@@ -82,12 +82,16 @@ def error_from(record: dict[str, Any]) -> NemoError:
     )
 
 
+def phase_words(entry: Entry) -> str:
+    """What the entry is doing now, in words."""
+    return str(entry.progress.get("phase") or _STATE_WORDS.get(entry.state, entry.state))
+
+
 def status_line(entry: Entry, now: float) -> str:
     """The entry's phase in words, with its elapsed time."""
-    progress = entry.progress
-    phase = str(progress.get("phase") or _STATE_WORDS.get(entry.state, entry.state))
+    phase = phase_words(entry)
     elapsed = format_duration(now - entry.created_at)
-    percent = progress.get("percent")
+    percent = entry.progress.get("percent")
     if isinstance(percent, (int, float)):
         return f"{phase}, {percent:.0f}% ({elapsed})"
     return f"{phase} ({elapsed})"
@@ -451,5 +455,6 @@ __all__ = [
     "error_from",
     "error_record",
     "format_duration",
+    "phase_words",
     "status_line",
 ]

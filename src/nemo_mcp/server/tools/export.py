@@ -11,8 +11,17 @@ from pydantic import Field
 
 from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput
-from nemo_mcp.server.tools.common import guarded, hints, reporter, result, service_of
+from nemo_mcp.server.tools.common import (
+    STUDIO_TOOL_META,
+    budget,
+    guarded,
+    hints,
+    reporter,
+    result,
+    service_of,
+)
 from nemo_mcp.server.work import status_line
 
 NAME = "export"
@@ -87,9 +96,10 @@ async def export(
     fresh: Fresh = False,
 ) -> Annotated[CallToolResult, ExportOutput]:
     service = await service_of(ctx)
-    budget = service.settings.tool_timeout
-    end = anyio.current_time() + budget
-    with time_bound(budget, api_url=service.client.api_url, what="preparing the export"):
+    waits = budget(ctx, service)  # longer for clients known to keep the call open
+    end = anyio.current_time() + waits
+    inline = min(waits, service.settings.tool_timeout)
+    with time_bound(inline, api_url=service.client.api_url, what="preparing the export"):
         ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
     left = max(0.0, end - anyio.current_time())
     entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
@@ -108,4 +118,6 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=False, idempotent=True),
+        icons=[icon("export")],
+        meta=STUDIO_TOOL_META,
     )

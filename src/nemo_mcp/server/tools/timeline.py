@@ -9,8 +9,9 @@ from mcp_types import CallToolResult
 
 from nemo_mcp.backend.models import StateSnapshot
 from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import TimelineOutput
-from nemo_mcp.server.tools.common import guarded, hints, result, service_of
+from nemo_mcp.server.tools.common import STUDIO_TOOL_META, guarded, hints, result, service_of
 
 NAME = "timeline"
 TITLE = "Show the timeline"
@@ -86,4 +87,6 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=True, idempotent=True),
+        icons=[icon("timeline")],
+        meta=STUDIO_TOOL_META,
     )

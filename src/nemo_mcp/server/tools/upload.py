@@ -14,6 +14,7 @@ from pydantic import Field
 
 from nemo_mcp.backend.models import UploadedFile
 from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
 from nemo_mcp.server.paths import classify
 from nemo_mcp.server.tools.common import (
@@ -121,4 +122,5 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=False, idempotent=False),
+        icons=[icon("upload")],
     )
