@@ -94,6 +94,15 @@ async def seed_render(
         await ledger.close()
 
 
+async def renders_in(settings: Settings) -> list[Entry]:
+    """The local user's render entries, newest last."""
+    ledger = SqliteLedger(StateStore(settings.home, settings.api_url).ledger_path)
+    try:
+        return await ledger.renders("")
+    finally:
+        await ledger.close()
+
+
 def missing_browser_parts() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not CHROMIUM.exists():

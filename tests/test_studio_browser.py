@@ -8,6 +8,7 @@ Everything checked here is what a user would see, compared with what the tools s
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,6 @@ import pytest
 
 from nemo_mcp.server import create_server
 from nemo_mcp.server.outputs import ExportOutput
-from nemo_mcp.server.studio import Studio, register_studio
 from nemo_mcp.settings import Settings
 
 from mcp_harness import make_settings
@@ -30,6 +30,8 @@ from studio_harness import (
     build_host_page,
     host_site,
     missing_browser_parts,
+    renders_in,
+    seed_render,
     serve,
 )
 
@@ -49,7 +51,6 @@ class Site:
 
     url: str
     settings: Settings
-    studio: Studio
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def called(self, name: str) -> list[dict[str, Any]]:
@@ -84,8 +85,7 @@ def make_site(
     settings = make_settings(
         tmp_path, sandbox.url, **{"render_shortest": 0.05, **settings_overrides}
     )
-    server = create_server(settings)
-    studio = register_studio(server, settings, poster_for=_poster)
+    server = create_server(settings, poster_for=_poster)
     calls: list[tuple[str, dict[str, Any]]] = []
 
     async def record(ctx: Any, call_next: Any) -> Any:
@@ -104,7 +104,7 @@ def make_site(
         try:
             browser.open(url)
             browser.host("studioHost.connect('legacy')")
-            yield Site(url=url, settings=settings, studio=studio, calls=calls)
+            yield Site(url=url, settings=settings, calls=calls)
         finally:
             browser.close_page()  # its MCP streams end before the servers stop
 
@@ -148,9 +148,9 @@ def model_call(browser: Browser, tool: str, args: dict[str, Any] | None = None) 
 
 
 def newest_render_url(site: Site) -> str | None:
-    from nemo_mcp.store import StateStore
-
-    return StateStore(site.settings.home, site.settings.api_url).load_renders().renders[-1].url
+    """The URL of the newest render in the ledger."""
+    url = anyio.run(renders_in, site.settings)[-1].memo.get("url")
+    return str(url) if url is not None else None
 
 
 def test_view_after_export(
@@ -162,7 +162,8 @@ def test_view_after_export(
 
     made = model_call(browser, "generate", {"message": PROMPT})
     assert made["structuredContent"]["status"] == "completed", made
-    assert host_events(browser, "view-opened") == []  # generate does not show the studio
+    [shown] = host_events(browser, "view-opened")  # generate shows the studio too
+    assert shown["uri"] == "ui://nemovideo/studio"
 
     exported = model_call(browser, "export")["structuredContent"]
     assert exported["status"] == "completed"
@@ -223,7 +224,7 @@ def test_view_after_export(
     # Nothing was blocked or failed, and the view loaded nothing but the video.
     assert refused(browser.log()) == []
     assert browser.snapshot()["problems"] == []
-    for opened in host_events(browser, "view-opened"):  # after export, then after timeline
+    for opened in host_events(browser, "view-opened"):  # after generate, export, timeline
         assert f"media-src data: blob: {sandbox.url}" in opened["csp"]
         assert "connect-src 'none'" in opened["csp"]
     loaded = browser.view("performance.getEntriesByType('resource').map(e => e.name)")
@@ -306,6 +307,7 @@ def test_server_strings_are_text_and_urls_are_checked(site: Site, browser: Brows
         "reused": False,
         "elapsed_seconds": 1.0,
         "next_steps": [],
+        "playable_url": "javascript:window.pwned=1",
         "poster": "data:text/html;base64,PHNjcmlwdD4=",
     }
     result = {"content": [{"type": "text", "text": "exported"}], "structuredContent": crafted}
@@ -367,3 +369,31 @@ def test_running_work_is_shown_until_done(
         # On load, at least one look while generating (it found the tracks), after the render.
         assert len(site.called("studio_state")) >= 3
         assert refused(browser.log()) == []
+
+
+def test_the_token_only_download_is_never_played(
+    site: Site, browser: Browser, sandbox: Any
+) -> None:
+    """A render the backend gave no output URL for was saved through the download route,
+    which answers only with the account's token: the view says so and never loads it."""
+    session = model_call(browser, "timeline")["structuredContent"]["session_id"]
+    fallback = f"{sandbox.url}/api/render/proxy/render_9/download"
+    seed = functools.partial(seed_render, url=fallback, session_id=session, render_id="render_9")
+    anyio.run(seed, site.settings)
+    browser.view(WATCH)
+    browser.click("#refresh")
+    view = idle(browser)
+    assert "completed" in view["facts"]
+    assert view["player"]["src"] is None and view["player"]["hidden"] and view["player"]["empty"]
+    empty = browser.view("document.getElementById('player-empty').textContent")
+    assert "needs your NemoVideo sign-in" in empty
+
+    # The same render as an export result, forwarded by the host: still not played.
+    crafted = {"status": "completed", "render_id": "render_9", "url": fallback, "file": None}
+    result = {"content": [{"type": "text", "text": "exported"}], "structuredContent": crafted}
+    browser.host(f"studioHost.sendToolResult({json.dumps(result)})")
+    assert idle(browser)["player"]["src"] is None
+    assert [value for value in browser.view("window.seen")["player"] if value is not None] == []
+    loaded = browser.view("performance.getEntriesByType('resource').map(e => e.name)")
+    assert not any("/api/render/proxy/" in url for url in loaded)
+    assert refused(browser.log()) == []
