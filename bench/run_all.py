@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
     "http": ("HTTP transport", "bench_http.py", []),
     "memory": ("Answer size and server memory", "bench_memory.py", []),
     "ledger": ("Work ledger", "bench_ledger.py", []),
+    "turns": ("Agent turns per video", "bench_turns.py", []),
 }
 
 

@@ -517,6 +517,10 @@ def test_newest_export_and_running_work_from_ledger_entries() -> None:
     assert shown is not None and shown.status == "failed" and shown.render_id == "render_3"
     assert shown.progress == "render failed: timed out"
     assert newest_export([older], [], "u", 200.0) is None
+    refused = _entry(7, state="failed", memo={}, error={"message": "Nothing to export yet"})
+    assert newest_export([older, refused], [], "s", 200.0) == ExportOutput.model_validate(
+        older.outcome
+    )  # refused before any render started: not a render
 
     message = _entry(
         4, kind="message", state="streaming", finished_at=None, progress={"phase": "adding music"}

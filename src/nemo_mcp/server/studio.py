@@ -174,8 +174,8 @@ def running_work(entries: Iterable[Entry], now: float) -> list[RunningWork]:
 def newest_export(
     renders: Sequence[Entry], queue: Sequence[Entry], session_id: str | None, now: float
 ) -> ExportOutput | None:
-    """The export to show: a render still to finish, else the newest finished render of
-    the session (`renders` newest last, `queue` the unfinished work in order)."""
+    """The export to show: a render still to finish, else the newest render of the session
+    that finished or failed (`renders` newest last, `queue` the unfinished work in order)."""
     from nemo_mcp.server.tools.export import pending_output
 
     order = [entry.id for entry in queue]
@@ -188,7 +188,9 @@ def newest_export(
             continue
         if entry.state == "done" and entry.outcome is not None:
             return ExportOutput.model_validate(entry.outcome)
-        if entry.state == "failed":
+        if entry.state == "failed" and entry.memo.get("render_id"):
+            # (A request refused before any render started, e.g. nothing to export, is not
+            # a render: the export tool said why, and older renders stay shown.)
             return ExportOutput(
                 status="failed",
                 render_id=str(entry.memo.get("render_id") or ""),
