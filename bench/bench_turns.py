@@ -41,7 +41,7 @@ RENDER_MIN = 30.0
 #: (clientInfo name, what it is)
 CLIENTS = [
     ("Visual Studio Code", "VS Code: no timer on a tool call"),
-    ("inspector-cli", "MCP Inspector CLI: 60 s timer restarted by progress"),
+    ("inspector-tui", "MCP Inspector TUI: 60 s timer restarted by progress"),
     ("claude-ai", "Claude Desktop: ends a call after about 60 s"),
 ]
 

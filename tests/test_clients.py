@@ -25,9 +25,9 @@ SETTINGS = Settings(tool_timeout=45.0, long_tool_timeout=600.0)
         ("Visual Studio Code", False, 600.0),  # no timer at all
         ("Visual Studio Code - Insiders", True, 600.0),
         ("visual studio code", False, 600.0),
-        ("inspector-cli", True, 600.0),  # its timer restarts with each progress notification
-        ("inspector-cli", False, 45.0),  # ... so only with a progress token
-        ("inspector-tui", True, 600.0),
+        ("inspector-tui", True, 600.0),  # its timer restarts with each progress notification
+        ("inspector-tui", False, 45.0),  # ... so only with a progress token
+        ("inspector-cli", True, 45.0),  # the CLI turns progress off: its timer never restarts
         ("mcp-inspector", True, 45.0),  # the web Inspector can cap the total
         ("goose", False, 240.0),  # 4/5 of its own 300 s
         ("claude-ai", True, 45.0),  # Claude Desktop: about 60 s whatever is sent
@@ -112,10 +112,10 @@ async def test_the_inspector_waits_only_while_progress_reaches_it(
     # On the old handshake over JSON-RPC the progress token is on the request, as it is
     # over stdio and HTTP in either era.
     with_progress, notified = await first_answer(
-        quick(tmp_path / "a", sandbox), "legacy", "inspector-cli", progress=True
+        quick(tmp_path / "a", sandbox), "legacy", "inspector-tui", progress=True
     )
     without, _ = await first_answer(
-        quick(tmp_path / "b", sandbox), "legacy", "inspector-cli", progress=False
+        quick(tmp_path / "b", sandbox), "legacy", "inspector-tui", progress=False
     )
     assert (with_progress, without) == ("completed", "running")
     assert notified >= 2  # progress flowed while the call stayed open

@@ -11,12 +11,13 @@ one call can carry a whole generation or render, and the agent needs fewer turns
   `src/vs/workbench/contrib/mcp/common/mcpServerRequestHandler.ts`: `sendRequest` has a
   cancellation token and no timer; microsoft/vscode#274094: a call answered after five
   minutes is still received).
-- **MCP Inspector 2.x CLI and TUI** ("inspector-cli", "inspector-tui"): the TypeScript
-  SDK's 60 s request timeout, restarted by every progress notification
-  (`resetTimeoutOnProgress` defaults to true and progress is on; @modelcontextprotocol/
-  inspector 2.12.0, `core/mcp/inspectorClient.ts`). Only while the call carries a progress
-  token, so only then. The web Inspector ("mcp-inspector") is left out: it can set a
-  total cap.
+- **MCP Inspector 2.x TUI** ("inspector-tui"): the TypeScript SDK's 60 s request
+  timeout, restarted by every progress notification (`resetTimeoutOnProgress` and
+  `progress` default to true in `core/mcp/inspectorClient.ts`; the TUI keeps both;
+  @modelcontextprotocol/inspector 2.12.0). Only while the call carries a progress token,
+  so only then. The CLI ("inspector-cli") turns progress off (`progress: false`), so its
+  60 s timer is never restarted; the web Inspector ("mcp-inspector") can set a total cap.
+  Both keep the default.
 - **Goose** ("goose"): one timeout per extension, 300 s unless configured
   (block/goose, `DEFAULT_EXTENSION_TIMEOUT`), not reset by progress; it gets 4/5 of it.
 
@@ -49,7 +50,7 @@ class KnownClient:
 
 KNOWN_CLIENTS = (
     KnownClient(names=("visual studio code", "visual studio code - insiders")),
-    KnownClient(names=("inspector-cli", "inspector-tui"), needs_progress=True),
+    KnownClient(names=("inspector-tui",), needs_progress=True),
     KnownClient(names=("goose",), limit=300.0),
 )
 #: Of a client's own fixed limit, the share a call may use (the rest absorbs delays).
