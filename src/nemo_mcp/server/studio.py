@@ -43,6 +43,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from nemo_mcp import redaction
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.errors import NemoError
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.boundary import message_for, tool_boundary
@@ -403,11 +404,13 @@ class Studio:
         problems: list[str] = []
         timeline: TimelineOutput | None = None
         credits: StudioCredits | None = None
+        budget = service.settings.tool_timeout  # each read, as the tools' own reads
 
         async def read_timeline() -> None:
             nonlocal timeline
             try:
-                snapshot = await client.state()
+                with time_bound(budget, api_url=client.api_url, what="reading the timeline"):
+                    snapshot = await client.state()
             except NemoError as err:
                 problems.append(f"Timeline: {message_for(err, client)}")
                 return
@@ -418,7 +421,8 @@ class Studio:
         async def read_credits() -> None:
             nonlocal credits
             try:
-                balance = await client.credits()
+                with time_bound(budget, api_url=client.api_url, what="reading the credits"):
+                    balance = await client.credits()
             except NemoError as err:
                 problems.append(f"Credits: {message_for(err, client)}")
                 return

@@ -25,7 +25,7 @@ from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field, StringConstraints
 
 from nemo_mcp.backend.retry import time_bound
-from nemo_mcp.errors import NemoError
+from nemo_mcp.errors import BackendTimeoutError, NemoError
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import spending
 from nemo_mcp.server.icons import icon
@@ -245,12 +245,14 @@ async def ask_before_spending(
     if not script_file and _route(message) != "message":
         return None  # answered without the agent (`not_sent`)
     text = request_text(message, script)
-    found = await service.find_message(
-        text, new_project=new_project, again=again, request_id=request_id
-    )
+    client = service.client
+    budget = service.settings.tool_timeout
+    with time_bound(budget, api_url=client.api_url, what="opening the project"):
+        found = await service.find_message(
+            text, new_project=new_project, again=again, request_id=request_id
+        )
     if found is not None:
         return None
-    client = service.client
     draft: Any = None
     available: float | None = None
 
@@ -268,9 +270,13 @@ async def ask_before_spending(
         except NemoError as err:
             log.info("could not read the balance before asking: %s", err)
 
-    async with anyio.create_task_group() as reads:
-        reads.start_soon(read_draft)
-        reads.start_soon(read_balance)
+    try:
+        with time_bound(budget, api_url=client.api_url, what="reading the balance"):
+            async with anyio.create_task_group() as reads:
+                reads.start_soon(read_draft)
+                reads.start_soon(read_balance)
+    except BackendTimeoutError as err:  # what was not read in time stays unknown
+        log.info("%s", err.message)
     cost = spending.estimate(edit=spending.is_edit(draft, new_project=new_project))
     if not spending.should_ask(rule, available=available, cost=cost.cost):
         return None
