@@ -34,6 +34,8 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
     "stream": ("Stream decoding", "bench_stream.py", []),
     "http": ("HTTP transport", "bench_http.py", []),
     "memory": ("Answer size and server memory", "bench_memory.py", []),
+    "ledger": ("Work ledger", "bench_ledger.py", []),
+    "turns": ("Agent turns per video", "bench_turns.py", []),
     "hosted": ("Hosted: replicas behind HAProxy", "bench_hosted.py", []),
 }
 

@@ -194,13 +194,16 @@ def replicas(root: Path, sandbox: Any, **extra: str) -> Iterator[Replicas]:
 
 
 @asynccontextmanager
-async def connect(url: str, bearer: str, *, mode: str = "auto") -> AsyncIterator[Client]:
-    """The SDK's client over HTTP with `bearer`."""
+async def connect(
+    url: str, bearer: str, *, mode: str = "auto", elicitation: Any = None
+) -> AsyncIterator[Client]:
+    """The SDK's client over HTTP with `bearer` (answering questions with `elicitation`)."""
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=60) as http,
         Client(
             streamable_http_client(url, http_client=http),  # type: ignore[arg-type]
             mode=mode,  # type: ignore[arg-type]
+            elicitation_callback=elicitation,
         ) as client,
     ):
         yield client

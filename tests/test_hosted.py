@@ -22,7 +22,7 @@ from nemo_mcp.sandbox.testing import SandboxServer
 from hosted_harness import Issuer, Replicas, call, connect, finish, replicas
 from mcp_harness import text_of
 
-NAMES = ("alice", "bob", "carol", "dave", "grace", "heidi", "ivan")
+NAMES = ("alice", "bob", "carol", "dave", "grace", "heidi", "ivan", "judy")
 TOKENS = {name: f"{name}-hosted-secret-0123456789" for name in NAMES}
 SCOPE = "nemo"
 MCP = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -323,3 +323,25 @@ async def test_the_load_balancer_routes_around_a_dead_replica(
                 assert not (await client.call_tool("credits", {})).is_error, n
     finally:
         deployment.replicas.restart(1)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_asking_before_spending_works_across_replicas(
+    balancer: Haproxy, deployment: Deployment, sandbox: SandboxServer, mode: str
+) -> None:
+    """2026-07-28: the question rides a sealed `requestState`, and the client's retry goes
+    to the next replica (round robin), which opens it with the key the replicas share in
+    Redis. Older clients: the question is a request on the session, kept on its replica."""
+    from mcp_types import ElicitResult
+
+    asked: list[Any] = []
+
+    async def yes(_context: Any, params: Any) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="accept", content={"send": True})
+
+    user = TOKENS["judy"] if mode == "auto" else deployment.jwt("quentin")
+    async with connect(balancer.url, user, mode=mode, elicitation=yes) as client:
+        made = _ok(await finish(client, "generate", {"message": f"a paper boat, {mode}"}))
+    assert made["status"] == "completed" and len(asked) == 1
+    assert len(_stats(sandbox)["messages"]) == 1

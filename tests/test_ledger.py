@@ -242,3 +242,17 @@ async def test_only_the_newest_renders_are_kept(ledger: Ledger) -> None:
     assert kept == [*ids[3:], running.entry.id]
     assert await ledger.get(ids[0]) is None
     assert [e.id for e in await ledger.renders("u", limit=2)] == [ids[-1], running.entry.id]
+
+
+async def test_find_answers_as_submit_would_without_adding(ledger: Ledger) -> None:
+    assert await ledger.find(user="u", kind="message", key="k", now=NOW) is None
+    entry_id = await ask(ledger, "k")
+    found = await ledger.find(user="u", kind="message", key="k", now=NOW)
+    assert found is not None and found.id == entry_id
+    assert await ledger.find(user="u", kind="render", key="k", now=NOW) is None
+    await ledger.claim(entry_id, P1, now=NOW, lease=20)
+    await ledger.update(entry_id, P1, now=NOW, lease=20, state="done", reusable=True)
+    kept = await ledger.find(user="u", kind="message", key="k", now=NOW + KEEP_SECONDS)
+    assert kept is not None and kept.id == entry_id
+    assert await ledger.find(user="u", kind="message", key="k", now=NOW + KEEP_SECONDS + 1) is None
+    assert len(await ledger.unfinished("u")) == 0

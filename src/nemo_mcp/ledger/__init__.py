@@ -164,6 +164,11 @@ class Ledger(Protocol):
         `ask`, record that call as waiting for it (see `ask`), in the same transaction."""
         ...
 
+    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+        """The entry `submit` would answer `key` with, without adding one; None when a
+        submission would add a new entry."""
+        ...
+
     async def get(self, entry_id: str) -> Entry | None: ...
 
     async def head(self, user: str) -> Entry | None:

@@ -157,6 +157,16 @@ return out
 """
 )
 
+#: The newest entry for a key (ARGV[2]: its field in `latest`), if any.
+_LATEST = (
+    _ENTRY
+    + """
+local id = redis.call('HGET', ARGV[1] .. ':latest', ARGV[2])
+if not id then return false end
+return entry(ARGV[1], id)
+"""
+)
+
 _LEASE = """
 local key, owner, now, lease_until, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local held = redis.call('HMGET', key, 'owner', 'until')
@@ -236,6 +246,11 @@ def _entry(fields: list[str] | None) -> Entry | None:
     )
 
 
+def _key_field(user: str, kind: str, key: str) -> str:
+    """The field of `latest` naming the newest entry for (user, kind, key)."""
+    return hashlib.sha256(f"{user}\0{kind}\0{key}".encode()).hexdigest()
+
+
 def _number(value: float) -> str:
     return repr(float(value))
 
@@ -255,6 +270,7 @@ class RedisLedger:
         self._claim = redis.register_script(_CLAIM)
         self._update = redis.register_script(_UPDATE)
         self._range = redis.register_script(_RANGE)
+        self._latest = redis.register_script(_LATEST)
         self._lease = redis.register_script(_LEASE)
         self._release = redis.register_script(_RELEASE)
         self._prune = redis.register_script(_PRUNE)
@@ -278,7 +294,7 @@ class RedisLedger:
         now: float,
         ask: str | None = None,
     ) -> Submission:
-        key_field = hashlib.sha256(f"{user}\0{kind}\0{key}".encode()).hexdigest()
+        key_field = _key_field(user, kind, key)
         how, ahead, delivered, fields = await self._submit(
             args=[
                 self.prefix,
@@ -299,6 +315,13 @@ class RedisLedger:
         if how == "full":
             return Submission("full", entry, int(ahead))
         return Submission(how, entry, int(ahead), int(delivered) > 0)
+
+    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+        found = _entry(await self._latest(args=[self.prefix, _key_field(user, kind, key)]))
+        if found is None or not found.finished:
+            return found
+        recent = (found.finished_at or 0) >= now - KEEP_SECONDS
+        return found if found.reusable and recent else None
 
     async def get(self, entry_id: str) -> Entry | None:
         fields = await self.redis.hgetall(self._key("e", entry_id))

@@ -178,6 +178,9 @@ class SqliteLedger:
 
         return await self._run(work)
 
+    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+        return await self._run(lambda db: _answering(db, user, kind, key, now))
+
     def _find_or_add(
         self,
         db: sqlite3.Connection,
@@ -188,17 +191,11 @@ class SqliteLedger:
         request: dict[str, Any],
         now: float,
     ) -> Submission:
-        row = db.execute(
-            "SELECT * FROM work WHERE user = ? AND kind = ? AND key = ? ORDER BY seq DESC LIMIT 1",
-            (user, kind, key),
-        ).fetchone()
-        if row is not None:
-            found = _entry(row)
-            if not found.finished:
-                return Submission("unfinished", found, _ahead(db, found))
-            recent = (found.finished_at or 0) >= now - KEEP_SECONDS
-            if found.reusable and recent:
-                return Submission("finished", found)
+        found = _answering(db, user, kind, key, now)
+        if found is not None and not found.finished:
+            return Submission("unfinished", found, _ahead(db, found))
+        if found is not None:
+            return Submission("finished", found)
         (waiting,) = db.execute(
             f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED}", (user,)
         ).fetchone()
@@ -404,6 +401,22 @@ def _ask(db: sqlite3.Connection, entry_id: str, ask_id: str, now: float) -> bool
         (entry_id, ask_id),
     ).fetchone()
     return row is not None
+
+
+def _answering(db: sqlite3.Connection, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+    """The entry `submit` would answer `key` with: the newest one, while unfinished, or
+    finished, reusable and recent."""
+    row = db.execute(
+        "SELECT * FROM work WHERE user = ? AND kind = ? AND key = ? ORDER BY seq DESC LIMIT 1",
+        (user, kind, key),
+    ).fetchone()
+    if row is None:
+        return None
+    found = _entry(row)
+    if not found.finished:
+        return found
+    recent = (found.finished_at or 0) >= now - KEEP_SECONDS
+    return found if found.reusable and recent else None
 
 
 def _ahead(db: sqlite3.Connection, entry: Entry) -> int:

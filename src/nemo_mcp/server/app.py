@@ -30,6 +30,7 @@ from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.exposure import Exposure
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
 from nemo_mcp.store import StateStore, backend_key
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.server.studio import PosterSource
     from nemo_mcp.state import ClientState
 
 log = logging.getLogger(__name__)
@@ -184,15 +186,21 @@ def create_server(
     identity: SkillIdentity | None = None,
     transport: Any = None,
     exposure: Exposure | None = None,
+    poster_for: PosterSource | None = None,
 ) -> MCPServer[Any]:
-    """Build the MCP server for `settings`, served as `exposure` says (default: local).
+    """Build the MCP server for `settings`, served as `exposure` says (default: local),
+    with the studio view for hosts that support MCP Apps.
 
-    `transport` (an httpx transport) is for tests.
+    `transport` (an httpx transport) and `poster_for` (the view's contact sheets, else
+    the media kit's) are for tests.
     """
+    from nemo_mcp.server.studio import studio_for
+
     exposure = exposure or Exposure.local()
     identity = identity or load_identity(
         skill=settings.skill, skill_source_override=settings.skill_source
     )
+    studio = studio_for(settings, poster_for=poster_for)
 
     live: dict[str, Any] = {}  # static resources get no Context; they read this
     request_state = _LateKeyCodec() if exposure.hosted else None
@@ -269,9 +277,11 @@ def create_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         website_url=settings.web_url,
+        icons=[icon("server")],
         lifespan=lifespan,
         log_level="WARNING",
-        middleware=[_keep_headers],
+        extensions=[studio.apps],
+        middleware=[_keep_headers, studio.middleware],
         **_auth(settings, exposure),
         request_state_security=(
             None if request_state is None else _shared_request_state(request_state)

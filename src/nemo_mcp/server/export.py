@@ -23,6 +23,7 @@ so a later reuse can tell the saved file from anything put in its place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -116,12 +117,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_output_folder(folder: Path, need: int | None = None) -> None:
-    """Refuse, before a render starts, a folder the video could not be saved in."""
+def check_output_folder(folder: Path, need: int | None = None, *, rendered: bool = False) -> None:
+    """Refuse a folder the video could not be saved in: before a render starts, or
+    (`rendered`) before a finished render is downloaded."""
+    after = (
+        "export again to download it (no new render is started)"
+        if rendered
+        else "export again; no render was started"
+    )
     if folder.exists() and not folder.is_dir():
         raise InputError(
             f"The output folder {folder} is a file, not a folder. Set NEMO_OUTPUT_DIR to a "
-            "folder (or remove the file), then export again; no render was started."
+            f"folder (or remove the file), then {after}."
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +139,7 @@ def check_output_folder(folder: Path, need: int | None = None) -> None:
         reason = err.strerror or type(err).__name__
         raise InputError(
             f"The video cannot be saved in {folder} ({reason}). Set NEMO_OUTPUT_DIR to a "
-            "folder you can write to, then export again; no render was started."
+            f"folder you can write to, then {after}."
         ) from None
     free = shutil.disk_usage(folder).free
     wanted = max(need or 0, MIN_FREE_BYTES)
@@ -140,7 +147,7 @@ def check_output_folder(folder: Path, need: int | None = None) -> None:
         raise InputError(
             f"Only {free / 1_000_000:.0f} MB are free in {folder}; the video needs about "
             f"{wanted / 1_000_000:.0f} MB. Free some space or set NEMO_OUTPUT_DIR to another "
-            "folder, then export again."
+            f"folder, then {after}."
         )
 
 
@@ -383,7 +390,9 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
     for _ in range(DOWNLOAD_ATTEMPTS):
         status = await renders.render_status(client, render_id)
         expected = status.size if status.size else run.memo.get("expected_size")
-        await anyio.to_thread.run_sync(check_output_folder, folder, expected)
+        await anyio.to_thread.run_sync(
+            functools.partial(check_output_folder, folder, expected, rendered=True)
+        )
         await anyio.to_thread.run_sync(clean_stale_parts, folder, time.time())
 
         def on_progress(done: int, total: int | None) -> None:

@@ -84,21 +84,30 @@ class NemoService:
         request_id: str | None = None,
     ) -> Ticket:
         """The ledger entry answering this message: found, or recorded to be sent once."""
-        from nemo_mcp.server.generation import message_key
-
         session = await self.client.session()
-        if request_id:
-            key = f"id:{request_id}"
-        else:
-            key = message_key(session.session_id, text, new_project=new_project)
-            if again:
-                key += f"|again:{uuid.uuid4().hex}"
+        key = _message_key(session.session_id, text, new_project, again, request_id)
         return await self.work.submit(
             "message",
             key,
             {"message": text, "new_project": new_project},
             session_id=session.session_id,
         )
+
+    async def find_message(
+        self,
+        text: str,
+        *,
+        new_project: bool = False,
+        again: bool = False,
+        request_id: str | None = None,
+    ) -> Entry | None:
+        """The ledger entry that would answer this message (so sending it costs nothing
+        more), or None when it would be a new request."""
+        if again and not request_id:
+            return None  # always a new request
+        session = await self.client.session()
+        key = _message_key(session.session_id, text, new_project, again, request_id)
+        return await self.ledger.find(user=self.user, kind="message", key=key, now=clock())
 
     async def submit_export(self, *, fmt: str, quality: str, fresh: bool) -> Ticket:
         """The ledger entry answering this export: a running one joined, or a new one."""
@@ -120,6 +129,17 @@ class NemoService:
         return [
             describe_entry(entry, status_line(entry, now)) for entry in await self.work.unfinished()
         ]
+
+
+def _message_key(
+    session_id: str, text: str, new_project: bool, again: bool, request_id: str | None
+) -> str:
+    from nemo_mcp.server.generation import message_key
+
+    if request_id:
+        return f"id:{request_id}"
+    key = message_key(session_id, text, new_project=new_project)
+    return key + f"|again:{uuid.uuid4().hex}" if again else key
 
 
 def describe_entry(entry: Entry, line: str) -> str:
@@ -160,6 +180,10 @@ class Services:
     def peek(self, key: str | None = None) -> NemoService | None:
         """The service for `key` if it is open already; never opens one."""
         return self._services.get(key)
+
+    def opened(self) -> list[NemoService]:
+        """The services open now, in the order they were opened."""
+        return list(self._services.values())
 
     async def get(self, key: str | None = None) -> NemoService:
         async with self._lock:

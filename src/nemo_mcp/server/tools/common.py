@@ -1,10 +1,11 @@
-"""What every tool module shares: the caller's service, results, roots, annotations, progress."""
+"""What every tool module shares: the caller's service, results, roots, annotations, progress,
+how long a call waits, and the view the tools name."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 from nemo_mcp import redaction
 from nemo_mcp.errors import NemoError
 from nemo_mcp.server.boundary import tool_boundary
+from nemo_mcp.server.clients import caller_of, wait_budget
 from nemo_mcp.server.paths import FilePolicy, roots_from_uris
 from nemo_mcp.server.work import PROGRESS_EVERY
 
@@ -23,6 +25,12 @@ if TYPE_CHECKING:
     from nemo_mcp.server.service import NemoService, Services
 
 MB = 1_000_000
+
+#: The studio view (`server/studio.py`): an MCP App hosts show beside the results of the
+#: tools that name it.
+STUDIO_URI: Final = "ui://nemovideo/studio"
+#: `meta=` of a tool whose results the studio shows.
+STUDIO_TOOL_META: Final[dict[str, Any]] = {"ui": {"resourceUri": STUDIO_URI}}
 
 #: What a waiting tool reports: progress, total (None when unknown), a phase in words.
 Report = Callable[[float, "float | None", str], Awaitable[None]]
@@ -114,6 +122,12 @@ def byte_progress(ctx: Context, doing: str) -> Callable[[int, int], Awaitable[No
             await ctx.report_progress(done, total or None, f"{doing}: {done / MB:.0f} MB")
 
     return update
+
+
+def budget(ctx: Context, service: NemoService) -> float:
+    """Seconds this call waits for its work before answering "still running": longer for
+    clients known to keep a call open (`server/clients.py`)."""
+    return wait_budget(caller_of(ctx), service.settings)
 
 
 def reporter(ctx: Context) -> Report:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
-from nemo_mcp.backend.models import Credits
-from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.backend.budget import time_bound
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import CreditsOutput
+from nemo_mcp.server.spending import EDIT_COST
+from nemo_mcp.server.spending import NEW_CLIP_COST as GENERATION_COST
 from nemo_mcp.server.tools.common import guarded, hints, result, service_of
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.models import Credits
 
 NAME = "credits"
 TITLE = "Check credits"
@@ -18,9 +23,6 @@ DESCRIPTION = (
     "Show the NemoVideo credit balance: available, frozen (held for work in progress) and "
     "total. Free. A new clip costs about 100 credits, an edit about 50, export nothing."
 )
-
-GENERATION_COST = 100
-EDIT_COST = 50
 
 
 def credits_output(balance: Credits, *, anonymous: bool, registration_link: str) -> CreditsOutput:
@@ -73,4 +75,5 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=True, idempotent=True),
+        icons=[icon("credits")],
     )
