@@ -20,7 +20,6 @@ seen yet, so the issuer can rotate keys.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
@@ -33,7 +32,7 @@ import jwt
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 
-from nemo_mcp.server.exposure import identity_key
+from nemo_mcp.server.exposure import identity_key, known_token
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +147,7 @@ class JwtVerifier:
         )
 
     def _static_token(self, token: str) -> AccessToken | None:
-        given = token.encode()
-        # Compare against every token so timing says nothing about which one matched.
-        if not any([hmac.compare_digest(given, t) for t in self._static]):
+        if not known_token(token, self._static):
             return None
         return AccessToken(
             token=token,

@@ -24,6 +24,12 @@ from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
 from nemo_mcp.errors import ConfigError, NemoError
+from nemo_mcp.hosted.serving import (
+    SharedKeyCodec,
+    oauth_resource_server,
+    redis_user,
+    shared_request_state,
+)
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Entry, Ledger, clock
 from nemo_mcp.redaction import RedactingFilter
@@ -33,7 +39,7 @@ from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore, backend_key
+from nemo_mcp.store import StateStore
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -111,75 +117,6 @@ def _example_prompt(text: str) -> Callable[[], str]:
     return prompt
 
 
-def _redis_user(redis: Redis, user: str, api_url: str) -> tuple[ClientState, Ledger]:
-    """A hosted user's state and ledger, under keys derived from their user key."""
-    from nemo_mcp.hosted.redis_state import RedisState, user_prefix
-    from nemo_mcp.ledger.redis import RedisLedger
-
-    prefix = user_prefix(user)
-    backend = backend_key(api_url)
-    return RedisState(redis, prefix, backend), RedisLedger(redis, f"{prefix}:{backend}")
-
-
-def _auth(settings: Settings, exposure: Exposure) -> dict[str, Any]:
-    """The SDK's OAuth resource-server settings and token verifier, when OAuth is on."""
-    if not exposure.oauth:
-        return {}
-    from mcp.server.auth.settings import AuthSettings
-
-    from nemo_mcp.hosted.oauth import JwtVerifier
-
-    assert settings.oauth_issuer and settings.oauth_jwks_url and settings.public_url
-    resource = f"{settings.public_url}/mcp"
-    return {
-        "token_verifier": JwtVerifier(
-            issuer=settings.oauth_issuer,
-            audience=settings.oauth_audience or resource,
-            jwks_url=settings.oauth_jwks_url,
-            scopes=settings.oauth_scopes,
-            static_tokens=settings.http_tokens,
-        ),
-        "auth": AuthSettings(
-            issuer_url=settings.oauth_issuer,
-            resource_server_url=resource,
-            required_scopes=list(settings.oauth_scopes) or None,
-            validate_token_resource=False,  # the verifier checks `aud` itself
-        ),
-    }
-
-
-class _LateKeyCodec:
-    """The SDK's `RequestStateCodec` with the replicas' shared key, installed when the
-    server starts (it is kept in Redis): a `requestState` sealed by one replica is
-    opened by any other."""
-
-    def __init__(self) -> None:
-        self._codec: Any = None
-
-    def install(self, keys: list[bytes]) -> None:
-        from mcp.server.request_state import AESGCMRequestStateCodec
-
-        self._codec = AESGCMRequestStateCodec(keys)
-
-    def seal(self, payload: bytes) -> str:
-        if self._codec is None:
-            raise RuntimeError("the server has not started")
-        return str(self._codec.seal(payload))
-
-    def unseal(self, token: str) -> bytes:
-        from mcp.server.request_state import InvalidRequestState
-
-        if self._codec is None:
-            raise InvalidRequestState("not started")
-        return bytes(self._codec.unseal(token))
-
-
-def _shared_request_state(codec: _LateKeyCodec) -> Any:
-    from mcp.server.request_state import RequestStateSecurity
-
-    return RequestStateSecurity(codec=codec)
-
-
 def create_server(
     settings: Settings,
     *,
@@ -203,7 +140,7 @@ def create_server(
     studio = studio_for(settings, poster_for=poster_for)
 
     live: dict[str, Any] = {}  # static resources get no Context; they read this
-    request_state = _LateKeyCodec() if exposure.hosted else None
+    request_state = SharedKeyCodec() if exposure.hosted else None
 
     async def current() -> NemoService:
         """The caller's service (served: by the bearer token of the request being read)."""
@@ -243,7 +180,7 @@ def create_server(
 
                 state: ClientState | StateStore
                 if redis is not None:
-                    state, ledger = _redis_user(redis, user, user_settings.api_url)
+                    state, ledger = redis_user(redis, user, user_settings.api_url)
                     where = "in Redis"
                 else:
                     from nemo_mcp.ledger.sqlite import SqliteLedger
@@ -282,9 +219,9 @@ def create_server(
         log_level="WARNING",
         extensions=[studio.apps],
         middleware=[_keep_headers, studio.middleware],
-        **_auth(settings, exposure),
+        **oauth_resource_server(settings, exposure),
         request_state_security=(
-            None if request_state is None else _shared_request_state(request_state)
+            None if request_state is None else shared_request_state(request_state)
         ),
     )
 

@@ -24,6 +24,7 @@ it returns, never the settings, what a caller may do.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import logging
 import os
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 def identity_key(token: str) -> str:
     """A folder name for one HTTP user, from their token (never the token itself)."""
     return hashlib.sha256(token.encode()).hexdigest()[:20]
+
+
+def known_token(given: str, tokens: Sequence[bytes]) -> bool:
+    """Whether `given` is one of `tokens`, compared against every one so that timing says
+    nothing about which one matched."""
+    secret = given.encode()
+    return any([hmac.compare_digest(secret, token) for token in tokens])
 
 
 def bearer(headers: Mapping[str, str] | None) -> str | None:

@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nemo_mcp.server.exposure import Exposure, bearer, identity_key
+from nemo_mcp.server.exposure import Exposure, bearer, identity_key, known_token
 
 SESSION_HEADER = b"mcp-session-id"
 #: Paths answered without a bearer token (the load balancer's health checks).
@@ -69,11 +69,7 @@ class BearerGate:
         self._tokens = [t.get_secret_value().encode() for t in tokens]
 
     def allowed(self, token: str | None) -> bool:
-        if token is None:
-            return False
-        given = token.encode()
-        # Compare against every token so timing says nothing about which one matched.
-        return any([hmac.compare_digest(given, t) for t in self._tokens])
+        return token is not None and known_token(token, self._tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
