@@ -329,3 +329,12 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
     _, refused = await first_token(record=False)  # the same crash, unrecorded
     assert isinstance(refused, RateLimitError)
     assert "one free token per computer every 7 days" in refused.message
+
+
+async def test_the_redis_password_never_reaches_a_log_line() -> None:
+    from nemo_mcp import redaction
+    from nemo_mcp.hosted.redis_state import connect
+
+    client = connect("redis://:s3cret%2Fredis-pw@127.0.0.1:1/0")
+    await client.aclose()
+    assert "s3cret/redis-pw" not in redaction.redact("AUTH failed with s3cret/redis-pw")

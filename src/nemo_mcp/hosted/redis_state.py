@@ -48,8 +48,16 @@ def user_prefix(user: str) -> str:
 
 
 def connect(url: str) -> Redis:
-    """The replica's Redis client (one connection pool, shared by every user)."""
+    """The replica's Redis client (one connection pool, shared by every user). Its
+    password, if the URL has one, is kept out of every log line and message."""
+    from urllib.parse import unquote, urlsplit
+
     from redis.asyncio import Redis
+
+    from nemo_mcp import redaction
+
+    password = urlsplit(url).password
+    redaction.register(unquote(password) if password else None)
 
     return Redis.from_url(
         url, decode_responses=True, socket_timeout=10.0, socket_connect_timeout=5.0
