@@ -22,7 +22,7 @@ from nemo_mcp.sandbox.testing import SandboxServer
 from hosted_harness import Issuer, Replicas, call, connect, finish, replicas
 from mcp_harness import text_of
 
-NAMES = ("alice", "bob", "carol", "dave", "grace", "heidi", "ivan", "judy")
+NAMES = ("alice", "bob", "carol", "dave", "grace", "heidi", "ivan", "judy", "kim", "leo")
 TOKENS = {name: f"{name}-hosted-secret-0123456789" for name in NAMES}
 SCOPE = "nemo"
 MCP = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -345,3 +345,63 @@ async def test_asking_before_spending_works_across_replicas(
         made = _ok(await finish(client, "generate", {"message": f"a paper boat, {mode}"}))
     assert made["status"] == "completed" and len(asked) == 1
     assert len(_stats(sandbox)["messages"]) == 1
+
+
+# Static tokens only (no OAuth): the bearer gate and SessionOwners, on two replicas ----------
+@pytest.fixture(scope="module")
+def token_only(
+    tmp_path_factory: pytest.TempPathFactory,
+    sandbox_server: SandboxServer,
+    redis_server: RedisServer,
+) -> Iterator[Replicas]:
+    running = Replicas(
+        root=tmp_path_factory.mktemp("tokens"),
+        sandbox=sandbox_server,
+        extra={
+            "NEMO_STATE_URL": redis_server.url,
+            "NEMO_HTTP_TOKENS": ",".join(TOKENS.values()),
+        },
+        count=2,
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+async def test_token_only_replicas_share_state_and_bind_sessions(
+    token_only: Replicas, sandbox: SandboxServer
+) -> None:
+    one, two = (replica.url for replica in token_only.all)
+    made = _ok(await call(one, TOKENS["kim"], "generate", {"message": "a harbour at noon"}))
+    shown = _ok(await call(two, TOKENS["kim"], "timeline", {}, mode="legacy"))
+    assert shown["ready_for_export"] and shown["session_id"] == made["session_id"]
+    assert not _ok(await call(two, TOKENS["leo"], "timeline", {}))["ready_for_export"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        opened = await http.post(
+            one, headers={**MCP, "authorization": f"Bearer {TOKENS['kim']}"}, json=INITIALIZE
+        )
+        session = opened.headers["mcp-session-id"]
+
+        async def use(url: str, who: str) -> int:
+            headers = {
+                **MCP,
+                "authorization": f"Bearer {TOKENS[who]}",
+                "mcp-session-id": session,
+                "mcp-protocol-version": "2025-11-25",
+            }
+            return (await http.post(url, headers=headers, json=listing)).status_code
+
+        assert await use(one, "leo") == 404  # its replica: not leo's
+        assert await use(two, "leo") == 404  # another replica: unknown there
+        assert await use(two, "kim") == 404  # unknown there, even to its owner
+        assert await use(one, "kim") == 200
+        refused = await http.post(one, headers=MCP, json=INITIALIZE)
+        assert refused.status_code == 401
+        health = await http.get(one.replace("/mcp", "/healthz"))
+        assert health.json() == {"ok": True}  # open to the load balancer without a token
+    stats = _stats(sandbox)
+    assert stats["tokens_issued"] == 2 and stats["sessions_created"] == 2
+    assert token_only.homes_hold_no_state() == []
