@@ -25,6 +25,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from nemo_mcp.hosted.local import free_port
+
 needs_proc = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(),
     reason="finds and measures server processes through /proc (Linux only)",
@@ -132,13 +134,6 @@ def assert_all_whole(home: Path) -> None:
         else:
             assert raw.strip() and b"\n" not in raw.strip(), name
     assert not [n for n in files if ".tmp" in n or n.endswith(".part")], files
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_http(

@@ -77,44 +77,35 @@ def _end(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
         process.wait()
 
 
-class RedisServer:
-    """`redis-server deploy/redis.conf` on a free loopback port, its data in `folder`."""
+class _Child:
+    """One program run in `folder` on `port`, its output in `<folder>/<program>.log`."""
 
-    def __init__(self, folder: Path, *, port: int | None = None) -> None:
+    program = ""
+
+    def __init__(self, folder: Path, port: int | None) -> None:
         self.folder = folder
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str] | None:
+        return None  # this process's own
 
     def start(self) -> Self:
         self.folder.mkdir(parents=True, exist_ok=True)
-        log = self.folder / "redis.log"
+        log = self.folder / f"{self.program}.log"
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [
-                    "redis-server",
-                    str(DEPLOY / "redis.conf"),
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(self.folder),
-                ],
+                self.argv(),
+                env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        _wait_port("redis-server", self.port, self.process, log)
+        _wait_port(self.program, self.port, self.process, log)
         return self
-
-    def kill(self) -> None:
-        """SIGKILL: what was written and flushed must survive a restart."""
-        if self.process is not None:
-            _end(self.process, kill=True)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -128,23 +119,49 @@ class RedisServer:
         self.stop()
 
 
-class Haproxy:
+class RedisServer(_Child):
+    """`redis-server deploy/redis.conf` on a free loopback port, its data in `folder`."""
+
+    program = "redis-server"
+
+    def __init__(self, folder: Path, *, port: int | None = None) -> None:
+        super().__init__(folder, port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def argv(self) -> list[str]:
+        conf = str(DEPLOY / "redis.conf")
+        port, folder = str(self.port), str(self.folder)
+        return [self.program, conf, "--port", port, "--bind", "127.0.0.1", "--dir", folder]
+
+    def kill(self) -> None:
+        """SIGKILL: what was written and flushed must survive a restart."""
+        if self.process is not None:
+            _end(self.process, kill=True)
+
+
+class Haproxy(_Child):
     """`haproxy -f deploy/haproxy.cfg` in front of `replicas` (host:port), on a free port."""
+
+    program = "haproxy"
 
     def __init__(
         self, folder: Path, replicas: Sequence[str], *, port: int | None = None, check_ms: int = 500
     ) -> None:
         if not 1 <= len(replicas) <= HAPROXY_REPLICAS:
             raise ValueError(f"deploy/haproxy.cfg names {HAPROXY_REPLICAS} replicas")
-        self.folder = folder
+        super().__init__(folder, port)
         self.replicas = list(replicas)
-        self.port = port or free_port()
         self.check_ms = check_ms
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
+
+    def argv(self) -> list[str]:
+        return [self.program, "-db", "-f", str(DEPLOY / "haproxy.cfg")]
 
     def environment(self) -> dict[str, str]:
         """The variables `deploy/haproxy.cfg` reads."""
@@ -161,37 +178,12 @@ class Haproxy:
     def check(self) -> subprocess.CompletedProcess[str]:
         """`haproxy -c`: is the configuration valid with these variables?"""
         return subprocess.run(
-            ["haproxy", "-c", "-f", str(DEPLOY / "haproxy.cfg")],
+            [self.program, "-c", "-f", str(DEPLOY / "haproxy.cfg")],
             env=self.environment(),
             capture_output=True,
             text=True,
             check=False,
         )
-
-    def start(self) -> Self:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        log = self.folder / "haproxy.log"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                ["haproxy", "-db", "-f", str(DEPLOY / "haproxy.cfg")],
-                env=self.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        _wait_port("haproxy", self.port, self.process, log)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _end(self.process)
-            self.process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 __all__ = ["DEPLOY", "HAPROXY_REPLICAS", "Haproxy", "RedisServer", "free_port", "missing"]
