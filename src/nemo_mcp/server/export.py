@@ -260,9 +260,10 @@ async def _still_there(memo: dict[str, Any], settings: Settings) -> bool:
     return await anyio.to_thread.run_sync(file_is_saved, memo)
 
 
-async def _check_output(settings: Settings, need: int | None = None) -> None:
+async def _check_output(settings: Settings) -> None:
+    """Before a render starts: the folder it will be saved in (when it will be saved)."""
     if settings.save_exports:
-        await anyio.to_thread.run_sync(check_output_folder, settings.output_dir, need)
+        await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
 
 
 #: What a saved download adds to a render's memo (and what reusing one must not copy).
