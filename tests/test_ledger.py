@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -256,3 +258,28 @@ async def test_find_answers_as_submit_would_without_adding(ledger: Ledger) -> No
     assert kept is not None and kept.id == entry_id
     assert await ledger.find(user="u", kind="message", key="k", now=NOW + KEEP_SECONDS + 1) is None
     assert len(await ledger.unfinished("u")) == 0
+
+
+def test_a_new_file_opened_by_many_at_once_opens_for_all(tmp_path: Path) -> None:
+    # Two processes started together on an empty home open a new ledger together: SQLite
+    # answers the loser of the WAL switch "database is locked" without waiting. Threads
+    # with their own connections race the same way; every one of them must get the ledger.
+    failures: list[str] = []
+    for attempt in range(20):
+        path = tmp_path / f"try{attempt}" / "ledger.sqlite3"
+        barrier = threading.Barrier(4)
+
+        def open_it(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            ledger = SqliteLedger(path)
+            barrier.wait()
+            try:
+                ledger._connect()
+            except sqlite3.Error as err:
+                failures.append(str(err))
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []

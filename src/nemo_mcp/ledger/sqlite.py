@@ -18,8 +18,10 @@ Calls run in a worker thread, so a busy database never blocks the event loop.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,8 @@ from nemo_mcp.ledger import (
     Submission,
     owner_is_dead_here,
 )
+
+OPEN_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -124,19 +128,38 @@ class SqliteLedger:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path.touch(mode=0o600, exist_ok=True)
+            self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        """Open the file and make sure of its schema, waiting out other processes doing so.
+
+        Two processes opening a new file together race to switch it to WAL and create the
+        tables; SQLite answers the loser "database is locked" at once, without its busy
+        handler, so the opening is retried (with a little jitter) for up to `OPEN_SECONDS`.
+        """
+        deadline = time.monotonic() + OPEN_SECONDS
+        while True:
             db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            with _transaction(db):
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            self._db = db
-        return self._db
+            try:
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA busy_timeout=30000")
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                with _transaction(db):
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                return db
+            except sqlite3.OperationalError as err:
+                db.close()
+                busy = (err.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
