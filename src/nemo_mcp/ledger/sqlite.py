@@ -111,6 +111,17 @@ def _entry(row: sqlite3.Row) -> Entry:
     )
 
 
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def _busy(err: sqlite3.OperationalError) -> bool:
+    """Whether another connection holding the file caused `err` (worth waiting out)."""
+    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return str(err) in ("database is locked", "database table is locked")  # Python 3.10
+
+
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
@@ -156,8 +167,7 @@ class SqliteLedger:
                 return db
             except sqlite3.OperationalError as err:
                 db.close()
-                busy = (err.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                if not busy or time.monotonic() >= deadline:
+                if not _busy(err) or time.monotonic() >= deadline:
                     raise
                 time.sleep(random.uniform(0.005, 0.05))
 
