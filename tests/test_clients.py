@@ -118,7 +118,7 @@ async def test_the_inspector_waits_only_while_progress_reaches_it(
         quick(tmp_path / "b", sandbox), "legacy", "inspector-tui", progress=False
     )
     assert (with_progress, without) == ("completed", "running")
-    assert notified >= 2  # progress flowed while the call stayed open
+    assert notified >= 1  # progress reached it while the call stayed open
 
 
 async def test_long_waits_can_be_turned_off(tmp_path: Path, sandbox: Any) -> None:
