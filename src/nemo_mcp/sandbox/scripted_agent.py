@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -215,11 +216,17 @@ def _segment(start: int, length: int, meta: dict[str, Any]) -> dict[str, Any]:
     return {"id": new_id("seg_"), "s": start, "d": length, "m": meta}
 
 
-def raw_draft(title: str, clips: list[tuple[str, str, int]]) -> dict[str, Any]:
-    """A draft holding only the video track: `clips` are (name, url, ms) in order."""
+Clip = tuple[str, str, int] | tuple[str, str, int, Mapping[str, Any]]
+
+
+def raw_draft(title: str, clips: Sequence[Clip]) -> dict[str, Any]:
+    """A draft holding only the video track: `clips` are (name, url, ms[, more metadata]) in
+    order. Generated clips carry their `prompt`, uploads their `type` ("video", "image"),
+    in `m` beside `name` and `url` (the link a render finds the upload by)."""
     segments, start = [], 0
-    for name, url, length in clips:
-        segments.append(_segment(start, length, {"name": name, "url": url}))
+    for name, url, length, *more in clips:
+        extra = dict(more[0]) if more else {}
+        segments.append(_segment(start, length, {"name": name, "url": url, **extra}))
         start += length
     return {
         "t": [_track(VIDEO, "Video", segments)],

@@ -1,0 +1,48 @@
+"""The local media kit: probe, convert, shrink and preview files before they are uploaded,
+and compose simple timelines into MP4s (the sandbox's renders).
+
+Built on PyAV (FFmpeg inside its wheels), Pillow and pillow-heif. Importing this package is
+cheap: each name below loads its module (and PyAV or Pillow) on first use, so a server that
+never touches media never pays for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nemo_mcp.media.errors import (
+        CannotShrinkError,
+        DamagedFileError,
+        MediaError,
+        MislabelledFileError,
+        MissingMediaError,
+        NoPictureError,
+        UnsupportedMediaError,
+    )
+    from nemo_mcp.media.probe import MediaInfo, probe
+
+_HOMES = {
+    "CannotShrinkError": "errors",
+    "DamagedFileError": "errors",
+    "MediaError": "errors",
+    "MislabelledFileError": "errors",
+    "MissingMediaError": "errors",
+    "NoPictureError": "errors",
+    "UnsupportedMediaError": "errors",
+    "MediaInfo": "probe",
+    "probe": "probe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'nemo_mcp.media' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nemo_mcp.media.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_HOMES)
