@@ -172,6 +172,14 @@ def sniff(head: bytes) -> Format | None:
     return None
 
 
+def riff_size(head: bytes) -> int | None:
+    """The whole size a RIFF file (WAV, AVI, WebP) declares in its header, when it does."""
+    if head[:4] != b"RIFF" or len(head) < 8:
+        return None
+    declared = int.from_bytes(head[4:8], "little")
+    return declared + 8 if 0 < declared < 0xFFFFFFFF - 8 else None
+
+
 def extension(name: str) -> str:
     """The lower-case extension of a file name, without the dot ('' when none)."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -230,5 +238,6 @@ __all__ = [
     "expected_format",
     "extension",
     "mismatch_sentence",
+    "riff_size",
     "sniff",
 ]

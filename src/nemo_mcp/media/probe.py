@@ -31,6 +31,7 @@ from nemo_mcp.media.formats import (
     expected_format,
     extension,
     mismatch_sentence,
+    riff_size,
     sniff,
 )
 
@@ -133,6 +134,12 @@ def identify(path: Path) -> tuple[Format, Format, int]:
     actual = sniff(head)
     if actual is None or not agrees(expected, actual):
         raise MislabelledFileError(mismatch_sentence(name, expected, actual))
+    declared = riff_size(head)
+    if declared is not None and declared > size:
+        raise DamagedFileError(
+            f"{name} is incomplete: it is {size} bytes but says it has {declared} (an unfinished "
+            "download or copy?); get the whole file again."
+        )
     return expected, actual, size
 
 
@@ -321,8 +328,8 @@ def _probe_av(path: Path, expected: Format, actual: Format, size: int) -> MediaI
             height=video.codec_context.height if kind == "video" and video else None,
             rotation=rotation if rotation in (0, 90, 180, 270) else 0,
             fps=fps,
-            video_codec=video.codec_context.name if video is not None else None,
-            audio_codec=audio.codec_context.name if audio is not None else None,
+            video_codec=video.codec_context.codec.canonical_name if video is not None else None,
+            audio_codec=audio.codec_context.codec.canonical_name if audio is not None else None,
         )
 
 
