@@ -366,7 +366,7 @@ def test_render_runs_to_completion(
 def test_served_mp4_is_a_real_h264_file(
     sandbox: SandboxServer, backend: Backend, tmp_path: Any
 ) -> None:
-    from nemo_mcp.media.probe import probe
+    from nemo_mcp.media.probing import probe
 
     sandbox.control.set(render_seconds=0)
     sid = backend.ready()

@@ -12,6 +12,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from nemo_mcp.media.convert import (
+        Conversion,
+        conversion_for,
+        convert_for_upload,
+        converted_name,
+        heic_to_jpeg,
+        remux_to_mp4,
+    )
     from nemo_mcp.media.errors import (
         CannotShrinkError,
         DamagedFileError,
@@ -21,18 +29,35 @@ if TYPE_CHECKING:
         NoPictureError,
         UnsupportedMediaError,
     )
-    from nemo_mcp.media.probe import MediaInfo, probe
+    from nemo_mcp.media.preview import Preview, contact_sheet, poster_frame
+    from nemo_mcp.media.probing import MediaInfo, probe
+    from nemo_mcp.media.shrink import (
+        LIMIT_200_MB,
+        LIMIT_500_MB,
+        ShrinkPlan,
+        ShrinkResult,
+        plan_shrink,
+        shrink_video,
+    )
 
 _HOMES = {
-    "CannotShrinkError": "errors",
-    "DamagedFileError": "errors",
-    "MediaError": "errors",
-    "MislabelledFileError": "errors",
-    "MissingMediaError": "errors",
-    "NoPictureError": "errors",
-    "UnsupportedMediaError": "errors",
-    "MediaInfo": "probe",
-    "probe": "probe",
+    **dict.fromkeys(
+        ["CannotShrinkError", "DamagedFileError", "MediaError", "MislabelledFileError",
+         "MissingMediaError", "NoPictureError", "UnsupportedMediaError"],
+        "errors",
+    ),
+    **dict.fromkeys(["MediaInfo", "probe"], "probing"),
+    **dict.fromkeys(
+        ["Conversion", "conversion_for", "convert_for_upload", "converted_name", "heic_to_jpeg",
+         "remux_to_mp4"],
+        "convert",
+    ),
+    **dict.fromkeys(
+        ["LIMIT_200_MB", "LIMIT_500_MB", "ShrinkPlan", "ShrinkResult", "plan_shrink",
+         "shrink_video"],
+        "shrink",
+    ),
+    **dict.fromkeys(["Preview", "contact_sheet", "poster_frame"], "preview"),
 }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from nemo_mcp.media.convert import replacing
-from nemo_mcp.media.probe import picture_stream, register_heif
+from nemo_mcp.media.probing import picture_stream, register_heif
 
 if TYPE_CHECKING:
     from av.audio.stream import AudioStream

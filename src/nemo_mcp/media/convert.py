@@ -19,7 +19,7 @@ from typing import Literal
 
 from nemo_mcp.media.errors import MediaError, MislabelledFileError
 from nemo_mcp.media.formats import extension
-from nemo_mcp.media.probe import (
+from nemo_mcp.media.probing import (
     MediaInfo,
     damaged,
     identify,

@@ -147,7 +147,7 @@ def _looks_like_text(head: bytes) -> bool:
             return False
         text = head[: err.start].decode("utf-8")
     printable = sum(c.isprintable() or c in "\r\n\t\f" for c in text)
-    return printable >= 0.95 * len(text)
+    return bool(text) and printable >= 0.95 * len(text)
 
 
 def sniff(head: bytes) -> Format | None:

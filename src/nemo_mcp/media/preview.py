@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from nemo_mcp.media.convert import replacing
 from nemo_mcp.media.errors import DamagedFileError, NoPictureError
-from nemo_mcp.media.probe import MediaInfo, open_input, picture_stream, probe, register_heif
+from nemo_mcp.media.probing import MediaInfo, open_input, picture_stream, probe, register_heif
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from av.video.stream import VideoStream
     from PIL import Image
 
-#: Frames decoded at most past a keyframe to come nearer a tile's time.
+#: Frames decoded at most past a keyframe to come nearer a tile's time (a poster's).
 STEP_FRAMES = 8
+POSTER_STEP_FRAMES = 120
 SHEET_LIMIT = 900_000  # bytes; the quality steps down until the sheet is under it
 _QUALITIES = (82, 70, 55, 40)
 _BACKGROUND = (18, 18, 18)
@@ -102,9 +103,10 @@ class _Seeker:
         self.container.seek(int(seconds / self.base), stream=self.stream, backward=True)
         self._frames = self.container.decode(self.stream)
 
-    def near(self, seconds: float, tolerance: float) -> VideoFrame | None:
+    def near(self, seconds: float, tolerance: float, steps: int = STEP_FRAMES
+             ) -> VideoFrame | None:
         """A frame within `tolerance` of `seconds` if a keyframe is there; else the frame
-        reached by decoding at most `STEP_FRAMES` past the keyframe before it."""
+        reached by decoding at most `steps` frames past the keyframe before it."""
         wanted = seconds + self.origin
         before, after = self._keys_around(wanted)
         nearest = min(
@@ -123,7 +125,7 @@ class _Seeker:
                 and self._last < seconds):
             self._seek(wanted)
         best: VideoFrame | None = None
-        for _ in range(STEP_FRAMES + 1):
+        for _ in range(steps + 1):
             frame = self._next()
             if frame is None:
                 break
@@ -279,7 +281,7 @@ def poster_frame(
         assert stream is not None
         seeker = _Seeker(container, stream)
         try:
-            frame = seeker.near(when, 0.0)
+            frame = seeker.near(when, 0.0, POSTER_STEP_FRAMES)
         except (av.error.FFmpegError, ValueError):
             frame = None
         if frame is None:
@@ -309,5 +311,5 @@ def _photo_poster(src: Path, dst: Path, info: MediaInfo, max_width: int) -> Prev
     return Preview(dst, upright.width, upright.height, size, (), 1)
 
 
-__all__ = ["STEP_FRAMES", "Preview", "clock", "contact_sheet", "poster_frame", "sheet_times",
+__all__ = ["POSTER_STEP_FRAMES", "STEP_FRAMES", "Preview", "clock", "contact_sheet", "poster_frame", "sheet_times",
            "tile_size"]

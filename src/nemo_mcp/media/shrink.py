@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from nemo_mcp.media.convert import replacing
 from nemo_mcp.media.errors import CannotShrinkError, DamagedFileError, MediaError
-from nemo_mcp.media.probe import MediaInfo, open_input, picture_stream, probe
+from nemo_mcp.media.probing import MediaInfo, open_input, picture_stream, probe
 
 if TYPE_CHECKING:
     from av.audio.frame import AudioFrame
@@ -85,6 +85,8 @@ def _size_label(size: float) -> str:
 
 
 def _minutes(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} seconds"
     if seconds < 90:
         return f"{seconds:.0f} seconds"
     return f"{seconds / 60:.0f} minutes"
@@ -256,6 +258,9 @@ def _run(source: Path, output: Path, info: MediaInfo, plan: ShrinkPlan, progress
     return size
 
 
+Runner = Callable[[Path, Path, MediaInfo, ShrinkPlan, Progress], int]
+
+
 def shrink_video(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -266,43 +271,49 @@ def shrink_video(
     """Re-encode the video `source` into an H.264/AAC MP4 at `output` under `limit_bytes`.
 
     Blocking; run it in a worker thread. `progress` gets rising fractions up to 1: the first
-    attempt spans 0-0.9; when its result is over the limit, a second one with less bits
-    spans 0.9-1. Rotated videos come out upright. Raises CannotShrinkError when the video is too
-    long for any setting, or when even the second attempt does not fit.
+    attempt spans 0-0.9; when its result is over the limit, a second one with fewer bits
+    spans 0.9-1. Rotated videos come out upright. Raises CannotShrinkError when the video is
+    too long for any setting, or when even the second attempt does not fit (no output then).
     """
-    src, dst = Path(source), Path(output)
+    return _shrink(Path(source), Path(output), limit_bytes, progress, _run)
+
+
+def retry_margin(size: int, limit_bytes: int, margin: float = MARGIN) -> float:
+    """The margin of a second attempt: lower by as much as the first overshot, and 5% more."""
+    return margin * (limit_bytes / size) * 0.95
+
+
+def _shrink(
+    src: Path, dst: Path, limit_bytes: int, progress: Progress | None, run: Runner
+) -> ShrinkResult:
     info = probe(src)
     if info.kind != "video":
         raise MediaError(f"{src.name} has no picture; only videos can be shrunk.")
     if not info.duration:
         raise MediaError(f"{src.name} does not say how long it is, so it cannot be shrunk.")
+    duration = info.duration
     width, height = info.display_width or 0, info.display_height or 0
-    plan = plan_shrink(
-        info.duration, width, height, info.fps, has_audio=info.has_audio,
-        limit_bytes=limit_bytes, name=src.name,
-    )
     report = progress or (lambda _: None)
     reported = [0.0]
 
     def scaled(low: float, high: float) -> Progress:
         def tell(fraction: float) -> None:
-            value = low + (high - low) * fraction
-            if value - reported[0] >= 0.002 or fraction >= 1.0:
-                reported[0] = max(reported[0], value)
-                report(reported[0])
+            value = low + (high - low) * min(1.0, max(0.0, fraction))
+            if value - reported[0] >= 0.002:
+                reported[0] = value
+                report(value)
 
         return tell
 
-    size = _run(src, dst, info, plan, scaled(0.0, 0.9))
+    def attempt(margin: float, low: float, high: float) -> tuple[ShrinkPlan, int]:
+        plan = plan_shrink(duration, width, height, info.fps, has_audio=info.has_audio,
+                           limit_bytes=limit_bytes, margin=margin, name=src.name)
+        return plan, run(src, dst, info, plan, scaled(low, high))
+
+    plan, size = attempt(MARGIN, 0.0, 0.9)
     attempts = 1
     if size > limit_bytes:
-        # Aim lower by as much as the first attempt overshot, and a little more.
-        margin = MARGIN * (limit_bytes / size) * 0.95
-        plan = plan_shrink(
-            info.duration, width, height, info.fps, has_audio=info.has_audio,
-            limit_bytes=limit_bytes, margin=margin, name=src.name,
-        )
-        size = _run(src, dst, info, plan, scaled(0.9, 1.0))
+        plan, size = attempt(retry_margin(size, limit_bytes), 0.9, 1.0)
         attempts = 2
         if size > limit_bytes:
             dst.unlink(missing_ok=True)
@@ -327,6 +338,7 @@ __all__ = [
     "ShrinkPlan",
     "ShrinkResult",
     "plan_shrink",
+    "retry_margin",
     "shrink_video",
 ]
 

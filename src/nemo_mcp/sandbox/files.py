@@ -78,7 +78,8 @@ class Keeper:
 class SandboxFiles:
     """Kept uploads (by SHA-256) and rendered files (by composition digest)."""
 
-    def __init__(self) -> None:
+    def __init__(self, render_files: int = RENDER_FILES, render_bytes: int = RENDER_BYTES) -> None:
+        self.render_files, self.render_bytes = render_files, render_bytes
         self._root: Path | None = None
         self._cleanup: weakref.finalize[Any, SandboxFiles] | None = None
         self.uploads: dict[str, Kept] = {}
@@ -155,7 +156,7 @@ class SandboxFiles:
         self.renders.move_to_end(key)
         total = sum(p.stat().st_size for p in self.renders.values() if p.is_file())
         for old in list(self.renders):
-            if len(self.renders) <= RENDER_FILES and total <= RENDER_BYTES:
+            if len(self.renders) <= self.render_files and total <= self.render_bytes:
                 break
             old_path = self.renders[old]
             if old == key or old_path in in_use:

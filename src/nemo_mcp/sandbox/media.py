@@ -49,7 +49,7 @@ def read_facts(path: Path) -> dict[str, Any] | None:
     """The upload answer's facts of a received file (duration in seconds, width and height as
     shown, fps), by the media kit's probe; None when the kit cannot read it. Blocking."""
     from nemo_mcp.media.errors import MediaError
-    from nemo_mcp.media.probe import probe
+    from nemo_mcp.media.probing import probe
 
     try:
         info = probe(path)

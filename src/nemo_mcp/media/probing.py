@@ -252,24 +252,28 @@ def _first_frame(container: InputContainer, stream: Stream) -> object | None:
     return None
 
 
-def _complete(container: InputContainer, size: int, duration: float | None) -> bool:
-    """False when the file stops before its own headers say it ends."""
+def _complete(container: InputContainer, size: int, duration: float | None, family: str) -> bool:
+    """False when the file stops before its own headers say it ends.
+
+    Raw MP3 and AAC streams are not checked: their length is an estimate from the bitrate,
+    and a cut one still plays to its cut."""
     for stream in container.streams:
         tail = stream.index_entries[-8:] if stream.index_entries else []
         if any(entry.pos + entry.size > size for entry in tail):
             return False
-    if not duration or duration <= _TAIL_SLACK * 2:
+    if not duration or family in ("mp3", "aac"):
         return True
-    container.seek(int((duration - _TAIL_SLACK) * 1_000_000), backward=True)
+    slack = min(_TAIL_SLACK, max(0.15, duration * 0.05))
+    container.seek(int(max(0.0, duration - 2 * slack) * 1_000_000), backward=True)
     reached, read = 0.0, 0
     for count, packet in enumerate(container.demux()):
         if packet.pts is not None and packet.time_base is not None:
             end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
             reached = max(reached, end)
         read += packet.size
-        if reached >= duration - _TAIL_SLACK or count > _TAIL_PACKETS or read > _TAIL_BYTES:
+        if reached >= duration - slack or count > _TAIL_PACKETS or read > _TAIL_BYTES:
             return True
-    return reached >= duration - _TAIL_SLACK
+    return reached >= duration - slack
 
 
 def _probe_av(path: Path, expected: Format, actual: Format, size: int) -> MediaInfo:
@@ -297,7 +301,7 @@ def _probe_av(path: Path, expected: Format, actual: Format, size: int) -> MediaI
         duration = duration_of(container)
         try:
             frame = _first_frame(container, checked)
-            whole = _complete(container, size, duration)
+            whole = _complete(container, size, duration, actual.family)
         except (av.error.FFmpegError, OSError, ValueError):
             raise damaged(path, expected.label) from None
         if frame is None:
