@@ -48,15 +48,17 @@ def video(
     """A video of `seconds` at `fps`; `rotation`: display matrix, counter-clockwise degrees."""
     with av.open(str(path), "w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=fps, options=options or {})
+        assert isinstance(stream, av.video.stream.VideoStream)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         if rotation:
             stream.set_display_rotation(rotation)
         sound = out.add_stream(audio, rate=RATE) if audio else None
+        assert sound is None or isinstance(sound, av.audio.stream.AudioStream)
         frames = round(seconds * fps)
         for index in range(frames):
             image = noisy(size, index) if noise else picture(size, index, fps)
-            frame = av.VideoFrame.from_image(image)
+            frame = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
             frame.pts = index
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
@@ -65,8 +67,9 @@ def video(
     return path
 
 
-def _sound(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
-           seconds: float) -> None:
+def _sound(
+    out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float
+) -> None:
     total = round(seconds * RATE)
     done = 0
     layout = stream.layout.name
@@ -95,12 +98,14 @@ def sound(path: Path, *, seconds: float = 1.0, codec: str, container: str | None
     """An audio file: a 440 Hz tone."""
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=RATE, layout="stereo")
+        assert isinstance(stream, av.audio.stream.AudioStream)
         _sound(out, stream, seconds)
     return path
 
 
-def image(path: Path, *, size: tuple[int, int] = (64, 48), orientation: int | None = None,
-          frames: int = 1) -> Path:
+def image(
+    path: Path, *, size: tuple[int, int] = (64, 48), orientation: int | None = None, frames: int = 1
+) -> Path:
     """A still (or an animated GIF/WebP with `frames`); `orientation`: EXIF orientation."""
     pictures = [picture(size, i) for i in range(frames)]
     kwargs: dict[str, object] = {}
@@ -138,16 +143,14 @@ def frames_at(path: Path, times: list[float]) -> list[Image.Image]:
     wanted = sorted(times)
     found: dict[float, Image.Image] = {}
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        previous = None
-        for frame in container.decode(stream):
-            moment = float(frame.pts * frame.time_base)
+        previous: Image.Image | None = None
+        for frame in container.decode(container.streams.video[0]):
+            moment = frame.time or 0.0
             while wanted and moment > wanted[0] + 1e-6:
+                shown = wanted.pop(0)
                 if previous is not None:
-                    found[wanted.pop(0)] = previous
-                else:
-                    wanted.pop(0)
-            previous = frame.to_image()
+                    found[shown] = previous
+            previous = frame.to_image()  # type: ignore[no-untyped-call]
             if not wanted:
                 break
         for left in wanted:
@@ -156,8 +159,9 @@ def frames_at(path: Path, times: list[float]) -> list[Image.Image]:
     return [found[t] for t in times]
 
 
-def mean_colour(image: Image.Image, box: tuple[int, int, int, int] | None = None
-                ) -> tuple[float, float, float]:
+def mean_colour(
+    image: Image.Image, box: tuple[int, int, int, int] | None = None
+) -> tuple[float, float, float]:
     region = image.crop(box) if box else image
     small = region.convert("RGB").resize((1, 1), Image.Resampling.BOX)
     pixel = small.getpixel((0, 0))

@@ -15,6 +15,7 @@ import pytest
 
 from nemo_mcp import doctor
 
+
 def rendered_by_sandbox(sandbox: Any) -> bytes:
     """What a sandbox renders for the demo's conversation (renders are deterministic)."""
     from test_sandbox import Backend, poll
@@ -26,10 +27,18 @@ def rendered_by_sandbox(sandbox: Any) -> bytes:
     try:
         sid = backend.ready()
         for text in (demo.PROMPT, demo.EDIT):
-            backend.send(sid, text, headers={"X-Sandbox-Variant": "generation_seconds=0; edit_seconds=0"})
+            backend.send(
+                sid, text, headers={"X-Sandbox-Variant": "generation_seconds=0; edit_seconds=0"}
+            )
         assert backend.credits()["available"] == 150  # both were done
         backend.render(sid, backend.draft(sid), "render_demo")
-        poll(lambda: backend.http.get("/api/render/proxy/lambda/render_demo").json()["status"] == "completed", 60)
+        poll(
+            lambda: (
+                backend.http.get("/api/render/proxy/lambda/render_demo").json()["status"]
+                == "completed"
+            ),
+            60,
+        )
         return backend.http.get("/api/render/proxy/render_demo/download").content
     finally:
         backend.close()
@@ -41,7 +50,11 @@ def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path, sandbox: Any) ->
     env.pop("NEMO_TOKEN", None)
     done = subprocess.run(
         [sys.executable, "-m", "nemo_mcp", "demo", "--output-dir", str(out)],
-        env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     saved = list(out.glob("*.mp4"))
@@ -52,11 +65,20 @@ def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path, sandbox: Any) ->
     assert expected[4:8] == b"ftyp" and len(expected) > 10_000
     assert hashlib.sha256(saved[0].read_bytes()).digest() == hashlib.sha256(expected).digest()
     assert str(saved[0]) in done.stdout
-    for step in ("1. credits", "2. generate", "3. generate", "4. timeline", "5. export", "... rendering"):
+    for step in (
+        "1. credits",
+        "2. generate",
+        "3. generate",
+        "4. timeline",
+        "5. export",
+        "... rendering",
+    ):
         assert step in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     assert "nmv_usr_" not in done.stdout + done.stderr
-    assert not (tmp_path / ".config" / "nemovideo").exists(), "the demo must not touch the user's state"
+    assert not (tmp_path / ".config" / "nemovideo").exists(), (
+        "the demo must not touch the user's state"
+    )
 
 
 def run_doctor(env: dict[str, str]) -> tuple[int, str]:
@@ -82,9 +104,10 @@ def test_doctor_healthy(healthy_env: dict[str, str]) -> None:
     assert "no token yet" in text
 
 
-def test_doctor_checks_a_saved_token_without_printing_it(tmp_path: Path, sandbox: Any, healthy_env: dict[str, str]) -> None:
+def test_doctor_checks_a_saved_token_without_printing_it(
+    tmp_path: Path, sandbox: Any, healthy_env: dict[str, str]
+) -> None:
     import anyio
-
     from mcp_harness import connect, make_settings
 
     async def first_use() -> None:
@@ -111,7 +134,9 @@ def test_doctor_checks_a_saved_token_without_printing_it(tmp_path: Path, sandbox
         ({"NEMO_TOOL_TIMEOUT": "-1"}, "NEMO_TOOL_TIMEOUT must be above 0"),
     ],
 )
-def test_doctor_finds_each_problem(healthy_env: dict[str, str], change: dict[str, str], problem: str) -> None:
+def test_doctor_finds_each_problem(
+    healthy_env: dict[str, str], change: dict[str, str], problem: str
+) -> None:
     code, text = run_doctor({**healthy_env, **change})
     assert code == 1, text
     assert problem in text

@@ -30,8 +30,20 @@ from nemo_mcp.media.convert import (
 )
 from nemo_mcp.media.formats import expected_format, mismatch_sentence, riff_size, sniff
 
-RAW_WORDS = ("Errno", "Invalid data", "moov", "avformat", "ffmpeg", "FFmpeg", "PIL", "Pillow",
-             "cannot identify", "truncated", "Traceback", "\n")
+RAW_WORDS = (
+    "Errno",
+    "Invalid data",
+    "moov",
+    "avformat",
+    "ffmpeg",
+    "FFmpeg",
+    "PIL",
+    "Pillow",
+    "cannot identify",
+    "truncated",
+    "Traceback",
+    "\n",
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +53,21 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fast = {"preset": "ultrafast"}
     video(folder / "clip.mp4", seconds=2, options=fast)
     video(folder / "portrait.mov", seconds=1, audio=None, rotation=90, options=fast)
-    video(folder / "clip.webm", seconds=1, codec="libvpx-vp9", audio="libopus",
-          options={"deadline": "realtime", "cpu-used": "8"})
+    video(
+        folder / "clip.webm",
+        seconds=1,
+        codec="libvpx-vp9",
+        audio="libopus",
+        options={"deadline": "realtime", "cpu-used": "8"},
+    )
     video(folder / "clip.mkv", seconds=1, options=fast)
     video(folder / "clip.avi", seconds=1, codec="mpeg4", audio="libmp3lame")
-    video(folder / "faststart.mp4", seconds=4, options=fast,
-          container_options={"movflags": "faststart"})
+    video(
+        folder / "faststart.mp4",
+        seconds=4,
+        options=fast,
+        container_options={"movflags": "faststart"},
+    )
     video(folder / "clip.m4v", seconds=1, rotation=90, options=fast)
     sound(folder / "song.mp3", codec="libmp3lame")
     sound(folder / "song.wav", codec="pcm_s16le", seconds=3)
@@ -64,7 +85,7 @@ def refused_plainly(err: BaseException, name: str) -> str:
     """The error's sentence, checked: one line naming the file, no library wording."""
     text = str(err)
     assert isinstance(err, InputError) and isinstance(err, MediaError)
-    assert name in text and text.endswith(".") and text[0].isupper() or text.startswith(name)
+    assert (name in text and text.endswith(".") and text[0].isupper()) or text.startswith(name)
     assert not any(word in text for word in RAW_WORDS), text
     assert text.count(". ") == 0, f"more than one sentence: {text}"
     return text
@@ -87,8 +108,13 @@ def refused_plainly(err: BaseException, name: str) -> str:
     ],
 )
 def test_probe_reads_each_kind(
-    media: Path, name: str, kind: str, container: str, duration: float | None,
-    size: tuple[int | None, int | None], codecs: tuple[str | None, str | None],
+    media: Path,
+    name: str,
+    kind: str,
+    container: str,
+    duration: float | None,
+    size: tuple[int | None, int | None],
+    codecs: tuple[str | None, str | None],
 ) -> None:
     info = probe(media / name)
     assert (info.kind, info.container) == (kind, container)
@@ -134,22 +160,34 @@ def test_probe_never_decodes_a_whole_file(media: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "error", "phrase"),
     [
-        ("IMG.jpg", b"hello, this is a note, not a photo\n" * 20, MislabelledFileError,
-         "holds text, not a JPEG image"),
+        (
+            "IMG.jpg",
+            b"hello, this is a note, not a photo\n" * 20,
+            MislabelledFileError,
+            "holds text, not a JPEG image",
+        ),
         ("clip.mp4", "photo.png", MislabelledFileError, "is really a PNG image, not an MP4 video"),
         ("photo.jpg", "clip.mp4", MislabelledFileError, "rename it to photo.mp4"),
         ("song.wav", "song.mp3", MislabelledFileError, "is really an MP3 audio file"),
         ("clip.mp4", "song.m4a", MislabelledFileError, "holds only sound, no picture"),
         ("song.mp3", "clip.mp4", MislabelledFileError, "is really an MP4 video"),
         ("clip.mov", b"\x00\x01\x02\x03" * 200, MislabelledFileError, "no media format"),
-        ("doc.png", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(300), MislabelledFileError,
-         "holds a PDF document"),
+        (
+            "doc.png",
+            b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(300),
+            MislabelledFileError,
+            "holds a PDF document",
+        ),
         ("empty.mp4", b"", DamagedFileError, "is empty"),
         ("notes.exe", b"MZ" + bytes(100), UnsupportedMediaError, "files are not media"),
     ],
 )
 def test_mislabelled_files_are_refused_in_one_sentence(
-    media: Path, tmp_path: Path, name: str, content: bytes | str, error: type[Exception],
+    media: Path,
+    tmp_path: Path,
+    name: str,
+    content: bytes | str,
+    error: type[Exception],
     phrase: str,
 ) -> None:
     data = (media / content).read_bytes() if isinstance(content, str) else content
@@ -173,8 +211,7 @@ def test_mislabelled_files_are_refused_in_one_sentence(
         ("photo.heic", "looks damaged or incomplete"),
     ],
 )
-def test_truncated_files_are_refused(media: Path, tmp_path: Path, source: str,
-                                     phrase: str) -> None:
+def test_truncated_files_are_refused(media: Path, tmp_path: Path, source: str, phrase: str) -> None:
     cut = truncated(media / source, tmp_path / f"cut-{source}", 0.6)
     with pytest.raises(DamagedFileError) as caught:
         probe(cut)
@@ -324,7 +361,8 @@ def test_importing_nemo_mcp_loads_no_media_library() -> None:
         "assert media.MediaError and media.probe\n"
         "print(sorted(n for n in ('av', 'PIL', 'pillow_heif') if n in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -40,13 +40,18 @@ def test_contact_sheet_of_keyframes(media: Path, tmp_path: Path) -> None:
         assert image.format == "JPEG" and image.size == (sheet.width, sheet.height)
         assert image.width >= 320 and image.height >= 180
         image.load()
-        tiles = [image.crop((4 + c * 324, 4 + r * 184, 4 + c * 324 + 320, 4 + r * 184 + 180))
-                 for r in range(3) for c in range(4)]
+        tiles = [
+            image.crop((4 + c * 324, 4 + r * 184, 4 + c * 324 + 320, 4 + r * 184 + 180))
+            for r in range(3)
+            for c in range(4)
+        ]
     assert sheet.size < 1_000_000 and (sheet.width, sheet.height) == (4 * 324 + 4, 3 * 184 + 4)
     assert len(sheet.times) == 12 and list(sheet.times) == sorted(sheet.times)
     # Each tile is the keyframe nearest its share's middle (keyframes every second).
     assert all(t == int(t) for t in sheet.times)
-    assert all(abs(t - want) <= 0.5 for t, want in zip(sheet.times, sheet_times(20, 12)))
+    assert all(
+        abs(t - want) <= 0.5 for t, want in zip(sheet.times, sheet_times(20, 12), strict=True)
+    )
     assert sheet.frames_decoded == 12  # one decoded frame per tile, of 480 in the file
     # The tiles differ (the picture's colour moves with time).
     reds = [mean_colour(tile, (100, 40, 220, 100))[0] for tile in tiles]
@@ -84,7 +89,7 @@ def test_poster_frames(media: Path, tmp_path: Path) -> None:
 
 
 def test_no_picture_and_undecodable_pictures_are_kit_errors(media: Path, tmp_path: Path) -> None:
-    with pytest.raises(NoPictureError, match="song.mp3 has no picture to preview"):
+    with pytest.raises(NoPictureError, match=r"song\.mp3 has no picture to preview"):
         contact_sheet(media / "song.mp3", tmp_path / "a.jpg")
     with pytest.raises(NoPictureError):
         poster_frame(media / "song.mp3", tmp_path / "b.jpg")

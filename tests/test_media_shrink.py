@@ -36,8 +36,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("shrink")
     fast = {"preset": "ultrafast"}
     video(folder / "noise.mp4", seconds=2, size=(320, 240), noise=True, options=fast)
-    video(folder / "portrait.mov", seconds=1, size=(320, 180), audio=None, rotation=90,
-          options=fast)
+    video(
+        folder / "portrait.mov", seconds=1, size=(320, 180), audio=None, rotation=90, options=fast
+    )
     video(folder / "fast.mp4", seconds=1, size=(320, 180), fps=60, audio=None, options=fast)
     sound(folder / "song.m4a", codec="aac", container="ipod")
     return folder
@@ -83,8 +84,9 @@ def test_plan_without_sound_gives_the_video_everything() -> None:
 
 def test_too_long_to_fit_says_how_long_would() -> None:
     with pytest.raises(CannotShrinkError) as caught:
-        plan_shrink(36_000, 1920, 1080, 30, has_audio=True, limit_bytes=LIMIT_200_MB,
-                    name="day.mp4")
+        plan_shrink(
+            36_000, 1920, 1080, 30, has_audio=True, limit_bytes=LIMIT_200_MB, name="day.mp4"
+        )
     assert isinstance(caught.value, FileTooLargeError) and isinstance(caught.value, MediaError)
     assert str(caught.value) == (
         "day.mp4 is 600 minutes long, too long to fit in 200 MB even at the lowest quality; "
@@ -107,8 +109,7 @@ def test_shrinks_under_a_small_limit_without_touching_the_original(
     before = hashlib.sha256(source.read_bytes()).hexdigest()
     assert source.stat().st_size > 1_000_000
     seen: list[float] = []
-    done = shrink_video(source, tmp_path / "small.mp4", limit_bytes=200_000,
-                        progress=seen.append)
+    done = shrink_video(source, tmp_path / "small.mp4", limit_bytes=200_000, progress=seen.append)
     assert done.size == (tmp_path / "small.mp4").stat().st_size <= 200_000
     info = probe(tmp_path / "small.mp4")
     assert (info.video_codec, info.audio_codec, info.container) == ("h264", "aac", "mp4")
@@ -127,7 +128,7 @@ def test_rotated_video_comes_out_upright(media: Path, tmp_path: Path) -> None:
     import av
 
     with av.open(str(done.output)) as container:
-        picture = next(container.decode(video=0)).to_image()
+        picture = next(container.decode(video=0)).to_image()  # type: ignore[no-untyped-call]
     # The white square in the stored top-left corner, turned 90 degrees counter-clockwise
     # as the display matrix says, is now bottom left.
     assert sum(mean_colour(picture, (0, 280, 40, 320))) > 600
@@ -151,8 +152,9 @@ def test_a_progress_callback_that_raises_stops_and_leaves_nothing(
             raise Stop
 
     with pytest.raises(Stop):
-        shrink_video(media / "noise.mp4", tmp_path / "out.mp4", limit_bytes=200_000,
-                     progress=stop_halfway)
+        shrink_video(
+            media / "noise.mp4", tmp_path / "out.mp4", limit_bytes=200_000, progress=stop_halfway
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -169,8 +171,7 @@ def test_a_result_over_the_limit_is_made_once_more_smaller(
     margins: list[float] = []
     told: list[float] = []
 
-    def encoder(src: Path, dst: Path, info: MediaInfo, plan: ShrinkPlan, progress: object
-                ) -> int:
+    def encoder(src: Path, dst: Path, info: MediaInfo, plan: ShrinkPlan, progress: object) -> int:
         margins.append(plan.target_bytes / 200_000)
         assert callable(progress)
         progress(0.5)

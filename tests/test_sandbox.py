@@ -47,7 +47,7 @@ class Backend:
             "/api/auth/anonymous-token", headers={"X-Client-Id": client_id or self.client_id}
         )
         assert r.status_code == 200, r.text
-        data = r.json()["data"]
+        data: dict[str, Any] = r.json()["data"]
         self.token, self.user_id = data["token"], data["user_id"]
         self.http.headers["Authorization"] = f"Bearer {self.token}"
         return data
@@ -574,8 +574,11 @@ def test_output_url_broken_leaves_the_fallback(sandbox: SandboxServer, backend: 
     sid = backend.ready()
     backend.render(sid, generate(backend, sid), "render_b")
     status = poll(
-        lambda: (s := backend.http.get("/api/render/proxy/lambda/render_b").json())["status"]
-        == "completed" and s
+        lambda: (
+            (s := backend.http.get("/api/render/proxy/lambda/render_b").json())["status"]
+            == "completed"
+            and s
+        )
     )
     sandbox.control.fault("output_url_broken")
     url = status["output"]["url"]

@@ -36,15 +36,19 @@ SEA = "waves breaking on a rocky shore"
 def two_clips(music: float | None = 0.5, title: str = "Hello Title") -> dict[str, Any]:
     """4 s: two generated clips of 2 s, a title over the first second, music throughout."""
     tracks: list[dict[str, Any]] = [
-        {"tt": 0, "sg": [
-            {"s": 0, "d": 2000, "m": {"name": "forest", "prompt": FOREST}},
-            {"s": 2000, "d": 2000, "m": {"name": "sea", "prompt": SEA}},
-        ]},
+        {
+            "tt": 0,
+            "sg": [
+                {"s": 0, "d": 2000, "m": {"name": "forest", "prompt": FOREST}},
+                {"s": 2000, "d": 2000, "m": {"name": "sea", "prompt": SEA}},
+            ],
+        },
         {"tt": 7, "sg": [{"s": 0, "d": 1000, "m": {"text": title}}]},
     ]
     if music is not None:
-        tracks.append({"tt": 1, "sg": [{"s": 0, "d": 4000,
-                                        "m": {"name": "Calm Ambient", "volume": music}}]})
+        tracks.append(
+            {"tt": 1, "sg": [{"s": 0, "d": 4000, "m": {"name": "Calm Ambient", "volume": music}}]}
+        )
     return {"t": tracks, "d": 4000, "m": {"title": "Two clips"}}
 
 
@@ -108,21 +112,35 @@ def test_a_draft_becomes_shots_captions_and_tones() -> None:
     ("draft", "check"),
     [
         # Track volume when the segment has none; 35 (a percentage) reads as 0.35.
-        ({"t": [{"tt": 1, "m": {"volume": 35}, "sg": [{"s": 0, "d": 1000}]}], "d": 1000},
-         lambda c: c.tones[0].volume == 0.35),
+        (
+            {"t": [{"tt": 1, "m": {"volume": 35}, "sg": [{"s": 0, "d": 1000}]}], "d": 1000},
+            lambda c: c.tones[0].volume == 0.35,
+        ),
         # A segment of unknown length runs to the end of the draft.
-        ({"t": [{"tt": 7, "sg": [{"s": 500, "text": "Hi"}]}], "d": 3000},
-         lambda c: c.captions == (Caption(500, 2500, "Hi"),)),
+        (
+            {"t": [{"tt": 7, "sg": [{"s": 500, "text": "Hi"}]}], "d": 3000},
+            lambda c: c.captions == (Caption(500, 2500, "Hi"),),
+        ),
         # No prompt: the label shows; later video tracks lie on top.
-        ({"t": [{"tt": 0, "sg": [{"d": 1000, "m": {"name": "beach"}}]},
-                {"tt": "video", "sg": [{"d": 500, "name": "logo"}]}]},
-         lambda c: [(s.visual.text, s.layer) for s in c.shots] == [("beach", 0), ("logo", 1)]),
+        (
+            {
+                "t": [
+                    {"tt": 0, "sg": [{"d": 1000, "m": {"name": "beach"}}]},
+                    {"tt": "video", "sg": [{"d": 500, "name": "logo"}]},
+                ]
+            },
+            lambda c: [(s.visual.text, s.layer) for s in c.shots] == [("beach", 0), ("logo", 1)],
+        ),
         # No `d`: the latest end; segments past it are cut.
-        ({"t": [{"tt": 0, "sg": {"a": {"s": 0, "d": 1500}}}]},
-         lambda c: c.duration_ms == 1500 and c.shots[0].duration_ms == 1500),
+        (
+            {"t": [{"tt": 0, "sg": {"a": {"s": 0, "d": 1500}}}]},
+            lambda c: c.duration_ms == 1500 and c.shots[0].duration_ms == 1500,
+        ),
         # Other track types draw nothing.
-        ({"t": [{"tt": 5, "sg": [{"s": 0, "d": 1000}]}], "d": 1000},
-         lambda c: (c.shots, c.captions, c.tones) == ((), (), ())),
+        (
+            {"t": [{"tt": 5, "sg": [{"s": 0, "d": 1000}]}], "d": 1000},
+            lambda c: (c.shots, c.captions, c.tones) == ((), (), ()),
+        ),
     ],
 )
 def test_draft_reading_rules(draft: dict[str, Any], check: Any) -> None:
@@ -130,11 +148,18 @@ def test_draft_reading_rules(draft: dict[str, Any], check: Any) -> None:
 
 
 def test_uploads_become_stills_footage_or_named_stand_ins(tmp_path: Path) -> None:
-    draft = {"t": [{"tt": 0, "sg": [
-        {"s": 0, "d": 1000, "m": {"name": "a.png", "url": "u/a"}},
-        {"s": 1000, "d": 1000, "m": {"name": "b.mp4", "url": "u/b"}},
-        {"s": 2000, "d": 1000, "m": {"name": "c.mov", "url": "u/c"}},
-    ]}]}
+    draft = {
+        "t": [
+            {
+                "tt": 0,
+                "sg": [
+                    {"s": 0, "d": 1000, "m": {"name": "a.png", "url": "u/a"}},
+                    {"s": 1000, "d": 1000, "m": {"name": "b.mp4", "url": "u/b"}},
+                    {"s": 2000, "d": 1000, "m": {"name": "c.mov", "url": "u/c"}},
+                ],
+            }
+        ]
+    }
     uploads = {
         "u/a": Upload("a.png", "image", tmp_path / "a.png"),
         "u/b": Upload("b.mp4", "video", tmp_path / "b.mp4"),
@@ -159,8 +184,17 @@ def test_the_same_timeline_has_the_same_key_whatever_its_ids() -> None:
 
 # phases -------------------------------------------------------------------------------------
 def test_completed_only_once_the_file_exists(tmp_path: Path) -> None:
-    render = Render("render_1", "u", "s", two_clips(), {}, created_at=time.time(),
-                    started=100.0, seconds=3.0, output_bytes=None)
+    render = Render(
+        "render_1",
+        "u",
+        "s",
+        two_clips(),
+        {},
+        created_at=time.time(),
+        started=100.0,
+        seconds=3.0,
+        output_bytes=None,
+    )
     assert render.phase(100.0) == ("pending", 0.0)
     assert render.phase(102.0)[0] == "processing"
     assert render.phase(104.0) == ("processing", 0.99)  # time is up, the file is not
@@ -174,8 +208,17 @@ def test_completed_only_once_the_file_exists(tmp_path: Path) -> None:
 
 async def test_a_drawing_that_fails_fails_the_render_plainly(tmp_path: Path) -> None:
     world = World(SandboxConfig())
-    render = Render("render_2", "u", "s", {"d": 1000}, {}, created_at=time.time(),
-                    started=0.0, seconds=0.0, output_bytes=None)
+    render = Render(
+        "render_2",
+        "u",
+        "s",
+        {"d": 1000},
+        {},
+        created_at=time.time(),
+        started=0.0,
+        seconds=0.0,
+        output_bytes=None,
+    )
     broken = Composition(1000, shots=(Shot(0, 1000, Footage(tmp_path / "gone.mp4")),))
     try:
         await rendering.produce(world, render, broken)
@@ -187,8 +230,7 @@ async def test_a_drawing_that_fails_fails_the_render_plainly(tmp_path: Path) -> 
 
 
 # real renders over HTTP -----------------------------------------------------------------------
-def test_render_shows_the_timeline(quick: SandboxServer, backend: Backend, tmp_path: Path
-                                   ) -> None:
+def test_render_shows_the_timeline(quick: SandboxServer, backend: Backend, tmp_path: Path) -> None:
     sid = backend.ready()
     mp4 = rendered(backend, sid, two_clips(), tmp_path / "two.mp4")
     from nemo_mcp.media import probe
@@ -226,7 +268,10 @@ def test_uploaded_video_and_photo_are_rendered(
     sid = backend.ready()
     answer = backend.http.post(
         f"/api/upload-video/nemo_agent/me/{sid}",
-        files=[("files", ("clip.mp4", clip.read_bytes())), ("files", ("red.png", photo.getvalue()))],
+        files=[
+            ("files", ("clip.mp4", clip.read_bytes())),
+            ("files", ("red.png", photo.getvalue())),
+        ],
     ).json()["data"]["files"]
     assert answer[0]["duration"] == 1.0 and (answer[1]["width"], answer[1]["height"]) == (320, 180)
     draft = generate(backend, sid, "make a video from my clips")
@@ -256,8 +301,9 @@ def test_uploads_over_the_keep_cap_are_answered_and_rendered_as_stand_ins(
     assert min(mean_colour(shown, (10, 10, 150, 80))) < 200  # a card, not the clip
 
 
-def test_generated_clip_urls_serve_the_clip(quick: SandboxServer, backend: Backend,
-                                            tmp_path: Path) -> None:
+def test_generated_clip_urls_serve_the_clip(
+    quick: SandboxServer, backend: Backend, tmp_path: Path
+) -> None:
     sid = backend.ready()
     draft = generate(backend, sid, "generate a 4-second video of a lighthouse in a storm")
     segment = draft["t"][0]["sg"][0]
@@ -286,11 +332,14 @@ def test_kept_uploads_live_in_a_folder_removed_at_reset_and_exit(tmp_path: Path)
         token = http.post("/api/auth/anonymous-token", headers={"X-Client-Id": "c"}).json()
         http.headers["Authorization"] = f"Bearer {token['data']['token']}"
         sid = http.post("/api/tasks/me/with-session/nemo_agent", json={}).json()["data"][
-            "session_id"]
+            "session_id"
+        ]
         root = app.state.world.files.root
         for name in ("a.mp4", "b.mp4"):  # the same bytes twice: kept once
-            http.post(f"/api/upload-video/nemo_agent/me/{sid}",
-                      files=[("files", (name, clip.read_bytes()))])
+            http.post(
+                f"/api/upload-video/nemo_agent/me/{sid}",
+                files=[("files", (name, clip.read_bytes()))],
+            )
         assert len(list((root / "uploads").iterdir())) == 1
         assert http.post("/_sandbox/reset").status_code == 200
         assert list((root / "uploads").iterdir()) == []
@@ -324,10 +373,8 @@ def test_render_cache_evicts_the_oldest_but_never_a_served_file() -> None:
         for key in ("k1", "k2", "k3"):
             scratch = files.scratch(".mp4")
             scratch.write_bytes(key.encode())
-            made.append(files.add_render(key, scratch, in_use={files.root / "renders" /
-                                                               "k1.mp4"}))
+            made.append(files.add_render(key, scratch, in_use={files.root / "renders" / "k1.mp4"}))
         assert made[0].exists() and not made[1].exists() and made[2].exists()
         assert files.cached_render("k1") == made[0] and files.cached_render("k2") is None
     finally:
         files.close()
-

@@ -4,6 +4,7 @@ config and fault parsing, and SSE encoding."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ VIDEO_DRAFT = scripted_agent.with_title(
         ("make the sky bluer", VIDEO_DRAFT, "chat"),
     ],
 )
-def test_classify(text: str, draft: dict | None, kind: str) -> None:
+def test_classify(text: str, draft: dict[str, Any] | None, kind: str) -> None:
     assert scripted_agent.classify(text, draft).kind == kind
 
 
@@ -50,7 +51,10 @@ def test_classify(text: str, draft: dict | None, kind: str) -> None:
         ("add some jazz music", [scripted_agent.AddMusic("Smooth Jazz")]),
         ("change the background music to upbeat jazz", [scripted_agent.AddMusic("Smooth Jazz")]),
         ("remove the music", [scripted_agent.RemoveMusic()]),
-        ("no bgm and delete the title", [scripted_agent.RemoveMusic(), scripted_agent.RemoveTitle()]),
+        (
+            "no bgm and delete the title",
+            [scripted_agent.RemoveMusic(), scripted_agent.RemoveTitle()],
+        ),
         ("change the music volume to 60%", [scripted_agent.SetVolume(level=0.6)]),
         ("volume 150%", [scripted_agent.SetVolume(level=1.0)]),
         ("louder", [scripted_agent.SetVolume(step=0.15)]),
@@ -100,14 +104,15 @@ def test_durations(text: str, ms: int) -> None:
 
 def test_edits_never_change_their_input() -> None:
     before = json.dumps(VIDEO_DRAFT, sort_keys=True)
-    for edit in [
+    edits: list[scripted_agent.Edit] = [
         scripted_agent.AddMusic("X"),
         scripted_agent.AddTitle("Y"),
         scripted_agent.RemoveMusic(),
         scripted_agent.RemoveTitle(),
         scripted_agent.SetVolume(level=0.9),
         scripted_agent.Trim(2.0),
-    ]:
+    ]
+    for edit in edits:
         applied = scripted_agent.apply_edit(VIDEO_DRAFT, edit)
         assert applied.draft is not None and applied.draft != VIDEO_DRAFT
     assert json.dumps(VIDEO_DRAFT, sort_keys=True) == before

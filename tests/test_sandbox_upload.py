@@ -8,6 +8,7 @@ import struct
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from media_files import video
@@ -18,6 +19,7 @@ from nemo_mcp.sandbox.media import MB
 from nemo_mcp.sandbox.testing import SandboxServer
 
 __all__ = ["backend", "other"]  # fixtures shared from test_sandbox
+
 
 def _png_1x1() -> bytes:
     out = io.BytesIO()
@@ -39,11 +41,13 @@ def multipart(files: list[tuple[str, int, bytes]]) -> tuple[str, int, Iterator[b
         for name, _, _ in files
     ]
     tail = f"--{boundary}--\r\n".encode()
-    length = sum(len(h) + size + 2 for h, (_, size, _) in zip(heads, files)) + len(tail)
+    length = sum(len(h) + size + 2 for h, (_, size, _) in zip(heads, files, strict=True)) + len(
+        tail
+    )
 
     def chunks() -> Iterator[bytes]:
         block = bytes(1024 * 1024)
-        for head, (_, size, content) in zip(heads, files):
+        for head, (_, size, content) in zip(heads, files, strict=True):
             yield head
             if content:
                 yield content
@@ -57,7 +61,7 @@ def multipart(files: list[tuple[str, int, bytes]]) -> tuple[str, int, Iterator[b
     return f"multipart/form-data; boundary={boundary}", length, chunks()
 
 
-def post_files(backend: Backend, sid: str, files: list[tuple[str, int, bytes]]) -> dict:
+def post_files(backend: Backend, sid: str, files: list[tuple[str, int, bytes]]) -> dict[str, Any]:
     content_type, length, body = multipart(files)
     r = backend.http.post(
         f"/api/upload-video/nemo_agent/me/{sid}",
@@ -68,11 +72,12 @@ def post_files(backend: Backend, sid: str, files: list[tuple[str, int, bytes]]) 
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A 3-second 640x360 H.264 MP4 at 30 fps, made once for the module."""
     path = tmp_path_factory.mktemp("media") / "clip.mp4"
-    return video(path, seconds=3, size=(640, 360), fps=30, audio=None,
-                 options={"preset": "ultrafast"}).read_bytes()
+    return video(
+        path, seconds=3, size=(640, 360), fps=30, audio=None, options={"preset": "ultrafast"}
+    ).read_bytes()
 
 
 def rss_peak_kb() -> int:
@@ -82,9 +87,11 @@ def rss_peak_kb() -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_files_are_probed_hashed_and_added_to_the_state(backend: Backend, clip: bytes) -> None:
+def test_files_are_probed_hashed_and_added_to_the_state(
+    backend: Backend, sample_clip: bytes
+) -> None:
     sid = backend.ready()
-    sample = clip
+    sample = sample_clip
     r = backend.http.post(
         f"/api/upload-video/nemo_agent/me/{sid}",
         files=[
@@ -111,11 +118,11 @@ def test_files_are_probed_hashed_and_added_to_the_state(backend: Backend, clip: 
     assert backend.state(sid)["state"]["video_infos"] == data["files"]
 
 
-def test_uploaded_media_become_the_generated_timeline(backend: Backend, clip: bytes) -> None:
+def test_uploaded_media_become_the_generated_timeline(backend: Backend, sample_clip: bytes) -> None:
     sid = backend.ready()
     backend.http.post(
         f"/api/upload-video/nemo_agent/me/{sid}",
-        files=[("files", ("a.mp4", clip)), ("files", ("b.png", PNG_1x1))],
+        files=[("files", ("a.mp4", sample_clip)), ("files", ("b.png", PNG_1x1))],
     )
     draft = generate(backend, sid, "make a video from my clips")
     video = draft["t"][0]["sg"]

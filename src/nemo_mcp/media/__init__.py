@@ -42,19 +42,38 @@ if TYPE_CHECKING:
 
 _HOMES = {
     **dict.fromkeys(
-        ["CannotShrinkError", "DamagedFileError", "MediaError", "MislabelledFileError",
-         "MissingMediaError", "NoPictureError", "UnsupportedMediaError"],
+        [
+            "CannotShrinkError",
+            "DamagedFileError",
+            "MediaError",
+            "MislabelledFileError",
+            "MissingMediaError",
+            "NoPictureError",
+            "UnsupportedMediaError",
+        ],
         "errors",
     ),
     **dict.fromkeys(["MediaInfo", "probe"], "probing"),
     **dict.fromkeys(
-        ["Conversion", "conversion_for", "convert_for_upload", "converted_name", "heic_to_jpeg",
-         "remux_to_mp4"],
+        [
+            "Conversion",
+            "conversion_for",
+            "convert_for_upload",
+            "converted_name",
+            "heic_to_jpeg",
+            "remux_to_mp4",
+        ],
         "convert",
     ),
     **dict.fromkeys(
-        ["LIMIT_200_MB", "LIMIT_500_MB", "ShrinkPlan", "ShrinkResult", "plan_shrink",
-         "shrink_video"],
+        [
+            "LIMIT_200_MB",
+            "LIMIT_500_MB",
+            "ShrinkPlan",
+            "ShrinkResult",
+            "plan_shrink",
+            "shrink_video",
+        ],
         "shrink",
     ),
     **dict.fromkeys(["Preview", "contact_sheet", "poster_frame"], "preview"),
@@ -70,4 +89,29 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "LIMIT_200_MB",
+    "LIMIT_500_MB",
+    "CannotShrinkError",
+    "Conversion",
+    "DamagedFileError",
+    "MediaError",
+    "MediaInfo",
+    "MislabelledFileError",
+    "MissingMediaError",
+    "NoPictureError",
+    "Preview",
+    "ShrinkPlan",
+    "ShrinkResult",
+    "UnsupportedMediaError",
+    "contact_sheet",
+    "conversion_for",
+    "convert_for_upload",
+    "converted_name",
+    "heic_to_jpeg",
+    "plan_shrink",
+    "poster_frame",
+    "probe",
+    "remux_to_mp4",
+    "shrink_video",
+]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from nemo_mcp.media.convert import replacing
-from nemo_mcp.media.probing import picture_stream, register_heif
+from nemo_mcp.media.probing import picture_stream, register_heif, upright_picture
 
 if TYPE_CHECKING:
     from av.audio.stream import AudioStream
@@ -130,8 +130,10 @@ class Composition:
             if isinstance(value, Path):
                 return str(value)
             if is_dataclass(value) and not isinstance(value, type):
-                return {"type": type(value).__name__, **{k: plain(v) for k, v in
-                                                         asdict(value).items()}}
+                return {
+                    "type": type(value).__name__,
+                    **{k: plain(v) for k, v in asdict(value).items()},
+                }
             if isinstance(value, (list, tuple)):
                 return [plain(v) for v in value]
             if isinstance(value, dict):
@@ -195,7 +197,12 @@ def _wrap(text: str, face: ImageFont.FreeTypeFont, width: int, lines: int) -> li
 
 
 def text_layer(
-    text: str, size: tuple[int, int], *, height: int, band: bool, middle: float = 0.5,
+    text: str,
+    size: tuple[int, int],
+    *,
+    height: int,
+    band: bool,
+    middle: float = 0.5,
     lines: int = 3,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """RGBA text (wrapped, centred, shadowed; on a dark band if `band`) and where it goes:
@@ -210,15 +217,20 @@ def text_layer(
         (0, 0), "\n".join(wrapped), font=face, spacing=spacing, align="center"
     )
     pad = height // 2
-    layer = Image.new("RGBA", (width, box[3] - box[1] + 2 * pad), (0, 0, 0, 0))
+    layer = Image.new("RGBA", (width, int(box[3] - box[1]) + 2 * pad), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     if band:
         draw.rectangle((0, 0, layer.width, layer.height), fill=(0, 0, 0, 150))
     x, y = width // 2, pad - box[1]
     for dx, dy in ((2, 2), (0, 0)):
         draw.multiline_text(
-            (x + dx, y + dy), "\n".join(wrapped), font=face, spacing=spacing, align="center",
-            anchor="ma", fill=(0, 0, 0, 200) if dx else (255, 255, 255, 255),
+            (x + dx, y + dy),
+            "\n".join(wrapped),
+            font=face,
+            spacing=spacing,
+            align="center",
+            anchor="ma",
+            fill=(0, 0, 0, 200) if dx else (255, 255, 255, 255),
         )
     top = round(size[1] * middle - layer.height / 2)
     return layer, (0, max(0, min(size[1] - layer.height, top)))
@@ -238,18 +250,23 @@ class _CardSource:
         light = tuple(min(255, int(c * 1.12) + 12) for c in card.colour)
         for row in range(height):  # a vertical gradient: colour to darker
             mix = row / max(1, height - 1)
-            shade = tuple(round(a + (b - a) * mix) for a, b in zip(card.colour, dark))
+            shade = tuple(round(a + (b - a) * mix) for a, b in zip(card.colour, dark, strict=True))
             draw.line((0, row, strip.width, row), fill=shade)
         for left in range(-height, strip.width + height, self.period):
             half = self.period // 3
             draw.polygon(
-                [(left, height), (left + half, height), (left + half + height, 0),
-                 (left + height, 0)],
+                [
+                    (left, height),
+                    (left + half, height),
+                    (left + half + height, 0),
+                    (left + height, 0),
+                ],
                 fill=light,
             )
         self.strip = strip
-        self.text, self.text_at = text_layer(card.text, size, height=max(12, height // 11),
-                                             band=False)
+        self.text, self.text_at = text_layer(
+            card.text, size, height=max(12, height // 11), band=False
+        )
 
     def frame(self, seconds: float) -> Image.Image:
         from PIL import ImageDraw
@@ -283,8 +300,10 @@ class _StillSource:
             picture = ImageOps.exif_transpose(img).convert("RGB")
         scale = max(width / picture.width, height / picture.height) * _ZOOM
         self.picture = picture.resize(
-            (max(width, math.ceil(picture.width * scale)),
-             max(height, math.ceil(picture.height * scale))),
+            (
+                max(width, math.ceil(picture.width * scale)),
+                max(height, math.ceil(picture.height * scale)),
+            ),
             Image.Resampling.BILINEAR,
         )
 
@@ -369,16 +388,12 @@ def _fitted(frame: VideoFrame, size: tuple[int, int]) -> Image.Image:
     from PIL import Image
 
     rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-    shown_w, shown_h = (frame.height, frame.width) if rotation in (90, 270) else (
-        frame.width, frame.height)
+    shown_w, shown_h = (
+        (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
+    )
     scale = min(size[0] / shown_w, size[1] / shown_h)
     w, h = max(2, round(shown_w * scale)), max(2, round(shown_h * scale))
-    stored = (w, h) if rotation not in (90, 270) else (h, w)
-    picture = frame.to_image(width=stored[0], height=stored[1], interpolation="BILINEAR")
-    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-            270: Image.Transpose.ROTATE_270}.get(rotation)
-    if turn is not None:
-        picture = picture.transpose(turn)
+    picture = upright_picture(frame, w, h, rotation if rotation in (90, 180, 270) else 0)
     canvas = Image.new("RGB", size, (0, 0, 0))
     canvas.paste(picture, ((size[0] - picture.width) // 2, (size[1] - picture.height) // 2))
     return canvas
@@ -407,8 +422,11 @@ def _beat(chord: int, volume: float) -> array.array[float]:
     out = array.array("f", bytes(4 * _BEAT))
     steps = [2 * math.pi * f / SAMPLE_RATE for f in notes]
     for n in range(_BEAT):
-        envelope = (1 / 3 + 2 / 3 * n / rise) if n < rise else (
-            1 / 3 + 2 / 3 * math.exp(-(n - rise) / (SAMPLE_RATE * 0.12)))
+        envelope = (
+            (1 / 3 + 2 / 3 * n / rise)
+            if n < rise
+            else (1 / 3 + 2 / 3 * math.exp(-(n - rise) / (SAMPLE_RATE * 0.12)))
+        )
         out[n] = level * envelope * sum(math.sin(s * n) for s in steps) / len(steps)
     return out
 
@@ -490,8 +508,17 @@ def render(
     size = (composition.width, composition.height)
     shots = sorted(composition.shots, key=lambda s: (s.start_ms, s.layer))
     captions = [
-        (c, *text_layer(c.text, size, height=max(12, composition.height // 10), band=True,
-                        middle=0.78, lines=2))
+        (
+            c,
+            *text_layer(
+                c.text,
+                size,
+                height=max(12, composition.height // 10),
+                band=True,
+                middle=0.78,
+                lines=2,
+            ),
+        )
         for c in composition.captions
         if c.text.strip() and c.duration_ms > 0
     ]
@@ -502,13 +529,19 @@ def render(
     dst = Path(output)
     try:
         with replacing(dst) as partial:
-            with av.open(str(partial), "w", format="mp4",
-                         options={"movflags": "+faststart"}) as out:
+            with av.open(
+                str(partial), "w", format="mp4", options={"movflags": "+faststart"}
+            ) as out:
                 video = out.add_stream(
-                    "libx264", rate=composition.fps,
+                    "libx264",
+                    rate=composition.fps,
                     # One thread: the same bytes every time, and a core left for everything else.
-                    options={"preset": "ultrafast", "crf": "23", "threads": "1",
-                             "g": str(composition.fps * 2)},
+                    options={
+                        "preset": "ultrafast",
+                        "crf": "23",
+                        "threads": "1",
+                        "g": str(composition.fps * 2),
+                    },
                 )
                 video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
                 audio = _add_audio(out)
@@ -518,8 +551,9 @@ def render(
                     if stop is not None and stop.is_set():
                         raise RenderStopped
                     ms = index * 1000 / composition.fps
-                    for done in [i for i in sources if shots[i].start_ms + shots[i].duration_ms
-                                 <= ms]:
+                    for done in [
+                        i for i in sources if shots[i].start_ms + shots[i].duration_ms <= ms
+                    ]:
                         sources.pop(done).close()
                     top = _top_shot(shots, ms)
                     if top is None:
@@ -531,13 +565,11 @@ def render(
                     for caption, layer, at in captions:
                         if caption.start_ms <= ms < caption.start_ms + caption.duration_ms:
                             image.paste(layer, at, layer)
-                    frame = to_yuv.reformat(
-                        av.VideoFrame.from_image(image), format="yuv420p", interpolation="POINT"
-                    )
+                    rgb = av.VideoFrame.from_image(image)  # type: ignore[no-untyped-call]
+                    frame = to_yuv.reformat(rgb, format="yuv420p", interpolation="POINT")
                     frame.pts = index
                     out.mux(video.encode(frame))
-                    until = min(samples_total,
-                                round((index + 1) * SAMPLE_RATE / composition.fps))
+                    until = min(samples_total, round((index + 1) * SAMPLE_RATE / composition.fps))
                     sample = _put_sound(out, audio, sound, sample, until)
                     if progress is not None and index % 12 == 0:
                         progress(index / total)

@@ -70,8 +70,18 @@ EXTENSIONS: dict[str, Format] = {
     "aac": AAC,
 }
 
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
-                b"msf1"}
+_HEIF_BRANDS = {
+    b"heic",
+    b"heix",
+    b"hevc",
+    b"hevx",
+    b"heim",
+    b"heis",
+    b"hevm",
+    b"hevs",
+    b"mif1",
+    b"msf1",
+}
 _AVIF_BRANDS = {b"avif", b"avis"}
 _BOX_TYPES = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}  # QuickTime without ftyp
 
@@ -217,7 +227,9 @@ def mismatch_sentence(name: str, expected: Format, actual: Format | None) -> str
             "read; choose the original file, or export it again."
         )
     if actual.kind is None:
-        return f"{name} holds {actual.label}, not {expected.label}: choose the {expected.kind} itself."
+        return (
+            f"{name} holds {actual.label}, not {expected.label}: choose the {expected.kind} itself."
+        )
     if not actual.accepted:
         return (
             f"{name} is really {actual.label}, not {expected.label}: convert it to "

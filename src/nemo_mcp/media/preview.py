@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 from nemo_mcp.media.convert import replacing
 from nemo_mcp.media.errors import DamagedFileError, NoPictureError
-from nemo_mcp.media.probing import MediaInfo, open_input, picture_stream, probe, register_heif
+from nemo_mcp.media.probing import (
+    MediaInfo,
+    open_input,
+    picture_stream,
+    probe,
+    register_heif,
+    upright_picture,
+)
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -103,8 +110,7 @@ class _Seeker:
         self.container.seek(int(seconds / self.base), stream=self.stream, backward=True)
         self._frames = self.container.decode(self.stream)
 
-    def near(self, seconds: float, tolerance: float, steps: int = STEP_FRAMES
-             ) -> VideoFrame | None:
+    def near(self, seconds: float, tolerance: float, steps: int = STEP_FRAMES) -> VideoFrame | None:
         """A frame within `tolerance` of `seconds` if a keyframe is there; else the frame
         reached by decoding at most `steps` frames past the keyframe before it."""
         wanted = seconds + self.origin
@@ -120,9 +126,10 @@ class _Seeker:
             if frame is not None:
                 self._last = self.time(frame)
             return frame
-        going = self._frames is not None and self._last is not None
-        if not (going and before is not None and before <= self._last + self.origin
-                and self._last < seconds):
+        last = self._last if self._frames is not None else None
+        # Decoding on from where the last tile stopped costs less than a seek back to the
+        # same keyframe.
+        if last is None or before is None or before > last + self.origin or last >= seconds:
             self._seek(wanted)
         best: VideoFrame | None = None
         for _ in range(steps + 1):
@@ -143,13 +150,7 @@ class _Seeker:
 
 def _picture(frame: VideoFrame, size: tuple[int, int], rotation: int) -> Image.Image:
     """The frame as an RGB picture of `size` (as shown), turned upright."""
-    from PIL import Image
-
-    width, height = size if rotation in (0, 180) else (size[1], size[0])
-    image = frame.to_image(width=width, height=height, interpolation="BILINEAR")
-    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-            270: Image.Transpose.ROTATE_270}.get(rotation)
-    return image.transpose(turn) if turn is not None else image
+    return upright_picture(frame, size[0], size[1], rotation)
 
 
 def _fit(width: int, height: int, box: tuple[int, int]) -> tuple[int, int]:
@@ -169,7 +170,8 @@ def _label(image: Image.Image, text: str) -> None:
     y = image.height - (bottom - top) - 3 * pad
     draw.rounded_rectangle(
         (x, y, x + (right - left) + 2 * pad, y + (bottom - top) + 2 * pad),
-        radius=pad, fill=(0, 0, 0, 170),
+        radius=pad,
+        fill=(0, 0, 0, 170),
     )
     draw.text((x + pad - left, y + pad - top), text, font=font, fill=(255, 255, 255, 255))
 
@@ -248,8 +250,9 @@ def contact_sheet(
         row, col = divmod(index, columns)
         sheet.paste(tile, (_GAP + col * (box[0] + _GAP), _GAP + row * (box[1] + _GAP)))
     size = _save_jpeg(sheet, dst, _QUALITIES)
-    return Preview(dst, sheet.width, sheet.height, size, tuple(round(t, 3) for t, _ in tiles),
-                   seeker.decoded)
+    return Preview(
+        dst, sheet.width, sheet.height, size, tuple(round(t, 3) for t, _ in tiles), seeker.decoded
+    )
 
 
 def _frame_size(frame: VideoFrame, rotation: int) -> tuple[int, int]:
@@ -290,8 +293,14 @@ def poster_frame(
         shown = _fit(width, height, (min(max_width, width), 10**6))
         picture = _picture(frame, shown, info.rotation)
         size = _save_jpeg(picture, dst, (85,))
-        return Preview(dst, picture.width, picture.height, size, (round(seeker.time(frame), 3),),
-                       seeker.decoded)
+        return Preview(
+            dst,
+            picture.width,
+            picture.height,
+            size,
+            (round(seeker.time(frame), 3),),
+            seeker.decoded,
+        )
 
 
 def _photo_poster(src: Path, dst: Path, info: MediaInfo, max_width: int) -> Preview:
@@ -311,5 +320,13 @@ def _photo_poster(src: Path, dst: Path, info: MediaInfo, max_width: int) -> Prev
     return Preview(dst, upright.width, upright.height, size, (), 1)
 
 
-__all__ = ["POSTER_STEP_FRAMES", "STEP_FRAMES", "Preview", "clock", "contact_sheet", "poster_frame", "sheet_times",
-           "tile_size"]
+__all__ = [
+    "POSTER_STEP_FRAMES",
+    "STEP_FRAMES",
+    "Preview",
+    "clock",
+    "contact_sheet",
+    "poster_frame",
+    "sheet_times",
+    "tile_size",
+]

@@ -38,7 +38,9 @@ from nemo_mcp.media.formats import (
 if TYPE_CHECKING:
     from av.container import InputContainer
     from av.stream import Stream
+    from av.video.frame import VideoFrame
     from av.video.stream import VideoStream
+    from PIL import Image
 
 #: Tail check: a file whose packets stop this much before its declared end is cut short.
 _TAIL_SLACK = 1.0
@@ -51,8 +53,14 @@ _DECODE_PIXELS = 64_000_000
 _EXIF_ORIENTATION = 0x0112
 #: EXIF orientation -> (counter-clockwise degrees to show it upright, mirrored).
 _ORIENTATION: dict[int, tuple[int, bool]] = {
-    1: (0, False), 2: (0, True), 3: (180, False), 4: (180, True),
-    5: (270, True), 6: (270, False), 7: (90, True), 8: (90, False),
+    1: (0, False),
+    2: (0, True),
+    3: (180, False),
+    4: (180, True),
+    5: (270, True),
+    6: (270, False),
+    7: (90, True),
+    8: (90, False),
 }
 
 
@@ -227,6 +235,23 @@ def _attached_pic() -> int:
     return int(av.stream.Disposition.attached_pic)
 
 
+def upright_picture(frame: VideoFrame, width: int, height: int, rotation: int) -> Image.Image:
+    """`frame` as an RGB picture `width` x `height` as shown, turned by `rotation`
+    (counter-clockwise degrees, as `MediaInfo.rotation`)."""
+    from PIL import Image
+
+    stored = (width, height) if rotation in (0, 180) else (height, width)
+    picture: Image.Image = frame.to_image(  # type: ignore[no-untyped-call]
+        width=stored[0], height=stored[1], interpolation="BILINEAR"
+    )
+    turn = {
+        90: Image.Transpose.ROTATE_90,
+        180: Image.Transpose.ROTATE_180,
+        270: Image.Transpose.ROTATE_270,
+    }.get(rotation)
+    return picture.transpose(turn) if turn is not None else picture
+
+
 def _seconds(value: int | None, base: Fraction | None) -> float | None:
     if value is None or base is None:
         return None
@@ -292,9 +317,7 @@ def _probe_av(path: Path, expected: Format, actual: Format, size: int) -> MediaI
                 )
             raise damaged(path, expected.label)
         if expected.kind == "audio" and audio is None:
-            raise MislabelledFileError(
-                f"{name} holds no sound: choose the audio file itself."
-            )
+            raise MislabelledFileError(f"{name} holds no sound: choose the audio file itself.")
         kind: Kind = "video" if expected.kind == "video" else "audio"
         checked = video if kind == "video" else audio
         assert checked is not None
@@ -347,4 +370,5 @@ __all__ = [
     "picture_stream",
     "probe",
     "register_heif",
+    "upright_picture",
 ]

@@ -75,7 +75,7 @@ class ShrinkResult:
 
 
 def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
+    return max(2, round(value / 2) * 2)
 
 
 def _size_label(size: float) -> str:
@@ -117,7 +117,8 @@ def plan_shrink(
         fits = (limit_bytes * margin - MUX_BYTES_FIXED) * 8 / (lowest + MUX_BYTES_PER_SECOND * 8)
         raise CannotShrinkError(
             f"{name} is {_minutes(duration)} long, too long to fit in {_size_label(limit_bytes)} "
-            f"even at the lowest quality; trim it to under {_minutes(max(1.0, fits))} and try again."
+            f"even at the lowest quality; trim it to under {_minutes(max(1.0, fits))} and try "
+            "again."
         )
     rate = min(fps or MAX_FPS, MAX_FPS)
     short, long = min(width, height), max(width, height)
@@ -306,8 +307,16 @@ def _shrink(
         return tell
 
     def attempt(margin: float, low: float, high: float) -> tuple[ShrinkPlan, int]:
-        plan = plan_shrink(duration, width, height, info.fps, has_audio=info.has_audio,
-                           limit_bytes=limit_bytes, margin=margin, name=src.name)
+        plan = plan_shrink(
+            duration,
+            width,
+            height,
+            info.fps,
+            has_audio=info.has_audio,
+            limit_bytes=limit_bytes,
+            margin=margin,
+            name=src.name,
+        )
         return plan, run(src, dst, info, plan, scaled(low, high))
 
     plan, size = attempt(MARGIN, 0.0, 0.9)
@@ -341,4 +350,3 @@ __all__ = [
     "retry_margin",
     "shrink_video",
 ]
-

@@ -46,7 +46,9 @@ def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m nemo_mcp.sandbox",
-        description="A local NemoVideo backend that speaks the whole contract, with fault switches.",
+        description=(
+            "A local NemoVideo backend that speaks the whole contract, with fault switches."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)

@@ -94,13 +94,17 @@ class Job:
         w, session = self.work, self.work.session
         prompt = w.intent.prompt
         label = scripted_agent.label_of(prompt)
-        title = (scripted_agent.quoted(w.text) if "title" in w.text.lower() else None) or scripted_agent.title_of(
-            label
-        )
+        title = (
+            scripted_agent.quoted(w.text) if "title" in w.text.lower() else None
+        ) or scripted_agent.title_of(label)
         length = scripted_agent.duration_of(w.text)
         sources = [i for i in session.video_infos if i.get("file_type") in ("video", "image")]
         audio = next((i for i in session.video_infos if i.get("file_type") == "audio"), None)
-        music = audio["filename"] if audio else scripted_agent.mood_music(w.text) or scripted_agent.LIBRARY[0]
+        music = (
+            audio["filename"]
+            if audio
+            else scripted_agent.mood_music(w.text) or scripted_agent.LIBRARY[0]
+        )
 
         self.emit(
             Think(
@@ -149,7 +153,9 @@ class Job:
                 {"draft": session.draft, "generated_media": session.generated_media},
             )
         )
-        self.emit(Say(scripted_agent.RAW_READY.format(label=label, seconds=session.draft["d"] / 1000)))
+        self.emit(
+            Say(scripted_agent.RAW_READY.format(label=label, seconds=session.draft["d"] / 1000))
+        )
 
         bgm, caption = call_id(), call_id()
         volume = scripted_agent.DEFAULT_VOLUME
@@ -163,7 +169,11 @@ class Job:
         )
         await asyncio.sleep(w.config.generation_seconds / 2)
 
-        base = session.draft if scripted_agent.has_video(session.draft) else scripted_agent.raw_draft(title, clips)
+        base = (
+            session.draft
+            if scripted_agent.has_video(session.draft)
+            else scripted_agent.raw_draft(title, clips)
+        )
         session.draft = scripted_agent.with_title(
             scripted_agent.with_music(base, music, audio["cdn_url"] if audio else None), title
         )
@@ -198,7 +208,7 @@ class Job:
             session.draft = draft
         results = tuple(
             (cid, name, {"status": "success" if ok else "no_change"})
-            for (cid, name, _), ok in zip(calls, outcomes)
+            for (cid, name, _), ok in zip(calls, outcomes, strict=True)
         )
         self.emit(Result(results, {"draft": draft} if changed else {}))
         self._settle(spent=changed)

@@ -107,8 +107,9 @@ def composition_of(draft: object, resolve: Resolver) -> Composition:
             if length <= 0:
                 continue
             if track.kind == "video":
-                shots.append(Shot(segment.start_ms, length, _visual(segment, resolve(segment),
-                                                                     clip), layer))
+                shots.append(
+                    Shot(segment.start_ms, length, _visual(segment, resolve(segment), clip), layer)
+                )
                 clip += 1
             elif track.kind == "text":
                 text = segment.text or segment.label
@@ -117,8 +118,12 @@ def composition_of(draft: object, resolve: Resolver) -> Composition:
             elif track.kind == "audio":
                 level = segment.volume if segment.volume is not None else track.volume
                 tones.append(
-                    Tone(segment.start_ms, length, 1.0 if level is None else level,
-                         _chord(segment.label))
+                    Tone(
+                        segment.start_ms,
+                        length,
+                        1.0 if level is None else level,
+                        _chord(segment.label),
+                    )
                 )
     return Composition(
         duration_ms=end,

@@ -174,7 +174,8 @@ class SandboxConfig(BaseModel):
         default=None, ge=1, description="overrides the per-skill upload limit (500 or 200 MB)"
     )
     keep_upload_bytes: int = Field(
-        default=100_000_000, ge=0,
+        default=100_000_000,
+        ge=0,
         description="uploads up to this size are kept for renders (0: none are)",
     )
     keep_total_bytes: int = Field(

@@ -132,4 +132,3 @@ __all__ = [
     "produce",
     "resolver",
 ]
-

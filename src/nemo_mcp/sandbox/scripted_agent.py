@@ -51,7 +51,8 @@ _SHORTER = re.compile(r"\bshorter\b", _F)
 _GENERATE = re.compile(
     r"\b(generate|create|make|produce|render)\b(?:\s+me)?\s+(?:a|an|another|one|new|a new|some)\s+"
     r"(?:[\w-]+\s+){0,3}?(?:video|clip|movie|film|animation|reel)s?\b"
-    r"|\bfrom (?:this|my|the following) (?:prompt|script)\b|^\s*(?:a\s+)?video\s+(?:of|about|showing)\b",
+    r"|\bfrom (?:this|my|the following) (?:prompt|script)\b"
+    r"|^\s*(?:a\s+)?video\s+(?:of|about|showing)\b",
     _F,
 )
 _VERB = re.compile(r"^\s*(?:please\s+)?(generate|create|produce)\b", _F)
@@ -179,7 +180,8 @@ def extract_prompt(text: str) -> str:
 
 
 def label_of(prompt: str) -> str:
-    """A short clip label: 'a futuristic city at sunset with cars' -> 'futuristic city at sunset'."""
+    """A short clip label: 'a futuristic city at sunset with cars' -> 'futuristic city at
+    sunset'."""
     words = prompt.replace(",", " ,").split()
     while words and words[0].lower() in ("a", "an", "the"):
         words.pop(0)
@@ -353,7 +355,8 @@ def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
                 None,
                 "remove_track",
                 {"track_type": tt},
-                f"There is no {what} to remove. Open the {'music' if tt == AUDIO else 'text'} panel to add one.",
+                f"There is no {what} to remove. Open the "
+                f"{'music' if tt == AUDIO else 'text'} panel to add one.",
             )
         return Applied(
             without(draft, tt),
@@ -393,18 +396,23 @@ def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
             None,
             "trim_video",
             {"duration_ms": target},
-            f"The video is already {length / 1000:g} seconds long. Drag the clip edges on the timeline to change its length.",
+            f"The video is already {length / 1000:g} seconds long. Drag the clip edges on the "
+            "timeline to change its length.",
         )
     return Applied(
         trimmed(draft, target),
         "trim_video",
         {"duration_ms": target},
-        f"I trimmed the video to {target / 1000:g} seconds. Drag the clip edges on the timeline to adjust the cut, then {export}",
+        f"I trimmed the video to {target / 1000:g} seconds. Drag the clip edges on the timeline "
+        f"to adjust the cut, then {export}",
     )
 
 
 # replies ----------------------------------------------------------------------------------
-RAW_READY = 'Your raw clip is ready: "{label}" ({seconds:g}s, 1920x1080). I\'m adding background music and a title now.'
+RAW_READY = (
+    'Your raw clip is ready: "{label}" ({seconds:g}s, 1920x1080). '
+    "I'm adding background music and a title now."
+)
 FINISHED = (
     "I added background music and a title. Preview in timeline, then click the Export "
     "button to download your video."
@@ -418,7 +426,8 @@ def chat_reply(text: str, draft: dict[str, Any] | None) -> str:
             t.get("m", {}).get("name", "Track") for t in (draft or {}).get("t", []) if t.get("sg")
         ]
         return (
-            f"Your video has {len(names)} track{'s' if len(names) != 1 else ''}: {', '.join(names)}. "
+            f"Your video has {len(names)} track{'s' if len(names) != 1 else ''}: "
+            f"{', '.join(names)}. "
             "Open the timeline panel to see them, or ask me to add music, change the title, "
             "adjust the volume or trim it. Click the Export button when you're done."
         )

@@ -76,7 +76,11 @@ class _Collector:
     """The multipart callbacks: one `_Part` per file part, the other fields ignored."""
 
     def __init__(
-        self, base_url: str, limit: int, source: str | None, files: SandboxFiles,
+        self,
+        base_url: str,
+        limit: int,
+        source: str | None,
+        files: SandboxFiles,
         keep: tuple[int, int],
     ) -> None:
         self.base_url, self.limit, self.source = base_url, limit, source
@@ -219,7 +223,8 @@ def _url_info(base_url: str, url: str) -> dict[str, Any]:
         raise ApiError(
             4001,
             "YouTube and Spotify links are not fetched: their media cannot be imported. "
-            "Use the built-in music and stock library (it has similar styles), or upload your own file.",
+            "Use the built-in music and stock library (it has similar styles), or upload your "
+            "own file.",
         )
     name = unquote(parts.path.rsplit("/", 1)[-1]) or host
     ext = extension(name)
@@ -243,7 +248,8 @@ async def upload(call: Call) -> dict[str, Any]:
     else:
         raise ApiError(
             400,
-            'send multipart/form-data (field \'files\') or JSON {"urls": [...], "source_type": "url"}',
+            "send multipart/form-data (field 'files') or JSON "
+            '{"urls": [...], "source_type": "url"}',
         )
     session.video_infos = [*session.video_infos, *files]
     return {"files": files, "session_state_applied": True}
