@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
     "polling": ("Render detection", "bench_polling.py", []),
     "stream": ("Stream decoding", "bench_stream.py", []),
     "http": ("HTTP transport", "bench_http.py", []),
+    "media": ("Media kit and sandbox renders", "bench_media.py", []),
 }
 
 

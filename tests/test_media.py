@@ -202,13 +202,13 @@ def test_mislabelled_files_are_refused_in_one_sentence(
 @pytest.mark.parametrize(
     ("source", "phrase"),
     [
-        ("clip.mp4", "looks damaged or incomplete"),  # moov at the end: cut off
+        ("clip.mp4", "is incomplete"),  # its boxes run past the end
         ("faststart.mp4", "is incomplete"),  # moov first: its samples run past the end
         ("clip.webm", "is incomplete"),
         ("song.wav", "is incomplete"),
         ("photo.jpg", "looks damaged or incomplete"),
         ("photo.png", "looks damaged or incomplete"),
-        ("photo.heic", "looks damaged or incomplete"),
+        ("photo.heic", "is incomplete"),  # not decoded: its boxes run past the end
     ],
 )
 def test_truncated_files_are_refused(media: Path, tmp_path: Path, source: str, phrase: str) -> None:
@@ -300,6 +300,19 @@ def test_heic_becomes_an_upright_jpeg(media: Path, tmp_path: Path) -> None:
         top, bottom = mean_colour(jpg, (0, 0, 48, 16)), mean_colour(jpg, (0, 48, 48, 64))
     assert top[2] > 180 > top[0] and bottom[0] > 180 > bottom[2]
     assert hashlib.sha256((media / "photo.heic").read_bytes()).digest() == before
+
+
+def test_heic_whose_picture_is_garbage_is_refused_without_output(
+    media: Path, tmp_path: Path
+) -> None:
+    data = bytearray((media / "photo.heic").read_bytes())
+    start = data.find(b"mdat") + 4
+    data[start:] = bytes(len(data) - start)
+    (tmp_path / "zeros.heic").write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError) as caught:
+        heic_to_jpeg(tmp_path / "zeros.heic", tmp_path / "out" / "zeros.jpg")
+    refused_plainly(caught.value, "zeros.heic")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def test_heic_that_is_not_a_photo_is_refused(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from av.audio.stream import AudioStream
     from av.container import InputContainer, OutputContainer
     from av.video.frame import VideoFrame
+    from av.video.reformatter import VideoReformatter
     from PIL import Image, ImageFont
 
 #: Changes whenever the same composition would be drawn differently.
@@ -345,6 +346,7 @@ class _FootageSource:
         self.base = stream.time_base or Fraction(1, 1000)
         self.origin = float((stream.start_time or 0) * self.base)
         self.frames = self.container.decode(stream)
+        self.scaler = av.video.reformatter.VideoReformatter()
         self.current: VideoFrame | None = None
         self.upcoming: VideoFrame | None = self._read()
         self.image: Image.Image | None = None
@@ -372,7 +374,7 @@ class _FootageSource:
         ):
             self.current, self.upcoming, changed = self.upcoming, self._read(), True
         if changed and self.current is not None:
-            self.image = _fitted(self.current, self.size)
+            self.image = _fitted(self.current, self.size, self.scaler)
         if self.image is None:
             return Image.new("RGB", self.size, (0, 0, 0))
         return self.image.copy()
@@ -383,7 +385,9 @@ class _FootageSource:
             self.container = None
 
 
-def _fitted(frame: VideoFrame, size: tuple[int, int]) -> Image.Image:
+def _fitted(
+    frame: VideoFrame, size: tuple[int, int], scaler: VideoReformatter
+) -> Image.Image:
     """`frame` upright and scaled to fit `size`, centred on black."""
     from PIL import Image
 
@@ -393,7 +397,7 @@ def _fitted(frame: VideoFrame, size: tuple[int, int]) -> Image.Image:
     )
     scale = min(size[0] / shown_w, size[1] / shown_h)
     w, h = max(2, round(shown_w * scale)), max(2, round(shown_h * scale))
-    picture = upright_picture(frame, w, h, rotation if rotation in (90, 180, 270) else 0)
+    picture = upright_picture(frame, w, h, rotation if rotation in (90, 180, 270) else 0, scaler)
     canvas = Image.new("RGB", size, (0, 0, 0))
     canvas.paste(picture, ((size[0] - picture.width) // 2, (size[1] - picture.height) // 2))
     return canvas

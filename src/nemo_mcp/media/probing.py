@@ -2,7 +2,9 @@
 
 `probe(path)` reads the file's head (to check the content against the extension), the
 container's headers, one decoded frame (to prove the pictures or sound decode), and a few
-packets near the end (to catch a file cut short). It never decodes a whole file.
+packets near the end (to catch a file cut short). It never decodes a whole file. Photos:
+a JPEG is decoded at an eighth of its size, a very large PNG only has its chunks checked,
+and a HEIC only its boxes (decoding one takes seconds; `heic_to_jpeg` does it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from av.container import InputContainer
     from av.stream import Stream
     from av.video.frame import VideoFrame
+    from av.video.reformatter import VideoReformatter
     from av.video.stream import VideoStream
     from PIL import Image
 
@@ -48,8 +51,9 @@ _TAIL_PACKETS = 20_000
 _TAIL_BYTES = 64 * 1024 * 1024
 #: Packets read at most to get one decoded frame.
 _FIRST_FRAME_PACKETS = 600
-#: Beyond this many pixels a PNG, GIF or WebP is checked without decoding its pixels.
+#: Beyond this many pixels a PNG is checked without decoding its pixels.
 _DECODE_PIXELS = 64_000_000
+_MAX_BOXES = 10_000
 _EXIF_ORIENTATION = 0x0112
 #: EXIF orientation -> (counter-clockwise degrees to show it upright, mirrored).
 _ORIENTATION: dict[int, tuple[int, bool]] = {
@@ -143,12 +147,36 @@ def identify(path: Path) -> tuple[Format, Format, int]:
     if actual is None or not agrees(expected, actual):
         raise MislabelledFileError(mismatch_sentence(name, expected, actual))
     declared = riff_size(head)
+    if actual.family in ("isobmff", "heif", "avif"):
+        declared = boxes_end(path, size)
     if declared is not None and declared > size:
         raise DamagedFileError(
             f"{name} is incomplete: it is {size} bytes but says it has {declared} (an unfinished "
             "download or copy?); get the whole file again."
         )
     return expected, actual, size
+
+
+def boxes_end(path: Path, size: int) -> int | None:
+    """Where an ISO base media file's top-level boxes say it ends (past `size`: cut short).
+
+    Reads only the box headers; None when a header is unreadable."""
+    pos = 0
+    with path.open("rb") as file:
+        for _ in range(_MAX_BOXES):
+            if pos + 8 > size:
+                return pos if pos > size else None
+            file.seek(pos)
+            header = file.read(16)
+            length = int.from_bytes(header[:4], "big")
+            if length == 1 and len(header) >= 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                return None  # "to the end of the file"
+            if length < 8:
+                return None
+            pos += length
+    return None
 
 
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
@@ -188,8 +216,10 @@ def _probe_image(path: Path, actual: Format, size: int) -> MediaInfo:
                     img.load()
                 elif img.format == "PNG" and width * height > _DECODE_PIXELS:
                     img.verify()  # chunk by chunk, without the pixels
-                else:
+                elif img.format != "HEIF":
                     img.load()
+                # A HEIC is not decoded here (seconds for a phone photo): `identify` checked
+                # that its boxes are whole, and converting it decodes it.
     except Image.DecompressionBombError:
         raise MediaError(
             f"{_name(path)} has too many pixels to read safely; scale it down and try again."
@@ -235,15 +265,25 @@ def _attached_pic() -> int:
     return int(av.stream.Disposition.attached_pic)
 
 
-def upright_picture(frame: VideoFrame, width: int, height: int, rotation: int) -> Image.Image:
+def upright_picture(
+    frame: VideoFrame,
+    width: int,
+    height: int,
+    rotation: int,
+    reformatter: VideoReformatter | None = None,
+) -> Image.Image:
     """`frame` as an RGB picture `width` x `height` as shown, turned by `rotation`
-    (counter-clockwise degrees, as `MediaInfo.rotation`)."""
+    (counter-clockwise degrees, as `MediaInfo.rotation`). Pass the same `reformatter` for
+    every frame of a stream: it keeps its scaler instead of making one per frame."""
+    import av
     from PIL import Image
 
     stored = (width, height) if rotation in (0, 180) else (height, width)
-    picture: Image.Image = frame.to_image(  # type: ignore[no-untyped-call]
-        width=stored[0], height=stored[1], interpolation="BILINEAR"
+    scaler = reformatter or av.video.reformatter.VideoReformatter()
+    rgb = scaler.reformat(
+        frame, width=stored[0], height=stored[1], format="rgb24", interpolation="BILINEAR"
     )
+    picture: Image.Image = rgb.to_image()  # type: ignore[no-untyped-call]
     turn = {
         90: Image.Transpose.ROTATE_90,
         180: Image.Transpose.ROTATE_180,
