@@ -41,11 +41,18 @@ async def measure(url: str, home: Path, calls: int) -> tuple[list[float], list[f
     headers, _ = login(url)
     env = server_env(url, home)
     params = StdioServerParameters(command=NEMO_MCP, args=[], env=env)
-    noop = StdioServerParameters(command=PYTHON, args=[str(ROOT / "bench" / "noop_server.py")], env=env)
+    noop = StdioServerParameters(
+        command=PYTHON, args=[str(ROOT / "bench" / "noop_server.py")], env=env
+    )
     via_mcp: list[float] = []
     direct: list[float] = []
     floor: list[float] = []
-    async with Client(params) as mcp, Client(noop) as bare, httpx.AsyncClient(base_url=url, headers=headers) as http:
+    async with (
+        Client(params) as mcp,
+        Client(noop) as bare,
+        httpx.AsyncClient(base_url=url, headers=headers) as http,
+    ):
+
         async def one_mcp() -> None:
             start = time.perf_counter()
             result = await mcp.call_tool("credits", {})
@@ -72,7 +79,7 @@ async def measure(url: str, home: Path, calls: int) -> tuple[list[float], list[f
         for values in (via_mcp, direct, floor):
             values.clear()
         for block in range(calls // BLOCK):
-            for call in order[block % 3:] + order[: block % 3]:
+            for call in order[block % 3 :] + order[: block % 3]:
                 for _ in range(BLOCK):
                     await call()
     return via_mcp, direct, floor
@@ -89,14 +96,20 @@ async def layers(url: str, home: Path, calls: int) -> dict[str, list[float]]:
     from nemo_mcp.store import StateStore
 
     headers, _ = login(url)
-    settings = Settings(api_url=url, home=home / "layers", output_dir=home / "out", upload_dirs=(home,))
+    settings = Settings(
+        api_url=url, home=home / "layers", output_dir=home / "out", upload_dirs=(home,)
+    )
     identity = load_identity()
     server = create_server(settings)
     logging.getLogger().setLevel(logging.WARNING)  # the SDK's set-up turns on INFO request logs
     times: dict[str, list[float]] = {}
-    async with NemoClient(settings, identity, StateStore(settings.home, url)) as nemo, \
-            Client(server) as in_memory, Client(noop_server) as bare, \
-            httpx.AsyncClient(base_url=url, headers=headers) as http:
+    async with (
+        NemoClient(settings, identity, StateStore(settings.home, url)) as nemo,
+        Client(server) as in_memory,
+        Client(noop_server) as bare,
+        httpx.AsyncClient(base_url=url, headers=headers) as http,
+    ):
+
         async def direct() -> None:
             (await http.get("/api/credits/balance/simple")).json()
 
@@ -119,7 +132,7 @@ async def layers(url: str, home: Path, calls: int) -> dict[str, list[float]]:
             times[name] = []
             for _ in range(20):
                 await step()
-        for block in range(calls // BLOCK):
+        for _block in range(calls // BLOCK):
             for name, step in steps.items():
                 for _ in range(BLOCK):
                     start = time.perf_counter()
@@ -144,21 +157,28 @@ def run(calls: int) -> str:
     p50 = (pct(via_mcp, 50) - pct(direct, 50)) * 1000
     p99 = (pct(via_mcp, 99) - pct(direct, 99)) * 1000
     verdict = "met" if p50 <= 2 else f"missed by {p50 - 2:.2f} ms"
-    return "\n".join([
-        table(["path", "calls", "p50 ms", "p99 ms"], rows),
-        "",
-        f"MCP overhead: **p50 {p50:+.2f} ms**, p99 {p99:+.2f} ms (goal p50 <= 2 ms: {verdict}).",
-        (
-            f"Of the p50, the SDK's own stdio round trip for a do-nothing tool is {pct(floor, 50) * 1000:.2f} ms; "
-            "what nemo-mcp adds beyond SDK floor + HTTP call: "
-            f"{(pct(via_mcp, 50) - pct(direct, 50) - pct(floor, 50)) * 1000:+.2f} ms."
-        ),
-        "",
-        "Layer by layer, in this one process (no stdio, no second process):",
-        "",
-        table(["layer", "p50 ms", "p99 ms"],
-              [(name, f"{pct(v, 50) * 1000:.2f}", f"{pct(v, 99) * 1000:.2f}") for name, v in layered.items()]),
-    ])
+    return "\n".join(
+        [
+            table(["path", "calls", "p50 ms", "p99 ms"], rows),
+            "",
+            f"MCP overhead: **p50 {p50:+.2f} ms**, p99 {p99:+.2f} ms (goal p50 <= 2 ms: {verdict}).",
+            (
+                f"Of the p50, the SDK's own stdio round trip for a do-nothing tool is {pct(floor, 50) * 1000:.2f} ms; "
+                "what nemo-mcp adds beyond SDK floor + HTTP call: "
+                f"{(pct(via_mcp, 50) - pct(direct, 50) - pct(floor, 50)) * 1000:+.2f} ms."
+            ),
+            "",
+            "Layer by layer, in this one process (no stdio, no second process):",
+            "",
+            table(
+                ["layer", "p50 ms", "p99 ms"],
+                [
+                    (name, f"{pct(v, 50) * 1000:.2f}", f"{pct(v, 99) * 1000:.2f}")
+                    for name, v in layered.items()
+                ],
+            ),
+        ]
+    )
 
 
 def main() -> None:

@@ -40,7 +40,9 @@ from _common import (
 )
 
 
-async def load(endpoint: str, tool: str, clients: int, calls: int) -> tuple[list[float], list[str], float]:
+async def load(
+    endpoint: str, tool: str, clients: int, calls: int
+) -> tuple[list[float], list[str], float]:
     latencies: list[float] = []
     errors: list[str] = []
 
@@ -53,7 +55,7 @@ async def load(endpoint: str, tool: str, clients: int, calls: int) -> tuple[list
                     latencies.append(time.perf_counter() - start)
                     if result.is_error:
                         errors.append(str(result.content)[:200])
-        except Exception as err:  # noqa: BLE001 - any failure counts; the run goes on so all are reported
+        except Exception as err:
             errors.append(f"{type(err).__name__}: {err}"[:200])
 
     async with Client(endpoint) as warm:  # the server fetches its token once, first
@@ -76,15 +78,27 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def serve(argv: list[str], env: dict[str, str], tool: str, clients: int, calls: int) -> tuple[list[float], list[str], float, float, float]:
+def serve(
+    argv: list[str], env: dict[str, str], tool: str, clients: int, calls: int
+) -> tuple[list[float], list[str], float, float, float]:
     """Start one HTTP server, load it, stop it: latencies, errors, wall, server and client CPU s."""
     port = free_port()
-    server = subprocess.Popen([*argv, str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*argv, str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/mcp")
         server_before, client_before = cpu_seconds(server.pid), own_cpu()
-        latencies, errors, wall = anyio.run(load, f"http://127.0.0.1:{port}/mcp", tool, clients, calls)
-        return (latencies, errors, wall, cpu_seconds(server.pid) - server_before, own_cpu() - client_before)
+        latencies, errors, wall = anyio.run(
+            load, f"http://127.0.0.1:{port}/mcp", tool, clients, calls
+        )
+        return (
+            latencies,
+            errors,
+            wall,
+            cpu_seconds(server.pid) - server_before,
+            own_cpu() - client_before,
+        )
     finally:
         stop(server)
 
@@ -97,21 +111,53 @@ def run(clients: int, calls: int) -> str:
     with sandbox_process() as api, scratch() as home:
         env = server_env(api, home)
         setups = (
-            ("nemo-mcp `credits`", [NEMO_MCP, "serve", "--http", "--host", "127.0.0.1", "--port"], "credits"),
-            ("do-nothing `ping` (SDK floor)", [PYTHON, str(ROOT / "bench" / "noop_server.py"), "--http"], "ping"),
+            (
+                "nemo-mcp `credits`",
+                [NEMO_MCP, "serve", "--http", "--host", "127.0.0.1", "--port"],
+                "credits",
+            ),
+            (
+                "do-nothing `ping` (SDK floor)",
+                [PYTHON, str(ROOT / "bench" / "noop_server.py"), "--http"],
+                "ping",
+            ),
         )
         for name, argv, tool in setups:
             latencies, errors, wall, server_cpu, client_cpu = serve(argv, env, tool, clients, calls)
             ms = [v * 1000 for v in latencies]
             ok = ok and not errors and len(ms) == expected
             all_errors += errors
-            rows.append((name, f"{clients} x {calls}", len(ms), len(errors), f"{pct(ms, 50):.1f}",
-                         f"{pct(ms, 99):.1f}", f"{wall:.2f}", f"{len(ms) / wall:.0f}",
-                         f"{server_cpu * 1000 / max(1, len(ms)):.1f}", f"{client_cpu * 1000 / max(1, len(ms)):.1f}"))
+            rows.append(
+                (
+                    name,
+                    f"{clients} x {calls}",
+                    len(ms),
+                    len(errors),
+                    f"{pct(ms, 50):.1f}",
+                    f"{pct(ms, 99):.1f}",
+                    f"{wall:.2f}",
+                    f"{len(ms) / wall:.0f}",
+                    f"{server_cpu * 1000 / max(1, len(ms)):.1f}",
+                    f"{client_cpu * 1000 / max(1, len(ms)):.1f}",
+                )
+            )
     errors = all_errors
     out = [
-        table(["server", "clients x calls", "calls done", "errors", "p50 ms", "p99 ms", "wall s", "calls/s",
-               "server CPU ms/call", "clients' CPU ms/call"], rows),
+        table(
+            [
+                "server",
+                "clients x calls",
+                "calls done",
+                "errors",
+                "p50 ms",
+                "p99 ms",
+                "wall s",
+                "calls/s",
+                "server CPU ms/call",
+                "clients' CPU ms/call",
+            ],
+            rows,
+        ),
         "",
         (
             f"{'Zero errors' if ok else 'ERRORS'}: {expected} calls expected per server. "

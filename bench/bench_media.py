@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import itertools
 import json
 import math
 import os
@@ -48,16 +49,25 @@ def _graph(width: int, height: int, fps: int) -> Any:
     import av
 
     graph = av.filter.Graph()
-    chain = [graph.add("testsrc2", f"size={width}x{height}:rate={fps}"),
-             graph.add("format", "yuv420p"), graph.add("buffersink")]
-    for a, b in zip(chain, chain[1:], strict=False):
+    chain = [
+        graph.add("testsrc2", f"size={width}x{height}:rate={fps}"),
+        graph.add("format", "yuv420p"),
+        graph.add("buffersink"),
+    ]
+    for a, b in itertools.pairwise(chain):
         a.link_to(b)
     graph.configure()
     return graph
 
 
-def make_video(path: Path, *, seconds: float | None, max_bytes: int | None = None,
-               options: dict[str, str], fps: int = 30) -> Path:
+def make_video(
+    path: Path,
+    *,
+    seconds: float | None,
+    max_bytes: int | None = None,
+    options: dict[str, str],
+    fps: int = 30,
+) -> Path:
     """1080p testsrc2 with a 440 Hz tone, for `seconds` or until the file reaches `max_bytes`."""
     import av
 
@@ -124,15 +134,25 @@ def make_heic(path: Path) -> Path:
 def inputs(with_big: bool) -> dict[str, Path]:
     OUT.mkdir(parents=True, exist_ok=True)
     made = {
-        "60s_default_gop": make_video(OUT / "media-60s-1080p-gop250.mp4", seconds=60,
-                                      options={"preset": "veryfast", "crf": "23", "g": "250"}),
-        "60s_1s_gop": make_video(OUT / "media-60s-1080p-gop30.mp4", seconds=60,
-                                 options={"preset": "veryfast", "crf": "23", "g": "30"}),
+        "60s_default_gop": make_video(
+            OUT / "media-60s-1080p-gop250.mp4",
+            seconds=60,
+            options={"preset": "veryfast", "crf": "23", "g": "250"},
+        ),
+        "60s_1s_gop": make_video(
+            OUT / "media-60s-1080p-gop30.mp4",
+            seconds=60,
+            options={"preset": "veryfast", "crf": "23", "g": "30"},
+        ),
         "heic": make_heic(OUT / "media-12mp.heic"),
     }
     if with_big:
-        made["1gb"] = make_video(OUT / "media-1gb-1080p.mp4", seconds=None, max_bytes=GB,
-                                 options={"preset": "ultrafast", "crf": "16"})
+        made["1gb"] = make_video(
+            OUT / "media-1gb-1080p.mp4",
+            seconds=None,
+            max_bytes=GB,
+            options={"preset": "ultrafast", "crf": "16"},
+        )
     return made
 
 
@@ -150,18 +170,26 @@ def contact_sheets(files: dict[str, Path], folder: Path) -> list[tuple[Any, ...]
     from nemo_mcp.media import contact_sheet, probe
 
     rows = []
-    for key, label in (("60s_default_gop", "keyframe every 250 frames (x264's default)"),
-                       ("60s_1s_gop", "keyframe every 30 frames (1 s, as phones record)")):
+    for key, label in (
+        ("60s_default_gop", "keyframe every 250 frames (x264's default)"),
+        ("60s_1s_gop", "keyframe every 30 frames (1 s, as phones record)"),
+    ):
         source = files[key]
         probe(source)  # PyAV and Pillow loaded, the file in the page cache: the sheet alone
+        sheets = [folder / f"sheet-{key}-{i}.jpg" for i in range(5)]
         made: list[Any] = []
-        seconds = timed(5, lambda i, s=source: made.append(
-            contact_sheet(s, folder / f"sheet-{key}-{i}.jpg")))
+        seconds = timed(5, lambda i, s=source, o=sheets, m=made: m.append(contact_sheet(s, o[i])))
         sheet = made[-1]
-        rows.append((f"60 s 1080p H.264, {label}", f"{median(seconds):.2f}", f"{max(seconds):.2f}",
-                     f"{sheet.width}x{sheet.height}, {sheet.size / 1000:.0f} KB",
-                     f"{sheet.frames_decoded} of 1800", "< 1.5 s: " + (
-                         "met" if median(seconds) < 1.5 else "missed")))
+        rows.append(
+            (
+                f"60 s 1080p H.264, {label}",
+                f"{median(seconds):.2f}",
+                f"{max(seconds):.2f}",
+                f"{sheet.width}x{sheet.height}, {sheet.size / 1000:.0f} KB",
+                f"{sheet.frames_decoded} of 1800",
+                "< 1.5 s: " + ("met" if median(seconds) < 1.5 else "missed"),
+            )
+        )
     return rows
 
 
@@ -179,11 +207,22 @@ def heic(files: dict[str, Path], folder: Path) -> list[tuple[Any, ...]]:
     floor = timed(5, lambda i: pillow_heif.open_heif(source).data)
     size = f"{source.stat().st_size / MB:.1f} MB HEIC"
     return [
-        (f"12 MP HEIC ({size}) -> JPEG", f"{median(seconds):.2f}", f"{max(seconds):.2f}",
-         f"{done.info.width}x{done.info.height}, {done.info.size / MB:.1f} MB", "-",
-         "< 1 s: " + ("met" if median(seconds) < 1 else "missed")),
-        ("floor: decoding that HEIC alone (libde265 via pillow-heif)", f"{median(floor):.2f}",
-         f"{max(floor):.2f}", "-", "-", "-"),
+        (
+            f"12 MP HEIC ({size}) -> JPEG",
+            f"{median(seconds):.2f}",
+            f"{max(seconds):.2f}",
+            f"{done.info.width}x{done.info.height}, {done.info.size / MB:.1f} MB",
+            "-",
+            "< 1 s: " + ("met" if median(seconds) < 1 else "missed"),
+        ),
+        (
+            "floor: decoding that HEIC alone (libde265 via pillow-heif)",
+            f"{median(floor):.2f}",
+            f"{max(floor):.2f}",
+            "-",
+            "-",
+            "-",
+        ),
     ]
 
 
@@ -200,9 +239,18 @@ def shrink_worker(source: str, output: str, limit: int) -> None:
     done = shrink_video(source, output, limit_bytes=limit)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "rss_before": before, "rss_after": after,
-                      "size": done.size, "attempts": done.attempts,
-                      "plan": [done.plan.width, done.plan.height, done.plan.video_bitrate]}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "rss_before": before,
+                "rss_after": after,
+                "size": done.size,
+                "attempts": done.attempts,
+                "plan": [done.plan.width, done.plan.height, done.plan.video_bitrate],
+            }
+        )
+    )
 
 
 def shrink(files: dict[str, Path], folder: Path, limit: int) -> list[str]:
@@ -211,8 +259,12 @@ def shrink(files: dict[str, Path], folder: Path, limit: int) -> list[str]:
     source = files["1gb"]
     info = probe(source)
     output = folder / "shrunk.mp4"
-    done = subprocess.run([PYTHON, __file__, "--worker-shrink", str(source), str(output),
-                           str(limit)], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [PYTHON, __file__, "--worker-shrink", str(source), str(output), str(limit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"shrink worker failed: {done.stderr[-2000:]}")
     r = json.loads(done.stdout)
@@ -223,10 +275,19 @@ def shrink(files: dict[str, Path], folder: Path, limit: int) -> list[str]:
         f"Input: {info.size / MB:.0f} MB, {info.duration:.0f} s of 1080p30 H.264 + AAC "
         f"({info.size * 8 / (info.duration or 1) / 1e6:.0f} Mbps). Limit {limit / MB:.0f} MB.",
         "",
-        table(["result", "seconds", "input MB/s", "realtime", "peak RSS growth MB", "attempts"],
-              [(f"{r['size'] / MB:.0f} MB, {width}x{height} at {bitrate / 1e6:.1f} Mbps",
-                f"{r['seconds']:.0f}", f"{rate:.1f}",
-                f"{(info.duration or 0) / r['seconds']:.2f}x", f"{growth:.0f}", r["attempts"])]),
+        table(
+            ["result", "seconds", "input MB/s", "realtime", "peak RSS growth MB", "attempts"],
+            [
+                (
+                    f"{r['size'] / MB:.0f} MB, {width}x{height} at {bitrate / 1e6:.1f} Mbps",
+                    f"{r['seconds']:.0f}",
+                    f"{rate:.1f}",
+                    f"{(info.duration or 0) / r['seconds']:.2f}x",
+                    f"{growth:.0f}",
+                    r["attempts"],
+                )
+            ],
+        ),
         "",
         f"Peak RSS growth **{growth:.0f} MB** (goal < 200 MB: "
         f"{'met' if growth < 200 else 'missed'}); throughput **{rate:.1f} MB/s** of input.",
@@ -247,59 +308,105 @@ def renders(files: dict[str, Path], folder: Path) -> list[tuple[Any, ...]]:
 
     def draft(title: str, uploads: bool) -> dict[str, Any]:
         if uploads:
-            video = [{"s": 0, "d": 5000, "m": {"name": "clip.mp4", "url": "u/clip"}},
-                     {"s": 5000, "d": 5000, "m": {"name": "photo.jpg", "url": "u/photo"}}]
+            video = [
+                {"s": 0, "d": 5000, "m": {"name": "clip.mp4", "url": "u/clip"}},
+                {"s": 5000, "d": 5000, "m": {"name": "photo.jpg", "url": "u/photo"}},
+            ]
         else:
             video = [{"s": 0, "d": 10000, "m": {"name": "city", "prompt": f"a city at {title}"}}]
-        return {"t": [{"tt": 0, "sg": video},
-                      {"tt": 1, "sg": [{"s": 0, "d": 10000, "m": {"name": "Lo-fi Chill",
-                                                                  "volume": 0.35}}]},
-                      {"tt": 7, "sg": [{"s": 0, "d": 3000, "m": {"text": title}}]}], "d": 10000}
+        return {
+            "t": [
+                {"tt": 0, "sg": video},
+                {
+                    "tt": 1,
+                    "sg": [{"s": 0, "d": 10000, "m": {"name": "Lo-fi Chill", "volume": 0.35}}],
+                },
+                {"tt": 7, "sg": [{"s": 0, "d": 3000, "m": {"text": title}}]},
+            ],
+            "d": 10000,
+        }
 
-    known = {"u/clip": Upload("clip.mp4", "video", clip),
-             "u/photo": Upload("photo.jpg", "image", photo)}
+    known = {
+        "u/clip": Upload("clip.mp4", "video", clip),
+        "u/photo": Upload("photo.jpg", "image", photo),
+    }
 
     def resolve(segment: Any) -> Upload | None:
         return known.get(segment.raw["m"].get("url"))
 
     rows = []
-    for label, uploads in (("generated clip, title, music", False),
-                           ("uploaded 1080p video + 12 MP photo, title, music", True)):
-        seconds = timed(3, lambda i, u=uploads: render(
-            composition_of(draft(f"dusk {i} {u}", u), resolve), folder / f"r{i}.mp4"))
+    for label, uploads in (
+        ("generated clip, title, music", False),
+        ("uploaded 1080p video + 12 MP photo, title, music", True),
+    ):
+        seconds = timed(
+            3,
+            lambda i, u=uploads: render(
+                composition_of(draft(f"dusk {i} {u}", u), resolve), folder / f"r{i}.mp4"
+            ),
+        )
         info = probe(folder / "r0.mp4")
-        rows.append((f"draw: {label}", f"{median(seconds):.2f}", f"{max(seconds):.2f}",
-                     f"{info.duration:.2f} s, {info.size / MB:.1f} MB", "-",
-                     "< 5 s: " + ("met" if median(seconds) < 5 else "missed")))
+        rows.append(
+            (
+                f"draw: {label}",
+                f"{median(seconds):.2f}",
+                f"{max(seconds):.2f}",
+                f"{info.duration:.2f} s, {info.size / MB:.1f} MB",
+                "-",
+                "< 5 s: " + ("met" if median(seconds) < 5 else "missed"),
+            )
+        )
     with sandbox_process(render_seconds=0, generation_seconds=0, initial_credits=100_000) as url:
         import httpx
 
         headers, sid = login(url)
         with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+
             def whole(index: int) -> None:
-                body = {"app_name": "nemo_agent", "user_id": "me", "session_id": sid,
-                        "new_message": {"parts": [{"text": f"generate a video of a harbour "
-                                                           f"number {index} {time.time_ns()}"}]}}
-                with http.stream("POST", "/run_sse", json=body,
-                                 headers={"Accept": "text/event-stream"}) as r:
+                body = {
+                    "app_name": "nemo_agent",
+                    "user_id": "me",
+                    "session_id": sid,
+                    "new_message": {
+                        "parts": [
+                            {
+                                "text": f"generate a video of a harbour "
+                                f"number {index} {time.time_ns()}"
+                            }
+                        ]
+                    },
+                }
+                with http.stream(
+                    "POST", "/run_sse", json=body, headers={"Accept": "text/event-stream"}
+                ) as r:
                     r.read()
                 state = http.get(f"/api/state/nemo_agent/me/{sid}/latest").json()
                 draft_now = state["data"]["state"]["draft"]
                 render_id = f"render_{time.time_ns()}"
                 start = time.perf_counter()
-                http.post("/api/render/proxy/lambda", json={"id": render_id, "sessionId": sid,
-                                                            "draft": draft_now})
+                http.post(
+                    "/api/render/proxy/lambda",
+                    json={"id": render_id, "sessionId": sid, "draft": draft_now},
+                )
                 while http.get(f"/api/render/proxy/lambda/{render_id}").json()["status"] != (
-                        "completed"):
+                    "completed"
+                ):
                     time.sleep(0.05)
                 measured.append(time.perf_counter() - start)
 
             measured: list[float] = []
             for index in range(3):
                 whole(index)
-        rows.append(("sandbox over HTTP: start -> completed (10 s draft)",
-                     f"{median(measured):.2f}", f"{max(measured):.2f}", "-", "-",
-                     "< 5 s: " + ("met" if median(measured) < 5 else "missed")))
+        rows.append(
+            (
+                "sandbox over HTTP: start -> completed (10 s draft)",
+                f"{median(measured):.2f}",
+                f"{max(measured):.2f}",
+                "-",
+                "-",
+                "< 5 s: " + ("met" if median(measured) < 5 else "missed"),
+            )
+        )
     return rows
 
 
@@ -307,8 +414,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-shrink", action="store_true", help="leave out the 1 GB shrink")
     parser.add_argument("--limit-mb", type=int, default=200, help="shrink limit (200 or 500)")
-    parser.add_argument("--worker-shrink", nargs=3, metavar=("SOURCE", "OUTPUT", "LIMIT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker-shrink", nargs=3, metavar=("SOURCE", "OUTPUT", "LIMIT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.worker_shrink:
         source, output, limit = args.worker_shrink

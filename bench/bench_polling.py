@@ -20,12 +20,28 @@ import math
 import random
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from nemo_mcp.backend.polling import AdaptivePoller, FixedPoller
+from nemo_mcp.backend.polling import AdaptivePoller
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, median, pct, table
+
+
+@dataclass
+class FixedPoller:
+    """The documented habit: one poll every `interval` seconds."""
+
+    interval: float = 30.0
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def observe(self, elapsed: float, progress: float) -> None:
+        self.samples.append((elapsed, progress))
+
+    def next_delay(self) -> float:
+        return self.interval
+
 
 Progress = Callable[[float], float]
 
@@ -59,7 +75,10 @@ def uneven(duration: float, queued: float, rng: random.Random) -> Progress:
 
 
 def simulate(
-    poller: AdaptivePoller | FixedPoller, duration: float, progress: Progress, delays: list[float] | None = None
+    poller: AdaptivePoller | FixedPoller,
+    duration: float,
+    progress: Progress,
+    delays: list[float] | None = None,
 ) -> tuple[float, int]:
     """(detection lag in s, status requests) for one render; `delays` collects each wait."""
     now, requests = 0.0, 0
@@ -89,7 +108,9 @@ def run(renders: int, seed: int) -> str:
             progress = shape(duration, queued, rng)
             delays: list[float] = []
             for name, poller in (("adaptive", AdaptivePoller()), ("fixed 30 s", FixedPoller(30.0))):
-                lag, count = simulate(poller, duration, progress, delays if name == "adaptive" else None)
+                lag, count = simulate(
+                    poller, duration, progress, delays if name == "adaptive" else None
+                )
                 lags[name].append(lag)
                 asks[name].append(count)
             if asks["adaptive"][-1] > asks["fixed 30 s"][-1]:
@@ -98,8 +119,17 @@ def run(renders: int, seed: int) -> str:
                 # beyond it, and the capped poll landed just short of it.
                 capped += len(delays) >= 2 and delays[-2] >= AdaptivePoller().ceiling - 1e-9
         for name, lag_list in lags.items():
-            rows.append((shape_name, name, f"{median(lag_list):.2f}", f"{pct(lag_list, 90):.2f}",
-                         f"{max(lag_list):.2f}", f"{sum(asks[name]) / renders:.2f}", max(asks[name])))
+            rows.append(
+                (
+                    shape_name,
+                    name,
+                    f"{median(lag_list):.2f}",
+                    f"{pct(lag_list, 90):.2f}",
+                    f"{max(lag_list):.2f}",
+                    f"{sum(asks[name]) / renders:.2f}",
+                    max(asks[name]),
+                )
+            )
         lag = median(lags["adaptive"])
         mine, theirs = sum(asks["adaptive"]) / renders, sum(asks["fixed 30 s"]) / renders
         ok = lag <= 2 and mine <= theirs
@@ -110,13 +140,26 @@ def run(renders: int, seed: int) -> str:
             f"Adaptive asked more often than fixed on {more / renders:.1%} of renders; on "
             f"{capped / max(1, more):.0%} of those the poll before the last was held to the 30 s ceiling."
         )
-    return "\n".join([
-        f"{renders} renders per shape, 30-90 s, half with 0-10 s of queue, integer-percent progress (seed {seed}).",
-        "",
-        table(["progress", "poller", "median lag s", "p90 lag s", "max lag s", "requests/render", "max requests"], rows),
-        "",
-        *verdicts,
-    ])
+    return "\n".join(
+        [
+            f"{renders} renders per shape, 30-90 s, half with 0-10 s of queue, integer-percent progress (seed {seed}).",
+            "",
+            table(
+                [
+                    "progress",
+                    "poller",
+                    "median lag s",
+                    "p90 lag s",
+                    "max lag s",
+                    "requests/render",
+                    "max requests",
+                ],
+                rows,
+            ),
+            "",
+            *verdicts,
+        ]
+    )
 
 
 def main() -> None:

@@ -25,9 +25,14 @@ from _common import NEMO_MCP, PYTHON, ROOT, machine, median, pct, scratch, serve
 
 NOOP = str(ROOT / "bench" / "noop_server.py")
 INIT = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-               "clientInfo": {"name": "bench", "version": "0"}},
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "0"},
+    },
 }
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
@@ -52,10 +57,14 @@ def _answer(process: subprocess.Popen[bytes], wanted: int) -> dict[str, Any]:
             return message
 
 
-def handshake(argv: list[str], env: dict[str, str], *, stderr: Any = subprocess.DEVNULL) -> tuple[float, int, bytes]:
+def handshake(
+    argv: list[str], env: dict[str, str], *, stderr: Any = subprocess.DEVNULL
+) -> tuple[float, int, bytes]:
     """Seconds from spawn to exit for initialize + tools/list; the tool count; stderr bytes."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env)
+    process = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env
+    )
     _send(process, INIT)
     _answer(process, 1)
     _send(process, INITIALIZED)
@@ -80,14 +89,18 @@ def importtimes(stderr: bytes) -> dict[str, tuple[int, int]]:
     for line in stderr.decode(errors="replace").splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        self_us, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        self_us, cumulative, name = (
+            part.strip() for part in line[len("import time:") :].split("|")
+        )
         found[name] = (int(self_us), int(cumulative))
     return found
 
 
 def extra_imports(env: dict[str, str]) -> tuple[list[tuple[str, float, int]], float]:
     """Packages imported by nemo-mcp but not by the do-nothing server: (package, ms, modules)."""
-    _, _, ours = handshake([PYTHON, "-X", "importtime", "-m", "nemo_mcp"], env, stderr=subprocess.PIPE)
+    _, _, ours = handshake(
+        [PYTHON, "-X", "importtime", "-m", "nemo_mcp"], env, stderr=subprocess.PIPE
+    )
     _, _, floor = handshake([PYTHON, "-X", "importtime", NOOP], env, stderr=subprocess.PIPE)
     mine, base = importtimes(ours), importtimes(floor)
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -106,7 +119,9 @@ def run(runs: int) -> str:
     with scratch() as home:
         env = server_env("http://127.0.0.1:9", home)
         commands = {
-            "floor: python -c 'import mcp.server'": lambda: plain([PYTHON, "-c", "import mcp.server"], env),
+            "floor: python -c 'import mcp.server'": lambda: plain(
+                [PYTHON, "-c", "import mcp.server"], env
+            ),
             "do-nothing MCPServer (1 tool)": lambda: handshake([PYTHON, NOOP], env)[0],
             "nemo-mcp": lambda: handshake([NEMO_MCP], env)[0],
         }
@@ -116,7 +131,7 @@ def run(runs: int) -> str:
         times: dict[str, list[float]] = {name: [] for name in commands}
         names = list(commands)
         for i in range(runs):
-            for name in names[i % 3:] + names[: i % 3]:
+            for name in names[i % 3 :] + names[: i % 3]:
                 times[name].append(commands[name]())
         tools = handshake([NEMO_MCP], env)[1]
         extras, extra_total = extra_imports(env)
@@ -124,7 +139,9 @@ def run(runs: int) -> str:
     rows = []
     for name, values in times.items():
         ms = [v * 1000 for v in values]
-        rows.append((name, f"{median(ms):.0f}", f"{pct(ms, 90):.0f}", f"{median(ms) - noop_ms:+.0f}"))
+        rows.append(
+            (name, f"{median(ms):.0f}", f"{pct(ms, 90):.0f}", f"{median(ms) - noop_ms:+.0f}")
+        )
     ours = median(times["nemo-mcp"]) * 1000 - noop_ms
     verdict = "met" if ours <= 100 else f"missed by {ours - 100:.0f} ms"
     out = [
@@ -139,7 +156,9 @@ def run(runs: int) -> str:
             "import self-time (one `-X importtime` run; sum of each package's modules' self time):"
         ),
         "",
-        table(["package", "import ms", "modules"], [(k, f"{ms:.1f}", n) for k, ms, n in extras[:15]]),
+        table(
+            ["package", "import ms", "modules"], [(k, f"{ms:.1f}", n) for k, ms, n in extras[:15]]
+        ),
     ]
     return "\n".join(out)
 

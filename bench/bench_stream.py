@@ -48,11 +48,18 @@ def text_frames(count: int) -> list[bytes]:
     for i in range(count - 1):
         word = f"word{i} "
         words.append(word)
-        body = {"author": "nemo_agent", "invocationId": "inv-1", "partial": True,
-                "content": {"role": "model", "parts": [{"text": word}]}}
+        body = {
+            "author": "nemo_agent",
+            "invocationId": "inv-1",
+            "partial": True,
+            "content": {"role": "model", "parts": [{"text": word}]},
+        }
         frames.append(b"data: " + json.dumps(body).encode() + b"\n\n")
-    final = {"author": "nemo_agent", "invocationId": "inv-1",
-             "content": {"role": "model", "parts": [{"text": "".join(words)}]}}
+    final = {
+        "author": "nemo_agent",
+        "invocationId": "inv-1",
+        "content": {"role": "model", "parts": [{"text": "".join(words)}]},
+    }
     frames.append(b"data: " + json.dumps(final).encode() + b"\n\n")
     return frames
 
@@ -75,7 +82,7 @@ def chunked(frames: list[bytes]) -> Callable[[], AsyncIterator[bytes]]:
 
     async def gen() -> AsyncIterator[bytes]:
         for start in range(0, len(blob), CHUNK):
-            yield blob[start:start + CHUNK]
+            yield blob[start : start + CHUNK]
 
     return gen
 
@@ -87,7 +94,9 @@ def transport(body: Callable[[], AsyncIterator[bytes]]) -> httpx.MockTransport:
         if request.url.path == "/run_sse":
             return httpx.Response(200, headers=SSE_HEADERS, content=body())
         if request.url.path.startswith("/api/tasks/"):
-            return httpx.Response(200, json={"code": 0, "data": {"session_id": "1", "task_id": "t1"}})
+            return httpx.Response(
+                200, json={"code": 0, "data": {"session_id": "1", "task_id": "t1"}}
+            )
         return httpx.Response(404, json={"code": 404, "message": "not here"})
 
     return httpx.MockTransport(handler)
@@ -119,7 +128,9 @@ async def decoded(body: Callable[[], AsyncIterator[bytes]]) -> int:
 
 def client(body: Callable[[], AsyncIterator[bytes]], home: Path) -> NemoClient:
     settings = Settings(api_url="http://backend", token=SecretStr("bench-token"), home=home)
-    return NemoClient(settings, load_identity(), StateStore(home, settings.api_url), transport=transport(body))
+    return NemoClient(
+        settings, load_identity(), StateStore(home, settings.api_url), transport=transport(body)
+    )
 
 
 async def whole(body: Callable[[], AsyncIterator[bytes]], home: Path) -> int:
@@ -156,7 +167,7 @@ def run(frames: int, runs: int) -> str:
             "send_message via NemoClient (MockTransport)": lambda: whole(body, home),
         }
         times: dict[str, list[float]] = {name: [] for name in paths}
-        for i in range(runs):
+        for _i in range(runs):
             for name, go in paths.items():
                 start = time.perf_counter()
                 seen = anyio.run(go)
@@ -170,21 +181,26 @@ def run(frames: int, runs: int) -> str:
         short_events, short_peak = anyio.run(heartbeat_peak, 15 * 6 * 4, home)
     growth = long_peak - short_peak
     flat = growth <= max(64 * 1024, short_peak // 2)
-    return "\n".join([
-        f"{frames:,} frames, {CHUNK // 1024} KiB chunks, median of {runs} runs.",
-        "",
-        table(["path", "frames/s", "vs floor"], rows),
-        "",
-        table(["heartbeat-only stream", "events", "tracemalloc peak KiB"], [
-            ("90 s (360 heartbeats)", short_events, f"{short_peak / 1024:.1f}"),
-            ("15 min (3600 heartbeats)", long_events, f"{long_peak / 1024:.1f}"),
-        ]),
-        "",
-        (
-            f"Peak memory growth from 90 s to 15 min of heartbeats: {growth / 1024:+.1f} KiB "
-            f"({'flat' if flat else 'NOT flat'})."
-        ),
-    ])
+    return "\n".join(
+        [
+            f"{frames:,} frames, {CHUNK // 1024} KiB chunks, median of {runs} runs.",
+            "",
+            table(["path", "frames/s", "vs floor"], rows),
+            "",
+            table(
+                ["heartbeat-only stream", "events", "tracemalloc peak KiB"],
+                [
+                    ("90 s (360 heartbeats)", short_events, f"{short_peak / 1024:.1f}"),
+                    ("15 min (3600 heartbeats)", long_events, f"{long_peak / 1024:.1f}"),
+                ],
+            ),
+            "",
+            (
+                f"Peak memory growth from 90 s to 15 min of heartbeats: {growth / 1024:+.1f} KiB "
+                f"({'flat' if flat else 'NOT flat'})."
+            ),
+        ]
+    )
 
 
 def main() -> None:

@@ -33,13 +33,26 @@ def build(segments: int) -> dict[str, Any]:
     return {
         "m": {"title": "Benchmark", "width": 1920, "height": 1080},
         "t": [
-            {"tt": 0, "m": {"name": "Video"},
-             "sg": [{"s": i * 2000, "d": 2000, "m": {"name": f"clip {i}"}} for i in range(video)]},
-            {"tt": 1, "m": {"name": "BGM"},
-             "sg": [{"s": i * 6000, "d": 6000, "m": {"name": f"song {i}", "volume": 0.35}}
-                    for i in range(audio)]},
-            {"tt": 7, "m": {"name": "Captions"},
-             "sg": [{"s": i * 6000, "d": 3000, "m": {"text": f"line {i}"}} for i in range(text)]},
+            {
+                "tt": 0,
+                "m": {"name": "Video"},
+                "sg": [
+                    {"s": i * 2000, "d": 2000, "m": {"name": f"clip {i}"}} for i in range(video)
+                ],
+            },
+            {
+                "tt": 1,
+                "m": {"name": "BGM"},
+                "sg": [
+                    {"s": i * 6000, "d": 6000, "m": {"name": f"song {i}", "volume": 0.35}}
+                    for i in range(audio)
+                ],
+            },
+            {
+                "tt": 7,
+                "m": {"name": "Captions"},
+                "sg": [{"s": i * 6000, "d": 3000, "m": {"text": f"line {i}"}} for i in range(text)],
+            },
         ],
         "d": video * 2000,
     }
@@ -55,7 +68,7 @@ def edit(draft: dict[str, Any]) -> dict[str, Any]:
         item["m"]["volume"] = 0.6
     for item in text[::5]:
         item["m"]["text"] += " (edited)"
-    for item in text[len(text) // 2:]:
+    for item in text[len(text) // 2 :]:
         item["s"] += 500
     del video[len(video) // 3]
     video.insert(len(video) // 2, {"s": 1, "d": 500, "m": {"name": "inserted"}})
@@ -92,14 +105,16 @@ def measure(segments: int, runs: int) -> list[tuple[str, tuple[float, float], in
         ("parse_draft", lambda: parse_draft(before_raw), f"{len(before.tracks)} tracks"),
         ("summarize", lambda: summarize(before), f"{len(summarize(before))} chars"),
         ("describe", lambda: describe(before), f"{len(describe(before))} chars"),
-        ("view", lambda: view(before), f"{sum(len(t.segments) for t in view(before).tracks)} "
-                                       "segments"),
+        (
+            "view",
+            lambda: view(before),
+            f"{sum(len(t.segments) for t in view(before).tracks)} segments",
+        ),
         ("diff (edited)", lambda: diff(before, after), f"{len(changes)} changes"),
         ("diff (equal copy)", lambda: diff(before, same), f"{len(diff(before, same))} changes"),
         ("parse both + diff", lambda: diff(parse_draft(before_raw), parse_draft(after_raw)), ""),
     ]
-    return [(name, timings(step, runs), peak_bytes(step), note)
-            for name, step, note in steps]
+    return [(name, timings(step, runs), peak_bytes(step), note) for name, step, note in steps]
 
 
 def main() -> None:
@@ -108,15 +123,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--show-changes", action="store_true", help="print the edited diff")
     args = parser.parse_args()
-    print(f"python {platform.python_version()}, nproc {os.cpu_count()}, "
-          f"{platform.machine()}, median of {args.runs} runs")
+    print(
+        f"python {platform.python_version()}, nproc {os.cpu_count()}, "
+        f"{platform.machine()}, median of {args.runs} runs"
+    )
     for size in args.sizes:
         print(f"\n{size:,} segments\n")
         print("| step | median ms | best ms | median µs per segment | peak memory MiB | note |")
         print("|---|---:|---:|---:|---:|---|")
         for name, (median, best), peak, note in measure(size, args.runs):
-            print(f"| {name} | {median * 1000:.2f} | {best * 1000:.2f} | "
-                  f"{median / size * 1e6:.2f} | {peak / 2**20:.2f} | {note} |")
+            print(
+                f"| {name} | {median * 1000:.2f} | {best * 1000:.2f} | "
+                f"{median / size * 1e6:.2f} | {peak / 2**20:.2f} | {note} |"
+            )
     if args.show_changes:
         raw = build(args.sizes[-1])
         for change in diff(parse_draft(raw), parse_draft(edit(raw))):

@@ -39,8 +39,9 @@ PLAIN = "reference: plain httpx, blocking file I/O"
 def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, bytes]:
     """Run `argv`: wall seconds, peak RSS (KiB) of that process, its stdout."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     out, err = b"", b""
     assert process.stdout is not None and process.stderr is not None
     out = process.stdout.read()
@@ -49,7 +50,9 @@ def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float,
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     if process.returncode != 0:
-        raise RuntimeError(f"{Path(argv[0]).name} failed ({process.returncode}): {err.decode()[-2000:]}")
+        raise RuntimeError(
+            f"{Path(argv[0]).name} failed ({process.returncode}): {err.decode()[-2000:]}"
+        )
     return seconds, usage.ru_maxrss, out
 
 
@@ -57,15 +60,30 @@ def finished_render(url: str) -> dict[str, Any]:
     """A completed render's status body (generation and render are instant in this sandbox)."""
     headers, sid = login(url)
     with httpx.Client(base_url=url, headers=headers, timeout=60.0) as http:
-        body = {"app_name": "nemo_agent", "user_id": "me", "session_id": sid,
-                "new_message": {"parts": [{"text": "generate a video of a city timelapse"}]}}
-        with http.stream("POST", "/run_sse", json=body,
-                         headers={"Accept": "text/event-stream", "X-Sandbox-Variant": "generation_seconds=0"}) as r:
+        body = {
+            "app_name": "nemo_agent",
+            "user_id": "me",
+            "session_id": sid,
+            "new_message": {"parts": [{"text": "generate a video of a city timelapse"}]},
+        }
+        with http.stream(
+            "POST",
+            "/run_sse",
+            json=body,
+            headers={"Accept": "text/event-stream", "X-Sandbox-Variant": "generation_seconds=0"},
+        ) as r:
             r.read()
         draft = http.get(f"/api/state/nemo_agent/me/{sid}/latest").json()["data"]["state"]["draft"]
         render_id = f"render_{time.time_ns()}"
-        started = http.post("/api/render/proxy/lambda", json={
-            "id": render_id, "sessionId": sid, "draft": draft, "output": {"format": "mp4", "quality": "high"}})
+        started = http.post(
+            "/api/render/proxy/lambda",
+            json={
+                "id": render_id,
+                "sessionId": sid,
+                "draft": draft,
+                "output": {"format": "mp4", "quality": "high"},
+            },
+        )
         started.raise_for_status()
         for _ in range(100):
             status = http.get(f"/api/render/proxy/lambda/{render_id}").json()
@@ -107,10 +125,23 @@ def run(size: int, runs: int) -> str:
 
         def curl_upload(i: int) -> tuple[float, float, int]:
             reply = folder / "curl-reply.json"
-            _, peak, out = measured([
-                "curl", "-sS", "-o", str(reply), "-w", "%{time_total} %{http_code}",
-                "-H", f"@{header_file}", "-H", "Expect:",
-                "-F", f"files=@{source};type=video/mp4", upload_url])
+            _, peak, out = measured(
+                [
+                    "curl",
+                    "-sS",
+                    "-o",
+                    str(reply),
+                    "-w",
+                    "%{time_total} %{http_code}",
+                    "-H",
+                    f"@{header_file}",
+                    "-H",
+                    "Expect:",
+                    "-F",
+                    f"files=@{source};type=video/mp4",
+                    upload_url,
+                ]
+            )
             seconds, code = out.decode().split()
             body = json.loads(reply.read_text())
             if code != "200" or body.get("code") not in (0, None):
@@ -120,13 +151,17 @@ def run(size: int, runs: int) -> str:
         def ours_download(i: int) -> tuple[float, float, int]:
             state = folder / f"state-down-{i}"
             out_dir = folder / f"out-{i}"
-            _, peak, out = measured([PYTHON, WORKER, "download", url, json.dumps(status), str(out_dir), str(state)])
+            _, peak, out = measured(
+                [PYTHON, WORKER, "download", url, json.dumps(status), str(out_dir), str(state)]
+            )
             r = json.loads(out)
             assert r["bytes"] == size, r
             return r["seconds"], (r["rss_after"] - r["rss_before"]) / 1024, peak
 
         def curl_download(i: int) -> tuple[float, float, int]:
-            _, peak, out = measured(["curl", "-sS", "-f", "-o", str(target), "-w", "%{time_total}", output_url])
+            _, peak, out = measured(
+                ["curl", "-sS", "-f", "-o", str(target), "-w", "%{time_total}", output_url]
+            )
             got = target.stat().st_size
             target.unlink()
             assert got == size, got
@@ -134,46 +169,74 @@ def run(size: int, runs: int) -> str:
 
         def plain_upload(i: int) -> tuple[float, float, int]:
             # The token travels in the child's environment, never on argv or in output.
-            _, peak, out = measured([PYTHON, WORKER, "httpx-upload", upload_url, str(source)],
-                                    env={"BENCH_HEADERS": json.dumps(headers)})
+            _, peak, out = measured(
+                [PYTHON, WORKER, "httpx-upload", upload_url, str(source)],
+                env={"BENCH_HEADERS": json.dumps(headers)},
+            )
             r = json.loads(out)
             return r["seconds"], (r["rss_after"] - r["rss_before"]) / 1024, peak
 
         def plain_download(i: int) -> tuple[float, float, int]:
-            _, peak, out = measured([PYTHON, WORKER, "httpx-download", output_url, str(folder / f"plain-{i}")])
+            _, peak, out = measured(
+                [PYTHON, WORKER, "httpx-download", output_url, str(folder / f"plain-{i}")]
+            )
             r = json.loads(out)
             assert r["bytes"] == size, r
             return r["seconds"], (r["rss_after"] - r["rss_before"]) / 1024, peak
 
-        for label, ours, theirs, plain in (("upload", ours_upload, curl_upload, plain_upload),
-                                           ("download", ours_download, curl_download, plain_download)):
-            results: dict[str, list[tuple[float, float, int]]] = {"nemo-mcp": [], "curl": [], PLAIN: []}
+        for label, ours, theirs, plain in (
+            ("upload", ours_upload, curl_upload, plain_upload),
+            ("download", ours_download, curl_download, plain_download),
+        ):
+            results: dict[str, list[tuple[float, float, int]]] = {
+                "nemo-mcp": [],
+                "curl": [],
+                PLAIN: [],
+            }
             for i in range(runs):
                 order = [("nemo-mcp", ours), ("curl", theirs), (PLAIN, plain)]
-                for name, fn in order[i % 3:] + order[: i % 3]:
+                for name, fn in order[i % 3 :] + order[: i % 3]:
                     results[name].append(fn(i))
             speed = {n: size / MIB / median([r[0] for r in rs]) for n, rs in results.items()}
             growth = max(r[1] for r in results["nemo-mcp"])
             for name, rs in results.items():
-                rows.append((
-                    label, name, f"{median([r[0] for r in rs]):.2f}", f"{speed[name]:.0f}",
-                    f"{speed[name] / speed['curl']:.2f}",
-                    f"{max(r[1] for r in rs):.1f}" if name != "curl" else "-",
-                    f"{max(r[2] for r in rs) / 1024:.0f}",
-                ))
+                rows.append(
+                    (
+                        label,
+                        name,
+                        f"{median([r[0] for r in rs]):.2f}",
+                        f"{speed[name]:.0f}",
+                        f"{speed[name] / speed['curl']:.2f}",
+                        f"{max(r[1] for r in rs):.1f}" if name != "curl" else "-",
+                        f"{max(r[2] for r in rs) / 1024:.0f}",
+                    )
+                )
             ratio = speed["nemo-mcp"] / speed["curl"]
             ok = ratio >= 0.8 and growth <= 64
             verdicts.append(
                 f"{label}: **{ratio:.2f}x curl** throughput, peak RSS growth {growth:.1f} MiB "
                 f"(goal >= 0.8x and <= 64 MiB: {'met' if ok else 'missed'})."
             )
-    return "\n".join([
-        f"{size / MIB:.0f} MiB, {runs} alternating runs of each; times are medians of the transfer alone.",
-        "",
-        table(["transfer", "client", "median s", "MiB/s", "vs curl", "peak RSS growth MiB", "process peak RSS MiB"], rows),
-        "",
-        *verdicts,
-    ])
+    return "\n".join(
+        [
+            f"{size / MIB:.0f} MiB, {runs} alternating runs of each; times are medians of the transfer alone.",
+            "",
+            table(
+                [
+                    "transfer",
+                    "client",
+                    "median s",
+                    "MiB/s",
+                    "vs curl",
+                    "peak RSS growth MiB",
+                    "process peak RSS MiB",
+                ],
+                rows,
+            ),
+            "",
+            *verdicts,
+        ]
+    )
 
 
 def main() -> None:

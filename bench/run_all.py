@@ -41,8 +41,13 @@ def run_one(script: str, args: list[str]) -> tuple[str, str, float]:
     """(command as typed, its output without the machine line, seconds)."""
     command = f".venv/bin/python bench/{script}" + "".join(f" {a}" for a in args)
     start = time.perf_counter()
-    done = subprocess.run([PYTHON, str(ROOT / "bench" / script), *args], cwd=ROOT,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [PYTHON, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{script} failed:\n{done.stderr[-3000:]}")
@@ -52,14 +57,16 @@ def run_one(script: str, args: list[str]) -> tuple[str, str, float]:
 
 def block(command: str, output: str, seconds: float, load: str) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return "\n".join([
-        BEGIN,
-        f"Command: `{command}` ({seconds:.0f} s; {stamp}).",
-        f"Machine: {machine()}; load average before the run: {load}.",
-        "",
-        output,
-        END,
-    ])
+    return "\n".join(
+        [
+            BEGIN,
+            f"Command: `{command}` ({seconds:.0f} s; {stamp}).",
+            f"Machine: {machine()}; load average before the run: {load}.",
+            "",
+            output,
+            END,
+        ]
+    )
 
 
 def replace_section(text: str, heading: str, generated: str) -> str:
@@ -75,20 +82,28 @@ def replace_section(text: str, heading: str, generated: str) -> str:
         body = before + generated + after
     else:
         body = "\n" + generated + "\n" + body
-    return text[: match.start(1)] + body + text[match.end(1):]
+    return text[: match.start(1)] + body + text[match.end(1) :]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("keys", nargs="*", help=f"which to run: {', '.join(BENCHMARKS)} (default all)")
+    parser.add_argument(
+        "keys", nargs="*", help=f"which to run: {', '.join(BENCHMARKS)} (default all)"
+    )
     args = parser.parse_args()
     unknown = set(args.keys) - set(BENCHMARKS)
     if unknown:
-        parser.error(f"unknown benchmark {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
+        parser.error(
+            f"unknown benchmark {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}"
+        )
     keys = args.keys or list(BENCHMARKS)
     for key in keys:
         heading, script, extra = BENCHMARKS[key]
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if os.path.exists("/proc/loadavg") else "n/a"
+        load = (
+            " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            if os.path.exists("/proc/loadavg")
+            else "n/a"
+        )
         command, output, seconds = run_one(script, extra)
         print(f"## {heading}\n\n{output}\n", flush=True)
         # Re-read each time: another section may have been edited meanwhile.

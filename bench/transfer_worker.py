@@ -39,7 +39,9 @@ def peak_kib() -> int:
 
 
 def client_for(api_url: str, state: Path, files: Path) -> NemoClient:
-    settings = Settings(api_url=api_url, home=state / "home", output_dir=state / "out", upload_dirs=(files,))
+    settings = Settings(
+        api_url=api_url, home=state / "home", output_dir=state / "out", upload_dirs=(files,)
+    )
     identity = load_identity()
     # The profiles cap uploads at 500 MB; a 1 GiB run needs a larger cap on both ends
     # (the sandbox gets `upload_limit_bytes`), so the bench raises the client's copy too.
@@ -58,7 +60,12 @@ async def upload(api_url: str, file: Path, state: Path) -> dict[str, float]:
         result = await client.upload_files([file])
         seconds = time.perf_counter() - start
         assert result.files, "the upload returned no files"
-        return {"bytes": file.stat().st_size, "seconds": seconds, "rss_before": before, "rss_after": peak_kib()}
+        return {
+            "bytes": file.stat().st_size,
+            "seconds": seconds,
+            "rss_before": before,
+            "rss_after": peak_kib(),
+        }
 
 
 async def fetch(api_url: str, status_json: str, folder: Path, state: Path) -> dict[str, float]:
@@ -72,25 +79,35 @@ async def fetch(api_url: str, status_json: str, folder: Path, state: Path) -> di
         saved = await download(client, status, folder, stem="bench")
         seconds = time.perf_counter() - start
         saved.path.unlink()
-        return {"bytes": saved.size, "seconds": seconds, "rss_before": before, "rss_after": peak_kib()}
+        return {
+            "bytes": saved.size,
+            "seconds": seconds,
+            "rss_before": before,
+            "rss_after": peak_kib(),
+        }
 
 
 async def plain_upload(url: str, file: Path, headers_json: str) -> dict[str, float]:
     size = file.stat().st_size
     boundary = "bench-boundary"
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{file.name}"\r\n'
-            "Content-Type: video/mp4\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{file.name}"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
 
     async def body():  # type: ignore[no-untyped-def]
         yield head
-        with open(file, "rb") as handle:  # noqa: ASYNC230 - blocking on purpose: the reference
+        with open(file, "rb") as handle:
             while chunk := handle.read(1024 * 1024):
                 yield chunk
         yield tail
 
-    headers = {**json.loads(headers_json), "Content-Type": f"multipart/form-data; boundary={boundary}",
-               "Content-Length": str(len(head) + size + len(tail))}
+    headers = {
+        **json.loads(headers_json),
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + size + len(tail)),
+    }
     async with httpx.AsyncClient(timeout=600.0) as http:
         gc.collect()
         before = peak_kib()
@@ -111,7 +128,7 @@ async def plain_download(url: str, folder: Path) -> dict[str, float]:
         start = time.perf_counter()
         async with http.stream("GET", url) as response:
             response.raise_for_status()
-            with open(target, "wb") as handle:  # noqa: ASYNC230 - blocking on purpose: the reference
+            with open(target, "wb") as handle:
                 async for chunk in response.aiter_bytes(1024 * 1024):
                     handle.write(chunk)
                     written += len(chunk)

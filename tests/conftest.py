@@ -11,6 +11,8 @@ import pytest
 
 from nemo_mcp.sandbox.testing import SandboxServer
 
+from sandbox_client import Backend
+
 #: Timings that keep every scenario well under a second or two.
 FAST_SANDBOX = {
     "generation_seconds": 0.6,
@@ -75,3 +77,17 @@ def transcript() -> Iterator[Transcript]:
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
+
+
+@pytest.fixture
+def backend(sandbox: SandboxServer) -> Iterator[Backend]:
+    b = Backend(sandbox.url)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def other(sandbox: SandboxServer) -> Iterator[Backend]:
+    b = Backend(sandbox.url)
+    yield b
+    b.close()

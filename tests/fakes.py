@@ -56,8 +56,14 @@ class FakeBackend:
         path = request.url.path
         if path == "/api/auth/anonymous-token":
             self.tokens_issued += 1
-            return ok({"token": f"nmv_usr_tok{self.tokens_issued:06d}", "user_id": "anon_1",
-                       "expires_at": "2099-01-01T00:00:00Z", "credits": 100})
+            return ok(
+                {
+                    "token": f"nmv_usr_tok{self.tokens_issued:06d}",
+                    "user_id": "anon_1",
+                    "expires_at": "2099-01-01T00:00:00Z",
+                    "credits": 100,
+                }
+            )
         if path == "/api/tasks/me/with-session/nemo_agent":
             return ok({"task_id": "task_1", "session_id": "1001001", "user_id": "anon_1"})
         if path == "/api/credits/balance/simple":
@@ -84,7 +90,9 @@ class Sleeps:
 def make_client(
     tmp_path: Path, backend: FakeBackend, *, sleeps: Sleeps | None = None, **overrides: Any
 ) -> NemoClient:
-    settings = Settings(api_url=API, home=tmp_path / "home", output_dir=tmp_path / "out", **overrides)
+    settings = Settings(
+        api_url=API, home=tmp_path / "home", output_dir=tmp_path / "out", **overrides
+    )
     return NemoClient(
         settings,
         load_identity(),

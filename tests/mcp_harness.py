@@ -66,6 +66,7 @@ async def connect(
 ) -> AsyncIterator[Session]:
     callback = None
     if roots is not None:
+
         async def list_roots(_ctx: Any) -> ListRootsResult:
             return ListRootsResult(roots=[Root(uri=p.as_uri()) for p in roots])
 

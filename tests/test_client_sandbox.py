@@ -12,7 +12,13 @@ import pytest
 
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
-from nemo_mcp.backend.events import ReplyAssembler, StreamEvent, TextEvent, ToolCallEvent, StateDeltaEvent
+from nemo_mcp.backend.events import (
+    ReplyAssembler,
+    StateDeltaEvent,
+    StreamEvent,
+    TextEvent,
+    ToolCallEvent,
+)
 from nemo_mcp.backend.stream import send_message
 from nemo_mcp.errors import (
     AuthError,
@@ -30,8 +36,12 @@ from nemo_mcp.store import StateStore
 
 @asynccontextmanager
 async def nemo(tmp_path: Path, url: str, **overrides: Any) -> AsyncIterator[NemoClient]:
-    settings = Settings(api_url=url, home=tmp_path / "home", output_dir=tmp_path / "out", **overrides)
-    client = NemoClient(settings, load_identity(skill="ai-generator-generator"), StateStore(settings.home, url))
+    settings = Settings(
+        api_url=url, home=tmp_path / "home", output_dir=tmp_path / "out", **overrides
+    )
+    client = NemoClient(
+        settings, load_identity(skill="ai-generator-generator"), StateStore(settings.home, url)
+    )
     async with client:
         yield client
 
@@ -50,7 +60,9 @@ async def generate(client: NemoClient, text: str) -> tuple[ReplyAssembler, list[
 
 @pytest.mark.parametrize("envelope", ["code", "success"])
 @pytest.mark.parametrize("error_status", ["http", "ok"])
-async def test_every_endpoint_in_each_envelope(tmp_path: Path, sandbox: Any, envelope: str, error_status: str) -> None:
+async def test_every_endpoint_in_each_envelope(
+    tmp_path: Path, sandbox: Any, envelope: str, error_status: str
+) -> None:
     sandbox.control.set(envelope=envelope, error_status=error_status, initial_credits=500)
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
@@ -74,8 +86,13 @@ async def test_every_endpoint_in_each_envelope(tmp_path: Path, sandbox: Any, env
             await generate(client, "add music")
         sandbox.control.fault("export_blocked", route="render_start")
         with pytest.raises(PlanError):
-            await renders.start_render(client, state.state.draft, session_id=session.session_id,
-                                       output={"format": "mp4", "quality": "high"}, remember=_noop)
+            await renders.start_render(
+                client,
+                state.state.draft,
+                session_id=session.session_id,
+                output={"format": "mp4", "quality": "high"},
+                remember=_noop,
+            )
         sandbox.control.set(upload_limit_bytes=10)
         with pytest.raises(FileTooLargeError):
             await client.upload_files([clip])
@@ -87,20 +104,29 @@ async def _noop(render_id: str) -> None:
 
 @pytest.mark.parametrize("shape", ["bare", "success", "code"])
 @pytest.mark.parametrize("progress", ["percent", "fraction"])
-async def test_render_in_every_status_shape(tmp_path: Path, sandbox: Any, shape: str, progress: str) -> None:
+async def test_render_in_every_status_shape(
+    tmp_path: Path, sandbox: Any, shape: str, progress: str
+) -> None:
     sandbox.control.set(render_status=shape, progress=progress)
     async with nemo(tmp_path, sandbox.url, render_shortest=0.3) as client:
         await generate(client, "a video of a bridge")
         draft = (await client.state()).state.draft
         session = await client.session()
-        render_id = await renders.start_render(client, draft, session_id=session.session_id,
-                                               output={"format": "mp4", "quality": "high"}, remember=_noop)
+        render_id = await renders.start_render(
+            client,
+            draft,
+            session_id=session.session_id,
+            output={"format": "mp4", "quality": "high"},
+            remember=_noop,
+        )
         seen: list[float] = []
 
         async def on_status(status: Any) -> None:
             seen.append(status.progress)
 
-        final = await renders.wait_render(client, render_id, started_at=time.time(), on_status=on_status, shortest=0.3)
+        final = await renders.wait_render(
+            client, render_id, started_at=time.time(), on_status=on_status, shortest=0.3
+        )
         assert final.status == "completed" and final.url and final.progress == 1.0
         assert all(0.0 <= p <= 1.0 for p in seen) and seen == sorted(seen)
         saved = await renders.download(client, final, tmp_path / "out", stem="v")
@@ -108,27 +134,37 @@ async def test_render_in_every_status_shape(tmp_path: Path, sandbox: Any, shape:
     assert sandbox.control.stats()["renders_started"] == 1
 
 
-async def test_broken_output_url_falls_back_to_the_download_endpoint(tmp_path: Path, sandbox: Any) -> None:
+async def test_broken_output_url_falls_back_to_the_download_endpoint(
+    tmp_path: Path, sandbox: Any
+) -> None:
     async with nemo(tmp_path, sandbox.url) as client:
         await generate(client, "a video of a fox")
         draft = (await client.state()).state.draft
         session = await client.session()
-        render_id = await renders.start_render(client, draft, session_id=session.session_id, output={}, remember=_noop)
+        render_id = await renders.start_render(
+            client, draft, session_id=session.session_id, output={}, remember=_noop
+        )
         final = await renders.wait_render(client, render_id, started_at=time.time(), shortest=0.3)
         sandbox.control.fault("output_url_broken", route="file")
         saved = await renders.download(client, final, tmp_path / "out", stem="v")
     assert saved.used_fallback and saved.path.read_bytes()[4:8] == b"ftyp"
 
 
-async def test_reused_render_id_gets_a_new_id_once(tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_reused_render_id_gets_a_new_id_once(
+    tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = iter(["render_1", "render_1", "render_2"])
     monkeypatch.setattr(renders, "new_render_id", lambda: next(ids))
     async with nemo(tmp_path, sandbox.url) as client:
         await generate(client, "a video of a kite")
         draft = (await client.state()).state.draft
         session = await client.session()
-        first = await renders.start_render(client, draft, session_id=session.session_id, output={}, remember=_noop)
-        second = await renders.start_render(client, draft, session_id=session.session_id, output={}, remember=_noop)
+        first = await renders.start_render(
+            client, draft, session_id=session.session_id, output={}, remember=_noop
+        )
+        second = await renders.start_render(
+            client, draft, session_id=session.session_id, output={}, remember=_noop
+        )
     assert (first, second) == ("render_1", "render_2")
     assert sandbox.control.stats()["renders_started"] == 2
 
@@ -175,12 +211,16 @@ async def test_token_renewal_session_loss_and_rate_limit(tmp_path: Path, sandbox
     # A revoked token for an explicit NEMO_TOKEN is not renewed behind the user's back.
     from pydantic import SecretStr
 
-    async with nemo(tmp_path / "b", sandbox.url, token=SecretStr("nmv_usr_not_a_real_token")) as client:
+    async with nemo(
+        tmp_path / "b", sandbox.url, token=SecretStr("nmv_usr_not_a_real_token")
+    ) as client:
         with pytest.raises(AuthError, match="NEMO_TOKEN"):
             await client.credits()
 
 
-async def test_second_instance_reuses_client_id_token_and_session(tmp_path: Path, sandbox: Any) -> None:
+async def test_second_instance_reuses_client_id_token_and_session(
+    tmp_path: Path, sandbox: Any
+) -> None:
     async with nemo(tmp_path, sandbox.url) as first:
         await first.state()
         ids = (first.client_id, (await first.session()).session_id)

@@ -10,13 +10,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from fakes import FakeBackend, Sleeps, data_frame, fail, make_client, ok, sse
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.events import TextEvent
 from nemo_mcp.backend.models import RenderStatus
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
     AuthError,
+    BackendTimeoutError,
     BackendUnreachableError,
     CreditsError,
     FileTooLargeError,
@@ -26,9 +26,10 @@ from nemo_mcp.errors import (
     ServerError,
     SessionNotFoundError,
     StreamBrokenError,
-    BackendTimeoutError,
     UnsupportedFileError,
 )
+
+from fakes import FakeBackend, Sleeps, data_frame, fail, make_client, ok, sse
 
 SSE = "/run_sse"
 
@@ -127,9 +128,13 @@ async def test_429_waits_retry_after_then_retries_once(tmp_path: Path) -> None:
     assert sleeps.calls == [7.0]
 
 
-async def test_429_without_retry_after_waits_30s_and_gives_up_after_one_retry(tmp_path: Path) -> None:
+async def test_429_without_retry_after_waits_30s_and_gives_up_after_one_retry(
+    tmp_path: Path,
+) -> None:
     sleeps = Sleeps()
-    backend = FakeBackend(script=[lambda r: fail(429, status=429) if r.url.path.endswith("/simple") else None])
+    backend = FakeBackend(
+        script=[lambda r: fail(429, status=429) if r.url.path.endswith("/simple") else None]
+    )
     async with make_client(tmp_path, backend, sleeps=sleeps) as client:
         with pytest.raises(RateLimitError):
             await client.credits()
@@ -140,7 +145,13 @@ async def test_429_without_retry_after_waits_30s_and_gives_up_after_one_retry(tm
 async def test_gets_retry_5xx_with_bounded_backoff(tmp_path: Path) -> None:
     sleeps = Sleeps()
     backend = FakeBackend(
-        script=[lambda r: httpx.Response(502, text="<html>bad gateway</html>") if r.url.path.endswith("/simple") else None]
+        script=[
+            lambda r: (
+                httpx.Response(502, text="<html>bad gateway</html>")
+                if r.url.path.endswith("/simple")
+                else None
+            )
+        ]
     )
     async with make_client(tmp_path, backend, sleeps=sleeps) as client:
         with pytest.raises(ServerError, match="502"):
@@ -151,7 +162,13 @@ async def test_gets_retry_5xx_with_bounded_backoff(tmp_path: Path) -> None:
 
 async def test_posts_are_not_retried_on_5xx(tmp_path: Path) -> None:
     backend = FakeBackend(
-        script=[lambda r: httpx.Response(500, json={"code": 500, "message": "x"}) if "with-session" in r.url.path else None]
+        script=[
+            lambda r: (
+                httpx.Response(500, json={"code": 500, "message": "x"})
+                if "with-session" in r.url.path
+                else None
+            )
+        ]
     )
     async with make_client(tmp_path, backend) as client:
         with pytest.raises(ServerError):
@@ -165,7 +182,9 @@ async def test_unreachable_backend_is_clear(tmp_path: Path) -> None:
 
     backend = FakeBackend(script=[refuse])
     async with make_client(tmp_path, backend) as client:
-        with pytest.raises(BackendUnreachableError, match="cannot reach the NemoVideo backend at api.test"):
+        with pytest.raises(
+            BackendUnreachableError, match=r"cannot reach the NemoVideo backend at api\.test"
+        ):
             await client.credits()
     assert len(backend.requests) == 3
 
@@ -174,10 +193,18 @@ async def test_session_lost_starts_new_session_and_says_so(tmp_path: Path) -> No
     backend = FakeBackend()
     sessions = iter(["111", "222"])
     backend.script.append(
-        lambda r: ok({"task_id": "t", "session_id": next(sessions)}) if "with-session" in r.url.path else None
+        lambda r: (
+            ok({"task_id": "t", "session_id": next(sessions)})
+            if "with-session" in r.url.path
+            else None
+        )
     )
     backend.script.append(
-        lambda r: fail(1002, "session not found") if r.url.path == "/api/state/nemo_agent/me/111/latest" else None
+        lambda r: (
+            fail(1002, "session not found")
+            if r.url.path == "/api/state/nemo_agent/me/111/latest"
+            else None
+        )
     )
     async with make_client(tmp_path, backend) as client:
         with pytest.raises(SessionNotFoundError, match="timeline is gone"):
@@ -189,11 +216,15 @@ async def test_session_lost_starts_new_session_and_says_so(tmp_path: Path) -> No
 
 # messages -----------------------------------------------------------------------------
 def adk_text(text: str) -> str:
-    return data_frame({"content": {"parts": [{"text": text}], "role": "model"}, "author": "nemo_agent"})
+    return data_frame(
+        {"content": {"parts": [{"text": text}], "role": "model"}, "author": "nemo_agent"}
+    )
 
 
 async def test_message_stream_events_and_body(tmp_path: Path) -> None:
-    backend = FakeBackend(script=[lambda r: sse(": ping\n\n", adk_text("Done!")) if r.url.path == SSE else None])
+    backend = FakeBackend(
+        script=[lambda r: sse(": ping\n\n", adk_text("Done!")) if r.url.path == SSE else None]
+    )
     seen = []
     async with make_client(tmp_path, backend) as client:
         outcome = await send_message(client, "make a video", seen.append)
@@ -204,7 +235,9 @@ async def test_message_stream_events_and_body(tmp_path: Path) -> None:
     import json
 
     assert json.loads(request.content) == {
-        "app_name": "nemo_agent", "user_id": "me", "session_id": "1001001",
+        "app_name": "nemo_agent",
+        "user_id": "me",
+        "session_id": "1001001",
         "new_message": {"parts": [{"text": "make a video"}]},
     }
 
@@ -236,7 +269,13 @@ async def test_message_1001_before_stream_renews_and_sends_again(tmp_path: Path)
 
 async def test_message_session_not_found_detail(tmp_path: Path) -> None:
     backend = FakeBackend(
-        script=[lambda r: httpx.Response(404, json={"detail": "Session not found: 1001001"}) if r.url.path == SSE else None]
+        script=[
+            lambda r: (
+                httpx.Response(404, json={"detail": "Session not found: 1001001"})
+                if r.url.path == SSE
+                else None
+            )
+        ]
     )
     async with make_client(tmp_path, backend) as client:
         with pytest.raises(SessionNotFoundError):
@@ -329,10 +368,23 @@ async def test_upload_multipart_body(tmp_path: Path) -> None:
     clip.write_bytes(b"\x00\x01video-bytes")
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"png-bytes")
-    backend = FakeBackend(script=[
-        lambda r: ok({"files": [{"filename": "a.mp4", "file_type": "video"}, {"filename": "photo.png"}],
-                      "session_state_applied": True}) if r.url.path.startswith("/api/upload-video/") else None
-    ])
+    backend = FakeBackend(
+        script=[
+            lambda r: (
+                ok(
+                    {
+                        "files": [
+                            {"filename": "a.mp4", "file_type": "video"},
+                            {"filename": "photo.png"},
+                        ],
+                        "session_state_applied": True,
+                    }
+                )
+                if r.url.path.startswith("/api/upload-video/")
+                else None
+            )
+        ]
+    )
     async with make_client(tmp_path, backend) as client:
         result = await client.upload_files([clip, photo])
     assert [f.filename for f in result.files] == ["a.mp4", "photo.png"]
@@ -365,7 +417,11 @@ async def test_render_retries_once_with_new_id_on_refusal(tmp_path: Path) -> Non
     backend = FakeBackend(script=[conflict_first])
     async with make_client(tmp_path, backend) as client:
         render_id = await renders.start_render(
-            client, {"t": [1]}, session_id="1", output={"format": "mp4", "quality": "high"}, remember=remember
+            client,
+            {"t": [1]},
+            session_id="1",
+            output={"format": "mp4", "quality": "high"},
+            remember=remember,
         )
     import json
 
@@ -396,7 +452,15 @@ async def test_render_start_5xx_that_did_start_is_not_started_again(tmp_path: Pa
 async def test_render_start_plan_error_is_final(tmp_path: Path) -> None:
     from nemo_mcp.errors import PlanError
 
-    backend = FakeBackend(script=[lambda r: fail(402, "free plan", status=402) if r.url.path == "/api/render/proxy/lambda" else None])
+    backend = FakeBackend(
+        script=[
+            lambda r: (
+                fail(402, "free plan", status=402)
+                if r.url.path == "/api/render/proxy/lambda"
+                else None
+            )
+        ]
+    )
 
     async def remember(render_id: str) -> None:
         pass
@@ -428,7 +492,15 @@ async def test_download_falls_back_and_keeps_token_off_foreign_hosts(tmp_path: P
 
 
 async def test_download_failure_is_clear_and_leaves_no_partial(tmp_path: Path) -> None:
-    backend = FakeBackend(script=[lambda r: httpx.Response(500, text="x") if "download" in r.url.path or r.url.host == "cdn.test" else None])
+    backend = FakeBackend(
+        script=[
+            lambda r: (
+                httpx.Response(500, text="x")
+                if "download" in r.url.path or r.url.host == "cdn.test"
+                else None
+            )
+        ]
+    )
     status = RenderStatus(id="r1", status="completed", progress=1, url="https://cdn.test/r1.mp4")
     async with make_client(tmp_path, backend) as client:
         with pytest.raises(RenderError, match="could not be downloaded"):
@@ -442,8 +514,15 @@ async def test_wait_render_polls_until_done(tmp_path: Path) -> None:
     def poll(request: httpx.Request) -> httpx.Response | None:
         if request.url.path.startswith("/api/render/proxy/lambda/"):
             status, progress = next(states)
-            return httpx.Response(200, json={"taskId": "r", "status": status, "progress": progress,
-                                             "output": {"url": "https://cdn.test/r.mp4"}})
+            return httpx.Response(
+                200,
+                json={
+                    "taskId": "r",
+                    "status": status,
+                    "progress": progress,
+                    "output": {"url": "https://cdn.test/r.mp4"},
+                },
+            )
         return None
 
     backend = FakeBackend(script=[poll])
@@ -453,5 +532,7 @@ async def test_wait_render_polls_until_done(tmp_path: Path) -> None:
         seen.append(status.progress)
 
     async with make_client(tmp_path, backend) as client:
-        final = await renders.wait_render(client, "r", started_at=0.0, on_status=on_status, clock=lambda: 1.0)
+        final = await renders.wait_render(
+            client, "r", started_at=0.0, on_status=on_status, clock=lambda: 1.0
+        )
     assert final.status == "completed" and seen == [0.4, 0.8, 1.0]

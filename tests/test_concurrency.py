@@ -8,11 +8,14 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp_harness import Session, connect, make_settings, text_of
 from mcp_types import CallToolResult
 
+from mcp_harness import Session, connect, make_settings, text_of
 
-async def together(session: Session, calls: list[tuple[str, dict[str, Any]]]) -> list[CallToolResult]:
+
+async def together(
+    session: Session, calls: list[tuple[str, dict[str, Any]]]
+) -> list[CallToolResult]:
     """Run the tool calls concurrently on one client; results in call order."""
     results: list[CallToolResult | None] = [None] * len(calls)
 
@@ -27,11 +30,15 @@ async def together(session: Session, calls: list[tuple[str, dict[str, Any]]]) ->
 
 
 @pytest.mark.parametrize("second", ["a video of a canyon at dawn", "add a drum beat"])
-async def test_two_generates_at_once_send_one_message(tmp_path: Path, sandbox: Any, second: str) -> None:
+async def test_two_generates_at_once_send_one_message(
+    tmp_path: Path, sandbox: Any, second: str
+) -> None:
     sandbox.control.set(generation_seconds=0.5)
     first = "a video of a canyon at dawn"
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
-        results = await together(session, [("generate", {"message": first}), ("generate", {"message": second})])
+        results = await together(
+            session, [("generate", {"message": first}), ("generate", {"message": second})]
+        )
     stats = sandbox.control.stats()
     assert [m["text"] for m in stats["messages"]] in ([first], [second])
     assert stats["requests"]["run_sse"] == 1
@@ -66,12 +73,16 @@ async def test_fifty_parallel_credits_calls(tmp_path: Path, sandbox: Any) -> Non
 def _whole(home: Path) -> dict[str, Any]:
     """Every JSON state file, parsed (a half-written one fails here)."""
     files = {p.name: json.loads(p.read_text()) for p in home.rglob("*.json")}
-    assert not [p for p in home.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")]
+    assert not [
+        p for p in home.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")
+    ]
     return files
 
 
 async def test_shutdown_while_work_runs_leaves_state_whole(tmp_path: Path, sandbox: Any) -> None:
-    sandbox.control.set(generation_seconds=0.2, edit_seconds=1.5, render_seconds=1.5, initial_credits=500)
+    sandbox.control.set(
+        generation_seconds=0.2, edit_seconds=1.5, render_seconds=1.5, initial_credits=500
+    )
     settings = make_settings(tmp_path, sandbox.url, tool_timeout=0.3)
     async with connect(settings) as session:
         made = await session.call("generate", {"message": "a video of a meadow"})

@@ -18,9 +18,9 @@ from nemo_mcp import doctor
 
 def rendered_by_sandbox(sandbox: Any) -> bytes:
     """What a sandbox renders for the demo's conversation (renders are deterministic)."""
-    from test_sandbox import Backend, poll
-
     from nemo_mcp import demo
+
+    from sandbox_client import Backend, poll
 
     sandbox.control.set(initial_credits=300)  # the demo's: enough for its generation and edit
     backend = Backend(sandbox.url)
@@ -108,6 +108,7 @@ def test_doctor_checks_a_saved_token_without_printing_it(
     tmp_path: Path, sandbox: Any, healthy_env: dict[str, str]
 ) -> None:
     import anyio
+
     from mcp_harness import connect, make_settings
 
     async def first_use() -> None:

@@ -32,7 +32,11 @@ def body(obj: object) -> bytes:
         (200, body({"code": 0, "message": "success", "data": {"a": 1}}), {"a": 1}),
         (200, body({"code": "0", "message": "success", "data": {"a": 1}}), {"a": 1}),
         (200, body({"success": True, "data": {"a": 2}}), {"a": 2}),
-        (200, body({"taskId": "render_1", "status": "completed"}), {"taskId": "render_1", "status": "completed"}),
+        (
+            200,
+            body({"taskId": "render_1", "status": "completed"}),
+            {"taskId": "render_1", "status": "completed"},
+        ),
         (201, body({"code": 0, "data": None, "message": "ok"}), None),
         (200, b"", None),
     ],
@@ -96,7 +100,8 @@ def test_messages_never_carry_tokens() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [("30", 30.0), (" 1 ", 1.0), ("0", 0.0), ("soon", None), (None, None), ("-1", None)]
+    ("value", "seconds"),
+    [("30", 30.0), (" 1 ", 1.0), ("0", 0.0), ("soon", None), (None, None), ("-1", None)],
 )
 def test_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value) == seconds
@@ -104,9 +109,19 @@ def test_retry_after(value: str | None, seconds: float | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "status", "fraction"),
-    [(50, "processing", 0.5), (0.5, "processing", 0.5), (100, "completed", 1.0), (1, "completed", 1.0),
-     (1, "processing", 0.01), ("75%", "processing", 0.75), (None, "completed", 1.0), (None, "pending", 0.0),
-     (150, "processing", 1.0), (-3, "processing", 0.0), ("x", "processing", 0.0)],
+    [
+        (50, "processing", 0.5),
+        (0.5, "processing", 0.5),
+        (100, "completed", 1.0),
+        (1, "completed", 1.0),
+        (1, "processing", 0.01),
+        ("75%", "processing", 0.75),
+        (None, "completed", 1.0),
+        (None, "pending", 0.0),
+        (150, "processing", 1.0),
+        (-3, "processing", 0.0),
+        ("x", "processing", 0.0),
+    ],
 )
 def test_progress_scales(value: object, status: str, fraction: float) -> None:
     assert normalize_progress(value, status=status) == pytest.approx(fraction)
@@ -115,14 +130,39 @@ def test_progress_scales(value: object, status: str, fraction: float) -> None:
 @pytest.mark.parametrize(
     "shape",
     [
-        {"taskId": "render_1", "status": "completed", "progress": 100,
-         "output": {"url": "https://cdn/x.mp4", "duration": 30.5, "size": 15728640}},
-        {"success": True, "data": {"id": "render_1", "status": "completed", "progress": 100,
-                                   "outputUrl": "https://cdn/x.mp4", "createdAt": 1, "completedAt": 2}},
-        {"code": 0, "data": {"taskId": "render_1", "status": "completed", "progress": 1.0,
-                             "output": {"url": "https://cdn/x.mp4"}}},
-        {"code": 0, "data": {"success": True, "data": {"id": "render_1", "status": "completed",
-                                                       "outputUrl": "https://cdn/x.mp4"}}},
+        {
+            "taskId": "render_1",
+            "status": "completed",
+            "progress": 100,
+            "output": {"url": "https://cdn/x.mp4", "duration": 30.5, "size": 15728640},
+        },
+        {
+            "success": True,
+            "data": {
+                "id": "render_1",
+                "status": "completed",
+                "progress": 100,
+                "outputUrl": "https://cdn/x.mp4",
+                "createdAt": 1,
+                "completedAt": 2,
+            },
+        },
+        {
+            "code": 0,
+            "data": {
+                "taskId": "render_1",
+                "status": "completed",
+                "progress": 1.0,
+                "output": {"url": "https://cdn/x.mp4"},
+            },
+        },
+        {
+            "code": 0,
+            "data": {
+                "success": True,
+                "data": {"id": "render_1", "status": "completed", "outputUrl": "https://cdn/x.mp4"},
+            },
+        },
     ],
 )
 def test_three_render_status_shapes(shape: dict[str, object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nemo_mcp.backend.stream import event_source
 from nemo_mcp.backend.events import (
     ErrorEvent,
     HeartbeatEvent,
@@ -24,6 +24,7 @@ from nemo_mcp.backend.events import (
     decode_sse,
     is_meaningful,
 )
+from nemo_mcp.backend.stream import event_source
 
 
 def adk(parts: list[dict[str, object]], *, role: str = "model", **extra: object) -> str:
@@ -43,22 +44,64 @@ def adk(parts: list[dict[str, object]], *, role: str = "model", **extra: object)
     ("event", "data", "expected"),
     [
         ("", adk([{"text": "Hello"}]), [TextEvent("Hello", author="nemo_agent")]),
-        ("", adk([{"text": "Hel"}], partial=True), [TextEvent("Hel", partial=True, author="nemo_agent")]),
+        (
+            "",
+            adk([{"text": "Hel"}], partial=True),
+            [TextEvent("Hel", partial=True, author="nemo_agent")],
+        ),
         ("", adk([{"text": "hmm", "thought": True}]), [ThoughtEvent("hmm")]),
-        ("", adk([{"functionCall": {"id": "c1", "name": "generate_video", "args": {"prompt": "x"}}}]),
-         [ToolCallEvent("generate_video", {"prompt": "x"}, "c1")]),
-        ("", adk([{"functionResponse": {"id": "c1", "name": "generate_video", "response": {"ok": 1}}}], role="user"),
-         [ToolResultEvent("generate_video", {"ok": 1}, "c1")]),
-        ("", json.dumps({"content": None, "actions": {"stateDelta": {"draft": {"t": []}}}}),
-         [StateDeltaEvent({"draft": {"t": []}})]),
-        ("", json.dumps({"errorCode": "MODEL_ERROR", "errorMessage": "overloaded", "invocationId": "e"}),
-         [ErrorEvent("overloaded", "MODEL_ERROR")]),
+        (
+            "",
+            adk(
+                [{"functionCall": {"id": "c1", "name": "generate_video", "args": {"prompt": "x"}}}]
+            ),
+            [ToolCallEvent("generate_video", {"prompt": "x"}, "c1")],
+        ),
+        (
+            "",
+            adk(
+                [
+                    {
+                        "functionResponse": {
+                            "id": "c1",
+                            "name": "generate_video",
+                            "response": {"ok": 1},
+                        }
+                    }
+                ],
+                role="user",
+            ),
+            [ToolResultEvent("generate_video", {"ok": 1}, "c1")],
+        ),
+        (
+            "",
+            json.dumps({"content": None, "actions": {"stateDelta": {"draft": {"t": []}}}}),
+            [StateDeltaEvent({"draft": {"t": []}})],
+        ),
+        (
+            "",
+            json.dumps(
+                {"errorCode": "MODEL_ERROR", "errorMessage": "overloaded", "invocationId": "e"}
+            ),
+            [ErrorEvent("overloaded", "MODEL_ERROR")],
+        ),
         ("", json.dumps({"type": "text", "content": "Hi"}), [TextEvent("Hi")]),
-        ("", json.dumps({"type": "tool_call", "name": "add_bgm", "args": {"a": 1}}), [ToolCallEvent("add_bgm", {"a": 1})]),
-        ("", json.dumps({"type": "tool_result", "name": "add_bgm", "result": {"ok": True}}),
-         [ToolResultEvent("add_bgm", {"ok": True})]),
+        (
+            "",
+            json.dumps({"type": "tool_call", "name": "add_bgm", "args": {"a": 1}}),
+            [ToolCallEvent("add_bgm", {"a": 1})],
+        ),
+        (
+            "",
+            json.dumps({"type": "tool_result", "name": "add_bgm", "result": {"ok": True}}),
+            [ToolResultEvent("add_bgm", {"ok": True})],
+        ),
         ("", json.dumps({"type": "heartbeat"}), [HeartbeatEvent()]),
-        ("", json.dumps({"error": "agent crashed", "code": 500}), [ErrorEvent("agent crashed", "500")]),
+        (
+            "",
+            json.dumps({"error": "agent crashed", "code": 500}),
+            [ErrorEvent("agent crashed", "500")],
+        ),
         ("", json.dumps({"error": {"message": "bad"}}), [ErrorEvent("bad", None)]),
         ("heartbeat", "", [HeartbeatEvent()]),
         ("", "", [HeartbeatEvent()]),
@@ -75,7 +118,10 @@ def test_decode(event: str, data: str, expected: list[object]) -> None:
 
 def test_one_event_with_several_parts_and_a_delta() -> None:
     data = adk(
-        [{"text": "Adding music"}, {"functionCall": {"id": "c", "name": "add_bgm", "args": "{\"v\": 1}"}}],
+        [
+            {"text": "Adding music"},
+            {"functionCall": {"id": "c", "name": "add_bgm", "args": '{"v": 1}'}},
+        ],
         actions={"stateDelta": {"draft": {"t": [1]}}},
     )
     assert decode_sse("", data) == [
@@ -98,11 +144,29 @@ def test_decode_never_raises_on_text(data: str, event: str) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
     max_leaves=30,
 )
-keys = st.sampled_from(["content", "parts", "text", "partial", "functionCall", "functionResponse",
-                        "actions", "stateDelta", "errorCode", "errorMessage", "type", "error", "name", "args"])
+keys = st.sampled_from(
+    [
+        "content",
+        "parts",
+        "text",
+        "partial",
+        "functionCall",
+        "functionResponse",
+        "actions",
+        "stateDelta",
+        "errorCode",
+        "errorMessage",
+        "type",
+        "error",
+        "name",
+        "args",
+    ]
+)
 
 
 @given(st.dictionaries(keys, json_values, max_size=6))
@@ -146,12 +210,20 @@ def test_two_messages_in_one_stream() -> None:
 # real bytes, split anywhere ---------------------------------------------------------
 FRAMES = (
     b": ping\n\n"
-    + b"data: " + adk([{"text": "Hel"}], partial=True).encode() + b"\n\n"
+    + b"data: "
+    + adk([{"text": "Hel"}], partial=True).encode()
+    + b"\n\n"
     + b"data:\n\n"
     + b"event: heartbeat\ndata:\n\n"
-    + b"data: " + adk([{"text": "Hello 你好"}]).encode() + b"\r\n\r\n"
-    + b"data: " + json.dumps({"type": "tool_call", "name": "add_bgm", "args": {}}).encode() + b"\n\n"
-    + b"data: " + json.dumps({"error": "boom"}).encode() + b"\n\n"
+    + b"data: "
+    + adk([{"text": "Hello 你好"}]).encode()
+    + b"\r\n\r\n"
+    + b"data: "
+    + json.dumps({"type": "tool_call", "name": "add_bgm", "args": {}}).encode()
+    + b"\n\n"
+    + b"data: "
+    + json.dumps({"error": "boom"}).encode()
+    + b"\n\n"
 )
 EXPECTED = [
     TextEvent("Hel", partial=True, author="nemo_agent"),
@@ -172,10 +244,12 @@ async def decode_chunks(chunks: list[bytes]) -> list[object]:
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
 
     events: list[object] = []
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        async with client.stream("POST", "http://x/run_sse") as response:
-            async for sse in event_source(response).aiter_sse():
-                events.extend(decode_sse(sse.event, sse.data))
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client,
+        client.stream("POST", "http://x/run_sse") as response,
+    ):
+        async for sse in event_source(response).aiter_sse():
+            events.extend(decode_sse(sse.event, sse.data))
     return events
 
 
@@ -190,5 +264,5 @@ def test_arbitrary_split_points(points: list[int]) -> None:
     import anyio
 
     cuts = [0, *sorted(points), len(FRAMES)]
-    chunks = [FRAMES[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+    chunks = [FRAMES[a:b] for a, b in itertools.pairwise(cuts) if b > a]
     assert anyio.run(decode_chunks, chunks) == EXPECTED

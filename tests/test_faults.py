@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_harness import Session, connect, make_settings, text_of
 
-from nemo_mcp.backend import client as client_module
-from nemo_mcp.backend.transport import backoff
+from nemo_mcp.backend import retry as retry_module
+from nemo_mcp.backend.retry import backoff
 from nemo_mcp.settings import Settings
+
+from mcp_harness import Session, connect, make_settings, text_of
 
 #: Quicker than the shared defaults: the matrix has many rows.
 QUICK = {"generation_seconds": 0.15, "edit_seconds": 0.1, "render_seconds": 0.15}
@@ -48,82 +49,187 @@ ROWS: dict[str, Row] = {
     "credits-429": Row("credits", "rate_limited", "credits", params={"retry_after": "0.1"}),
     "credits-5xx-burst": Row("credits", "server_error", "credits", times=2),
     "credits-5xx-always": Row(
-        "credits", "server_error", "credits", times=None, ok=False, words=("server problem", "try again"),
+        "credits",
+        "server_error",
+        "credits",
+        times=None,
+        ok=False,
+        words=("server problem", "try again"),
     ),
     "credits-html-502": Row(
-        "credits", "bad_gateway", "credits", times=None, ok=False, words=("502", "gateway", "try again"),
+        "credits",
+        "bad_gateway",
+        "credits",
+        times=None,
+        ok=False,
+        words=("502", "gateway", "try again"),
     ),
     "credits-slow": Row("credits", "slow", "credits", params={"delay": 0.3}),
     "credits-malformed-once": Row("credits", "malformed_json", "credits"),
-    "credits-token-malformed": Row("credits", "malformed_json", "anonymous_token", sent=("anonymous_token", 2)),
+    "credits-token-malformed": Row(
+        "credits", "malformed_json", "anonymous_token", sent=("anonymous_token", 2)
+    ),
     "credits-token-5xx-always": Row(
-        "credits", "server_error", "anonymous_token", times=None, ok=False, words=("server problem", "try again"),
+        "credits",
+        "server_error",
+        "anonymous_token",
+        times=None,
+        ok=False,
+        words=("server problem", "try again"),
     ),
     # timeline ---------------------------------------------------------------------------
     "timeline-session-malformed": Row(
-        "timeline", "malformed_json", "session", ok=False, words=("try again",), sent=("session", 1),
+        "timeline",
+        "malformed_json",
+        "session",
+        ok=False,
+        words=("try again",),
+        sent=("session", 1),
     ),
     "timeline-token-expired": Row("timeline", "token_expired", "state"),
     "timeline-session-lost": Row(
-        "timeline", "session_lost", "state", ok=False, words=("session", "new empty project", "generate"),
+        "timeline",
+        "session_lost",
+        "state",
+        ok=False,
+        words=("session", "new empty project", "generate"),
     ),
     "timeline-malformed": Row(
-        "timeline", "malformed_json", "state", times=None, ok=False, words=("not json", "try again"),
+        "timeline",
+        "malformed_json",
+        "state",
+        times=None,
+        ok=False,
+        words=("not json", "try again"),
     ),
     # generate ---------------------------------------------------------------------------
     "generate-token-expired": Row("generate", "token_expired", "run_sse", messages=1, run_sse=2),
     "generate-session-lost": Row(
-        "generate", "session_lost", "run_sse", ok=False, words=("session", "generate"),
-        messages=0, run_sse=1,
+        "generate",
+        "session_lost",
+        "run_sse",
+        ok=False,
+        words=("session", "generate"),
+        messages=0,
+        run_sse=1,
     ),
     "generate-stream-drop": Row(
-        "generate", "stream_drop", "run_sse", params={"after": 2}, words=("connection dropped", "nothing was sent twice"),
-        messages=1, run_sse=1,
+        "generate",
+        "stream_drop",
+        "run_sse",
+        params={"after": 2},
+        words=("connection dropped", "nothing was sent twice"),
+        messages=1,
+        run_sse=1,
     ),
     "generate-error-frame": Row(
-        "generate", "error_frame", "run_sse", ok=False, words=("overloaded",), messages=1, run_sse=1,
+        "generate",
+        "error_frame",
+        "run_sse",
+        ok=False,
+        words=("overloaded",),
+        messages=1,
+        run_sse=1,
     ),
     "generate-heartbeats-only": Row(
-        "generate", "heartbeats_only", "run_sse", params={"duration": 3.0}, ok=False,
-        words=("not sent twice", "timeline"), messages=1, run_sse=1,
+        "generate",
+        "heartbeats_only",
+        "run_sse",
+        params={"duration": 3.0},
+        ok=False,
+        words=("not sent twice", "timeline"),
+        messages=1,
+        run_sse=1,
         settings={"stream_idle": 0.4, "recovery_delays": (0.1, 0.1, 0.1)},
     ),
     "generate-429": Row(
-        "generate", "rate_limited", "run_sse", params={"retry_after": "0.1"}, messages=1, run_sse=2,
+        "generate",
+        "rate_limited",
+        "run_sse",
+        params={"retry_after": "0.1"},
+        messages=1,
+        run_sse=2,
     ),
     "generate-5xx": Row(
-        "generate", "server_error", "run_sse", ok=False, words=("server problem", "try again"),
-        messages=0, run_sse=1,
+        "generate",
+        "server_error",
+        "run_sse",
+        ok=False,
+        words=("server problem", "try again"),
+        messages=0,
+        run_sse=1,
     ),
     "generate-html-502": Row(
-        "generate", "bad_gateway", "run_sse", ok=False, words=("502", "try again"), messages=0, run_sse=1,
+        "generate",
+        "bad_gateway",
+        "run_sse",
+        ok=False,
+        words=("502", "try again"),
+        messages=0,
+        run_sse=1,
     ),
     "generate-malformed": Row(
-        "generate", "malformed_json", "run_sse", ok=False, words=("try again",), messages=0, run_sse=1,
+        "generate",
+        "malformed_json",
+        "run_sse",
+        ok=False,
+        words=("try again",),
+        messages=0,
+        run_sse=1,
     ),
     "generate-out-of-credits": Row(
-        "generate", "out_of_credits", "run_sse", ok=False, words=("out of credits", "register"),
-        messages=1, run_sse=1,
+        "generate",
+        "out_of_credits",
+        "run_sse",
+        ok=False,
+        words=("out of credits", "register"),
+        messages=1,
+        run_sse=1,
     ),
-    "generate-state-5xx-burst": Row("generate", "server_error", "state", times=2, messages=1, run_sse=1),
+    "generate-state-5xx-burst": Row(
+        "generate", "server_error", "state", times=2, messages=1, run_sse=1
+    ),
     "generate-state-malformed": Row("generate", "malformed_json", "state", messages=1, run_sse=1),
     # upload -----------------------------------------------------------------------------
     "upload-token-expired": Row("upload", "token_expired", "upload"),
-    "upload-session-lost": Row("upload", "session_lost", "upload", ok=False, words=("session", "new empty project")),
+    "upload-session-lost": Row(
+        "upload", "session_lost", "upload", ok=False, words=("session", "new empty project")
+    ),
     "upload-429": Row("upload", "rate_limited", "upload", params={"retry_after": "0.1"}),
-    "upload-5xx": Row("upload", "server_error", "upload", ok=False, words=("server problem", "try again")),
+    "upload-5xx": Row(
+        "upload", "server_error", "upload", ok=False, words=("server problem", "try again")
+    ),
     "upload-html-502": Row("upload", "bad_gateway", "upload", ok=False, words=("502", "try again")),
-    "upload-malformed": Row("upload", "malformed_json", "upload", ok=False, words=("not json", "try again")),
+    "upload-malformed": Row(
+        "upload", "malformed_json", "upload", ok=False, words=("not json", "try again")
+    ),
     # export -----------------------------------------------------------------------------
     "export-render-fails": Row(
-        "export", "render_fail", "render_start", ok=False, words=("render failed", "export", "again"), renders=1,
+        "export",
+        "render_fail",
+        "render_start",
+        ok=False,
+        words=("render failed", "export", "again"),
+        renders=1,
     ),
-    "export-blocked": Row("export", "export_blocked", "render_start", ok=False, words=("free plan", "upgrade"), renders=0),
+    "export-blocked": Row(
+        "export",
+        "export_blocked",
+        "render_start",
+        ok=False,
+        words=("free plan", "upgrade"),
+        renders=0,
+    ),
     "export-token-expired": Row("export", "token_expired", "render_start", renders=1),
     "export-start-5xx": Row("export", "server_error", "render_start", renders=1),
     "export-start-malformed": Row("export", "malformed_json", "render_start", renders=1),
     "export-session-lost": Row(
-        "export", "session_lost", "render_start", ok=False, words=("session", "generate"), renders=0,
+        "export",
+        "session_lost",
+        "render_start",
+        ok=False,
+        words=("session", "generate"),
+        renders=0,
     ),
     "export-status-5xx-burst": Row("export", "server_error", "render_status", times=2, renders=1),
     "export-status-malformed": Row("export", "malformed_json", "render_status", renders=1),
@@ -134,8 +240,7 @@ ROWS: dict[str, Row] = {
     "export-claim-5xx": Row("export", "server_error", "claim_token", times=None, renders=1),
 }
 
-XFAIL: dict[str, str] = {
-}
+XFAIL: dict[str, str] = {}
 
 
 def _rows() -> list[Any]:
@@ -150,14 +255,20 @@ def _rows() -> list[Any]:
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real retry schedule, ten times faster: the matrix retries often, the rules stay."""
     monkeypatch.setattr(
-        client_module, "backoff", lambda attempt, retry_after=None: backoff(attempt, retry_after) / 10
+        retry_module,
+        "backoff",
+        lambda attempt, retry_after=None: backoff(attempt, retry_after) / 10,
     )
 
 
 def counts(sandbox: Any) -> tuple[int, int, int]:
     """(messages accepted, /run_sse requests, renders started) so far."""
     stats = sandbox.control.stats()
-    return len(stats["messages"]), int(stats["requests"].get("run_sse", 0)), int(stats["renders_started"])
+    return (
+        len(stats["messages"]),
+        int(stats["requests"].get("run_sse", 0)),
+        int(stats["renders_started"]),
+    )
 
 
 async def _prepare(row: Row, session: Session, settings: Settings) -> dict[str, Any]:
@@ -220,7 +331,9 @@ async def test_fault_matrix(tmp_path: Path, sandbox: Any, row: Row) -> None:
         assert out["recovered"] is (row.fault == "stream_drop")  # type: ignore[index]
 
 
-async def test_dropped_stream_then_later_edit_sends_only_the_edit(tmp_path: Path, sandbox: Any) -> None:
+async def test_dropped_stream_then_later_edit_sends_only_the_edit(
+    tmp_path: Path, sandbox: Any
+) -> None:
     """After a recovered drop, the next request is sent once and the first is never repeated."""
     sandbox.control.set(initial_credits=500, **QUICK)
     async with connect(make_settings(tmp_path, sandbox.url)) as session:

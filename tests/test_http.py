@@ -28,13 +28,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(tmp_path: Path, api_url: str, *args: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+def start(
+    tmp_path: Path, api_url: str, *args: str, **env: str
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", str(port), *args],
-        env={**os.environ, "NEMO_API_URL": api_url, "NEMO_HOME": str(tmp_path / "home"),
-             "NEMO_OUTPUT_DIR": str(tmp_path / "out"), "NEMO_TOOL_TIMEOUT": "20", **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "NEMO_API_URL": api_url,
+            "NEMO_HOME": str(tmp_path / "home"),
+            "NEMO_OUTPUT_DIR": str(tmp_path / "out"),
+            "NEMO_TOOL_TIMEOUT": "20",
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     return process, port
 
@@ -45,9 +55,10 @@ def wait_up(process: subprocess.Popen[bytes], port: int) -> None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
-        except OSError:
+        except OSError as err:
             if process.poll() is not None:
-                raise AssertionError(process.stderr.read().decode() if process.stderr else "exited")
+                said = process.stderr.read().decode() if process.stderr else "exited"
+                raise AssertionError(said) from err
             time.sleep(0.05)
     raise AssertionError("serve --http did not start")
 
@@ -79,20 +90,27 @@ def test_other_hosts_need_tokens(tmp_path: Path, sandbox: Any) -> None:
     assert "NEMO_HTTP_TOKENS" in stderr and "Traceback" not in stderr
 
 
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc", f"Bearer {TOKENS[0]}x"])
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", "Basic abc", f"Bearer {TOKENS[0]}x"]
+)
 def test_requests_without_a_valid_token_are_refused(gated: str, header: str | None) -> None:
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
     if header:
         headers["authorization"] = header
-    response = httpx.post(gated, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    response = httpx.post(
+        gated, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    )
     assert response.status_code == 401
     assert "bearer" in response.headers["www-authenticate"].lower()
 
 
 async def call(url: str, token: str, tool: str, args: dict[str, Any] | None = None) -> Any:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:  # type: ignore[arg-type]
-            return await client.call_tool(tool, args or {})
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
+    ):
+        return await client.call_tool(tool, args or {})
 
 
 async def test_each_token_is_its_own_user(gated: str, sandbox: Any, tmp_path: Path) -> None:
@@ -116,8 +134,12 @@ async def test_each_token_is_its_own_user(gated: str, sandbox: Any, tmp_path: Pa
 def test_foreign_host_header_is_refused(gated: str) -> None:
     response = httpx.post(
         gated,
-        headers={"authorization": f"Bearer {TOKENS[0]}", "host": "evil.example",
-                 "content-type": "application/json", "accept": "application/json, text/event-stream"},
+        headers={
+            "authorization": f"Bearer {TOKENS[0]}",
+            "host": "evil.example",
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+        },
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
     )
     assert response.status_code in (400, 403, 421)
@@ -126,8 +148,13 @@ def test_foreign_host_header_is_refused(gated: str) -> None:
 def test_request_bodies_are_bounded(gated: str) -> None:
     response = httpx.post(
         gated,
-        headers={"authorization": f"Bearer {TOKENS[0]}", "content-type": "application/json",
-                 "accept": "application/json, text/event-stream"},
-        content=b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "pad": "' + b"x" * (5 * 1024 * 1024) + b'"}',
+        headers={
+            "authorization": f"Bearer {TOKENS[0]}",
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+        },
+        content=b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "pad": "'
+        + b"x" * (5 * 1024 * 1024)
+        + b'"}',
     )
     assert response.status_code == 413

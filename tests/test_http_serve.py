@@ -13,14 +13,22 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+
 from mcp_harness import text_of
+from processes import needs_proc
+
+pytestmark = needs_proc
 
 STARTUP_SECONDS = 20.0
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
@@ -72,7 +80,11 @@ def http_server(
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", "0"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stderr is not None
@@ -98,17 +110,22 @@ def http_server(
 async def _bound(pid: int) -> list[tuple[str, int]]:
     """The listening sockets once there are any (within the startup deadline)."""
     with anyio.fail_after(STARTUP_SECONDS):
-        while not (sockets := listening(pid)):
-            await anyio.sleep(0.02)  # the bind follows the lifespan within a few ms
+        # Polling /proc: there is nothing to wait on; the bind follows within ms.
+        while not (sockets := listening(pid)):  # noqa: ASYNC110
+            await anyio.sleep(0.02)
     return sockets
 
 
-def test_binds_loopback_only_by_default(sandbox: Any, http_server: tuple[int, list[tuple[str, int]]]) -> None:
+def test_binds_loopback_only_by_default(
+    sandbox: Any, http_server: tuple[int, list[tuple[str, int]]]
+) -> None:
     port, sockets = http_server
     assert sockets == [("127.0.0.1", port)]
 
 
-async def test_credits_over_http(http_server: tuple[int, list[tuple[str, int]]], sandbox: Any) -> None:
+async def test_credits_over_http(
+    http_server: tuple[int, list[tuple[str, int]]], sandbox: Any
+) -> None:
     port, _ = http_server
     async with Client(f"http://127.0.0.1:{port}/mcp") as client:
         tools = {t.name for t in (await client.list_tools()).tools}
@@ -128,7 +145,10 @@ async def test_credits_over_http(http_server: tuple[int, list[tuple[str, int]]],
     ],
 )
 async def test_foreign_host_or_origin_is_refused(
-    http_server: tuple[int, list[tuple[str, int]]], sandbox: Any, headers: dict[str, str], status: int
+    http_server: tuple[int, list[tuple[str, int]]],
+    sandbox: Any,
+    headers: dict[str, str],
+    status: int,
 ) -> None:
     port, _ = http_server
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nemo_mcp.identity import PROFILES, SkillFileError, detect_platform, load_identity, parse_frontmatter
+from nemo_mcp.errors import SkillFileError
+from nemo_mcp.identity import PROFILES, detect_platform, load_identity, parse_frontmatter
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,9 @@ def test_version_from_frontmatter(tmp_path: Path, front: str, version: str) -> N
 
 def test_profile_override_and_platform_override(tmp_path: Path) -> None:
     path = write_skill(tmp_path, "name: ai-generator-generator\nversion: 1")
-    identity = load_identity(skill="image-to-video-by-prompt", skill_source_override="cursor", skill_file=path)
+    identity = load_identity(
+        skill="image-to-video-by-prompt", skill_source_override="cursor", skill_file=path
+    )
     assert identity.headers() == {
         "X-Skill-Source": "image-to-video-by-prompt",
         "X-Skill-Version": "1",
@@ -97,7 +100,10 @@ def test_missing_skill_file(tmp_path: Path) -> None:
 
 
 def test_frontmatter_with_bom_and_crlf() -> None:
-    assert parse_frontmatter("\ufeff---\r\nname: x\r\nversion: 1\r\n---\r\nbody") == {"name": "x", "version": 1}
+    assert parse_frontmatter("\ufeff---\r\nname: x\r\nversion: 1\r\n---\r\nbody") == {
+        "name": "x",
+        "version": 1,
+    }
 
 
 def test_profiles_match_the_seeds() -> None:

@@ -27,7 +27,9 @@ INSPECTOR = ROOT / "node_modules" / ".bin" / "mcp-inspector"
 
 def inspector() -> Path:
     if shutil.which("node") is None:
-        pytest.skip("node is not installed: the MCP Inspector CLI cannot run (install Node.js, then `npm ci`)")
+        pytest.skip(
+            "node is not installed: the MCP Inspector CLI cannot run (install Node.js, then `npm ci`)"
+        )
     if not INSPECTOR.exists():
         pytest.skip("node_modules/.bin/mcp-inspector is missing: run `npm ci` in the repository")
     return INSPECTOR
@@ -42,13 +44,20 @@ def server_env(tmp_path: Path, api_url: str) -> dict[str, str]:
     }
 
 
-def run_inspector(args: list[str], *, target: list[str], env: dict[str, str] | None = None) -> tuple[int, Any, str]:
+def run_inspector(
+    args: list[str], *, target: list[str], env: dict[str, str] | None = None
+) -> tuple[int, Any, str]:
     command = [str(inspector()), "--cli", "--format", "json", "-q", *args]
     for key, value in (env or {}).items():
         command += ["-e", f"{key}={value}"]
     command += ["--", *target]
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
         env={**os.environ, "NO_COLOR": "1"},
     )
     try:
@@ -74,7 +83,9 @@ def test_inspector_lists_tools_strictly(tmp_path: Path, sandbox: Any) -> None:
 @pytest.mark.parametrize(("tool", "key"), [("credits", "available"), ("timeline", "summary")])
 def test_inspector_calls_tools(tmp_path: Path, sandbox: Any, tool: str, key: str) -> None:
     code, payload, output = run_inspector(
-        ["--method", "tools/call", "--tool-name", tool], target=STDIO, env=server_env(tmp_path, sandbox.url)
+        ["--method", "tools/call", "--tool-name", tool],
+        target=STDIO,
+        env=server_env(tmp_path, sandbox.url),
     )
     assert code == 0, output
     result = payload["result"]
@@ -83,8 +94,10 @@ def test_inspector_calls_tools(tmp_path: Path, sandbox: Any, tool: str, key: str
 
 
 def test_inspector_sees_a_clear_tool_error(tmp_path: Path, sandbox: Any) -> None:
-    code, payload, output = run_inspector(
-        ["--method", "tools/call", "--tool-name", "export"], target=STDIO, env=server_env(tmp_path, sandbox.url)
+    code, _payload, output = run_inspector(
+        ["--method", "tools/call", "--tool-name", "export"],
+        target=STDIO,
+        env=server_env(tmp_path, sandbox.url),
     )
     assert code == 5, output
     assert "generate" in output and "Traceback" not in output
@@ -102,7 +115,9 @@ def http_server(tmp_path: Path, sandbox: Any) -> Iterator[str]:
     process = subprocess.Popen(
         [*STDIO, "serve", "--http", "--port", str(port)],
         env={**os.environ, **server_env(tmp_path, sandbox.url)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
@@ -113,7 +128,9 @@ def http_server(tmp_path: Path, sandbox: Any) -> Iterator[str]:
                 break
             except httpx.HTTPError:
                 if process.poll() is not None:
-                    pytest.fail(f"serve --http exited: {process.stderr.read().decode() if process.stderr else ''}")
+                    pytest.fail(
+                        f"serve --http exited: {process.stderr.read().decode() if process.stderr else ''}"
+                    )
                 time.sleep(0.1)
         yield url
     finally:
@@ -124,7 +141,20 @@ def http_server(tmp_path: Path, sandbox: Any) -> Iterator[str]:
 
 
 def test_inspector_over_http(http_server: str) -> None:
-    command = [str(inspector()), "--cli", "--format", "json", "-q", "--method", "tools/call", "--tool-name", "credits", http_server]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL)
+    command = [
+        str(inspector()),
+        "--cli",
+        "--format",
+        "json",
+        "-q",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "credits",
+        http_server,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     assert json.loads(done.stdout)["result"]["structuredContent"]["available"] == 100

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from media_files import heic, image, mean_colour, sound, truncated, video
 from PIL import Image
 
 from nemo_mcp.errors import InputError, UnsupportedFileError
@@ -29,6 +28,8 @@ from nemo_mcp.media.convert import (
     remux_to_mp4,
 )
 from nemo_mcp.media.formats import expected_format, mismatch_sentence, riff_size, sniff
+
+from media_files import heic, image, mean_colour, sound, truncated, video
 
 RAW_WORDS = (
     "Errno",

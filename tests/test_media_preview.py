@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from media_files import heic, mean_colour, sound, video
 from PIL import Image
 
 from nemo_mcp.media import (
@@ -17,6 +16,8 @@ from nemo_mcp.media import (
     poster_frame,
 )
 from nemo_mcp.media.preview import STEP_FRAMES, clock, sheet_times, tile_size
+
+from media_files import heic, mean_colour, sound, video
 
 FAST = {"preset": "ultrafast"}
 

@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from media_files import mean_colour, sound, video
 
 from nemo_mcp.errors import FileTooLargeError
 from nemo_mcp.media import (
@@ -29,6 +28,8 @@ from nemo_mcp.media.shrink import (
     _shrink,
     retry_margin,
 )
+
+from media_files import mean_colour, sound, video
 
 
 @pytest.fixture(scope="module")

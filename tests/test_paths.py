@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mcp_harness import connect, make_settings, text_of
 
 
@@ -82,24 +83,40 @@ Make = Callable[[Layout, str], str]
 
 #: (id, how to make the source from a file suffix, words the refusal must contain)
 CASES: list[tuple[str, Make, str]] = [
-    ("traversal", lambda l, s: f"{l.root}/../elsewhere/secret{s}", "outside the folders"),
-    ("deep-traversal", lambda l, s: f"{l.root}/../../../../../../../etc/hostname", "outside the folders"),
-    ("symlink-escape", lambda l, s: _symlink(l, f"link{s}", l.elsewhere / f"secret{s}"), "link pointing there"),
-    ("symlinked-folder", lambda l, s: _symlink(l, f"dir{s}", l.elsewhere) + f"/secret{s}", "link pointing there"),
-    ("symlink-to-dev-zero", lambda l, s: _symlink(l, f"zero{s}", Path("/dev/zero")), "outside the folders"),
-    ("dev-null", lambda l, s: "/dev/null", "outside the folders"),
-    ("dev-zero", lambda l, s: "/dev/zero", "outside the folders"),
-    ("folder", lambda l, s: _folder(l, f"folder{s}"), "a folder"),
-    ("socket", lambda l, s: _socket(l, f"sock{s}"), "not a regular file"),
-    ("fifo", lambda l, s: _fifo(l, f"pipe{s}"), "not a regular file"),
-    ("missing", lambda l, s: f"{l.root}/nothing{s}", "no such file"),
-    ("relative", lambda l, s: f"project/clip{s}", "absolute path"),
-    ("nul-byte", lambda l, s: f"{l.root}/clip\x00{s}", "NUL"),
-    ("windows-drive", lambda l, s: f"C:\\Users\\me\\clip{s}", "Windows path"),
-    ("windows-forward", lambda l, s: f"D:/videos/clip{s}", "Windows path"),
-    ("windows-unc", lambda l, s: f"\\\\server\\share\\clip{s}", "absolute path"),
-    ("file-url", lambda l, s: f"file://{l.elsewhere}/secret{s}", "file://"),
-    ("home-outside", lambda l, s: f"~/clip{s}", "outside the folders"),
+    ("traversal", lambda lay, s: f"{lay.root}/../elsewhere/secret{s}", "outside the folders"),
+    (
+        "deep-traversal",
+        lambda lay, s: f"{lay.root}/../../../../../../../etc/hostname",
+        "outside the folders",
+    ),
+    (
+        "symlink-escape",
+        lambda lay, s: _symlink(lay, f"link{s}", lay.elsewhere / f"secret{s}"),
+        "link pointing there",
+    ),
+    (
+        "symlinked-folder",
+        lambda lay, s: _symlink(lay, f"dir{s}", lay.elsewhere) + f"/secret{s}",
+        "link pointing there",
+    ),
+    (
+        "symlink-to-dev-zero",
+        lambda lay, s: _symlink(lay, f"zero{s}", Path("/dev/zero")),
+        "outside the folders",
+    ),
+    ("dev-null", lambda lay, s: "/dev/null", "outside the folders"),
+    ("dev-zero", lambda lay, s: "/dev/zero", "outside the folders"),
+    ("folder", lambda lay, s: _folder(lay, f"folder{s}"), "a folder"),
+    ("socket", lambda lay, s: _socket(lay, f"sock{s}"), "not a regular file"),
+    ("fifo", lambda lay, s: _fifo(lay, f"pipe{s}"), "not a regular file"),
+    ("missing", lambda lay, s: f"{lay.root}/nothing{s}", "no such file"),
+    ("relative", lambda lay, s: f"project/clip{s}", "absolute path"),
+    ("nul-byte", lambda lay, s: f"{lay.root}/clip\x00{s}", "NUL"),
+    ("windows-drive", lambda lay, s: f"C:\\Users\\me\\clip{s}", "Windows path"),
+    ("windows-forward", lambda lay, s: f"D:/videos/clip{s}", "Windows path"),
+    ("windows-unc", lambda lay, s: f"\\\\server\\share\\clip{s}", "absolute path"),
+    ("file-url", lambda lay, s: f"file://{lay.elsewhere}/secret{s}", "file://"),
+    ("home-outside", lambda lay, s: f"~/clip{s}", "outside the folders"),
 ]
 URL_CASES: list[tuple[str, str, str]] = [
     ("ftp", "ftp://example.com/a.mp4", "only http:// and https://"),
@@ -142,14 +159,18 @@ async def test_refused_before_any_request(
 
 
 @pytest.mark.parametrize(("source", "words"), [pytest.param(s, w, id=i) for i, s, w in URL_CASES])
-async def test_non_http_links_are_refused(tmp_path: Path, sandbox: Any, layout: Layout, source: str, words: str) -> None:
+async def test_non_http_links_are_refused(
+    tmp_path: Path, sandbox: Any, layout: Layout, source: str, words: str
+) -> None:
     async with connect(make_settings(tmp_path, sandbox.url), roots=[layout.root]) as session:
         result = await session.call("upload", {"sources": [source]})
     _refused(result, words)
     assert _requests(sandbox).get("upload", 0) == 0
 
 
-async def test_devices_inside_an_allowed_folder_are_still_refused(tmp_path: Path, sandbox: Any) -> None:
+async def test_devices_inside_an_allowed_folder_are_still_refused(
+    tmp_path: Path, sandbox: Any
+) -> None:
     """Even a client that lists /dev as a root cannot upload a device."""
     async with connect(make_settings(tmp_path, sandbox.url), roots=[Path("/dev")]) as session:
         for device in ("/dev/null", "/dev/zero", "/dev/urandom"):
@@ -158,12 +179,17 @@ async def test_devices_inside_an_allowed_folder_are_still_refused(tmp_path: Path
     assert _requests(sandbox).get("upload", 0) == 0
 
 
-async def test_huge_sparse_file_is_refused_by_size(tmp_path: Path, sandbox: Any, layout: Layout) -> None:
+async def test_huge_sparse_file_is_refused_by_size(
+    tmp_path: Path, sandbox: Any, layout: Layout
+) -> None:
     huge = _sparse(layout, "huge.mp4")
     script = _sparse(layout, "huge.txt")
     async with connect(make_settings(tmp_path, sandbox.url), roots=[layout.root]) as session:
         _refused(await session.call("upload", {"sources": [huge]}), "limit")
-        _refused(await session.call("generate", {"message": "make this", "script_file": script}), "limited")
+        _refused(
+            await session.call("generate", {"message": "make this", "script_file": script}),
+            "limited",
+        )
     seen = _requests(sandbox)
     assert seen.get("upload", 0) == 0 and seen.get("run_sse", 0) == 0
     assert sandbox.control.stats()["upload_bytes"] == 0
@@ -171,7 +197,7 @@ async def test_huge_sparse_file_is_refused_by_size(tmp_path: Path, sandbox: Any,
 
 ODD_NAMES = [
     "my holiday clip.mp4",
-    "it's a \"quoted\" name.mp4",
+    'it\'s a "quoted" name.mp4',
     "ünïcødé 動画 🎬.mp4",
     "semi;colon,comma&amp=.mp4",
     "-leading-dash.mp4",
@@ -179,7 +205,9 @@ ODD_NAMES = [
 ]
 
 
-async def test_unusual_but_valid_names_upload_fine(tmp_path: Path, sandbox: Any, layout: Layout) -> None:
+async def test_unusual_but_valid_names_upload_fine(
+    tmp_path: Path, sandbox: Any, layout: Layout
+) -> None:
     paths = [str(_write(layout.root / name)) for name in ODD_NAMES]
     async with connect(make_settings(tmp_path, sandbox.url), roots=[layout.root]) as session:
         result = await session.call("upload", {"sources": paths})
@@ -190,7 +218,9 @@ async def test_unusual_but_valid_names_upload_fine(tmp_path: Path, sandbox: Any,
     assert _requests(sandbox)["upload"] == 1
 
 
-async def test_newline_in_a_name_never_breaks_the_request(tmp_path: Path, sandbox: Any, layout: Layout) -> None:
+async def test_newline_in_a_name_never_breaks_the_request(
+    tmp_path: Path, sandbox: Any, layout: Layout
+) -> None:
     """A newline in a file name must not split the multipart headers: the file uploads as
     one part, its name flattened to one line."""
     odd = str(_write(layout.root / "two\nlines\r.mp4"))
@@ -200,15 +230,23 @@ async def test_newline_in_a_name_never_breaks_the_request(tmp_path: Path, sandbo
     files = result.structured_content["files"]  # type: ignore[index]
     assert len(files) == 1 and files[0]["type"] == "video", files
     assert files[0]["source"] == odd
-    assert "\n" not in files[0]["name"] and "\r" not in files[0]["name"] and "lines" in files[0]["name"]
+    assert (
+        "\n" not in files[0]["name"]
+        and "\r" not in files[0]["name"]
+        and "lines" in files[0]["name"]
+    )
     assert _requests(sandbox)["upload"] == 1
 
 
-async def test_script_with_odd_name_inside_root_is_sent_once(tmp_path: Path, sandbox: Any, layout: Layout) -> None:
-    script = _write(layout.root / "my \"script\" ü.txt", b"A city at night. Neon lights. Rain.\n")
+async def test_script_with_odd_name_inside_root_is_sent_once(
+    tmp_path: Path, sandbox: Any, layout: Layout
+) -> None:
+    script = _write(layout.root / 'my "script" ü.txt', b"A city at night. Neon lights. Rain.\n")
     sandbox.control.set(generation_seconds=0.3)
     async with connect(make_settings(tmp_path, sandbox.url), roots=[layout.root]) as session:
-        result = await session.call("generate", {"message": "turn this script into a video", "script_file": str(script)})
+        result = await session.call(
+            "generate", {"message": "turn this script into a video", "script_file": str(script)}
+        )
     assert not result.is_error, text_of(result)
     messages = sandbox.control.stats()["messages"]
     assert len(messages) == 1 and "Neon lights" in messages[0]["text"]

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from nemo_mcp.backend.polling import AdaptivePoller, FixedPoller
+from nemo_mcp.backend.polling import AdaptivePoller
 
 
-def simulate(poller: AdaptivePoller | FixedPoller, duration: float, queued: float) -> tuple[float, int]:
+def simulate(poller: AdaptivePoller, duration: float, queued: float) -> tuple[float, int]:
     """Seconds between finish and detection, and requests made, for a linear render."""
     now, requests = 0.0, 0
     while True:
@@ -17,7 +17,9 @@ def simulate(poller: AdaptivePoller | FixedPoller, duration: float, queued: floa
         requests += 1
         if now >= duration:
             return now - duration, requests
-        progress = 0.0 if now < queued else math.floor(100 * (now - queued) / (duration - queued)) / 100
+        progress = (
+            0.0 if now < queued else math.floor(100 * (now - queued) / (duration - queued)) / 100
+        )
         poller.observe(now, min(progress, 0.99))
 
 
@@ -25,7 +27,9 @@ def simulate(poller: AdaptivePoller | FixedPoller, duration: float, queued: floa
 @pytest.mark.parametrize("queued", [0, 3])
 def test_adaptive_finds_finish_fast_with_few_requests(duration: float, queued: float) -> None:
     late, requests = simulate(AdaptivePoller(), duration, queued)
-    fixed_late, fixed_requests = simulate(FixedPoller(), duration, queued)
+    # The documented habit, one poll every 30 s: found at the next multiple of 30.
+    fixed_requests = math.ceil(duration / 30)
+    fixed_late = fixed_requests * 30 - duration
     assert late < 5.0
     assert requests <= fixed_requests + 1
     assert late <= max(fixed_late, 2.0)

@@ -8,85 +8,22 @@ session, resume the render by its id, and find every state file whole.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from mcp import Client, StdioServerParameters
-from mcp_harness import text_of
 from mcp_types import CallToolResult
 
+from mcp_harness import text_of
+from processes import kill, needs_proc, server_env, stdio_server
 
-def server_env(tmp_path: Path, sandbox: Any, **extra: str) -> dict[str, str]:
-    """The environment of a server process: the sandbox, and quick timings."""
-    uploads = tmp_path / "uploads"
-    uploads.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "NEMO_API_URL": sandbox.url,
-        "NEMO_WEB_URL": "https://web.test",
-        "NEMO_HOME": str(tmp_path / "home"),
-        "NEMO_OUTPUT_DIR": str(tmp_path / "out"),
-        "NEMO_UPLOAD_DIRS": str(uploads),
-        "NEMO_TOOL_TIMEOUT": "1.0",
-        "NEMO_RENDER_MIN_SECONDS": "0.3",
-        "NEMO_RECOVERY_DELAYS": "0.2,0.2,0.2,0.2,0.2",
-    }
-    env.update(extra)
-    return env
-
-
-def server_pid(home: str) -> int:
-    """The pid of this test's server process: our child whose NEMO_HOME is `home`."""
-    me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == me and f"NEMO_HOME={home}".encode() in environ.split(b"\0"):
-            found.append(int(entry.name))
-    assert len(found) == 1, f"expected one server process, found {found}"
-    return found[0]
-
-
-@asynccontextmanager
-async def stdio_server(env: dict[str, str]) -> AsyncIterator[tuple[Client, int]]:
-    """A server subprocess and a client on its pipes; yields (client, pid)."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
-    client = Client(params)
-    await client.__aenter__()
-    try:
-        yield client, server_pid(env["NEMO_HOME"])
-    finally:
-        # When the server was killed under it, its pipes are gone and closing may complain.
-        with contextlib.suppress(Exception):
-            await client.__aexit__(None, None, None)
-
-
-def kill(pid: int) -> None:
-    """SIGKILL, and reap it so it is really gone before the next start."""
-    os.kill(pid, signal.SIGKILL)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass  # the client's own process handle reaped it first
+pytestmark = needs_proc
 
 
 def state_files(home: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()
+    }
 
 
 def assert_all_whole(home: Path) -> None:
@@ -113,7 +50,9 @@ async def test_render_resumes_by_id_after_sigkill(tmp_path: Path, sandbox: Any) 
     home = Path(env["NEMO_HOME"])
     async with stdio_server(env) as (client, pid):
         for _ in range(50):  # under load the clip may take longer than one call's budget
-            made = structured(await client.call_tool("generate", {"message": "a video of a lighthouse"}))
+            made = structured(
+                await client.call_tool("generate", {"message": "a video of a lighthouse"})
+            )
             if made["status"] != "running":
                 break
         assert made["status"] == "completed"
@@ -150,7 +89,11 @@ async def test_render_resumes_by_id_after_sigkill(tmp_path: Path, sandbox: Any) 
 
 def _identity_files(files: dict[str, bytes]) -> dict[str, bytes]:
     """The client id, token and session records: what a restart must leave untouched."""
-    return {k: v for k, v in files.items() if k == "client_id" or k.endswith(("auth.json", "session.json"))}
+    return {
+        k: v
+        for k, v in files.items()
+        if k == "client_id" or k.endswith(("auth.json", "session.json"))
+    }
 
 
 async def test_generation_in_flight_survives_sigkill(tmp_path: Path, sandbox: Any) -> None:

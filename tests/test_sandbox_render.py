@@ -13,10 +13,8 @@ from typing import Any
 import av
 import httpx
 import pytest
-from media_files import difference, frames_at, mean_colour, video
 from PIL import Image
 from starlette.testclient import TestClient
-from test_sandbox import SKILL, Backend, backend, generate, poll
 
 from nemo_mcp.media.compose import Caption, Card, Composition, Footage, Shot, Still
 from nemo_mcp.sandbox import create_app, rendering
@@ -27,7 +25,8 @@ from nemo_mcp.sandbox.testing import SandboxServer
 from nemo_mcp.sandbox.world import Render, World
 from nemo_mcp.timeline.model import Segment
 
-__all__ = ["backend"]  # fixture shared from test_sandbox
+from media_files import difference, frames_at, mean_colour, video
+from sandbox_client import SKILL, Backend, generate, poll
 
 FOREST = "a misty pine forest at dawn"
 SEA = "waves breaking on a rocky shore"

@@ -7,11 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from test_sandbox import SSE, Backend, backend, generate, other, payloads, poll, sse_blocks, texts
 
 from nemo_mcp.sandbox.testing import SandboxServer
 
-__all__ = ["backend", "other"]  # fixtures shared from test_sandbox
+from sandbox_client import SSE, Backend, generate, payloads, poll, sse_blocks, texts
 
 GENERATE = "generate a video of a city timelapse at night with lo-fi music"
 

@@ -15,18 +15,18 @@ import docx
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from nemo_mcp.errors import (
-    FileTooLargeError,
-    InputError,
-    PathNotAllowedError,
-    UnsupportedFileError,
-)
 from nemo_mcp.documents import (
     MAX_SCRIPT_CHARS,
     SCRIPT_SUFFIXES,
     ScriptError,
     normalize_whitespace,
     read_script,
+)
+from nemo_mcp.errors import (
+    FileTooLargeError,
+    InputError,
+    PathNotAllowedError,
+    UnsupportedFileError,
 )
 
 DATA = Path(__file__).parent / "data" / "scripts"
@@ -161,7 +161,7 @@ def test_docx_paragraphs_and_tables_in_order(tmp_path: Path) -> None:
     document.add_paragraph("Opening: a sunrise over the city.")
     table = document.add_table(rows=3, cols=2)
     for row, (scene, voice) in zip(
-        table.rows, [("Scene", "Voice-over"), ("1", "Meet Nova."), ("2", "")]
+        table.rows, [("Scene", "Voice-over"), ("1", "Meet Nova."), ("2", "")], strict=False
     ):
         row.cells[0].text = scene
         row.cells[1].text = voice

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import Transcript
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp_harness import connect, make_settings, text_of
 from pydantic import SecretStr
-from test_restarts import server_env
 
 from nemo_mcp.server import create_server
+
+from conftest import Transcript
+from mcp_harness import connect, make_settings, text_of
+from processes import server_env
 
 _CLAIM = re.compile(r"clm_[A-Za-z0-9_\-.%]+")
 _LINK = "https://web.test/workspace/claim?ct="
@@ -41,7 +42,9 @@ def assert_private(home: Path, secrets: set[str]) -> None:
         if any(s in raw for s in secrets):
             assert path.name == "auth.json", path
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, oct(path.stat().st_mode)
-            assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0, oct(path.parent.stat().st_mode)
+            assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0, oct(
+                path.parent.stat().st_mode
+            )
 
 
 def assert_claims_only_in_links(transcript: Transcript) -> list[str]:
@@ -49,7 +52,9 @@ def assert_claims_only_in_links(transcript: Transcript) -> list[str]:
     shown = []
     for text in transcript.results:
         for match in _CLAIM.finditer(text):
-            assert text[: match.start()].endswith(_LINK), text[max(0, match.start() - 60) : match.end()]
+            assert text[: match.start()].endswith(_LINK), text[
+                max(0, match.start() - 60) : match.end()
+            ]
             shown.append(match.group())
     for text in transcript.errors + transcript.logs:
         assert "clm_" not in text, text
@@ -58,7 +63,9 @@ def assert_claims_only_in_links(transcript: Transcript) -> list[str]:
     return shown
 
 
-async def test_no_token_anywhere_in_a_whole_session(tmp_path: Path, sandbox: Any, transcript: Transcript) -> None:
+async def test_no_token_anywhere_in_a_whole_session(
+    tmp_path: Path, sandbox: Any, transcript: Transcript
+) -> None:
     sandbox.control.set(initial_credits=1000, generation_seconds=0.3, render_seconds=0.3)
     settings = make_settings(tmp_path, sandbox.url)
     clip = settings.upload_dirs[0] / "clip.mp4"
@@ -106,7 +113,9 @@ async def test_no_token_anywhere_in_a_whole_session(tmp_path: Path, sandbox: Any
         assert not any(t.encode() in path.read_bytes() for t in seen)
 
 
-async def test_configured_token_is_never_shown_nor_stored(tmp_path: Path, sandbox: Any, transcript: Transcript) -> None:
+async def test_configured_token_is_never_shown_nor_stored(
+    tmp_path: Path, sandbox: Any, transcript: Transcript
+) -> None:
     user = sandbox.control.user(credits=200)
     token = user["token"]
     settings = make_settings(tmp_path, sandbox.url, token=SecretStr(token))
@@ -123,16 +132,30 @@ async def test_configured_token_is_never_shown_nor_stored(tmp_path: Path, sandbo
     assert sandbox.control.stats()["tokens_issued"] == 0
 
 
-async def test_backend_echoing_the_token_is_redacted(tmp_path: Path, transcript: Transcript) -> None:
+async def test_backend_echoing_the_token_is_redacted(
+    tmp_path: Path, transcript: Transcript
+) -> None:
     """A backend that puts the token (in any shape) in its error text never gets it shown."""
     token = "tok-Secret-4f9a8b7c6d5e"
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/api/auth/anonymous-token":
-            return httpx.Response(200, json={"code": 0, "message": "ok", "data": {
-                "token": token, "user_id": "anon_1", "expires_at": "2099-01-01T00:00:00Z"}})
+            return httpx.Response(
+                200,
+                json={
+                    "code": 0,
+                    "message": "ok",
+                    "data": {
+                        "token": token,
+                        "user_id": "anon_1",
+                        "expires_at": "2099-01-01T00:00:00Z",
+                    },
+                },
+            )
         seen = request.headers.get("authorization", "")
-        return httpx.Response(503, json={"code": 503, "message": f"upstream refused {seen} ({token})"})
+        return httpx.Response(
+            503, json={"code": 503, "message": f"upstream refused {seen} ({token})"}
+        )
 
     settings = make_settings(tmp_path, "http://backend.test")
     server = create_server(settings, transport=httpx.MockTransport(answer))
@@ -154,7 +177,7 @@ async def test_no_token_in_the_server_log_at_debug(tmp_path: Path, sandbox: Any)
     home = Path(env["NEMO_HOME"])
     tokens: set[str] = set()
     shown: list[str] = []
-    with open(log_path, "w") as errlog:  # noqa: ASYNC230 - the child needs a real file descriptor
+    with open(log_path, "w") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:
             for tool, args, fault in [
                 ("credits", {}, None),

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from mcp_harness import connect, make_settings, text_of
 from nemo_mcp.replies.gui import has_gui_phrasing
+
+from mcp_harness import connect, make_settings, text_of
 
 MODES = ["auto", "legacy"]
 
@@ -25,14 +26,18 @@ def renders_started(sandbox: Any) -> int:
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_tools_are_listed_with_honest_metadata(tmp_path: Path, sandbox: Any, mode: str) -> None:
+async def test_tools_are_listed_with_honest_metadata(
+    tmp_path: Path, sandbox: Any, mode: str
+) -> None:
     async with connect(make_settings(tmp_path, sandbox.url), mode=mode) as session:
         tools = {t.name: t for t in (await session.client.list_tools()).tools}
     assert set(tools) == {"generate", "upload", "export", "credits", "timeline"}
     for tool in tools.values():
         assert tool.title and tool.description and tool.output_schema
         assert tool.annotations is not None and tool.annotations.open_world_hint is True
-    assert tools["credits"].annotations.read_only_hint and tools["timeline"].annotations.read_only_hint  # type: ignore[union-attr]
+    assert (
+        tools["credits"].annotations.read_only_hint and tools["timeline"].annotations.read_only_hint
+    )  # type: ignore[union-attr]
     assert tools["generate"].annotations.idempotent_hint is False  # type: ignore[union-attr]
     assert tools["upload"].annotations.idempotent_hint is False  # type: ignore[union-attr]
     assert "100 for a new clip" in tools["generate"].description  # type: ignore[operator]
@@ -54,6 +59,10 @@ async def test_prompt_to_mp4(tmp_path: Path, sandbox: Any, mode: str) -> None:
         assert out["status"] == "completed" and out["raw_clip_ready"]  # type: ignore[index]
         assert out["timeline"].startswith("Timeline (")  # type: ignore[index]
         assert any(c.startswith("Added") for c in out["changes"])  # type: ignore[index]
+        # The agent said "Preview in timeline, then click the Export button": the content
+        # stays and the GUI steps become tool instructions (a whole-reply fallback fails this).
+        assert "I added background music and a title." in out["reply"]  # type: ignore[index]
+        assert "`export`" in text_of(made)
         assert not has_gui_phrasing(text_of(made))
         generate_progress = list(session.progress)
         assert generate_progress, "no progress during generate"
@@ -88,7 +97,7 @@ async def test_silent_edit_is_reported_as_its_exact_changes(tmp_path: Path, sand
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         await session.call("generate", {"message": "a short video of waves"})
         sandbox.control.set(silent_edits=True)
-        edit = await session.call("generate", {"message": "add the title \"Ocean Calm\""})
+        edit = await session.call("generate", {"message": 'add the title "Ocean Calm"'})
     out = edit.structured_content
     assert not edit.is_error and out["status"] == "completed"  # type: ignore[index]
     assert out["changes"], "a silent edit must be reported as its changes"  # type: ignore[index]
@@ -107,9 +116,16 @@ async def test_gui_phrasing_never_reaches_the_agent(tmp_path: Path, sandbox: Any
         assert not result.is_error
         assert not has_gui_phrasing(text_of(result))
         assert not has_gui_phrasing(result.structured_content["reply"])  # type: ignore[index]
+    # "Open the music panel to adjust it, then click the Export button": the edit's own
+    # sentence stays, the steps become tools.
+    music_reply = results[1].structured_content["reply"]  # type: ignore[index]
+    assert "background music" in music_reply and "panel" not in music_reply
+    assert "`export`" in text_of(results[1])
 
 
-async def test_long_generation_returns_within_budget_and_is_sent_once(tmp_path: Path, sandbox: Any) -> None:
+async def test_long_generation_returns_within_budget_and_is_sent_once(
+    tmp_path: Path, sandbox: Any
+) -> None:
     sandbox.control.set(generation_seconds=2.5)
     settings = make_settings(tmp_path, sandbox.url, tool_timeout=0.5)
     message = {"message": "a video of a forest in autumn"}
@@ -168,7 +184,10 @@ async def test_second_export_of_same_timeline_reuses_the_file(tmp_path: Path, sa
         first = await session.call("export")
         again = await session.call("export")
         fresh = await session.call("export", {"fresh": True})
-    assert again.structured_content["reused"] and again.structured_content["file"] == first.structured_content["file"]  # type: ignore[index]
+    assert (
+        again.structured_content["reused"]
+        and again.structured_content["file"] == first.structured_content["file"]
+    )  # type: ignore[index]
     assert fresh.structured_content["file"] != first.structured_content["file"]  # type: ignore[index]
     assert renders_started(sandbox) == 2
 
@@ -187,7 +206,9 @@ async def test_upload_within_roots(tmp_path: Path, sandbox: Any, mode: str) -> N
     clip = write(root / "clip.mp4", 2048)
     photo = write(root / "photo.png", 512)
     async with connect(make_settings(tmp_path, sandbox.url), mode=mode, roots=[root]) as session:
-        result = await session.call("upload", {"sources": [str(clip), str(photo), "https://example.com/a.jpg"]})
+        result = await session.call(
+            "upload", {"sources": [str(clip), str(photo), "https://example.com/a.jpg"]}
+        )
     assert not result.is_error, text_of(result)
     files = result.structured_content["files"]  # type: ignore[index]
     assert [f["source"] for f in files] == [str(clip), str(photo), "https://example.com/a.jpg"]
@@ -234,7 +255,13 @@ async def test_upload_refusals_happen_before_any_request(tmp_path: Path, sandbox
     ],
 )
 async def test_backend_errors_become_clear_tool_errors(
-    tmp_path: Path, sandbox: Any, fault: str, route: str, tool: str, args: dict[str, Any], expected: str
+    tmp_path: Path,
+    sandbox: Any,
+    fault: str,
+    route: str,
+    tool: str,
+    args: dict[str, Any],
+    expected: str,
 ) -> None:
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         if tool == "export":
@@ -255,7 +282,9 @@ async def test_token_expiry_is_recovered_silently(tmp_path: Path, sandbox: Any) 
     assert sandbox.control.stats()["tokens_issued"] == 2
 
 
-async def test_no_token_in_any_result_or_log(tmp_path: Path, sandbox: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_token_in_any_result_or_log(
+    tmp_path: Path, sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
@@ -277,10 +306,12 @@ async def test_no_token_in_any_result_or_log(tmp_path: Path, sandbox: Any, caplo
     assert "nmv_usr_" not in everything
 
 
-async def test_out_of_credits_gives_the_registration_link_with_bind(tmp_path: Path, sandbox: Any) -> None:
+async def test_out_of_credits_gives_the_registration_link_with_bind(
+    tmp_path: Path, sandbox: Any
+) -> None:
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         await session.call("generate", {"message": "a video of a snowy forest"})
-        result = await session.call("generate", {"message": "add a title \"Winter\""})
+        result = await session.call("generate", {"message": 'add a title "Winter"'})
     assert result.is_error
     text = text_of(result)
     assert "https://web.test/register?bind=anon_" in text and "Exports stay free" in text

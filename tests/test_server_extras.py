@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from mcp_harness import connect, make_settings, text_of
 from nemo_mcp.identity import PROFILES
+
+from mcp_harness import connect, make_settings, text_of
 
 
 async def test_resources_and_prompts(tmp_path: Path, sandbox: Any) -> None:
@@ -61,10 +62,14 @@ async def test_new_project_starts_a_fresh_session(tmp_path: Path, sandbox: Any) 
     sandbox.control.set(initial_credits=500)
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         first = await session.call("generate", {"message": "a video of a red car"})
-        second = await session.call("generate", {"message": "a video of a blue boat", "new_project": True})
+        second = await session.call(
+            "generate", {"message": "a video of a blue boat", "new_project": True}
+        )
         shown = await session.call("timeline")
     assert first.structured_content["session_id"] != second.structured_content["session_id"]  # type: ignore[index]
-    assert "car" not in text_of(shown).lower()
+    assert not shown.is_error
+    timeline = text_of(shown).lower()
+    assert "blue boat" in timeline and "red car" not in timeline
 
 
 async def test_broken_stream_is_recovered_from_the_state(tmp_path: Path, sandbox: Any) -> None:
@@ -79,7 +84,9 @@ async def test_broken_stream_is_recovered_from_the_state(tmp_path: Path, sandbox
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_cancelled_wait_does_not_cancel_the_work(tmp_path: Path, sandbox: Any, mode: str) -> None:
+async def test_cancelled_wait_does_not_cancel_the_work(
+    tmp_path: Path, sandbox: Any, mode: str
+) -> None:
     import anyio
 
     sandbox.control.set(generation_seconds=1.5)

@@ -10,7 +10,14 @@ import pytest
 
 from nemo_mcp.errors import ConfigError
 from nemo_mcp.settings import DEFAULT_API_URL, settings_from_env
-from nemo_mcp.store import AuthRecord, RenderRecord, SessionRecord, StateStore, atomic_write, backend_key
+from nemo_mcp.store import (
+    AuthRecord,
+    RenderRecord,
+    SessionRecord,
+    StateStore,
+    atomic_write,
+    backend_key,
+)
 
 
 def test_defaults() -> None:
@@ -88,7 +95,9 @@ def test_damaged_state_file_reads_as_absent(tmp_path: Path) -> None:
     assert store.load_session() is None
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_leaves_old_file_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "f.json"
     atomic_write(target, b"old")
 

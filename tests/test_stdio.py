@@ -39,7 +39,9 @@ async def test_stdio_end_to_end(tmp_path: Path, sandbox: Any) -> None:
         assert "export" in (client.instructions or "")
         names = {t.name for t in (await client.list_tools()).tools}
         assert names == {"generate", "upload", "export", "credits", "timeline"}
-        made = await client.call_tool("generate", {"message": "a video of a harbour at dawn"}, progress_callback=on_progress)
+        made = await client.call_tool(
+            "generate", {"message": "a video of a harbour at dawn"}, progress_callback=on_progress
+        )
         assert not made.is_error, text_of(made)
         exported = await client.call_tool("export", {}, progress_callback=on_progress)
         assert not exported.is_error, text_of(exported)
@@ -55,7 +57,12 @@ async def test_stdio_bad_settings_exit_cleanly(tmp_path: Path) -> None:
 
     env = {**stdio_params(tmp_path, "ftp://nope").env}  # type: ignore[dict-item]
     done = subprocess.run(
-        [sys.executable, "-m", "nemo_mcp"], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        [sys.executable, "-m", "nemo_mcp"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2
     assert "NEMO_API_URL must start with http" in done.stderr
@@ -67,5 +74,7 @@ def test_version_flag() -> None:
 
     from nemo_mcp import __version__
 
-    done = subprocess.run([sys.executable, "-m", "nemo_mcp", "--version"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "nemo_mcp", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout.strip() == f"nemo-mcp {__version__}"

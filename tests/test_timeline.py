@@ -11,17 +11,26 @@ from nemo_mcp.timeline import TimelineView, describe, parse_draft, summarize, vi
 
 VECTOR: dict[str, Any] = {
     "t": [
-        {"tt": 0, "m": {"name": "Video"},
-         "sg": [{"s": 0, "d": 10000, "m": {"name": "city timelapse"}}]},
-        {"tt": 1, "m": {"name": "BGM"},
-         "sg": [{"s": 0, "d": 10000, "m": {"name": "Lo-fi", "volume": 0.35}}]},
-        {"tt": 7, "m": {"name": "Title"},
-         "sg": [{"s": 0, "d": 3000, "m": {"text": "Urban Dreams"}}]},
+        {
+            "tt": 0,
+            "m": {"name": "Video"},
+            "sg": [{"s": 0, "d": 10000, "m": {"name": "city timelapse"}}],
+        },
+        {
+            "tt": 1,
+            "m": {"name": "BGM"},
+            "sg": [{"s": 0, "d": 10000, "m": {"name": "Lo-fi", "volume": 0.35}}],
+        },
+        {
+            "tt": 7,
+            "m": {"name": "Title"},
+            "sg": [{"s": 0, "d": 3000, "m": {"text": "Urban Dreams"}}],
+        },
     ],
     "d": 10000,
 }
 VECTOR_SUMMARY = (
-    'Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: Lo-fi (0-10s, 35%) '
+    "Timeline (3 tracks): 1. Video: city timelapse (0-10s) 2. BGM: Lo-fi (0-10s, 35%) "
     '3. Title: "Urban Dreams" (0-3s)'
 )
 
@@ -65,7 +74,12 @@ def test_the_vector_model() -> None:
     assert [t.type_code for t in draft.tracks] == [0, 1, 7]
     lofi = draft.tracks[1].segments[0]
     assert (lofi.start_ms, lofi.duration_ms, lofi.end_ms, lofi.label, lofi.volume) == (
-        0, 10000, 10000, "Lo-fi", 0.35)
+        0,
+        10000,
+        10000,
+        "Lo-fi",
+        0.35,
+    )
     title = draft.tracks[2].segments[0]
     assert (title.label, title.text) == ("Urban Dreams", "Urban Dreams")
 
@@ -83,8 +97,16 @@ def test_the_vector_model() -> None:
         ([{"s": 100}, {"d": 500}], [100, 100]),
         ([{"s": 2000, "d": 1000}, {"s": 0, "d": 1000}], [0, 2000]),
     ],
-    ids=["s", "st", "start", "first-usable", "first-at-zero", "after-previous",
-         "after-unknown-length", "time-order"],
+    ids=[
+        "s",
+        "st",
+        "start",
+        "first-usable",
+        "first-at-zero",
+        "after-previous",
+        "after-unknown-length",
+        "time-order",
+    ],
 )
 def test_segment_start(segments: list[dict[str, Any]], starts: list[int]) -> None:
     draft = parse_draft({"t": [{"tt": 0, "sg": segments}]})
@@ -129,8 +151,22 @@ def test_segment_length(segment: dict[str, Any], length: int | None) -> None:
         ([1], None),
         (None, None),
     ],
-    ids=["int", "float", "string", "exponent", "underscores", "word", "bool", "nan", "inf",
-         "negative", "too-long", "huge-int", "list", "null"],
+    ids=[
+        "int",
+        "float",
+        "string",
+        "exponent",
+        "underscores",
+        "word",
+        "bool",
+        "nan",
+        "inf",
+        "negative",
+        "too-long",
+        "huge-int",
+        "list",
+        "null",
+    ],
 )
 def test_numbers_where_times_belong(value: object, ms: int | None) -> None:
     draft = parse_draft({"t": [{"tt": 0, "sg": [{"s": 0, "d": value}]}]})
@@ -152,8 +188,19 @@ def test_numbers_where_times_belong(value: object, ms: int | None) -> None:
         ({"title": "meta"}, {"name": "top"}, "meta"),
         ({}, {}, None),
     ],
-    ids=["name", "title", "text", "prompt", "blank-skipped", "object-skipped", "number",
-         "whitespace", "item-level", "meta-first", "none"],
+    ids=[
+        "name",
+        "title",
+        "text",
+        "prompt",
+        "blank-skipped",
+        "object-skipped",
+        "number",
+        "whitespace",
+        "item-level",
+        "meta-first",
+        "none",
+    ],
 )
 def test_segment_label(meta: dict[str, Any], top: dict[str, Any], label: str | None) -> None:
     raw = {"s": 0, "d": 1, "m": meta, **top}
@@ -177,8 +224,21 @@ def test_segment_label(meta: dict[str, Any], top: dict[str, Any], label: str | N
         (True, None),
         ("loud", None),
     ],
-    ids=["fraction", "percent", "percent-string", "percent-sign", "explicit-small-percent",
-         "fraction-string", "one-is-full", "zero", "boost", "negative", "absurd", "bool", "word"],
+    ids=[
+        "fraction",
+        "percent",
+        "percent-string",
+        "percent-sign",
+        "explicit-small-percent",
+        "fraction-string",
+        "one-is-full",
+        "zero",
+        "boost",
+        "negative",
+        "absurd",
+        "bool",
+        "word",
+    ],
 )
 def test_volume(value: object, fraction: float | None) -> None:
     raw = {"s": 0, "d": 1, "m": {"volume": value}}
@@ -200,8 +260,18 @@ def test_volume(value: object, fraction: float | None) -> None:
         (True, "other", None, "Track"),
         (2**40, "other", None, "Track"),
     ],
-    ids=["video", "audio", "text", "string-code", "float-code", "word", "unknown", "missing",
-         "bool", "absurd"],
+    ids=[
+        "video",
+        "audio",
+        "text",
+        "string-code",
+        "float-code",
+        "word",
+        "unknown",
+        "missing",
+        "bool",
+        "absurd",
+    ],
 )
 def test_track_types(tt: object, kind: str, code: int | None, label: str) -> None:
     found = parse_draft({"t": [{"tt": tt, "sg": []}]}).tracks[0]
@@ -242,8 +312,17 @@ def test_tracks_given_as_an_object_use_keys_as_ids() -> None:
         ({"t": []}, 0, False),
         ({}, 0, False),
     ],
-    ids=["declared", "declared-string", "zero-means-latest-end", "invalid-means-latest-end",
-         "unknown-length-counts-start", "empty-track", "unreadable-segments", "no-tracks", "{}"],
+    ids=[
+        "declared",
+        "declared-string",
+        "zero-means-latest-end",
+        "invalid-means-latest-end",
+        "unknown-length-counts-start",
+        "empty-track",
+        "unreadable-segments",
+        "no-tracks",
+        "{}",
+    ],
 )
 def test_total_duration_and_readiness(raw: dict[str, Any], duration: int, ready: bool) -> None:
     draft = parse_draft(raw)
@@ -267,8 +346,20 @@ def test_total_duration_and_readiness(raw: dict[str, Any], duration: int, ready:
         ({"t": [None, 3]}, "Timeline (0 tracks): no tracks yet (2 unreadable entries skipped)"),
         ({"t": [track(0, None, seg(0, 1000))]}, "Timeline (1 track): 1. Video: segment 1 (0-1s)"),
     ],
-    ids=["none", "empty", "empty-text", "null-tracks", "list", "number", "bool", "bad-json",
-         "json-string", "tracks-wrong-type", "junk-tracks", "singular"],
+    ids=[
+        "none",
+        "empty",
+        "empty-text",
+        "null-tracks",
+        "list",
+        "number",
+        "bool",
+        "bad-json",
+        "json-string",
+        "tracks-wrong-type",
+        "junk-tracks",
+        "singular",
+    ],
 )
 def test_summary_of_empty_and_odd_drafts(raw: object, expected: str) -> None:
     assert summarize(parse_draft(raw)) == expected
@@ -278,41 +369,69 @@ def test_summary_of_empty_and_odd_drafts(raw: object, expected: str) -> None:
     ("tracks", "expected"),
     [
         (
-            [track(0, None, seg(0, 1000, name="a")), track(1, None, seg(0, 1000, name="b")),
-             track(7, None, seg(0, 1000, text="c")), track(9, None, seg(0, 1000, name="d"))],
+            [
+                track(0, None, seg(0, 1000, name="a")),
+                track(1, None, seg(0, 1000, name="b")),
+                track(7, None, seg(0, 1000, text="c")),
+                track(9, None, seg(0, 1000, name="d")),
+            ],
             '1. Video: a (0-1s) 2. Audio: b (0-1s) 3. Text: "c" (0-1s) 4. Track: d (0-1s)',
         ),
         (
             [track(0, "Video", seg(0, 5000, name="a"), seg(5000, 5000, name="b"))],
             "1. Video: a (0-5s), b (5-10s)",
         ),
-        ([track(0, "V", seg(0, 1500, name="a"), seg(1500, 250, name="b"))],
-         "1. V: a (0-1.5s), b (1.5-1.75s)"),
+        (
+            [track(0, "V", seg(0, 1500, name="a"), seg(1500, 250, name="b"))],
+            "1. V: a (0-1.5s), b (1.5-1.75s)",
+        ),
         ([track(0, "V", seg(1, 1, name="a"))], "1. V: a (0.001-0.002s)"),
         ([track(0, "V", seg(50_000, 15_000, name="a"))], "1. V: a (0:50-1:05)"),
         ([track(0, "V", seg(60_000, 5_500, name="a"))], "1. V: a (1:00-1:05.5)"),
         ([track(0, "V", seg(0, 3_605_000, name="a"))], "1. V: a (0:00:00-1:00:05)"),
         ([track(0, "V", seg(5000, None, name="a"))], "1. V: a (from 5s)"),
         ([track(0, "V", seg(65_000, None, name="a"))], "1. V: a (from 1:05)"),
-        ([track(0, "V", seg(0, 1000), seg(1000, 1000))],
-         "1. V: segment 1 (0-1s), segment 2 (1-2s)"),
+        (
+            [track(0, "V", seg(0, 1000), seg(1000, 1000))],
+            "1. V: segment 1 (0-1s), segment 2 (1-2s)",
+        ),
         ([track(7, "T", seg(0, 1000, name="Intro"))], "1. T: Intro (0-1s)"),
         ([track(7, "T", seg(0, 1000, name="Intro", text="Hello"))], '1. T: "Hello" (0-1s)'),
         ([track(0, "V", seg(0, 1000, name="a", volume=80))], "1. V: a (0-1s, 80%)"),
-        ([track(1, None, seg(0, 1000, name="a"), m={"name": "M", "volume": 0.5})],
-         "1. M: a (0-1s, 50%)"),
+        (
+            [track(1, None, seg(0, 1000, name="a"), m={"name": "M", "volume": 0.5})],
+            "1. M: a (0-1s, 50%)",
+        ),
         ([track(1, "M", seg(0, 1000, name="a", volume=0.3333))], "1. M: a (0-1s, 33.33%)"),
         ([track(1, "M")], "1. M: empty"),
         ([track(0, "V", seg(0, 1000, name="x" * 60))], f"1. V: {'x' * 39}… (0-1s)"),
-        ([{"tt": 0, "m": {"name": "V"}, "sg": [seg(0, 1000, name="a"), None, "junk"]}],
-         "1. V: a (0-1s) (2 unreadable entries skipped)"),
+        (
+            [{"tt": 0, "m": {"name": "V"}, "sg": [seg(0, 1000, name="a"), None, "junk"]}],
+            "1. V: a (0-1s) (2 unreadable entries skipped)",
+        ),
         ([{"tt": 0, "m": {"name": "V"}, "sg": "junk"}], "1. V: empty (1 unreadable entry skipped)"),
     ],
-    ids=["type-labels", "several", "fractions", "milliseconds", "past-a-minute",
-         "fraction-past-a-minute", "past-an-hour", "unknown-length", "unknown-length-minutes",
-         "no-labels", "text-track-name", "text-track-quotes-text", "volume-on-video",
-         "track-volume", "volume-decimals", "empty-track", "long-label", "junk-segments",
-         "segments-wrong-type"],
+    ids=[
+        "type-labels",
+        "several",
+        "fractions",
+        "milliseconds",
+        "past-a-minute",
+        "fraction-past-a-minute",
+        "past-an-hour",
+        "unknown-length",
+        "unknown-length-minutes",
+        "no-labels",
+        "text-track-name",
+        "text-track-quotes-text",
+        "volume-on-video",
+        "track-volume",
+        "volume-decimals",
+        "empty-track",
+        "long-label",
+        "junk-segments",
+        "segments-wrong-type",
+    ],
 )
 def test_summary_rules(tracks: list[dict[str, Any]], expected: str) -> None:
     head = f"Timeline ({len(tracks)} track{'s' if len(tracks) != 1 else ''}):"
@@ -359,12 +478,14 @@ def test_summary_ignores_the_order_of_sg() -> None:
 
 
 def test_describe_the_vector() -> None:
-    assert describe(parse_draft(VECTOR)) == "\n".join([
-        "Timeline: 3 tracks, 10s long, ready for export",
-        "1. Video (video, 1 segment): city timelapse (0-10s)",
-        "2. BGM (audio, 1 segment): Lo-fi (0-10s, 35%)",
-        '3. Title (text, 1 segment): "Urban Dreams" (0-3s)',
-    ])
+    assert describe(parse_draft(VECTOR)) == "\n".join(
+        [
+            "Timeline: 3 tracks, 10s long, ready for export",
+            "1. Video (video, 1 segment): city timelapse (0-10s)",
+            "2. BGM (audio, 1 segment): Lo-fi (0-10s, 35%)",
+            '3. Title (text, 1 segment): "Urban Dreams" (0-3s)',
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -373,14 +494,21 @@ def test_describe_the_vector() -> None:
         (None, ["Timeline: no tracks yet, 0s long, not ready for export (no segments yet)"]),
         ([1], ["Timeline: unreadable draft: a list, not an object; not ready for export"]),
         (
-            {"m": {"title": "Trip"}, "t": [
-                {"tt": 5, "id": "t1", "m": {"volume": 40}, "sg": [seg(0, 2000), None]},
-                {"sg": []}, 7]},
-            ['Timeline "Trip": 2 tracks, 2s long, ready for export',
-             "1. Track (type 5, volume 40%, 1 segment, 1 unreadable entry): "
-             "segment 1 (0-2s, 40%)",
-             "2. Track (unknown type, no segments)",
-             "1 unreadable track entry skipped"],
+            {
+                "m": {"title": "Trip"},
+                "t": [
+                    {"tt": 5, "id": "t1", "m": {"volume": 40}, "sg": [seg(0, 2000), None]},
+                    {"sg": []},
+                    7,
+                ],
+            },
+            [
+                'Timeline "Trip": 2 tracks, 2s long, ready for export',
+                "1. Track (type 5, volume 40%, 1 segment, 1 unreadable entry): "
+                "segment 1 (0-2s, 40%)",
+                "2. Track (unknown type, no segments)",
+                "1 unreadable track entry skipped",
+            ],
         ),
     ],
     ids=["none", "not-an-object", "facts"],
@@ -402,10 +530,22 @@ def test_view_of_the_vector() -> None:
     assert (shown.track_count, shown.duration_seconds, shown.ready_for_export) == (3, 10.0, True)
     bgm = shown.tracks[1]
     assert (bgm.index, bgm.kind, bgm.type_code, bgm.name, bgm.label, bgm.end) == (
-        2, "audio", 1, "BGM", "BGM", 10.0)
+        2,
+        "audio",
+        1,
+        "BGM",
+        "BGM",
+        10.0,
+    )
     lofi = bgm.segments[0]
     assert (lofi.index, lofi.label, lofi.start, lofi.end, lofi.duration, lofi.volume) == (
-        1, "Lo-fi", 0.0, 10.0, 10.0, 0.35)
+        1,
+        "Lo-fi",
+        0.0,
+        10.0,
+        10.0,
+        0.35,
+    )
     assert shown.tracks[2].segments[0].text == "Urban Dreams"
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nemo_mcp.timeline.wording import percent, span
 from nemo_mcp.timeline import Change, describe, diff, parse_draft, summarize, view
+from nemo_mcp.timeline.wording import percent, span
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -27,8 +27,9 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -55,8 +56,10 @@ tracks = st.fixed_dictionaries(
         "tt": odd(st.sampled_from([0, 1, 7, 5, "1", "audio"])),
         "m": odd(meta),
         "id": odd(st.text(max_size=2)),
-        "sg": odd(st.lists(odd(segments), max_size=6) | st.dictionaries(st.text(max_size=2),
-                                                                         segments, max_size=3)),
+        "sg": odd(
+            st.lists(odd(segments), max_size=6)
+            | st.dictionaries(st.text(max_size=2), segments, max_size=3)
+        ),
     },
 )
 drafts_like = st.fixed_dictionaries(
@@ -120,8 +123,9 @@ def _mutate(value: Any, data: st.DataObject) -> Any:
 
 @SETTINGS
 @given(drafts_like, st.data())
-def test_whatever_the_timeline_shows_differently_is_reported(value: Any,
-                                                             data: st.DataObject) -> None:
+def test_whatever_the_timeline_shows_differently_is_reported(
+    value: Any, data: st.DataObject
+) -> None:
     changed = _mutate(value, data)
     before, after = parse_draft(value), parse_draft(changed)
     shown_differently = (
@@ -135,11 +139,13 @@ def test_whatever_the_timeline_shows_differently_is_reported(value: Any,
 
 # Known edits on well-formed timelines: each is reported, worded, and alone.
 
+
 @st.composite
 def timelines(draw: st.DrawFn) -> dict[str, Any]:
     """Well-formed drafts with unique track names and segment labels, ids or not."""
-    names = draw(st.lists(st.text("abcxyz", min_size=1, max_size=5), min_size=1, max_size=4,
-                          unique=True))
+    names = draw(
+        st.lists(st.text("abcxyz", min_size=1, max_size=5), min_size=1, max_size=4, unique=True)
+    )
     ids = draw(st.booleans())
     found = []
     for k, name in enumerate(names):
@@ -172,12 +178,14 @@ def shown(track: dict[str, Any], item: dict[str, Any]) -> str:
 
 
 def report(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
-    return [c for c in diff(parse_draft(before), parse_draft(after))
-            if c.kind != "duration_changed"]
+    return [
+        c for c in diff(parse_draft(before), parse_draft(after)) if c.kind != "duration_changed"
+    ]
 
 
-def pick_segment(draft: dict[str, Any], data: st.DataObject
-                 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def pick_segment(
+    draft: dict[str, Any], data: st.DataObject
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
     full = [t for t in draft["t"] if t["sg"]]
     if not full:
         return None
@@ -189,8 +197,9 @@ Edit = Callable[[dict[str, Any], st.DataObject], "tuple[str, str] | None"]
 
 
 def add_track(draft: dict[str, Any], data: st.DataObject) -> tuple[str, str]:
-    draft["t"].append({"tt": 1, "m": {"name": "Fresh"}, "sg": [{"s": 0, "d": 1500, "m": {
-        "name": "New"}}]})
+    draft["t"].append(
+        {"tt": 1, "m": {"name": "Fresh"}, "sg": [{"s": 0, "d": 1500, "m": {"name": "New"}}]}
+    )
     return "track_added", "Added Fresh: New (0-1.5s)"
 
 
@@ -217,7 +226,7 @@ def move_track(draft: dict[str, Any], data: st.DataObject) -> tuple[str, str] | 
 def add_segment(draft: dict[str, Any], data: st.DataObject) -> tuple[str, str]:
     track = data.draw(st.sampled_from(draft["t"]))
     track["sg"].append({"s": 2_000_000, "d": 500, "m": {"name": "Extra", "text": "Extra"}})
-    return "segment_added", f'Added to {track["m"]["name"]}: {shown(track, track["sg"][-1])} ('
+    return "segment_added", f"Added to {track['m']['name']}: {shown(track, track['sg'][-1])} ("
 
 
 def remove_segment(draft: dict[str, Any], data: st.DataObject) -> tuple[str, str] | None:
@@ -240,6 +249,7 @@ def retime(kind: str, verb: str, start: int, length: int) -> Edit:
         item["d"] += length
         now = span(item["s"], item["s"] + item["d"])
         return kind, f"{track['m']['name']}: {shown(track, item)} {verb} {now} (was {was})"
+
     return edit
 
 
@@ -269,7 +279,7 @@ def change_text(draft: dict[str, Any], data: st.DataObject) -> tuple[str, str] |
     old = item["m"].get("text")
     item["m"]["text"] = "Brand new"
     was = f'"{old}"' if old else "(none)"
-    subject = f'{item["m"]["name"]} '  # named segments are named, even on text tracks
+    subject = f"{item['m']['name']} "  # named segments are named, even on text tracks
     return "text_changed", f'{track["m"]["name"]}: {subject}text {was} -> "Brand new"'
 
 
@@ -316,8 +326,9 @@ EDITS: dict[str, Edit] = {
 
 @SETTINGS
 @given(timelines(), st.sampled_from(sorted(EDITS)), st.data())
-def test_each_kind_of_change_is_reported_alone(draft: dict[str, Any], name: str,
-                                               data: st.DataObject) -> None:
+def test_each_kind_of_change_is_reported_alone(
+    draft: dict[str, Any], name: str, data: st.DataObject
+) -> None:
     changed = copy.deepcopy(draft)
     expected = EDITS[name](changed, data)
     if expected is None:

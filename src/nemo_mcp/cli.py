@@ -15,6 +15,32 @@ from collections.abc import Sequence
 
 from nemo_mcp import __version__
 
+SANDBOX_DESCRIPTION = (
+    "A local NemoVideo backend that speaks the whole contract, with fault switches."
+)
+
+
+def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sandbox's options: `nemo-mcp sandbox` and `python -m nemo_mcp.sandbox` share them."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config field, e.g. envelope=success or render_seconds=10 (repeatable)",
+    )
+    parser.add_argument(
+        "--fault",
+        dest="faults",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help='a fault to queue, e.g. "rate_limited;route=credits;times=2;retry_after=3"',
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -30,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
 
-    sandbox = commands.add_parser("sandbox", help="run the local sandbox backend")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox = commands.add_parser(
+        "sandbox", help="run the local sandbox backend", description=SANDBOX_DESCRIPTION
+    )
+    add_sandbox_arguments(sandbox)
 
     demo = commands.add_parser("demo", help="the whole job offline, against the sandbox")
     demo.add_argument("--output-dir", default=None, help="where to save the MP4")
@@ -54,14 +81,13 @@ def setup_logging(level: str | None) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from nemo_mcp.errors import ConfigError
-    from nemo_mcp.identity import SkillFileError
     from nemo_mcp.server import create_server
     from nemo_mcp.settings import settings_from_env
 
     try:
         settings = settings_from_env()
         server = create_server(settings)
-    except (ConfigError, SkillFileError) as err:
+    except ConfigError as err:
         print(f"nemo-mcp: {err}", file=sys.stderr)
         return 2
     if getattr(args, "http", False):
@@ -73,7 +99,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.log_level)
     if args.command in (None, "serve"):
         try:
@@ -81,9 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
     if args.command == "sandbox":
-        from nemo_mcp.sandbox.__main__ import run
+        from nemo_mcp.sandbox.__main__ import run_from_args
 
-        return run(host=args.host, port=args.port)
+        return run_from_args(args, parser)
     if args.command == "demo":
         from nemo_mcp.demo import main as demo_main
 

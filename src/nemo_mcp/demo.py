@@ -46,7 +46,7 @@ async def _run(api_url: str, home: Path, output_dir: Path, out: TextIO) -> int:
     params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
     last_note = {"text": ""}
 
-    async def progress(value: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         if message and message != last_note["text"]:
             last_note["text"] = message
             _say(out, f"    ... {message}")
@@ -80,10 +80,10 @@ async def _run(api_url: str, home: Path, output_dir: Path, out: TextIO) -> int:
         while exported.structured_content["status"] == "rendering":
             exported = await call("export")
         _say(out, _text(exported))
-        saved = Path(exported.structured_content["file"])
-        if not saved.is_file():
+        saved = anyio.Path(exported.structured_content["file"])
+        if not await saved.is_file():
             raise RuntimeError(f"export reported {saved}, but no file is there")
-        _say(out, f"\nDone: {saved} ({saved.stat().st_size} bytes).")
+        _say(out, f"\nDone: {saved} ({(await saved.stat()).st_size} bytes).")
     return 0
 
 
@@ -93,13 +93,18 @@ def main(output_dir: str | None = None, out: TextIO | None = None) -> int:
     from nemo_mcp.sandbox.testing import SandboxServer
 
     out = out or sys.stdout
-    target = Path(output_dir or os.environ.get("NEMO_OUTPUT_DIR") or Path.cwd() / "nemo-demo").expanduser()
+    target = Path(
+        output_dir or os.environ.get("NEMO_OUTPUT_DIR") or Path.cwd() / "nemo-demo"
+    ).expanduser()
     config = SandboxConfig(
         initial_credits=300, generation_seconds=4.0, edit_seconds=1.0, render_seconds=3.0
     )
     _say(out, "nemo-mcp demo: everything runs on this machine against the sandbox backend.")
     try:
-        with tempfile.TemporaryDirectory(prefix="nemo-demo-") as home, SandboxServer(config) as sandbox:
+        with (
+            tempfile.TemporaryDirectory(prefix="nemo-demo-") as home,
+            SandboxServer(config) as sandbox,
+        ):
             _say(out, f"Sandbox backend at {sandbox.url}; exports go to {target}")
             return anyio.run(_run, sandbox.url, Path(home), target, out)
     except Exception as err:  # the demo explains failures; it never shows a traceback

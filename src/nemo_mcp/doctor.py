@@ -19,8 +19,8 @@ import anyio
 import httpx
 
 from nemo_mcp import __version__
-from nemo_mcp.errors import ConfigError, NemoError
-from nemo_mcp.identity import SkillFileError, SkillIdentity, load_identity
+from nemo_mcp.errors import ConfigError, NemoError, SkillFileError
+from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.settings import Settings, settings_from_env
 from nemo_mcp.store import StateStore
 
@@ -38,13 +38,25 @@ def _folder_check(name: str, folder: Path, *, private: bool) -> Check:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if folder.exists() and not folder.is_dir():
-        return Check(name, False, f"{folder} is not a folder", f"remove it or point {name} elsewhere")
+        return Check(
+            name, False, f"{folder} is not a folder", f"remove it or point {name} elsewhere"
+        )
     if not os.access(probe, os.W_OK):
-        return Check(name, False, f"{probe} is not writable", f"fix its permissions or set {name} to a writable folder")
+        return Check(
+            name,
+            False,
+            f"{probe} is not writable",
+            f"fix its permissions or set {name} to a writable folder",
+        )
     if private and folder.exists():
         mode = stat.S_IMODE(folder.stat().st_mode)
         if mode & 0o077 and sys.platform != "win32":
-            return Check(name, False, f"{folder} is readable by others (mode {mode:o})", f"chmod 700 {folder}")
+            return Check(
+                name,
+                False,
+                f"{folder} is readable by others (mode {mode:o})",
+                f"chmod 700 {folder}",
+            )
     return Check(name, True, f"{folder}{'' if folder.exists() else ' (will be created)'}")
 
 
@@ -54,7 +66,11 @@ def _secret_files(store: StateStore) -> list[Check]:
         for path in sorted(store.folder.glob("*.json")):
             mode = stat.S_IMODE(path.stat().st_mode)
             if mode & 0o077 and sys.platform != "win32":
-                checks.append(Check("state file", False, f"{path.name} has mode {mode:o}", f"chmod 600 {path}"))
+                checks.append(
+                    Check(
+                        "state file", False, f"{path.name} has mode {mode:o}", f"chmod 600 {path}"
+                    )
+                )
     return checks
 
 
@@ -63,17 +79,27 @@ async def _backend(settings: Settings, identity: SkillIdentity, store: StateStor
     token = settings.token.get_secret_value() if settings.token else (auth.token if auth else None)
     headers = identity.headers()
     try:
-        async with httpx.AsyncClient(base_url=settings.api_url, timeout=10.0, headers=headers) as http:
+        async with httpx.AsyncClient(
+            base_url=settings.api_url, timeout=10.0, headers=headers
+        ) as http:
             if token is None:
                 response = await http.get("/api/credits/balance/simple")
-                return Check("backend", True, f"{settings.api_url} answers (HTTP {response.status_code}); "
-                             "no token yet: a free one is obtained on first use")
+                return Check(
+                    "backend",
+                    True,
+                    f"{settings.api_url} answers (HTTP {response.status_code}); "
+                    "no token yet: a free one is obtained on first use",
+                )
             response = await http.get(
                 "/api/credits/balance/simple", headers={"Authorization": f"Bearer {token}"}
             )
     except httpx.HTTPError as err:
-        return Check("backend", False, f"{settings.api_url} unreachable ({type(err).__name__})",
-                     "check the network, a proxy, or NEMO_API_URL")
+        return Check(
+            "backend",
+            False,
+            f"{settings.api_url} unreachable ({type(err).__name__})",
+            "check the network, a proxy, or NEMO_API_URL",
+        )
     from nemo_mcp.backend.envelope import read_envelope
 
     try:
@@ -81,10 +107,18 @@ async def _backend(settings: Settings, identity: SkillIdentity, store: StateStor
     except NemoError as err:
         source = "NEMO_TOKEN" if settings.token else "the saved anonymous token"
         if err.code in (1001, 401):
-            fix = "set a valid NEMO_TOKEN" if settings.token else f"delete {store.folder / 'auth.json'} to get a new one"
+            fix = (
+                "set a valid NEMO_TOKEN"
+                if settings.token
+                else f"delete {store.folder / 'auth.json'} to get a new one"
+            )
             return Check("token", False, f"{source} was refused (expired or invalid)", fix)
-        return Check("backend", False, f"{settings.api_url} answered with an error: {err.message}",
-                     "try again later; if it persists, check NEMO_API_URL")
+        return Check(
+            "backend",
+            False,
+            f"{settings.api_url} answered with an error: {err.message}",
+            "try again later; if it persists, check NEMO_API_URL",
+        )
     available = data.get("available") if isinstance(data, dict) else None
     return Check("token", True, f"accepted; {available} credits available")
 
@@ -101,7 +135,9 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     except SkillFileError as err:
         checks.append(Check("skill", False, str(err), "reinstall nemo-mcp or fix NEMO_SKILL"))
         return checks
-    checks.append(Check("skill", True, f"{identity.source} v{identity.version}, platform {identity.platform}"))
+    checks.append(
+        Check("skill", True, f"{identity.source} v{identity.version}, platform {identity.platform}")
+    )
     checks.append(_folder_check("NEMO_HOME", settings.home, private=False))
     store = StateStore(settings.home, settings.api_url)
     checks.append(_folder_check("state folder", store.folder, private=True))
@@ -112,10 +148,16 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     elif store.load_auth() is not None:
         checks.append(Check("token source", True, "a saved anonymous token (not shown)"))
     else:
-        checks.append(Check("token source", True, "none yet; a free anonymous token is obtained on first use"))
+        checks.append(
+            Check("token source", True, "none yet; a free anonymous token is obtained on first use")
+        )
     for folder in settings.upload_dirs:
         if not folder.is_dir():
-            checks.append(Check("NEMO_UPLOAD_DIRS", False, f"{folder} is not a folder", "fix NEMO_UPLOAD_DIRS"))
+            checks.append(
+                Check(
+                    "NEMO_UPLOAD_DIRS", False, f"{folder} is not a folder", "fix NEMO_UPLOAD_DIRS"
+                )
+            )
     checks.append(anyio.run(_backend, settings, identity, store))
     return checks
 

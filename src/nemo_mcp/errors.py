@@ -2,6 +2,7 @@
 
     NemoError                      anything this package raises on purpose
     ├── ConfigError                settings, SKILL.md or the state folder are unusable
+    │   └── SkillFileError         SKILL.md missing, without frontmatter, or an unknown profile
     ├── InputError                 the caller's input is refused before any request
     │   ├── UnsupportedFileError   (4001 too) a type the active profile does not take
     │   ├── FileTooLargeError      (4002 too) over the active profile's size limit
@@ -22,6 +23,9 @@
         └── StreamBrokenError      the message stream closed or failed mid-way
 
 Context travels as keyword-only attributes; messages never carry a token.
+`from_backend` is True when the message is the backend's own words (set by
+`backend.envelope.make_error`), False when nemo-mcp wrote it for the agent:
+the MCP edge wraps the former and passes the latter through.
 """
 
 from __future__ import annotations
@@ -37,16 +41,22 @@ class NemoError(Exception):
         code: int | None = None,
         http_status: int | None = None,
         request_id: str | None = None,
+        from_backend: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.http_status = http_status
         self.request_id = request_id
+        self.from_backend = from_backend
 
 
 class ConfigError(NemoError):
     """Settings, SKILL.md or the state folder cannot be used."""
+
+
+class SkillFileError(ConfigError):
+    """SKILL.md is missing, has no frontmatter, lacks `name`/`version`, or names no profile."""
 
 
 class InputError(NemoError):
@@ -92,8 +102,23 @@ class PlanError(BackendError):
 class RateLimitError(BackendError):
     """429: rate limited (one anonymous token per client per 7 days)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        code: int | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        from_backend: bool = False,
+    ) -> None:
+        super().__init__(
+            message,
+            code=code,
+            http_status=http_status,
+            request_id=request_id,
+            from_backend=from_backend,
+        )
         self.retry_after = retry_after
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from nemo_mcp.errors import SkillFileError
+
 MB = 1000 * 1000
 
 #: Upload types every product face accepts (BACKEND.md).
@@ -117,10 +119,6 @@ PROFILES: dict[str, Profile] = {
 _FRONTMATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
 
-class SkillFileError(ValueError):
-    """SKILL.md is missing, has no frontmatter, or lacks `name`/`version`."""
-
-
 @dataclass(frozen=True)
 class SkillIdentity:
     """The three attribution header values, plus the active profile."""
@@ -218,4 +216,6 @@ def load_identity(
         platform = skill_source_override.strip()
     else:
         platform = detect_platform(install_path or path.parent)
-    return SkillIdentity(profile=PROFILES[slug], version=version, platform=platform, skill_file=path)
+    return SkillIdentity(
+        profile=PROFILES[slug], version=version, platform=platform, skill_file=path
+    )

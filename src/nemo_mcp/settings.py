@@ -86,9 +86,7 @@ def _positive_float(name: str, value: str) -> float:
     return number
 
 
-def settings_from_env(
-    environ: Mapping[str, str] | None = None, **flags: object | None
-) -> Settings:
+def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object | None) -> Settings:
     """Build `Settings` from command-line `flags` (None = not given), then `environ`.
 
     Raises `ConfigError` with the variable's name when a value is unusable.

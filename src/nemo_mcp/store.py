@@ -17,6 +17,7 @@ old file or the new one, never half of either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -57,10 +58,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -165,10 +164,7 @@ class StateStore:
             raise ConfigError(f"cannot write {path}: {err.strerror}") from err
 
     def _delete(self, name: str) -> None:
-        try:
-            (self.folder / name).unlink()
-        except FileNotFoundError:
-            pass
+        (self.folder / name).unlink(missing_ok=True)
 
     def load_auth(self) -> AuthRecord | None:
         return self._load("auth.json", AuthRecord)
@@ -204,7 +200,7 @@ class StateStore:
         """Insert or replace the render with `record.id`; keep the newest `keep`."""
         history = self.load_renders()
         others = [r for r in history.renders if r.id != record.id]
-        history.renders = (others + [record])[-keep:]
+        history.renders = [*others, record][-keep:]
         self._save("renders.json", history)
 
     def describe(self) -> dict[str, Any]:

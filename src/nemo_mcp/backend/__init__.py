@@ -3,4 +3,4 @@
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import Credits, RenderStatus, StateSnapshot, UploadResult
 
-__all__ = ["NemoClient", "Credits", "RenderStatus", "StateSnapshot", "UploadResult"]
+__all__ = ["Credits", "NemoClient", "RenderStatus", "StateSnapshot", "UploadResult"]

@@ -33,24 +33,9 @@ from nemo_mcp.backend.models import (
     UploadResult,
     parse_wire,
 )
-from nemo_mcp.backend.transport import (
-    CALL_TIMEOUT,
-    MAX_ATTEMPTS,
-    RATE_LIMIT_WAIT,
-    TRANSFER_TIMEOUT,
-    backoff,
-    never_sent,
-    translate,
-)
-from nemo_mcp.backend.upload import LocalFile, MultipartBody, check_file
-from nemo_mcp.errors import (
-    AuthError,
-    InputError,
-    RateLimitError,
-    ServerError,
-    SessionNotFoundError,
-
-)
+from nemo_mcp.backend.retry import CALL_TIMEOUT, TRANSFER_TIMEOUT, send_with_retries
+from nemo_mcp.backend.upload import LocalFile, MultipartBody, OnProgress, check_file
+from nemo_mcp.errors import AuthError, InputError, RateLimitError, SessionNotFoundError
 from nemo_mcp.identity import SkillIdentity
 from nemo_mcp.settings import Settings
 from nemo_mcp.store import AuthRecord, SessionRecord, StateStore
@@ -91,7 +76,7 @@ class NemoClient:
         self.store = store
         self.api_url = settings.api_url.rstrip("/")
         self._transport = transport
-        self.sleep: Sleep = sleep or anyio.sleep
+        self._sleep: Sleep = sleep or anyio.sleep
         self._http: httpx.AsyncClient | None = None
         self._auth: AuthRecord | None = None
         self._session: SessionRecord | None = None
@@ -99,6 +84,10 @@ class NemoClient:
         self._session_lock = anyio.Lock()
         if settings.token is not None:
             redaction.register(settings.token.get_secret_value())
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait between retries (tests pass a recorder instead of sleeping)."""
+        await self._sleep(seconds)
 
     # lifecycle -------------------------------------------------------------
     async def __aenter__(self) -> NemoClient:
@@ -161,7 +150,7 @@ class NemoClient:
                 redaction.register(self._auth.token)
             return self._auth.token
 
-    async def _renew(self, stale: str) -> None:
+    async def renew(self, stale: str) -> None:
         """Replace a token the backend refused (1001), once, with the same client id."""
         if self.settings.token is not None:
             raise AuthError(
@@ -216,17 +205,13 @@ class NemoClient:
         headers: dict[str, str] | None = None,
         idempotent: bool,
         auth: bool = True,
-        timeout: httpx.Timeout | None = None,
+        timeouts: httpx.Timeout | None = None,
         what: str | None = None,
     ) -> Any:
-        """Send one call and return its `data`, applying the retry rules above."""
-        what = what or f"{method} {path.split('?')[0]}"
-        attempt = 0
-        renewed = rate_retried = False
-        while True:
-            attempt += 1
+        """Send one call and return its `data`, under the retry policy (`retry.py`)."""
+
+        async def attempt(token: str | None) -> Any:
             sent_headers = dict(headers or {})
-            token = await self.token() if auth else None
             if token:
                 sent_headers["Authorization"] = f"Bearer {token}"
             content = None
@@ -234,43 +219,28 @@ class NemoClient:
                 sent_headers["Content-Type"] = body.content_type
                 sent_headers["Content-Length"] = str(body.length)
                 content = body.stream()
-            try:
-                response = await self.http.request(
-                    method,
-                    path,
-                    json=json,
-                    content=content,
-                    headers=sent_headers,
-                    timeout=timeout or CALL_TIMEOUT,
-                )
-            except httpx.HTTPError as err:
-                if (idempotent or never_sent(err)) and attempt < MAX_ATTEMPTS:
-                    await self.sleep(backoff(attempt))
-                    continue
-                raise translate(err, api_url=self.api_url, what=what) from err
-            try:
-                return read_envelope(
-                    response.status_code,
-                    response.content,
-                    request_id=response.headers.get("x-request-id"),
-                    retry_after=parse_retry_after(response.headers.get("retry-after")),
-                )
-            except AuthError:
-                if not auth or renewed or token is None:
-                    raise
-                renewed = True
-                await self._renew(token)
-            except RateLimitError as err:
-                if rate_retried:
-                    raise
-                rate_retried = True
-                wait = err.retry_after if err.retry_after is not None else RATE_LIMIT_WAIT
-                log.info("rate limited on %s; retrying once in %.0f s", what, wait)
-                await self.sleep(wait)
-            except ServerError as err:
-                if not idempotent or attempt >= MAX_ATTEMPTS:
-                    raise
-                await self.sleep(backoff(attempt, getattr(err, "retry_after", None)))
+            response = await self.http.request(
+                method,
+                path,
+                json=json,
+                content=content,
+                headers=sent_headers,
+                timeout=timeouts or CALL_TIMEOUT,
+            )
+            return read_envelope(
+                response.status_code,
+                response.content,
+                request_id=response.headers.get("x-request-id"),
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+
+        return await send_with_retries(
+            self,
+            attempt,
+            what=what or f"{method} {path.split('?')[0]}",
+            idempotent=idempotent,
+            auth=auth,
+        )
 
     # sessions ------------------------------------------------------------------
     async def session(self) -> SessionRecord:
@@ -313,7 +283,11 @@ class NemoClient:
             self._session = await self._create_session()
             return self._session
 
-    def session_lost_error(self, err: SessionNotFoundError, new: SessionRecord) -> SessionNotFoundError:
+    async def session_lost(
+        self, lost: SessionRecord, err: SessionNotFoundError
+    ) -> SessionNotFoundError:
+        """After a 1002 on `lost`: a new session, and the error that says so plainly."""
+        new = await self.replace_lost_session(lost)
         return SessionNotFoundError(
             "The NemoVideo session expired or was removed on the server, so its timeline is "
             f"gone. A new empty project was started (session {new.session_id}); generate "
@@ -328,8 +302,7 @@ class NemoClient:
         try:
             return await self.request(method, path.format(sid=quote(current.session_id)), **kwargs)
         except SessionNotFoundError as err:
-            new = await self.replace_lost_session(current)
-            raise self.session_lost_error(err, new) from err
+            raise await self.session_lost(current, err) from err
 
     # plain calls ---------------------------------------------------------------
     async def credits(self) -> Credits:
@@ -340,7 +313,10 @@ class NemoClient:
 
     async def state(self) -> StateSnapshot:
         data = await self.session_request(
-            "GET", "/api/state/nemo_agent/me/{sid}/latest", idempotent=True, what="reading the state"
+            "GET",
+            "/api/state/nemo_agent/me/{sid}/latest",
+            idempotent=True,
+            what="reading the state",
         )
         return parse_wire(StateSnapshot, data, what="reading the state")
 
@@ -372,7 +348,7 @@ class NemoClient:
         self,
         paths: Sequence[Path],
         *,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: OnProgress | None = None,
     ) -> UploadResult:
         """Upload local files in one multipart request, streamed from disk."""
         if not paths:
@@ -383,7 +359,7 @@ class NemoClient:
             "/api/upload-video/nemo_agent/me/{sid}",
             body=body,
             idempotent=False,
-            timeout=TRANSFER_TIMEOUT,
+            timeouts=TRANSFER_TIMEOUT,
             what="uploading files",
         )
         return parse_wire(UploadResult, data, what="the upload")
@@ -400,4 +376,3 @@ class NemoClient:
             what="uploading URLs",
         )
         return parse_wire(UploadResult, data, what="the upload")
-

@@ -18,6 +18,7 @@ from nemo_mcp.errors import (
     ClientIdError,
     CreditsError,
     FileTooLargeError,
+    NemoError,
     PlanError,
     RateLimitError,
     ServerError,
@@ -72,12 +73,17 @@ def make_error(
     message: str | None,
     request_id: str | None = None,
     retry_after: float | None = None,
-) -> BackendError:
+) -> NemoError:
     """The one mapping from a backend code (else the HTTP status) to an exception."""
     key = code if code not in (None, 0) else http_status
     text = message or ""
     low = text.lower()
-    ctx: dict[str, Any] = {"code": key, "http_status": http_status, "request_id": request_id}
+    ctx: dict[str, Any] = {
+        "code": key,
+        "http_status": http_status,
+        "request_id": request_id,
+        "from_backend": True,
+    }
     if key == 1001 or (key == 401 and code in (None, 0, 401)):
         return AuthError(text or "token expired or invalid", **ctx)
     if key == 1002 or (key == 404 and "session" in low):
@@ -126,7 +132,7 @@ def read_envelope(
             retry_after=retry_after,
         ) from None
 
-    def fail(code: int | None, message: Any) -> BackendError:
+    def fail(code: int | None, message: Any) -> NemoError:
         return make_error(
             code=code,
             http_status=status,

@@ -124,7 +124,9 @@ def _typed(obj: dict[str, Any]) -> list[StreamEvent]:
     if kind == "heartbeat":
         return [HEARTBEAT]
     if kind == "error":
-        return [ErrorEvent(_error_text(obj.get("error", obj.get("content"))), _opt_str(obj.get("code")))]
+        return [
+            ErrorEvent(_error_text(obj.get("error", obj.get("content"))), _opt_str(obj.get("code")))
+        ]
     return [UnknownEvent(json.dumps(obj, default=str)[:_RAW_LIMIT])]
 
 
@@ -146,17 +148,23 @@ def _adk(obj: dict[str, Any]) -> list[StreamEvent]:
         call = part.get("functionCall") or part.get("function_call")
         if isinstance(call, dict):
             events.append(
-                ToolCallEvent(_name(call.get("name")), _args(call.get("args")), _opt_str(call.get("id")))
+                ToolCallEvent(
+                    _name(call.get("name")), _args(call.get("args")), _opt_str(call.get("id"))
+                )
             )
         response = part.get("functionResponse") or part.get("function_response")
         if isinstance(response, dict):
             events.append(
                 ToolResultEvent(
-                    _name(response.get("name")), response.get("response"), _opt_str(response.get("id"))
+                    _name(response.get("name")),
+                    response.get("response"),
+                    _opt_str(response.get("id")),
                 )
             )
     actions = obj.get("actions")
-    delta = actions.get("stateDelta", actions.get("state_delta")) if isinstance(actions, dict) else None
+    delta = (
+        actions.get("stateDelta", actions.get("state_delta")) if isinstance(actions, dict) else None
+    )
     if isinstance(delta, dict) and delta:
         events.append(StateDeltaEvent(delta))
     code = obj.get("errorCode", obj.get("error_code"))

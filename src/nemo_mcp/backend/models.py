@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nemo_mcp.errors import ServerError
 
@@ -59,11 +59,25 @@ class ClaimToken(Wire):
 class Credits(Wire):
     available: float = 0
     frozen: float = 0
-    total: float | None = None
+    total: float = Field(0, description="available + frozen when the answer leaves it out")
 
-    def model_post_init(self, __context: Any) -> None:
-        if self.total is None:
-            self.total = self.available + self.frozen
+    @model_validator(mode="before")
+    @classmethod
+    def _total(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        value = {**value}
+        for key in ("available", "frozen"):
+            if value.get(key) is None:
+                value[key] = 0
+        if value.get("total") is None:
+            value["total"] = _sum(value["available"], value["frozen"])
+        return value
+
+
+def _sum(*values: Any) -> float:
+    numbers = [_number(v) for v in values]
+    return sum(n for n in numbers if n is not None)
 
 
 class UploadedFile(Wire):
@@ -187,7 +201,8 @@ def parse_render_status(body: Any, *, render_id: str) -> RenderStatus:
         return RenderStatus(id=render_id, status="unknown")
     raw_status = str(obj.get("status", "")).strip().lower()
     status: RenderPhase = _PHASES.get(raw_status, "unknown")  # type: ignore[assignment]
-    output = obj.get("output") if isinstance(obj.get("output"), dict) else {}
+    found = obj.get("output")
+    output: dict[str, Any] = found if isinstance(found, dict) else {}
     url = output.get("url") or obj.get("outputUrl") or obj.get("output_url") or obj.get("url")
     error = obj.get("error") or obj.get("errorMessage") or obj.get("message")
     size = _number(output.get("size", obj.get("size")))

@@ -67,22 +67,9 @@ class AdaptivePoller:
             # Still queued (or nothing readable): check back at a modest pace.
             return max(floor, min(self.ceiling, self.shortest / 4))
         earliest, latest = window
-        if latest - earliest <= self.shortest / 4:
-            target = latest + self.shortest / 100
-        else:
-            target = max(earliest, now + floor)
+        target = (
+            latest + self.shortest / 100
+            if latest - earliest <= self.shortest / 4
+            else max(earliest, now + floor)
+        )
         return max(floor, min(self.ceiling, target - now))
-
-
-@dataclass
-class FixedPoller:
-    """The documented habit: one poll every `interval` seconds."""
-
-    interval: float = 30.0
-    samples: list[tuple[float, float]] = field(default_factory=list)
-
-    def observe(self, elapsed: float, progress: float) -> None:
-        self.samples.append((elapsed, progress))
-
-    def next_delay(self) -> float:
-        return self.interval

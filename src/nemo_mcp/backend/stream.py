@@ -14,6 +14,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
 import anyio
 import httpx
 from httpx_sse import EventSource
@@ -21,20 +22,15 @@ from httpx_sse import EventSource
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.envelope import parse_retry_after, read_envelope
 from nemo_mcp.backend.events import StreamEvent, decode_sse, is_meaningful
-from nemo_mcp.backend.transport import (
-    MAX_ATTEMPTS,
-    RATE_LIMIT_WAIT,
+from nemo_mcp.backend.retry import (
     STREAM_IDLE_SECONDS,
     STREAM_READ_TIMEOUT,
     STREAM_TOTAL_SECONDS,
-    backoff,
-    never_sent,
-    translate,
+    send_with_retries,
+    stream_timeout,
 )
 from nemo_mcp.errors import (
-    AuthError,
     BackendTimeoutError,
-    RateLimitError,
     ServerError,
     SessionNotFoundError,
     StreamBrokenError,
@@ -70,13 +66,6 @@ def message_body(session_id: str, text: str) -> dict[str, object]:
     }
 
 
-class _NotStream(Exception):
-    """The backend answered with something other than an event stream."""
-
-    def __init__(self, status: int, body: bytes, headers: httpx.Headers) -> None:
-        self.status, self.body, self.headers = status, body, headers
-
-
 async def send_message(
     client: NemoClient,
     text: str,
@@ -89,62 +78,48 @@ async def send_message(
     Returns when the stream closes. Raises `StreamBrokenError` if it breaks,
     `BackendTimeoutError` past the limits, the mapped `BackendError` when the
     backend refuses the message before the stream, and `SessionNotFoundError`
-    (after starting a new session) on 1002.
+    (after starting a new session) on 1002. Retries before the stream opens
+    follow the one policy (`retry.py`); once it has opened, nothing is re-sent.
     """
     limits = limits or StreamLimits()
     session = await client.session()
     outcome = StreamOutcome(session_id=session.session_id)
-    renewed = rate_retried = False
-    attempt = 0
-    while True:
-        attempt += 1
-        headers = await client.authorized_headers()
-        headers.update({"Accept": "text/event-stream", "Cache-Control": "no-store"})
-        timeout = httpx.Timeout(connect=10.0, read=limits.read, write=30.0, pool=10.0)
-        try:
-            async with client.http.stream(
-                "POST",
-                "/run_sse",
-                json=message_body(session.session_id, text),
-                headers=headers,
-                timeout=timeout,
-            ) as response:
-                content_type = response.headers.get("content-type", "")
-                if response.status_code != 200 or "text/event-stream" not in content_type:
-                    raise _NotStream(response.status_code, await response.aread(), response.headers)
-                await _consume(response, on_event, outcome, limits, client.api_url)
-                return outcome
-        except _NotStream as refused:
-            try:
+    timeout = stream_timeout(limits.read)
+
+    async def attempt(token: str | None) -> StreamOutcome:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-store",
+        }
+        async with client.http.stream(
+            "POST",
+            "/run_sse",
+            json=message_body(session.session_id, text),
+            headers=headers,
+            timeout=timeout,
+        ) as response:
+            content_type = response.headers.get("content-type", "")
+            if response.status_code != 200 or "text/event-stream" not in content_type:
+                # Refused before any event: the backend did not take the message.
                 read_envelope(
-                    refused.status,
-                    refused.body,
-                    retry_after=parse_retry_after(refused.headers.get("retry-after")),
+                    response.status_code,
+                    await response.aread(),
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
                 )
-            except AuthError:
-                if renewed:
-                    raise
-                renewed = True
-                await client._renew(headers["Authorization"].removeprefix("Bearer "))
-                continue
-            except RateLimitError as err:
-                if rate_retried:
-                    raise
-                rate_retried = True
-                await client.sleep(err.retry_after if err.retry_after is not None else RATE_LIMIT_WAIT)
-                continue
-            except SessionNotFoundError as err:
-                new = await client.replace_lost_session(session)
-                raise client.session_lost_error(err, new) from err
-            raise ServerError(
-                "the backend answered the message without an event stream",
-                http_status=refused.status,
-            ) from None
-        except httpx.HTTPError as err:
-            if never_sent(err) and attempt < MAX_ATTEMPTS:
-                await client.sleep(backoff(attempt))
-                continue
-            raise translate(err, api_url=client.api_url, what="sending the message") from err
+                raise ServerError(
+                    "the backend answered the message without an event stream",
+                    http_status=response.status_code,
+                )
+            await _consume(response, on_event, outcome, limits)
+            return outcome
+
+    try:
+        return await send_with_retries(
+            client, attempt, what="sending the message", idempotent=False
+        )
+    except SessionNotFoundError as err:
+        raise await client.session_lost(session, err) from err
 
 
 def _span(seconds: float) -> str:
@@ -163,7 +138,6 @@ async def _consume(
     on_event: OnEvent,
     outcome: StreamOutcome,
     limits: StreamLimits,
-    api_url: str,
 ) -> None:
     started = anyio.current_time()
     total_deadline = started + limits.total
@@ -198,4 +172,4 @@ async def _consume(
     log.debug("stream closed after %d events", outcome.events)
 
 
-__all__ = ["send_message", "StreamLimits", "StreamOutcome", "message_body"]
+__all__ = ["StreamLimits", "StreamOutcome", "message_body", "send_message"]

@@ -11,7 +11,7 @@ import mimetypes
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,9 @@ from nemo_mcp.errors import FileTooLargeError, PathNotAllowedError, UnsupportedF
 from nemo_mcp.identity import Profile
 
 CHUNK = 1024 * 1024
+
+#: Told (bytes sent, bytes in all) after each chunk of a body.
+OnProgress = Callable[[int, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -82,16 +85,16 @@ class MultipartBody:
         self,
         files: Sequence[LocalFile],
         *,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: OnProgress | None = None,
     ) -> None:
         self.boundary = f"nemo-{uuid.uuid4().hex}"
         self.files = list(files)
         self.on_progress = on_progress
         self._heads = [self._head(f) for f in self.files]
         self._tail = f"--{self.boundary}--\r\n".encode()
-        self.length = sum(len(h) + f.size + 2 for h, f in zip(self._heads, self.files, strict=True)) + len(
-            self._tail
-        )
+        self.length = sum(
+            len(h) + f.size + 2 for h, f in zip(self._heads, self.files, strict=True)
+        ) + len(self._tail)
 
     @property
     def content_type(self) -> str:
@@ -119,8 +122,8 @@ class MultipartBody:
                     remaining -= len(chunk)
                     sent += len(chunk)
                     yield chunk
-                    if self.on_progress:
-                        self.on_progress(sent, self.length)
+                    if self.on_progress is not None:
+                        await self.on_progress(sent, self.length)
             if remaining:
                 raise OSError(f"{file.path.name} shrank while it was being uploaded")
             yield b"\r\n"

@@ -385,9 +385,7 @@ class _FootageSource:
             self.container = None
 
 
-def _fitted(
-    frame: VideoFrame, size: tuple[int, int], scaler: VideoReformatter
-) -> Image.Image:
+def _fitted(frame: VideoFrame, size: tuple[int, int], scaler: VideoReformatter) -> Image.Image:
     """`frame` upright and scaled to fit `size`, centred on black."""
     from PIL import Image
 

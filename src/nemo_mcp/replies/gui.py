@@ -29,11 +29,14 @@ class Translation:
 
     `text` holds no GUI step; `actions` names the suggested tools in order, each once; `changed`
     says whether anything was rewritten or dropped (tidying whitespace alone does not count).
+    `fell_back` is True when clause-by-clause rewriting left a GUI step, so the whole reply was
+    replaced by the tool instructions alone (the content was lost: a rewriting gap).
     """
 
     text: str
     actions: list[Action] = field(default_factory=list)
     changed: bool = False
+    fell_back: bool = False
 
 
 # Each kind of GUI step becomes one sentence addressed to the calling agent. These sentences
@@ -84,9 +87,12 @@ def translate(text: str) -> Translation:
         if not has_gui_phrasing(result):
             break
         result = _translate_once(result, state)
-    if has_gui_phrasing(result):
+    fell_back = has_gui_phrasing(result)
+    if fell_back:
         result = " ".join(_FALLBACK[action] for action in state.actions)
-    return Translation(text=result, actions=list(state.actions), changed=result != original)
+    return Translation(
+        text=result, actions=list(state.actions), changed=result != original, fell_back=fell_back
+    )
 
 
 def has_gui_phrasing(text: str) -> bool:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from nemo_mcp.cli import SANDBOX_DESCRIPTION as DESCRIPTION
+from nemo_mcp.cli import add_sandbox_arguments
 from nemo_mcp.sandbox.app import create_app
 from nemo_mcp.sandbox.config import SandboxConfig, parse_assignments, parse_fault_spec
 
@@ -44,30 +46,9 @@ def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m nemo_mcp.sandbox",
-        description=(
-            "A local NemoVideo backend that speaks the whole contract, with fault switches."
-        ),
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config field, e.g. envelope=success or render_seconds=10 (repeatable)",
-    )
-    parser.add_argument(
-        "--fault",
-        dest="faults",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help='a fault to queue, e.g. "rate_limited;route=credits;times=2;retry_after=3"',
-    )
+    """The same options as `nemo-mcp sandbox` (defined once, in `nemo_mcp.cli`)."""
+    parser = argparse.ArgumentParser(prog="python -m nemo_mcp.sandbox", description=DESCRIPTION)
+    add_sandbox_arguments(parser)
     return parser
 
 
@@ -80,14 +61,18 @@ def config_from(settings: Sequence[str], faults: Sequence[str]) -> SandboxConfig
     return config
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Serve with the options `add_sandbox_arguments` parsed; a bad option exits with why."""
     try:
         config = config_from(args.settings, args.faults)
     except ValueError as err:
         parser.error(str(err))
     return run(host=args.host, port=args.port, config=config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    return run_from_args(parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":

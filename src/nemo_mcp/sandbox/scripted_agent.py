@@ -396,15 +396,15 @@ def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
             None,
             "trim_video",
             {"duration_ms": target},
-            f"The video is already {length / 1000:g} seconds long. Drag the clip edges on the "
-            "timeline to change its length.",
+            f"The video is already {length / 1000:g} seconds long. "
+            "Drag the clip edges on the timeline to change its length.",
         )
     return Applied(
         trimmed(draft, target),
         "trim_video",
         {"duration_ms": target},
-        f"I trimmed the video to {target / 1000:g} seconds. Drag the clip edges on the timeline "
-        f"to adjust the cut, then {export}",
+        f"I trimmed the video to {target / 1000:g} seconds. "
+        f"Drag the clip edges on the timeline to adjust the cut, then {export}",
     )
 
 

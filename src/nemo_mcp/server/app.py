@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from nemo_mcp.errors import InputError, NemoError
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
-from nemo_mcp.server.edge import message_for
+from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
 from nemo_mcp.store import StateStore
@@ -49,7 +49,7 @@ needs a GUI: do not tell them to click anything.
 """
 
 
-def _example_prompt(text: str):  # type: ignore[no-untyped-def]
+def _example_prompt(text: str) -> Callable[[], str]:
     def prompt() -> str:
         return text
 
@@ -61,7 +61,7 @@ def create_server(
     *,
     identity: SkillIdentity | None = None,
     transport: Any = None,
-) -> MCPServer[dict[str, Any]]:
+) -> MCPServer[Any]:
     """Build the MCP server for `settings`. `transport` (an httpx transport) is for tests."""
     identity = identity or load_identity(
         skill=settings.skill, skill_source_override=settings.skill_source
@@ -108,7 +108,7 @@ def create_server(
                     live.pop("services", None)
                     tasks.cancel_scope.cancel()
 
-    mcp: MCPServer[dict[str, Any]] = MCPServer(
+    mcp = NemoServer(
         "nemo-mcp",
         title="NemoVideo",
         version=__version__,
@@ -162,7 +162,7 @@ def create_server(
         try:
             service = await current()
         except NemoError as err:
-            return json.dumps({"error": err.message})
+            return json.dumps({"error": message_for(err, None)})
         history = service.client.store.load_renders()
         return history.model_dump_json(exclude={"renders": {"__all__": {"draft_hash"}}})
 
@@ -173,4 +173,3 @@ def create_server(
             description=f"An example request for {identity.profile.title}",
         )(_example_prompt(example))
     return mcp
-

@@ -39,10 +39,14 @@ def _title(draft: Any) -> str:
     return title if isinstance(title, str) and title.strip() else "nemovideo"
 
 
-def output_for(record: RenderRecord, *, link: str | None, elapsed: float, reused: bool = False) -> ExportOutput:
+def output_for(
+    record: RenderRecord, *, link: str | None, elapsed: float, reused: bool = False
+) -> ExportOutput:
     done = record.status == "completed"
     return ExportOutput(
-        status="completed" if done else ("failed" if record.status in ("failed", "cancelled") else "rendering"),
+        status="completed"
+        if done
+        else ("failed" if record.status in ("failed", "cancelled") else "rendering"),
         render_id=record.id,
         progress_percent=100 if done else int(record.progress * 100),
         url=record.url,
@@ -51,7 +55,9 @@ def output_for(record: RenderRecord, *, link: str | None, elapsed: float, reused
         browser_link=link,
         reused=reused,
         elapsed_seconds=round(elapsed, 1),
-        next_steps=["Share or open the saved MP4."] if done else ["Call `export` again to keep waiting."],
+        next_steps=["Share or open the saved MP4."]
+        if done
+        else ["Call `export` again to keep waiting."],
     )
 
 
@@ -158,11 +164,17 @@ class Exporter:
             )
         record.url = status.url
         job.set_phase("downloading the video", 100)
+
+        def on_progress(done: int, total: int | None) -> None:
+            share = f", {done * 100 // total}%" if total else ""
+            job.set_phase(f"downloading the video ({done / 1_000_000:.0f} MB{share})", 100)
+
         saved = await renders.download(
             self.client,
             status,
             self.settings.output_dir,
             stem=renders.safe_stem(record.title or "nemovideo"),
+            on_progress=on_progress,
         )
         record.file, record.size = str(saved.path), saved.size
         record.url = status.url or saved.source
@@ -177,11 +189,6 @@ class Exporter:
         except NemoError as err:
             log.info("no browser link: %s", err)
             return None
-
-    async def cancel(self, record: RenderRecord) -> None:
-        await renders.cancel_render(self.client, record.id)
-        record.status = "cancelled"
-        self._save(record)
 
 
 def ready_draft(draft: Any) -> bool:

@@ -20,12 +20,12 @@ import anyio
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.events import (
     ErrorEvent,
+    ReplyAssembler,
     StateDeltaEvent,
     StreamEvent,
     TextEvent,
     ToolCallEvent,
     ToolResultEvent,
-    ReplyAssembler,
 )
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
@@ -89,10 +89,8 @@ class GenerationRun:
 
     message: str
     before: Any = None
-    latest_draft: Any = None
     reply: ReplyAssembler = field(default_factory=ReplyAssembler)
     errors: list[str] = field(default_factory=list)
-    raw_clip: str | None = None
 
 
 async def run_generation(
@@ -142,7 +140,10 @@ async def _generate(
     session = await client.session()
     client.store.save_generation(
         GenerationRecord(
-            message=message, session_id=session.session_id, started_at=time.time(), before=run.before
+            message=message,
+            session_id=session.session_id,
+            started_at=time.time(),
+            before=run.before,
         )
     )
 
@@ -157,20 +158,27 @@ async def _generate(
         elif isinstance(event, StateDeltaEvent):
             draft = event.delta.get("draft")
             if draft is not None:
-                run.latest_draft = draft
-                if not had_video and run.raw_clip is None and _has_video(draft):
-                    run.raw_clip = summarize(parse_draft(draft))
+                # A waiting caller is shown the timeline as it is so far.
+                job.timeline = summarize(parse_draft(draft))
+                if not had_video and "raw_clip" not in job.milestones and _has_video(draft):
                     job.milestones.add("raw_clip")
-                    job.set_phase(f"raw clip ready after {format_duration(job.elapsed)}; finishing touches")
+                    job.set_phase(
+                        f"raw clip ready after {format_duration(job.elapsed)}; finishing touches"
+                    )
         elif isinstance(event, ErrorEvent):
             run.errors.append(event.message)
 
     job.set_phase("sending the request")
     limits = StreamLimits(total=settings.stream_total, idle=settings.stream_idle)
     try:
-        await send_message(client, message, on_event, limits=limits)
+        outcome = await send_message(client, message, on_event, limits=limits)
     except (StreamBrokenError, BackendTimeoutError) as err:
         return await _recover(client, settings, job, run, err)
+    if outcome.meaningful == 0:
+        # Closed cleanly with nothing but heartbeats: the agent may still be working
+        # behind the gateway. Read the state on the schedule, as after a break.
+        empty = StreamBrokenError("the agent stream closed without an answer")
+        return await _recover(client, settings, job, run, empty)
     job.set_phase("reading the timeline after the change")
     after = (await client.state()).state.draft
     changes = [c.text for c in diff(parse_draft(run.before), parse_draft(after))]
@@ -207,7 +215,11 @@ def _report(
     translation = gui.translate(text) if text else None
     reply = translation.text if translation else ""
     if not reply:
-        reply = "Done." if changes else "The agent finished without a reply, and the timeline did not change."
+        reply = (
+            "Done."
+            if changes
+            else "The agent finished without a reply, and the timeline did not change."
+        )
     # The timeline is shown with every result, so "look at the timeline" is no step.
     actions = [a for a in (translation.actions if translation else []) if a != "timeline"]
     draft = parse_draft(after)
@@ -248,7 +260,9 @@ async def _recover(
     seen: Any = None
     checks = len(settings.recovery_delays)
     for n, delay in enumerate(settings.recovery_delays, start=1):
-        job.set_phase(f"no answer from the agent; checking the timeline ({n}/{checks}), nothing is re-sent")
+        job.set_phase(
+            f"no answer from the agent; checking the timeline ({n}/{checks}), nothing is re-sent"
+        )
         await anyio.sleep(delay)
         try:
             draft = (await client.state()).state.draft

@@ -54,11 +54,15 @@ class BearerGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         if self.allowed(bearer(headers)):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": "missing or invalid bearer token (see NEMO_HTTP_TOKENS)"}).encode()
+        body = json.dumps(
+            {"error": "missing or invalid bearer token (see NEMO_HTTP_TOKENS)"}
+        ).encode()
         await send(
             {
                 "type": "http.response.start",

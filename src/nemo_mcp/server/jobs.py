@@ -44,6 +44,7 @@ class Job(Generic[T]):
         self.error: NemoError | None = None
         self.delivered = False
         self.milestones: set[str] = set()  # e.g. "raw_clip": facts a waiting caller may report
+        self.timeline: str | None = None  # the timeline so far, once the work has changed it
         self._done = anyio.Event()
         self._changed = anyio.Event()
 

@@ -19,6 +19,10 @@ class GenerateOutput(BaseModel):
     recovered: bool = Field(
         False, description="The stream broke and the result was read from the timeline instead"
     )
+    progress: str = Field("", description="While running: the current phase, in words")
+    notes: list[str] = Field(
+        default_factory=list, description="How this request was handled, when it matters"
+    )
     next_steps: list[str] = Field(default_factory=list)
     elapsed_seconds: float = 0.0
     session_id: str | None = None
@@ -43,6 +47,7 @@ class ExportOutput(BaseModel):
     status: Literal["completed", "rendering", "failed"]
     render_id: str
     progress_percent: int = 0
+    progress: str = Field("", description="While rendering: the current phase, in words")
     url: str | None = Field(None, description="The rendered video's URL")
     file: str | None = Field(None, description="Where the MP4 was saved")
     size_bytes: int | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
@@ -50,7 +50,9 @@ class NemoService:
         return self._exporter
 
     # generation ----------------------------------------------------------------
-    async def submit_generation(self, message: str, *, new_project: bool = False) -> tuple[Job[GenerateOutput], str]:
+    async def submit_generation(
+        self, message: str, *, new_project: bool = False
+    ) -> tuple[Job[GenerateOutput], str]:
         """The job answering `message`, and how: `started`, `joined`, `finished` or `resumed`."""
         from nemo_mcp.server.generation import run_generation
 
@@ -58,7 +60,11 @@ class NemoService:
             current = self.generation
             if current is not None and not current.finished:
                 return current, "joined"
-            if current is not None and not current.delivered and _norm(current.key) == _norm(message):
+            if (
+                current is not None
+                and not current.delivered
+                and _norm(current.key) == _norm(message)
+            ):
                 return current, "finished"
             store = self.client.store
             pending = store.load_generation()
@@ -75,7 +81,9 @@ class NemoService:
                     self.tasks.start_soon(
                         run_job,
                         job,
-                        lambda: run_generation(self.client, self.settings, job, message, resumed=pending),
+                        lambda: run_generation(
+                            self.client, self.settings, job, message, resumed=pending
+                        ),
                     )
                     return job, "resumed"
                 store.clear_generation()
@@ -83,11 +91,15 @@ class NemoService:
                 await self.client.new_session()
             job = Job("generation", message)
             self.generation = job
-            self.tasks.start_soon(run_job, job, lambda: run_generation(self.client, self.settings, job, message))
+            self.tasks.start_soon(
+                run_job, job, lambda: run_generation(self.client, self.settings, job, message)
+            )
             return job, "started"
 
     # export ---------------------------------------------------------------------
-    async def submit_export(self, *, fmt: str, quality: str, fresh: bool) -> tuple[Job[ExportOutput], str]:
+    async def submit_export(
+        self, *, fmt: str, quality: str, fresh: bool
+    ) -> tuple[Job[ExportOutput], str]:
         """The render job for an export request: joined, resumed, reused or started."""
         from nemo_mcp.server.export import draft_hash, output_for, ready_draft
 
@@ -159,6 +171,10 @@ class Services:
     @property
     def multi_user(self) -> bool:
         return bool(self.settings.http_tokens)
+
+    def peek(self, key: str | None = None) -> NemoService | None:
+        """The service for `key` if it is open already; never opens one."""
+        return self._services.get(key)
 
     async def get(self, key: str | None = None) -> NemoService:
         async with self._lock:

@@ -115,8 +115,12 @@ class Change(BaseModel):
     text: str
 
 
-def pair(before: Sequence[X], after: Sequence[X], ids: Callable[[X], str | None],
-         keys: Sequence[Callable[[X], Hashable | None]]) -> list[int | None]:
+def pair(
+    before: Sequence[X],
+    after: Sequence[X],
+    ids: Callable[[X], str | None],
+    keys: Sequence[Callable[[X], Hashable | None]],
+) -> list[int | None]:
     """For each item of `after`, the index of its match in `before` (or None): first by id,
     then by each key in turn; a key of None never matches."""
     before_ids = [ids(item) for item in before]
@@ -177,7 +181,7 @@ _SEGMENT_KEYS: tuple[Callable[[Segment], Hashable | None], ...] = (
 )
 
 
-def _same(a: object, b: object) -> bool:
+def json_equal(a: object, b: object) -> bool:
     """JSON equality: 1 and 1.0 alike, NaN equal to NaN, but true never equal to 1 (Python's
     own `==` says it is); nesting too deep to compare counts as different."""
     if a is b:
@@ -187,18 +191,19 @@ def _same(a: object, b: object) -> bool:
         # below settles the rest (1 against 1.0, NaN, true against 1).
         if a == b and repr(a) == repr(b):
             return True
-        return _equal(a, b)
+        return _json_walk_equal(a, b)
     except RecursionError:
         return False
 
 
-def _equal(a: object, b: object) -> bool:
+def _json_walk_equal(a: object, b: object) -> bool:
+    """`json_equal` by walking the values: the slow path, for what `==` cannot settle."""
     if a is b:
         return True
     if isinstance(a, dict) and isinstance(b, dict):
-        return len(a) == len(b) and all(k in b and _equal(v, b[k]) for k, v in a.items())
+        return len(a) == len(b) and all(k in b and _json_walk_equal(v, b[k]) for k, v in a.items())
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(_json_walk_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
@@ -217,19 +222,23 @@ def _show(value: object) -> str | None:
     return None
 
 
-def _settings(old: dict[Any, Any], new: dict[Any, Any], skip: Collection[str],
-              prefix: str = "") -> list[str]:
+def _settings(
+    old: dict[Any, Any], new: dict[Any, Any], skip: Collection[str], prefix: str = ""
+) -> list[str]:
     """What differs between two JSON objects outside the keys already reported on."""
     phrases: list[str] = []
     for key in [*old, *(k for k in new if k not in old)]:
         a, b = old.get(key, _MISSING), new.get(key, _MISSING)
         name = clip(" ".join(str(key).split()) or '""', 40)
         if not prefix and key == "m" and (isinstance(a, dict) or isinstance(b, dict)):
-            phrases.extend(_settings(a if isinstance(a, dict) else {},
-                                     b if isinstance(b, dict) else {}, skip, "m."))
+            phrases.extend(
+                _settings(
+                    a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {}, skip, "m."
+                )
+            )
             if (isinstance(a, dict) or a is _MISSING) and (isinstance(b, dict) or b is _MISSING):
                 continue
-        elif f"{prefix}{key}" in skip or _same(a, b):
+        elif f"{prefix}{key}" in skip or json_equal(a, b):
             continue
         was, now = _show(a), _show(b)
         if a is _MISSING:
@@ -241,13 +250,14 @@ def _settings(old: dict[Any, Any], new: dict[Any, Any], skip: Collection[str],
     return phrases
 
 
-def _setting_text(subject: str, old: dict[Any, Any] | None, new: dict[Any, Any] | None,
-                  skip: Collection[str]) -> str | None:
+def _setting_text(
+    subject: str, old: dict[Any, Any] | None, new: dict[Any, Any] | None, skip: Collection[str]
+) -> str | None:
     # Keys already reported on (a track's `sg`, the draft's `t`) are left out before comparing,
     # so that no segment is compared twice.
     old = {k: v for k, v in (old or {}).items() if k not in skip}
     new = {k: v for k, v in (new or {}).items() if k not in skip}
-    if _same(old, new):
+    if json_equal(old, new):
         return None
     phrases = _settings(old, new, skip)
     if not phrases:
@@ -293,9 +303,12 @@ def _unchanged(old: Segment, new: Segment) -> bool:
         and old.label == new.label
         and old.text == new.text
         and (old.volume is None) == (new.volume is None)
-        and (old.volume is None or new.volume is None
-             or round(old.volume * 10_000) == round(new.volume * 10_000))
-        and _same(old.raw, new.raw)
+        and (
+            old.volume is None
+            or new.volume is None
+            or round(old.volume * 10_000) == round(new.volume * 10_000)
+        )
+        and json_equal(old.raw, new.raw)
     )
 
 
@@ -309,20 +322,28 @@ def _segment_items(track: Track, old: Segment, new: Segment) -> list[_Item]:
         if old.duration_ms is None or new.duration_ms is None:
             items.append(_Item("segment_retimed", f"{label} now at {now} (was {was})", label))
         elif old.duration_ms == new.duration_ms:
-            items.append(_Item("segment_moved", f"{label} moved to {now} (was {was})", label,
-                               new.start_ms - old.start_ms))
+            items.append(
+                _Item(
+                    "segment_moved",
+                    f"{label} moved to {now} (was {was})",
+                    label,
+                    new.start_ms - old.start_ms,
+                )
+            )
         elif new.duration_ms < old.duration_ms:
             items.append(_Item("segment_trimmed", f"{label} trimmed to {now} (was {was})", label))
         else:
-            items.append(_Item("segment_extended", f"{label} extended to {now} (was {was})",
-                               label))
+            items.append(_Item("segment_extended", f"{label} extended to {now} (was {was})", label))
     from_text = old.label == old.text and new.label == new.text
     if old.label != new.label and not from_text:
         items.append(_Item("label_changed", f"{_name(old)} renamed to {_name(new)}", label))
     if old.text != new.text:
         subject = "" if not new.label or new.label == new.text else f"{_name(new)} "
-        items.append(_Item("text_changed",
-                           f"{subject}text {_quoted(old.text)} -> {_quoted(new.text)}", label))
+        items.append(
+            _Item(
+                "text_changed", f"{subject}text {_quoted(old.text)} -> {_quoted(new.text)}", label
+            )
+        )
     loud = _volume_text(label, old.volume, new.volume)
     if loud:
         items.append(_Item("volume_changed", loud, label))
@@ -372,17 +393,23 @@ def _moves(name: str, items: list[_Item]) -> list[Change]:
 def _track_changes(old: Track, new: Track, old_name: str, name: str) -> list[Change]:
     out: list[Change] = []
     if (old.kind, old.type_code) != (new.kind, new.type_code):
-        out.append(Change(kind="track_retyped",
-                          text=f"{name} track changed from {_type(old)} to {_type(new)}"))
+        out.append(
+            Change(
+                kind="track_retyped", text=f"{name} track changed from {_type(old)} to {_type(new)}"
+            )
+        )
     if old.name != new.name:
         out.append(Change(kind="track_renamed", text=f"Renamed track {old_name} to {name}"))
     loud = _volume_text(name, old.volume, new.volume)
     if loud:
         out.append(Change(kind="volume_changed", text=loud))
     if old.unreadable != new.unreadable:
-        out.append(Change(kind="setting_changed",
-                          text=f"{name} unreadable segment entries {old.unreadable} -> "
-                               f"{new.unreadable}"))
+        out.append(
+            Change(
+                kind="setting_changed",
+                text=f"{name} unreadable segment entries {old.unreadable} -> {new.unreadable}",
+            )
+        )
     setting = _setting_text(name, old.raw, new.raw, {*old.read, *new.read})
     if setting:
         out.append(Change(kind="setting_changed", text=setting))
@@ -392,12 +419,14 @@ def _track_changes(old: Track, new: Track, old_name: str, name: str) -> list[Cha
     kept = {i for i in matched if i is not None}
     for segment in old.segments:
         if segment.index not in kept:
-            items["segment_removed"].append(_Item("segment_removed",
-                                                  segment_entry(old, segment, _LIMIT)))
+            items["segment_removed"].append(
+                _Item("segment_removed", segment_entry(old, segment, _LIMIT))
+            )
     for segment, i in zip(new.segments, matched, strict=True):
         if i is None:
-            items["segment_added"].append(_Item("segment_added",
-                                                segment_entry(new, segment, _LIMIT)))
+            items["segment_added"].append(
+                _Item("segment_added", segment_entry(new, segment, _LIMIT))
+            )
         else:
             for item in _segment_items(new, old.segments[i], segment):
                 items[item.kind].append(item)
@@ -450,8 +479,10 @@ def _type(track: Track) -> str:
 def _names(draft: Draft) -> list[str]:
     """Track names for a change report, numbered where two tracks share one."""
     counts = Counter(track.label for track in draft.tracks)
-    return [track.label if counts[track.label] == 1 else f"{track.label} (track {track.index + 1})"
-            for track in draft.tracks]
+    return [
+        track.label if counts[track.label] == 1 else f"{track.label} (track {track.index + 1})"
+        for track in draft.tracks
+    ]
 
 
 def diff(before: Draft, after: Draft) -> list[Change]:
@@ -471,20 +502,31 @@ def diff(before: Draft, after: Draft) -> list[Change]:
             out.append(Change(kind="track_added", text=f"Added {track_entry(track, name)}"))
         else:
             if i in moved:
-                out.append(Change(kind="track_moved", text=f"Moved track {name} to position "
-                                  f"{track.index + 1} (was {i + 1})"))
+                out.append(
+                    Change(
+                        kind="track_moved",
+                        text=f"Moved track {name} to position {track.index + 1} (was {i + 1})",
+                    )
+                )
             out.extend(_track_changes(before.tracks[i], track, old_names[i], name))
     if before.duration_ms != after.duration_ms:
-        out.append(Change(kind="duration_changed", text=f"Total duration "
-                          f"{point(before.duration_ms)} -> {point(after.duration_ms)}"))
+        out.append(
+            Change(
+                kind="duration_changed",
+                text=f"Total duration {point(before.duration_ms)} -> {point(after.duration_ms)}",
+            )
+        )
     if before.problem != after.problem:
         text = f"Timeline {after.problem}" if after.problem else "Timeline readable again"
         out.append(Change(kind="setting_changed", text=text))
     if before.unreadable != after.unreadable:
-        out.append(Change(kind="setting_changed", text=f"Timeline unreadable track entries "
-                          f"{before.unreadable} -> {after.unreadable}"))
+        out.append(
+            Change(
+                kind="setting_changed",
+                text=f"Timeline unreadable track entries {before.unreadable} -> {after.unreadable}",
+            )
+        )
     setting = _setting_text("Timeline", before.raw, after.raw, {*before.read, *after.read})
     if setting:
         out.append(Change(kind="setting_changed", text=setting))
     return out
-

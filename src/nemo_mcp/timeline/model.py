@@ -185,8 +185,12 @@ def _ident(value: object) -> str | None:
     return _numeral(value)
 
 
-def _first(item: dict[str, Any], keys: tuple[str, ...], read: Callable[[object], T | None],
-           prefix: str = "") -> tuple[T | None, str]:
+def _first(
+    item: dict[str, Any],
+    keys: tuple[str, ...],
+    read: Callable[[object], T | None],
+    prefix: str = "",
+) -> tuple[T | None, str]:
     for key in keys:
         if key in item:
             found = read(item[key])
@@ -195,8 +199,12 @@ def _first(item: dict[str, Any], keys: tuple[str, ...], read: Callable[[object],
     return None, ""
 
 
-def _meta(item: dict[str, Any], meta: dict[str, Any] | None, keys: tuple[str, ...],
-          read: Callable[[object], T | None]) -> tuple[T | None, str]:
+def _meta(
+    item: dict[str, Any],
+    meta: dict[str, Any] | None,
+    keys: tuple[str, ...],
+    read: Callable[[object], T | None],
+) -> tuple[T | None, str]:
     if meta is not None:
         found, key = _first(meta, keys, read, "m.")
         if found is not None:
@@ -217,8 +225,16 @@ def _entries(value: object) -> tuple[list[tuple[dict[str, Any], str | None]], in
     return items, len(value) - len(items)
 
 
-_Fields = tuple[int, int | None, str | None, str | None, float | None, str | None,
-                dict[str, Any], tuple[str, ...]]
+_Fields = tuple[
+    int,
+    int | None,
+    str | None,
+    str | None,
+    float | None,
+    str | None,
+    dict[str, Any],
+    tuple[str, ...],
+]
 
 
 def _segment(raw: dict[str, Any], after: int, fallback_id: str | None) -> _Fields:
@@ -255,8 +271,16 @@ def _segment(raw: dict[str, Any], after: int, fallback_id: str | None) -> _Field
 def _order(fields: _Fields) -> tuple[object, ...]:
     # Time first, then content, so that the order of `sg` alone never changes a summary.
     start, length, label, text, level, ident = fields[:6]
-    return (start, length is None, length or 0, label or "", text or "", level is None,
-            level or 0.0, ident or "")
+    return (
+        start,
+        length is None,
+        length or 0,
+        label or "",
+        text or "",
+        level is None,
+        level or 0.0,
+        ident or "",
+    )
 
 
 def _kind(value: object) -> tuple[TrackKind, int | None]:
@@ -308,7 +332,8 @@ def _track(raw: dict[str, Any], index: int, fallback_id: str | None) -> Track:
     )
 
 
-def _a(value: object) -> str:
+def _kind_of(value: object) -> str:
+    """What a JSON value is, with its article: "a list", "a number"."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
@@ -334,7 +359,7 @@ def parse_draft(value: object) -> Draft:
     if value is None:
         return Draft()
     if not isinstance(value, dict):
-        return Draft(problem=f"unreadable draft: {_a(value)}, not an object")
+        return Draft(problem=f"unreadable draft: {_kind_of(value)}, not an object")
     meta = value.get("m")
     meta = meta if isinstance(meta, dict) else None
     title, _ = _meta(value, meta, ("title", "name"), words)
@@ -344,7 +369,7 @@ def parse_draft(value: object) -> Draft:
     items, unreadable = _entries(found)
     problem = None
     if found is not None and not isinstance(found, (list, dict)):
-        problem = f"unreadable tracks: t is {_a(found)}, not a list"
+        problem = f"unreadable tracks: t is {_kind_of(found)}, not a list"
     tracks = [_track(item, position, item_id) for position, (item, item_id) in enumerate(items)]
     ends = [track.end_ms for track in tracks if track.end_ms is not None]
     return Draft(

@@ -40,8 +40,6 @@ from nemo_mcp.timeline.model import Draft, Segment, Track, TrackKind, parse_draf
 from nemo_mcp.timeline.wording import clip, percent, plural, point, segment_list, track_entry
 
 __all__ = [
-    "Change",
-    "ChangeKind",
     "Draft",
     "Segment",
     "SegmentView",
@@ -50,7 +48,6 @@ __all__ = [
     "TrackKind",
     "TrackView",
     "describe",
-    "diff",
     "parse_draft",
     "summarize",
     "view",
@@ -104,8 +101,10 @@ def describe(draft: Draft) -> str:
             line += ": " + segment_list(track, most=30, keep=30, limit=80)
         lines.append(line)
     if draft.unreadable:
-        lines.append(plural(draft.unreadable, "unreadable track entry", "unreadable track entries")
-                     + " skipped")
+        lines.append(
+            plural(draft.unreadable, "unreadable track entry", "unreadable track entries")
+            + " skipped"
+        )
     return "\n".join(lines)
 
 

@@ -84,8 +84,9 @@ def segment_list(track: Track, most: int, keep: int, limit: int) -> str:
     return text
 
 
-def track_entry(track: Track, name: str | None = None, *, most: int = 5, keep: int = 3,
-                limit: int = 40) -> str:
+def track_entry(
+    track: Track, name: str | None = None, *, most: int = 5, keep: int = 3, limit: int = 40
+) -> str:
     """A track as the summary shows it: `BGM: Lo-fi (0-10s, 35%)`, or `BGM: empty`."""
     shown = name or track.label
     if not track.segments:

@@ -1,0 +1,230 @@
+"""The MCP edge: one error boundary for every tool, and every message written for the agent.
+
+- `message_for` words every `NemoError`: what failed, why, what to do next. It
+  chooses by exception class and attributes (`from_backend`: the message is the
+  backend's own words and gets wrapped), never by searching the text.
+- `tool_boundary(work)` wraps a tool handler once: a `NemoError` becomes a
+  `ToolError` through `message_for`; anything unexpected is logged (redacted)
+  and the agent gets one sentence naming the work that failed.
+- `NemoServer.call_tool` turns invalid arguments into one plain sentence naming
+  the argument and what is expected (`argument_problem`): no validator wording,
+  no echoed input, no library links.
+
+Every message passes through `redaction.redact`, so no token can reach the agent.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, InputRequiredResult
+from pydantic import ValidationError
+
+from nemo_mcp import redaction
+from nemo_mcp.errors import (
+    AuthError,
+    CreditsError,
+    FileTooLargeError,
+    NemoError,
+    PlanError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnsupportedFileError,
+)
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.client import NemoClient
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ACCEPTED = "mp4, mov, avi, webm, mkv, jpg, png, gif, webp, mp3, wav, m4a, aac"
+
+
+def message_for(err: NemoError, client: NemoClient | None) -> str:
+    """The agent-facing text for `err` (not yet redacted)."""
+    web = client.settings.web_url.rstrip("/") if client else "https://nemovideo.com"
+    if isinstance(err, CreditsError):
+        if client is not None and client.anonymous:
+            return (
+                "Out of credits (the free trial's 100 credits are used up). Register for free at "
+                f"{client.registration_link()} to keep this project and get more credits, then "
+                "try again. Exports stay free."
+            )
+        return f"Out of credits. Top up in your NemoVideo account at {web}, then try again."
+    if isinstance(err, PlanError):
+        return (
+            "Export is blocked on the free plan (a plan limit, not credits). Register or upgrade "
+            f"at {web} to unlock export."
+        )
+    if isinstance(err, ServerError):
+        status = f" (HTTP {err.http_status})" if err.http_status else ""
+        return f"NemoVideo had a server problem{status}: {err.message}. Try again in a minute."
+    if isinstance(err, TransportError):
+        return _sentence(err.message)
+    if not err.from_backend:
+        return err.message or type(err).__name__
+    # The backend's own words: say what they mean for the user.
+    if isinstance(err, AuthError):
+        return (
+            "NemoVideo refused the token twice (expired or invalid). Check NEMO_TOKEN, or remove "
+            "it to use a free anonymous token, then try again."
+        )
+    if isinstance(err, RateLimitError):
+        return "NemoVideo is rate limiting requests. Wait a minute and try again."
+    if isinstance(err, UnsupportedFileError):
+        return f"NemoVideo does not accept this file type ({err.message}). Accepted: {ACCEPTED}."
+    if isinstance(err, FileTooLargeError):
+        return (
+            f"The file is too large for NemoVideo ({err.message}). Compress or trim it and "
+            "upload again."
+        )
+    return f"NemoVideo refused the request: {err.message}."
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] if text else text
+
+
+def tool_error(err: NemoError, client: NemoClient | None) -> ToolError:
+    return ToolError(redaction.redact(message_for(err, client)))
+
+
+def unexpected_message(work: str, err: BaseException) -> str:
+    """One sentence for a failure nobody planned for; the details stay in the log."""
+    if isinstance(err, OSError):
+        reason = f" ({err.strerror})" if err.strerror else ""
+        return (
+            f"{work} failed: a file could not be read or written{reason}. Check that the file "
+            "or folder still exists and can be used, then try again."
+        )
+    return (
+        f"{work} failed because of an unexpected problem in nemo-mcp (the details are in the "
+        "server's log). Try again; if it keeps failing, run `nemo-mcp doctor`."
+    )
+
+
+ClientLookup = Callable[[Context], "NemoClient | None"]
+
+
+def tool_boundary(
+    work: str, client_of: ClientLookup
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Wrap a tool handler so every failure reaches the agent as one written sentence.
+
+    `work` names the work in words ("Exporting the video"); `client_of(ctx)`
+    finds the caller's client, if it has one yet, for messages that need it
+    (the registration link).
+    """
+
+    def wrap(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(handler)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await handler(*args, **kwargs)
+            except ToolError:
+                raise
+            except NemoError as err:
+                ctx = kwargs.get("ctx")
+                client = client_of(ctx) if isinstance(ctx, Context) else None
+                raise tool_error(err, client) from None
+            except Exception as err:
+                log.error("%s failed unexpectedly", work, exc_info=True)
+                raise ToolError(redaction.redact(unexpected_message(work, err))) from None
+
+        return guarded
+
+    return wrap
+
+
+# invalid arguments -----------------------------------------------------------------
+_KIND_WORDS = {
+    "string": "text",
+    "boolean": "true or false",
+    "array": "a list",
+    "integer": "a whole number",
+    "number": "a number",
+    "object": "an object",
+}
+
+
+_PLURALS = {"string": "texts", "integer": "whole numbers", "number": "numbers"}
+
+
+def _expected(prop: Mapping[str, Any]) -> str:
+    """What a parameter takes, in words, from its JSON schema."""
+    if "enum" in prop or "const" in prop:
+        values = prop.get("enum") or [prop["const"]]
+        return "one of: " + ", ".join(str(v) for v in values)
+    kinds = [p.get("type") for p in prop.get("anyOf", [])] or [prop.get("type")]
+    words = [_KIND_WORDS[k] for k in kinds if isinstance(k, str) and k in _KIND_WORDS]
+    if prop.get("type") == "array":
+        items = prop.get("items", {})
+        words = [f"a list of {_PLURALS.get(items.get('type', ''), 'items')}"]
+    text = " or ".join(words) or "a valid value"
+    description = str(prop.get("description") or "")
+    short = description.split(", e.g.")[0].split(" e.g.")[0].strip().rstrip(".")
+    if short:
+        text += f" ({short[:1].lower() + short[1:]})"
+    return text
+
+
+def argument_problem(tool: str, err: ValidationError, schema: Mapping[str, Any]) -> str:
+    """One plain sentence for the first invalid argument of a `tool` call."""
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    problems = err.errors(include_url=False, include_input=False, include_context=True)
+    first = problems[0]
+    loc = [str(part) for part in first["loc"]]
+    name = loc[0] if loc else "arguments"
+    prop = properties.get(name, {})
+    expected = _expected(prop)
+    kind = first["type"]
+    limits = first.get("ctx") or {}
+    where = f"`{name}`" if len(loc) < 2 else f"Item {int(loc[1]) + 1} of `{name}`"
+    if kind == "missing":
+        text = f"`{name}` is required: give {expected}."
+    elif kind in ("string_too_short",):
+        text = f"`{name}` is empty: give {expected}."
+    elif kind == "string_too_long":
+        text = f"{where} is too long: at most {limits.get('max_length')} characters."
+    elif kind == "too_short":
+        text = f"`{name}` needs at least {limits.get('min_length')} item(s): {expected}."
+    elif kind == "too_long":
+        text = f"`{name}` takes at most {limits.get('max_length')} items."
+    elif kind in ("literal_error", "enum", "string_pattern_mismatch"):
+        text = f"{where} must be {expected}."
+    elif len(loc) >= 2 and prop.get("type") == "array":
+        inner = _KIND_WORDS.get(prop.get("items", {}).get("type", ""), "valid")
+        text = f"{where} must be {inner}: `{name}` takes {expected}."
+    else:
+        text = f"{where} must be {expected}."
+    more = len(problems) - 1
+    if more:
+        text += f" ({more} more argument problem{'s' if more > 1 else ''} after this one.)"
+    return f"Invalid arguments for `{tool}`: {text}"
+
+
+class NemoServer(MCPServer[Any]):
+    """`MCPServer` whose argument errors read as one plain sentence for the agent."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as err:
+            cause = err.__cause__
+            if not isinstance(cause, ValidationError):
+                raise
+            schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+            raise ToolError(argument_problem(name, cause, schemas.get(name, {}))) from None

@@ -1,0 +1,122 @@
+"""What every tool module shares: the caller's service, results, roots, annotations, progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import ListRoots
+from mcp_types import CallToolResult, ContentBlock, ListRootsResult, TextContent, ToolAnnotations
+from pydantic import BaseModel
+
+from nemo_mcp import redaction
+from nemo_mcp.server.boundary import tool_boundary
+from nemo_mcp.server.http import bearer, identity_key
+from nemo_mcp.server.jobs import PROGRESS_EVERY
+from nemo_mcp.server.paths import roots_from_uris
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.server.service import NemoService, Services
+
+MB = 1_000_000
+
+#: What a waiting tool reports: progress, total (None when unknown), a phase in words.
+Report = Callable[[float, "float | None", str], Awaitable[None]]
+
+
+def _services(ctx: Context) -> Services:
+    services: Services = ctx.request_context.lifespan_context["services"]
+    return services
+
+
+def _user_key(ctx: Context, services: Services) -> str | None:
+    if not services.multi_user:
+        return None
+    token = bearer(ctx.headers)
+    # The HTTP gate lets no request without a token through; stdio has one user.
+    return identity_key(token) if token is not None else None
+
+
+async def service_of(ctx: Context) -> NemoService:
+    """The caller's service: per bearer token when serving several HTTP users."""
+    services = _services(ctx)
+    return await services.get(_user_key(ctx, services))
+
+
+def client_of(ctx: Context) -> NemoClient | None:
+    """The caller's client if it is open already (for wording errors); never opens one."""
+    try:
+        services = _services(ctx)
+    except (KeyError, LookupError, AttributeError):
+        return None
+    service = services.peek(_user_key(ctx, services))
+    return service.client if service is not None else None
+
+
+def guarded(work: str) -> Callable[[Any], Any]:
+    """The one error boundary (`boundary.tool_boundary`) for a tool handler doing `work`."""
+    return tool_boundary(work, client_of)
+
+
+def result(text: str, model: BaseModel, *extra: ContentBlock) -> CallToolResult:
+    """A tool result: readable text for the agent, the model as structured content."""
+    content: list[ContentBlock] = [
+        TextContent(type="text", text=redaction.redact(text, claims=False)),
+        *extra,
+    ]
+    return CallToolResult(
+        content=content,
+        structured_content=json.loads(redaction.redact(model.model_dump_json(), claims=False)),
+    )
+
+
+async def get_roots(ctx: Context) -> ListRoots | None:
+    """Ask the client for its roots when it declares the capability."""
+    caps = ctx.client_capabilities
+    if caps is None or caps.roots is None:
+        return None
+    return ListRoots()
+
+
+def allowed_folders(service: NemoService, roots: ListRootsResult | None) -> list[Path]:
+    """Where local files may come from: the client's roots, else NEMO_UPLOAD_DIRS."""
+    if roots is not None:
+        return roots_from_uris([str(r.uri) for r in roots.roots])
+    return list(service.settings.upload_dirs)
+
+
+def hints(*, read_only: bool, idempotent: bool) -> ToolAnnotations:
+    """Honest annotations: nothing here destroys data; everything talks to NemoVideo."""
+    return ToolAnnotations(
+        read_only_hint=read_only,
+        destructive_hint=False,
+        idempotent_hint=idempotent,
+        open_world_hint=True,
+    )
+
+
+def byte_progress(ctx: Context, doing: str) -> Callable[[int, int], Awaitable[None]]:
+    """A callback for a transfer's (done, total) bytes that reports to the client at
+    most every couple of seconds, never once per chunk."""
+    last = -PROGRESS_EVERY
+
+    async def update(done: int, total: int) -> None:
+        nonlocal last
+        now = anyio.current_time()
+        if now - last >= PROGRESS_EVERY / 2 or done >= total:
+            last = now
+            await ctx.report_progress(done, total or None, f"{doing}: {done / MB:.0f} MB")
+
+    return update
+
+
+def reporter(ctx: Context) -> Report:
+    async def report(progress: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(progress, total, message)
+
+    return report

@@ -1,0 +1,321 @@
+"""Each tool's text for the agent, as a pure function of its output model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError
+
+from nemo_mcp import redaction
+from nemo_mcp.backend.models import Credits, StateSnapshot, UploadedFile
+from nemo_mcp.errors import (
+    AuthError,
+    ConfigError,
+    CreditsError,
+    FileTooLargeError,
+    NemoError,
+    RateLimitError,
+    ServerError,
+    SkillFileError,
+    UnsupportedFileError,
+)
+from nemo_mcp.server.boundary import message_for, tool_boundary, unexpected_message
+from nemo_mcp.server.outputs import ExportOutput, GenerateOutput, UploadOutput
+from nemo_mcp.server.tools.credits import credits_output, credits_text
+from nemo_mcp.server.tools.export import export_text
+from nemo_mcp.server.tools.generate import generate_text, how_notes
+from nemo_mcp.server.tools.timeline import records, timeline_output, timeline_text
+from nemo_mcp.server.tools.upload import items_for, upload_text
+
+from conftest import Transcript
+
+DRAFT = {
+    "t": [
+        {"tt": 0, "sg": [{"d": 10000, "m": {"name": "city timelapse"}}]},
+        {
+            "tt": 1,
+            "m": {"name": "BGM"},
+            "sg": [{"d": 10000, "m": {"name": "Lo-fi", "volume": 0.35}}],
+        },
+    ]
+}
+
+
+# generate --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("out", "expected", "absent"),
+    [
+        (
+            GenerateOutput(
+                status="completed",
+                reply="I added music.",
+                changes=["Added BGM: Lo-fi (0-10s, 35%)"],
+                timeline="Timeline (2 tracks): ...",
+                next_steps=["Call `export` to render and download the MP4 (free)."],
+            ),
+            [
+                "I added music.",
+                "Changes:\n- Added BGM: Lo-fi (0-10s, 35%)",
+                "Timeline (2 tracks)",
+                "Next: Call `export`",
+            ],
+            ["Still working"],
+        ),
+        (
+            GenerateOutput(
+                status="completed",
+                reply="Done. Call `export` when ready.",
+                next_steps=["Call `export` to render and download the MP4 (free)."],
+            ),
+            ["Done. Call `export` when ready."],
+            ["Next:"],  # the reply already names the step
+        ),
+        (
+            GenerateOutput(
+                status="running",
+                reply="",
+                progress="adding music (1m05s)",
+                raw_clip_ready=True,
+                timeline="Timeline (1 track): 1. Video: clip (0-10s)",
+            ),
+            [
+                "Still working: adding music (1m05s)",
+                "raw clip has already landed",
+                "Timeline (1 track)",
+                "Call `generate` again with the same request",
+            ],
+            ["Changes:"],
+        ),
+        (
+            GenerateOutput(status="not_sent", reply="This asks about credits. Call `credits`."),
+            ["This asks about credits. Call `credits`."],
+            ["Still working", "Next:"],
+        ),
+    ],
+)
+def test_generate_text(out: GenerateOutput, expected: list[str], absent: list[str]) -> None:
+    text = generate_text(out)
+    for part in expected:
+        assert part in text
+    for part in absent:
+        assert part not in text
+
+
+@pytest.mark.parametrize(
+    ("how", "asked", "answering", "says"),
+    [
+        ("started", "a", "a", None),
+        ("finished", "a", "a", None),
+        ("joined", "a video", "  A   VIDEO ", None),  # the same request, spaced differently
+        ("joined", "add music", "a video of a lake", "was NOT sent"),
+        ("resumed", "a", "a", "already sent before the server restarted"),
+    ],
+)
+def test_how_notes(how: str, asked: str, answering: str, says: str | None) -> None:
+    notes = how_notes(how, asked=asked, answering=answering)
+    if says is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and says in notes[0]
+
+
+# export ----------------------------------------------------------------------------------
+DONE = ExportOutput(
+    status="completed",
+    render_id="render_1",
+    file="/out/City.mp4",
+    size_bytes=15_728_640,
+    url="https://cdn.test/r.mp4",
+    browser_link="https://web.test/workspace/claim?ct=clm_x",
+)
+
+
+@pytest.mark.parametrize(
+    ("out", "resumed", "expected", "absent"),
+    [
+        (
+            DONE,
+            False,
+            [
+                "Video ready: /out/City.mp4 (15.7 MB)",
+                "URL: https://cdn.test/r.mp4",
+                "Open the project in the browser: https://web.test/",
+            ],
+            ["Resumed", "Already"],
+        ),
+        (
+            DONE.model_copy(update={"reused": True}),
+            False,
+            ["Already exported this exact timeline: /out/City.mp4"],
+            ["Video ready"],
+        ),
+        (DONE, True, ["(Resumed render render_1 started earlier; no new render.)"], []),
+        (
+            ExportOutput(status="rendering", render_id="render_9", progress="rendering, 40% (20s)"),
+            False,
+            ["Rendering: rendering, 40% (20s)", "render_9", "no second render"],
+            ["Video ready"],
+        ),
+        (
+            DONE.model_copy(update={"size_bytes": None, "url": None, "browser_link": None}),
+            False,
+            ["Video ready: /out/City.mp4"],
+            ["MB)", "URL:", "browser"],
+        ),
+    ],
+)
+def test_export_text(
+    out: ExportOutput, resumed: bool, expected: list[str], absent: list[str]
+) -> None:
+    text = export_text(out, resumed=resumed)
+    for part in expected:
+        assert part in text
+    for part in absent:
+        assert part not in text
+
+
+# credits ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("available", "frozen", "anonymous", "says"),
+    [
+        (300, 0, True, []),
+        (80, 20, True, ["20 are held", "Enough for an edit (~50) but not a new clip (~100)."]),
+        (10, 0, True, ["Not enough", "Register at https://web.test/register?bind=anon_1"]),
+        (10, 0, False, ["Not enough", "Top up to continue."]),
+    ],
+)
+def test_credits(available: float, frozen: float, anonymous: bool, says: list[str]) -> None:
+    balance = Credits.model_validate({"available": available, "frozen": frozen})
+    out = credits_output(
+        balance, anonymous=anonymous, registration_link="https://web.test/register?bind=anon_1"
+    )
+    assert out.total == available + frozen
+    text = credits_text(out)
+    assert text.startswith(f"Credits: {available:g} available, {frozen:g} frozen")
+    for part in says:
+        assert part in text
+    if not says:
+        assert out.note == ""
+    if not anonymous:
+        assert "register" not in text.lower()
+
+
+def test_credits_total_from_the_backend_wins() -> None:
+    assert Credits.model_validate({"available": 1, "frozen": 2, "total": 10}).total == 10
+    assert Credits.model_validate({"available": "5", "frozen": None}).total == 5
+
+
+# timeline --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("draft", "running", "expected"),
+    [
+        (DRAFT, [], ["2 tracks", "Ready to export."]),
+        (None, [], ["Not ready to export yet: call `generate` first."]),
+        (DRAFT, ["render render_1: rendering, 50% (30s)"], ["Running: render render_1"]),
+    ],
+)
+def test_timeline(draft: Any, running: list[str], expected: list[str]) -> None:
+    snapshot = StateSnapshot.model_validate(
+        {"session_id": "1", "state": {"draft": draft, "video_infos": [{"a": 1}, 2]}}
+    )
+    out = timeline_output(snapshot, running=running, session_id="1")
+    text = timeline_text(out)
+    for part in expected:
+        assert part in text
+    assert out.uploads == [{"a": 1}] and "Uploads: 1." in text
+    assert out.ready_for_export is (draft is not None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([{"a": 1}, "x", {"b": 2}], [{"a": 1}, {"b": 2}]),
+        ({"k1": {"a": 1}, "k2": {"b": 2}}, [{"a": 1}, {"b": 2}]),
+        ({"a": 1}, [{"a": 1}]),
+        ("text", []),
+        (None, []),
+    ],
+)
+def test_records(value: Any, expected: list[dict[str, Any]]) -> None:
+    assert records(value) == expected
+
+
+# upload ----------------------------------------------------------------------------------
+def test_upload_text_pairs_sources_with_what_the_backend_said() -> None:
+    files = [UploadedFile(filename="a.mp4", file_type="video", duration=5.5, width=640, height=360)]
+    items = items_for(["/up/a.mp4", "https://x.test/b.png"], files)
+    out = UploadOutput(files=items, next_steps=["Call `generate`."])
+    text = upload_text(out)
+    assert text.splitlines() == [
+        "Uploaded 2 files:",
+        "- a.mp4 (video, 5.5s, 640x360)",
+        "- b.png (file)",
+        "Next: Call `generate`.",
+    ]
+
+
+# the error boundary ----------------------------------------------------------------------
+class _Client:
+    anonymous = True
+
+    class settings:
+        web_url = "https://web.test"
+
+    @staticmethod
+    def registration_link() -> str:
+        return "https://web.test/register?bind=anon_7"
+
+
+@pytest.mark.parametrize(
+    ("err", "says"),
+    [
+        (CreditsError("out", from_backend=True), "register?bind=anon_7"),
+        (AuthError("token expired", from_backend=True), "refused the token twice"),
+        (AuthError("NEMO_TOKEN was refused; set a valid one."), "NEMO_TOKEN was refused"),
+        (RateLimitError("slow down", from_backend=True), "rate limiting"),
+        (RateLimitError("one free token per computer every 7 days"), "one free token"),
+        (UnsupportedFileError("bad type", from_backend=True), "Accepted: mp4"),
+        (UnsupportedFileError("x.exe: .exe files are not accepted."), "x.exe: .exe"),
+        (FileTooLargeError("too big", from_backend=True), "Compress or trim"),
+        (ServerError("an answer that is not JSON", http_status=502), "server problem (HTTP 502)"),
+        (SkillFileError("unknown skill profile 'x'"), "unknown skill profile"),
+        (ConfigError("cannot write /x: Read-only file system"), "cannot write /x"),
+    ],
+)
+def test_messages_are_chosen_by_class_and_origin(err: NemoError, says: str) -> None:
+    assert says in message_for(err, _Client())  # type: ignore[arg-type]
+
+
+def test_skill_file_error_is_a_config_error() -> None:
+    assert issubclass(SkillFileError, ConfigError) and issubclass(ConfigError, NemoError)
+
+
+async def test_boundary_words_errors_and_logs_the_unexpected(transcript: Transcript) -> None:
+    transcript.addFilter(redaction.RedactingFilter())  # as the server's log handlers have
+    redaction.register("nmv_usr_boundarysecret123")
+
+    @tool_boundary("Exporting the video", lambda ctx: None)
+    async def failing(kind: str) -> None:
+        if kind == "nemo":
+            raise CreditsError("out of credits nmv_usr_boundarysecret123")
+        if kind == "oserror":
+            raise FileNotFoundError(2, "No such file or directory")
+        raise ValueError("a bug with nmv_usr_boundarysecret123 in it")
+
+    with pytest.raises(ToolError) as nemo:
+        await failing("nemo")
+    assert "Out of credits" in str(nemo.value) and "boundarysecret" not in str(nemo.value)
+    with pytest.raises(ToolError) as vanished:
+        await failing("oserror")
+    assert str(vanished.value) == unexpected_message(
+        "Exporting the video", FileNotFoundError(2, "No such file or directory")
+    )
+    assert "(No such file or directory)" in str(vanished.value)
+    with pytest.raises(ToolError) as bug:
+        await failing("bug")
+    assert "Exporting the video failed because of an unexpected problem" in str(bug.value)
+    assert "ValueError" not in str(bug.value) and "a bug" not in str(bug.value)
+    logged = "\n".join(transcript.logs)
+    assert "Exporting the video failed unexpectedly" in logged and "ValueError" in logged
+    assert "boundarysecret" not in logged
