@@ -7,8 +7,10 @@ The pid is found through /proc (Linux): tests using `stdio_server` carry the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,3 +84,41 @@ def kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):  # the client's own handle may reap it first
         os.waitpid(pid, 0)
+
+
+def state_files(home: Path) -> dict[str, bytes]:
+    """Every file under a state folder (the ledger's WAL files aside), by relative path."""
+    return {
+        str(p.relative_to(home)): p.read_bytes()
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+    }
+
+
+def ledger_rows(home: Path) -> list[dict[str, Any]]:
+    """The work ledger's entries, oldest first, with their JSON columns parsed."""
+    (path,) = home.glob("nemo-mcp/*/ledger.sqlite3")
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        db.row_factory = sqlite3.Row
+        rows = [dict(r) for r in db.execute("SELECT * FROM work ORDER BY seq")]
+    for row in rows:
+        for column in ("request", "progress", "memo", "outcome", "error"):
+            if row[column] is not None:
+                row[column] = json.loads(row[column])
+    return rows
+
+
+def assert_all_whole(home: Path) -> None:
+    """Every state file reads: JSON as JSON, the client id as one line, the ledger as a
+    sound database; no temporary or partial file is left."""
+    files = state_files(home)
+    assert files, "no state was persisted"
+    for name, raw in files.items():
+        if name.endswith(".json"):
+            json.loads(raw)
+        elif name.endswith(".sqlite3"):
+            with contextlib.closing(sqlite3.connect(home / name)) as db:
+                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        else:
+            assert raw.strip() and b"\n" not in raw.strip(), name
+    assert not [n for n in files if ".tmp" in n or n.endswith(".part")], files

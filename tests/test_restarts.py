@@ -8,34 +8,23 @@ session, resume the render by its id, and find every state file whole.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mcp_types import CallToolResult
 
 from mcp_harness import text_of
-from processes import kill, needs_proc, server_env, stdio_server
+from processes import (
+    assert_all_whole,
+    kill,
+    ledger_rows,
+    needs_proc,
+    server_env,
+    state_files,
+    stdio_server,
+)
 
 pytestmark = needs_proc
-
-
-def state_files(home: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()
-    }
-
-
-def assert_all_whole(home: Path) -> None:
-    """Every state file parses: JSON as JSON, the client id as one line."""
-    files = state_files(home)
-    assert files, "no state was persisted"
-    for name, raw in files.items():
-        if name.endswith(".json"):
-            json.loads(raw)
-        else:
-            assert raw.strip() and b"\n" not in raw.strip(), name
-    assert not [n for n in files if ".tmp" in n or n.endswith(".part")], files
 
 
 def structured(result: CallToolResult) -> dict[str, Any]:
@@ -62,8 +51,9 @@ async def test_render_resumes_by_id_after_sigkill(tmp_path: Path, sandbox: Any) 
         before = state_files(home)
         kill(pid)
     assert_all_whole(home)
-    renders = json.loads(next(home.glob("nemo-mcp/*/renders.json")).read_text())["renders"]
-    assert [r["id"] for r in renders] == [render_id]
+    renders = [r for r in ledger_rows(home) if r["kind"] == "render"]
+    assert [r["memo"]["render_id"] for r in renders] == [render_id]
+    assert renders[0]["state"] == "rendering"
 
     async with stdio_server(env) as (client, pid2):
         assert pid2 != pid
@@ -75,8 +65,7 @@ async def test_render_resumes_by_id_after_sigkill(tmp_path: Path, sandbox: Any) 
     assert Path(resumed["file"]).stat().st_size == resumed["size_bytes"]
     assert credits["anonymous"] is True
     after = state_files(home)
-    for name in ("client_id",):
-        assert after[name] == before[name]
+    assert after["client_id"] == before["client_id"]
     auth = next(n for n in after if n.endswith("auth.json"))
     session = next(n for n in after if n.endswith("session.json"))
     assert after[auth] == before[auth] and after[session] == before[session]
@@ -110,6 +99,8 @@ async def test_generation_in_flight_survives_sigkill(tmp_path: Path, sandbox: An
         kill(pid)
     assert_all_whole(home)
     assert len(before) == 3, before.keys()
+    (entry,) = ledger_rows(home)
+    assert entry["state"] == "streaming" and entry["kind"] == "message"
     async with stdio_server(env) as (client, _):
         for _ in range(50):
             again = structured(await client.call_tool("generate", message))

@@ -142,14 +142,38 @@ async def test_long_generation_returns_within_budget_and_is_sent_once(
     assert runs(sandbox) == 1
 
 
-async def test_different_request_while_running_is_not_sent(tmp_path: Path, sandbox: Any) -> None:
-    sandbox.control.set(generation_seconds=2.0)
+async def test_different_request_while_running_is_queued_and_sent_after(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sandbox.control.set(generation_seconds=1.0, initial_credits=500)
     settings = make_settings(tmp_path, sandbox.url, tool_timeout=0.3)
+    first, second = {"message": "a video of a desert"}, {"message": "add jazz music"}
     async with connect(settings) as session:
-        await session.call("generate", {"message": "a video of a desert"})
-        other = await session.call("generate", {"message": "add jazz music"})
-        assert "NOT sent" in text_of(other)
-    assert runs(sandbox) == 1
+        started = await session.call("generate", first)
+        queued = await session.call("generate", second)
+        assert started.structured_content["status"] == "running"  # type: ignore[index]
+        assert queued.structured_content["status"] == "queued"  # type: ignore[index]
+        assert queued.structured_content["ahead"] == 1  # type: ignore[index]
+        assert "sent when they finish" in text_of(queued)
+        assert runs(sandbox) == 1
+        b = await wait_done(session, second)
+        a = await wait_done(session, first)
+    # Each request was sent once, in the order asked, and each caller got its own result.
+    assert [m["text"] for m in sandbox.control.stats()["messages"]] == [
+        "a video of a desert",
+        "add jazz music",
+    ]
+    assert any("Added" in c for c in a.structured_content["changes"])  # type: ignore[index]
+    assert "jazz" in b.structured_content["reply"].lower()  # type: ignore[index]
+    assert a.structured_content["reply"] != b.structured_content["reply"]  # type: ignore[index]
+
+
+async def wait_done(session: Any, args: dict[str, Any]) -> Any:
+    for _ in range(60):
+        result = await session.call("generate", args)
+        if result.structured_content["status"] not in ("running", "queued"):
+            return result
+    raise AssertionError("never finished")
 
 
 async def test_routed_requests_are_not_sent(tmp_path: Path, sandbox: Any) -> None:

@@ -12,11 +12,12 @@ from nemo_mcp.errors import ConfigError
 from nemo_mcp.settings import DEFAULT_API_URL, settings_from_env
 from nemo_mcp.store import (
     AuthRecord,
-    RenderRecord,
     SessionRecord,
     StateStore,
     atomic_write,
     backend_key,
+    create_once,
+    valid_client_id,
 )
 
 
@@ -72,27 +73,36 @@ def test_backend_key_separates_backends() -> None:
 def test_store_round_trip_and_permissions(tmp_path: Path) -> None:
     store = StateStore(tmp_path, "https://api.test")
     client_id = store.client_id()
-    assert store.client_id() == client_id
+    assert valid_client_id(client_id) and store.client_id() == client_id
     assert store.client_id("configured") == "configured"
     store.save_auth(AuthRecord(token="nmv_usr_x" * 3, user_id="anon_1"))
     store.save_session(SessionRecord(session_id="1", task_id="t"))
-    for n in range(3):
-        store.save_render(RenderRecord(id=f"render_{n}", session_id="1", started_at=n))
-    store.save_render(RenderRecord(id="render_1", session_id="1", started_at=1, status="completed"))
     fresh = StateStore(tmp_path, "https://api.test")
     assert fresh.load_auth().user_id == "anon_1"  # type: ignore[union-attr]
     assert fresh.load_session().session_id == "1"  # type: ignore[union-attr]
-    assert [r.id for r in fresh.load_renders().renders] == ["render_0", "render_2", "render_1"]
     for path in store.folder.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "nmv_usr" not in str(fresh.describe())
 
 
-def test_damaged_state_file_reads_as_absent(tmp_path: Path) -> None:
+def test_damaged_state_file_is_moved_aside_and_described(tmp_path: Path) -> None:
     store = StateStore(tmp_path, "https://api.test")
     store.folder.mkdir(parents=True)
-    (store.folder / "session.json").write_text("{half")
+    (store.folder / "session.json").write_text('{"session_id": "7741", "task_id": "t9", "us')
     assert store.load_session() is None
+    damaged = store.damaged_session
+    assert damaged is not None and damaged.problem == "cut short or not JSON"
+    assert damaged.salvaged == {"session_id": "7741", "task_id": "t9"}
+    assert not (store.folder / "session.json").exists()
+    assert damaged.moved_to and Path(damaged.moved_to).read_text().startswith('{"session_id"')
+
+
+def test_client_id_is_created_once(tmp_path: Path) -> None:
+    target = tmp_path / "client_id"
+    assert create_once(target, b"first\n", mode=0o644)
+    assert not create_once(target, b"second\n", mode=0o644)
+    assert target.read_bytes() == b"first\n"
+    assert not list(tmp_path.glob(".client_id.*"))
 
 
 def test_atomic_write_leaves_old_file_on_failure(

@@ -20,13 +20,15 @@ from nemo_mcp.errors import (
     SkillFileError,
     UnsupportedFileError,
 )
+from nemo_mcp.ledger import Entry, Submission
 from nemo_mcp.server.boundary import message_for, tool_boundary, unexpected_message
 from nemo_mcp.server.outputs import ExportOutput, GenerateOutput, UploadOutput
 from nemo_mcp.server.tools.credits import credits_output, credits_text
 from nemo_mcp.server.tools.export import export_text
-from nemo_mcp.server.tools.generate import generate_text, how_notes
+from nemo_mcp.server.tools.generate import answer_notes, generate_text, pending_output
 from nemo_mcp.server.tools.timeline import records, timeline_output, timeline_text
 from nemo_mcp.server.tools.upload import items_for, upload_text
+from nemo_mcp.server.work import Ticket
 
 from conftest import Transcript
 
@@ -102,22 +104,67 @@ def test_generate_text(out: GenerateOutput, expected: list[str], absent: list[st
         assert part not in text
 
 
+def _entry(**changes: Any) -> Entry:
+    values: dict[str, Any] = dict(
+        id="e1",
+        user="",
+        seq=1,
+        kind="message",
+        key="1|a video",
+        session_id="1",
+        state="done",
+        request={"message": "a video"},
+        created_at=1000.0,
+        updated_at=1000.0,
+        finished_at=1060.0,
+    )
+    values.update(changes)
+    return Entry(**values)
+
+
 @pytest.mark.parametrize(
-    ("how", "asked", "answering", "says"),
+    ("how", "delivered_before", "says"),
     [
-        ("started", "a", "a", None),
-        ("finished", "a", "a", None),
-        ("joined", "a video", "  A   VIDEO ", None),  # the same request, spaced differently
-        ("joined", "add music", "a video of a lake", "was NOT sent"),
-        ("resumed", "a", "a", "already sent before the server restarted"),
+        ("new", False, None),
+        ("unfinished", False, None),
+        ("finished", True, "already answered 2m00s ago, so it was not sent again"),
+        ("finished", False, "finished while no call was waiting"),
     ],
 )
-def test_how_notes(how: str, asked: str, answering: str, says: str | None) -> None:
-    notes = how_notes(how, asked=asked, answering=answering)
+def test_answer_notes(how: Any, delivered_before: bool, says: str | None) -> None:
+    entry = _entry()
+    ticket = Ticket(Submission(how, entry), ask="a1", delivered_before=delivered_before)
+    notes = answer_notes(ticket, entry, now=1180.0)
     if says is None:
         assert notes == []
     else:
         assert len(notes) == 1 and says in notes[0]
+        if delivered_before:
+            assert "`again: true`" in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("state", "ahead", "status"),
+    [("queued", 2, "queued"), ("queued", 0, "running"), ("streaming", 0, "running")],
+)
+def test_pending_output(state: Any, ahead: int, status: str) -> None:
+    entry = _entry(
+        state=state,
+        finished_at=None,
+        progress={
+            "phase": "adding music",
+            "timeline": "Timeline (1 track): ...",
+            "milestones": ["raw_clip"],
+        },
+    )
+    out = pending_output(entry, ahead=ahead, now=1065.0)
+    assert out.status == status and out.ahead == (ahead if status == "queued" else 0)
+    assert out.progress == "adding music (1m05s)" and out.raw_clip_ready
+    text = generate_text(out)
+    if status == "queued":
+        assert f"Queued: {ahead} earlier requests" in text and "sent when they finish" in text
+    else:
+        assert "Still working: adding music (1m05s)" in text and "Timeline (1 track)" in text
 
 
 # export ----------------------------------------------------------------------------------
@@ -132,11 +179,10 @@ DONE = ExportOutput(
 
 
 @pytest.mark.parametrize(
-    ("out", "resumed", "expected", "absent"),
+    ("out", "expected", "absent"),
     [
         (
             DONE,
-            False,
             [
                 "Video ready: /out/City.mp4 (15.7 MB)",
                 "URL: https://cdn.test/r.mp4",
@@ -146,29 +192,33 @@ DONE = ExportOutput(
         ),
         (
             DONE.model_copy(update={"reused": True}),
-            False,
             ["Already exported this exact timeline: /out/City.mp4"],
             ["Video ready"],
         ),
-        (DONE, True, ["(Resumed render render_1 started earlier; no new render.)"], []),
+        (
+            DONE.model_copy(update={"resumed": True}),
+            ["(Resumed render render_1 started earlier; no new render.)"],
+            [],
+        ),
         (
             ExportOutput(status="rendering", render_id="render_9", progress="rendering, 40% (20s)"),
-            False,
             ["Rendering: rendering, 40% (20s)", "render_9", "no second render"],
             ["Video ready"],
         ),
         (
+            ExportOutput(status="queued", render_id="", ahead=1),
+            ["Queued: 1 earlier request runs first", "once"],
+            ["Rendering"],
+        ),
+        (
             DONE.model_copy(update={"size_bytes": None, "url": None, "browser_link": None}),
-            False,
             ["Video ready: /out/City.mp4"],
             ["MB)", "URL:", "browser"],
         ),
     ],
 )
-def test_export_text(
-    out: ExportOutput, resumed: bool, expected: list[str], absent: list[str]
-) -> None:
-    text = export_text(out, resumed=resumed)
+def test_export_text(out: ExportOutput, expected: list[str], absent: list[str]) -> None:
+    text = export_text(out)
     for part in expected:
         assert part in text
     for part in absent:

@@ -2,7 +2,8 @@
 
     NemoError                      anything this package raises on purpose
     ├── ConfigError                settings, SKILL.md or the state folder are unusable
-    │   └── SkillFileError         SKILL.md missing, without frontmatter, or an unknown profile
+    │   ├── SkillFileError         SKILL.md missing, without frontmatter, or an unknown profile
+    │   └── StateDamagedError      a saved state file was damaged; said once, then moved aside
     ├── InputError                 the caller's input is refused before any request
     │   ├── UnsupportedFileError   (4001 too) a type the active profile does not take
     │   ├── FileTooLargeError      (4002 too) over the active profile's size limit
@@ -57,6 +58,10 @@ class ConfigError(NemoError):
 
 class SkillFileError(ConfigError):
     """SKILL.md is missing, has no frontmatter, lacks `name`/`version`, or names no profile."""
+
+
+class StateDamagedError(ConfigError):
+    """A saved state file was damaged: it was moved aside, and this says what was lost."""
 
 
 class InputError(NemoError):

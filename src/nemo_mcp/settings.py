@@ -55,6 +55,9 @@ class Settings:
     #: Stream limits: heartbeats only for this long is a timeout; never longer in all.
     stream_idle: float = 600.0
     stream_total: float = 900.0
+    #: A claim on running work lasts this long unless its process renews it; work of a
+    #: process that died is taken over after it (at once when that process was local).
+    lease_seconds: float = 20.0
     #: HTTP mode: bearer tokens clients must send; each one is a separate user.
     http_tokens: tuple[SecretStr, ...] = ()
 
@@ -134,6 +137,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["stream_idle"] = _positive_float("NEMO_STREAM_IDLE_SECONDS", idle)
     if (total := pick("stream_total", "NEMO_STREAM_TOTAL_SECONDS")) is not None:
         values["stream_total"] = _positive_float("NEMO_STREAM_TOTAL_SECONDS", total)
+    if (lease := pick("lease_seconds", "NEMO_LEASE_SECONDS")) is not None:
+        values["lease_seconds"] = _positive_float("NEMO_LEASE_SECONDS", lease)
     if (tokens := pick("http_tokens", "NEMO_HTTP_TOKENS")) is not None:
         values["http_tokens"] = tuple(SecretStr(t.strip()) for t in tokens.split(",") if t.strip())
     return Settings(**values)  # type: ignore[arg-type]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import anyio
@@ -35,16 +36,35 @@ from nemo_mcp.backend.models import (
 )
 from nemo_mcp.backend.retry import CALL_TIMEOUT, TRANSFER_TIMEOUT, send_with_retries
 from nemo_mcp.backend.upload import LocalFile, MultipartBody, OnProgress, check_file
-from nemo_mcp.errors import AuthError, InputError, RateLimitError, SessionNotFoundError
+from nemo_mcp.errors import (
+    AuthError,
+    ConfigError,
+    InputError,
+    RateLimitError,
+    SessionNotFoundError,
+    StateDamagedError,
+)
 from nemo_mcp.identity import SkillIdentity
+from nemo_mcp.ledger import new_owner
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import AuthRecord, SessionRecord, StateStore
+from nemo_mcp.store import AuthRecord, Damaged, SessionRecord, Stamp, StateStore
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 #: Renew a stored anonymous token this long before it expires.
 EXPIRY_MARGIN = 300.0
+#: How long a process waits for another one asking for the token or making the session.
+HOME_LEASE_WAIT = 90.0
+_LEASE_WORDS = {"anonymous-token": "asking for the token", "session": "starting a project"}
+
+
+class Leases(Protocol):
+    """Named leases shared by every process using one state folder (the ledger's)."""
+
+    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool: ...
+
+    async def release(self, name: str, owner: str) -> None: ...
 
 
 def _expired(expires_at: str | None, now: float) -> bool:
@@ -70,6 +90,7 @@ class NemoClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.settings = settings
         self.identity = identity
@@ -78,8 +99,12 @@ class NemoClient:
         self._transport = transport
         self._sleep: Sleep = sleep or anyio.sleep
         self._http: httpx.AsyncClient | None = None
+        self.leases = leases
+        self._owner = new_owner()
         self._auth: AuthRecord | None = None
+        self._auth_stamp: Stamp | None = None
         self._session: SessionRecord | None = None
+        self._session_stamp: Stamp | None = None
         self._auth_lock = anyio.Lock()
         self._session_lock = anyio.Lock()
         if settings.token is not None:
@@ -132,23 +157,31 @@ class NemoClient:
 
     @property
     def client_id(self) -> str:
-        return self.store.client_id(self.settings.client_id)
+        return self.store.client_id(
+            self.settings.client_id, token_exists=self.store.has_auth_file()
+        )
 
     async def token(self) -> str:
-        """The bearer token: NEMO_TOKEN, else the stored anonymous one, else a new one."""
+        """The bearer token: NEMO_TOKEN, else the saved anonymous one, else a new one.
+
+        The saved token is re-read when another process changed it, and a new one is
+        asked for once per home, whichever process gets there first."""
         if self.settings.token is not None:
             return self.settings.token.get_secret_value()
-        if self._auth is not None and not _expired(self._auth.expires_at, time.time()):
-            return self._auth.token
+        cached = self._auth
+        if cached is not None and self._fresh(cached) and self._auth_stamp == self._stamp("auth"):
+            return cached.token
         async with self._auth_lock:
-            if self._auth is None or _expired(self._auth.expires_at, time.time()):
-                stored = self.store.load_auth()
-                if stored is not None and not _expired(stored.expires_at, time.time()):
-                    self._auth = stored
-                else:
-                    self._auth = await self._fetch_anonymous_token()
-                redaction.register(self._auth.token)
-            return self._auth.token
+            stored = self._reload_auth()
+            if stored is not None and self._fresh(stored):
+                return stored.token
+            async with self._home_lease("anonymous-token"):
+                stored = self._reload_auth()  # another process may have fetched it meanwhile
+                if stored is not None and self._fresh(stored):
+                    return stored.token
+                record = await self._fetch_anonymous_token(token_exists=False)
+                self._keep_auth(record)
+                return record.token
 
     async def renew(self, stale: str) -> None:
         """Replace a token the backend refused (1001), once, with the same client id."""
@@ -158,29 +191,65 @@ class NemoClient:
                 "or unset NEMO_TOKEN to use a free anonymous one.",
                 code=1001,
             )
-        async with self._auth_lock:
-            if self._auth is not None and self._auth.token != stale:
-                return  # another call renewed it meanwhile
+        async with self._auth_lock, self._home_lease("anonymous-token"):
+            stored = self._reload_auth()
+            if stored is not None and stored.token != stale and self._fresh(stored):
+                return  # another call, or another process, renewed it meanwhile
             self.store.clear_auth()
-            self._auth = await self._fetch_anonymous_token()
-            redaction.register(self._auth.token)
+            self._keep_auth(await self._fetch_anonymous_token(token_exists=True))
 
-    async def _fetch_anonymous_token(self) -> AuthRecord:
+    @staticmethod
+    def _fresh(record: AuthRecord) -> bool:
+        return not _expired(record.expires_at, time.time())
+
+    def _stamp(self, name: str) -> Stamp | None:
+        return self.store.stamp(f"{name}.json")
+
+    def _reload_auth(self) -> AuthRecord | None:
+        stamp = self._stamp("auth")
+        record = self.store.load_auth()
+        if record is not None:
+            self._auth, self._auth_stamp = record, stamp
+            redaction.register(record.token)
+        return record
+
+    def _keep_auth(self, record: AuthRecord) -> None:
+        self._auth, self._auth_stamp = record, self._stamp("auth")
+        redaction.register(record.token)
+
+    @asynccontextmanager
+    async def _home_lease(self, name: str) -> AsyncIterator[None]:
+        """Hold the named lease of this home (shared by every process using it)."""
+        if self.leases is None:
+            yield
+            return
+        deadline = anyio.current_time() + HOME_LEASE_WAIT
+        while not await self.leases.lease(name, self._owner, now=time.time(), seconds=60.0):
+            if anyio.current_time() > deadline:
+                raise ConfigError(
+                    f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
+                    f"{HOME_LEASE_WAIT:.0f} s (state folder {self.store.folder}); try again."
+                )
+            await anyio.sleep(0.1)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.leases.release(name, self._owner)
+
+    async def _fetch_anonymous_token(self, *, token_exists: bool) -> AuthRecord:
+        client_id = self.store.client_id(self.settings.client_id, token_exists=token_exists)
         try:
             data = await self.request(
                 "POST",
                 "/api/auth/anonymous-token",
-                headers={"X-Client-Id": self.client_id},
+                headers={"X-Client-Id": client_id},
                 idempotent=True,
                 auth=False,
             )
         except RateLimitError as err:
             raise RateLimitError(
-                "NemoVideo gives one free token per computer every 7 days, and this computer's "
-                f"token is not in {self.store.folder}. Set NEMO_TOKEN to your token (from your "
-                "NemoVideo account), or try again later.",
-                code=429,
-                retry_after=err.retry_after,
+                self._one_token_message(), code=429, retry_after=err.retry_after
             ) from err
         token = parse_wire(AnonymousToken, data, what="the token request")
         redaction.register(token.token)
@@ -190,6 +259,21 @@ class NemoClient:
         self.store.save_auth(record)
         log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
         return record
+
+    def _one_token_message(self) -> str:
+        damaged = self.store.damaged_auth
+        if damaged is not None:
+            where = (
+                f"was in {damaged.path}, which was damaged ({damaged.problem}) and moved aside to "
+                f"{damaged.moved_to}"
+            )
+        else:
+            where = f"is not in {self.store.folder} (it was deleted or never kept here)"
+        return (
+            "NemoVideo gives one free token per computer every 7 days, and this computer's "
+            f"token {where}. Set NEMO_TOKEN to your token (from your NemoVideo account), or "
+            "try again after the 7 days."
+        )
 
     async def authorized_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token()}"}
@@ -244,17 +328,46 @@ class NemoClient:
 
     # sessions ------------------------------------------------------------------
     async def session(self) -> SessionRecord:
-        """The current session: in memory, else persisted, else a new one."""
+        """The current session: the saved one (re-read when another process changed it),
+        else a new one, made once per home."""
+        cached = self._session
+        if cached is not None and self._session_stamp == self._stamp("session"):
+            return cached
         async with self._session_lock:
-            if self._session is None:
-                self._session = self.store.load_session() or await self._create_session()
-            return self._session
+            stored = self._reload_session()
+            if stored is not None:
+                return stored
+            async with self._home_lease("session"):
+                stored = self._reload_session()
+                if stored is None:
+                    stored = await self._create_session()
+                return stored
+
+    def _reload_session(self) -> SessionRecord | None:
+        stamp = self._stamp("session")
+        record = self.store.load_session()
+        damaged = self.store.damaged_session
+        if record is None and damaged is not None:
+            self.store.damaged_session = None  # said once; the next call starts afresh
+            raise self._damaged_session_error(damaged)
+        if record is not None:
+            self._session, self._session_stamp = record, stamp
+        return record
+
+    def _damaged_session_error(self, damaged: Damaged) -> StateDamagedError:
+        sid = damaged.salvaged.get("session_id")
+        where = f" (it was session {sid})" if sid else ""
+        return StateDamagedError(
+            f"The saved project in {damaged.path} was damaged ({damaged.problem}) and was moved "
+            f"aside to {damaged.moved_to}, so its timeline cannot be reached from here{where}. "
+            "Nothing was sent. Ask again to continue in a new, empty project; the old one, if "
+            f"it still exists, stays in your NemoVideo account ({self.settings.web_url})."
+        )
 
     async def new_session(self) -> SessionRecord:
         """Start a fresh project explicitly; the previous one stays on the server."""
-        async with self._session_lock:
-            self._session = await self._create_session()
-            return self._session
+        async with self._session_lock, self._home_lease("session"):
+            return await self._create_session()
 
     async def _create_session(self) -> SessionRecord:
         data = await self.request(
@@ -271,17 +384,20 @@ class NemoClient:
             user_id=session.user_id or (self._auth.user_id if self._auth else None),
         )
         self.store.save_session(record)
+        self._session, self._session_stamp = record, self._stamp("session")
         log.info("started NemoVideo session %s", record.session_id)
         return record
 
     async def replace_lost_session(self, lost: SessionRecord) -> SessionRecord:
-        """After a 1002: forget `lost` and start a new session (once, however many callers)."""
-        async with self._session_lock:
-            if self._session is not None and self._session.session_id != lost.session_id:
-                return self._session
+        """After a 1002: forget `lost` and start a new session (once, however many callers
+        and processes)."""
+        async with self._session_lock, self._home_lease("session"):
+            stored = self.store.load_session()
+            if stored is not None and stored.session_id != lost.session_id:
+                self._session, self._session_stamp = stored, self._stamp("session")
+                return stored
             self.store.clear_session()
-            self._session = await self._create_session()
-            return self._session
+            return await self._create_session()
 
     async def session_lost(
         self, lost: SessionRecord, err: SessionNotFoundError

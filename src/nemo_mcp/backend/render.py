@@ -10,13 +10,14 @@ renders.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
-import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -161,6 +162,7 @@ def _last_sample(poller: AdaptivePoller) -> float:
 class Download:
     path: Path
     size: int
+    sha256: str
     source: str
     used_fallback: bool
 
@@ -191,6 +193,12 @@ def _claim_name(folder: Path, stem: str, suffix: str, tmp: Path) -> Path:
     raise RenderError(f"no free file name for {stem}{suffix} in {folder}")
 
 
+@dataclass
+class _Written:
+    size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+
 async def _fetch(
     client: NemoClient,
     url: str,
@@ -198,11 +206,11 @@ async def _fetch(
     *,
     on_progress: Callable[[int, int | None], None] | None,
     hops: int = 0,
-) -> int:
-    """Stream `url` into the open file `dest`; the bearer token goes only to the API host."""
+) -> _Written:
+    """Stream `url` into `dest`; the bearer token goes only to the API host."""
     same_host = urlsplit(url).netloc in ("", urlsplit(client.api_url).netloc)
     headers = await client.authorized_headers() if same_host else {}
-    written = 0
+    written = _Written()
     async with client.http.stream(
         "GET", url, headers=headers, timeout=TRANSFER_TIMEOUT, follow_redirects=True
     ) as response:
@@ -227,10 +235,11 @@ async def _fetch(
         with open(dest, "wb") as handle:  # noqa: ASYNC230 - page-cache writes, measured faster
             async for chunk in response.aiter_bytes():
                 handle.write(chunk)
-                written += len(chunk)
+                written.digest.update(chunk)
+                written.size += len(chunk)
                 if on_progress is not None:
-                    on_progress(written, total)
-    if written == 0:
+                    on_progress(written.size, total)
+    if written.size == 0:
         raise RenderError("the file was empty")
     return written
 
@@ -242,32 +251,48 @@ async def download(
     *,
     stem: str,
     suffix: str = ".mp4",
+    expected_size: int | None = None,
+    part_name: str | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> Download:
     """Save the render's file under `folder` with a unique name, trying `output.url`
-    first and the documented download endpoint second."""
+    first and the documented download endpoint second.
+
+    The bytes go to `part_name` (else a unique `.part` name) and reach their final name
+    only when whole: when the render reported a size, exactly that many bytes. A
+    connection that ends early, cleanly or not, is a failed download."""
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local call
     fallback = f"{client.api_url}/api/render/proxy/{quote(status.id)}/download"
     attempts = [(status.url, False)] if status.url else []
     attempts.append((fallback, True))
     reasons: list[str] = []
     for url, is_fallback in attempts:
-        fd, name = tempfile.mkstemp(prefix=".nemo-", suffix=".part", dir=folder)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = folder / (part_name or f".nemo-{uuid.uuid4().hex}.part")
         try:
-            size = await _fetch(client, url, tmp, on_progress=on_progress)
+            written = await _fetch(client, url, tmp, on_progress=on_progress)
+            if expected_size is not None and written.size != expected_size:
+                raise RenderError(
+                    f"the download ended after {written.size:,} of {expected_size:,} bytes"
+                )
         except (NemoError, httpx.HTTPError, OSError) as err:
-            tmp.unlink(missing_ok=True)  # noqa: ASYNC240 - one local call
+            tmp.unlink(missing_ok=True)
             if isinstance(err, httpx.HTTPError):
                 err = translate(err, api_url=url, what="downloading the video")
+            elif isinstance(err, OSError):
+                err = RenderError(f"the file could not be written ({err.strerror or err})")
             reasons.append(f"{'fallback' if is_fallback else 'output URL'}: {err}")
             continue
         except BaseException:
-            tmp.unlink(missing_ok=True)  # noqa: ASYNC240 - one local call
+            tmp.unlink(missing_ok=True)
             raise
         path = _claim_name(folder, stem, suffix, tmp)
         with contextlib.suppress(OSError):
             os.chmod(path, 0o644)  # the temporary file was private; the video is the user's
-        return Download(path=path, size=size, source=url, used_fallback=is_fallback)
+        return Download(
+            path=path,
+            size=written.size,
+            sha256=written.digest.hexdigest(),
+            source=url,
+            used_fallback=is_fallback,
+        )
     raise RenderError("the video could not be downloaded (" + "; ".join(reasons) + ")")

@@ -72,8 +72,12 @@ async def send_message(
     on_event: OnEvent,
     *,
     limits: StreamLimits | None = None,
+    on_open: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamOutcome:
     """Send `text` once to the current session and feed each event to `on_event`.
+
+    `on_open` runs once the backend has answered with an event stream (it has the
+    message), before the first event is read.
 
     Returns when the stream closes. Raises `StreamBrokenError` if it breaks,
     `BackendTimeoutError` past the limits, the mapped `BackendError` when the
@@ -111,6 +115,8 @@ async def send_message(
                     "the backend answered the message without an event stream",
                     http_status=response.status_code,
                 )
+            if on_open is not None:
+                await on_open()
             await _consume(response, on_event, outcome, limits)
             return outcome
 

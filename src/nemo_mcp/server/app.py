@@ -16,8 +16,9 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
-from nemo_mcp.errors import InputError, NemoError
+from nemo_mcp.errors import ConfigError, InputError, NemoError
 from nemo_mcp.identity import SkillIdentity, load_identity
+from nemo_mcp.ledger import Entry, Ledger, clock
 from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
@@ -47,6 +48,29 @@ Long work continues on the server: when a result says it is still running, call 
 same tool again to wait for it; nothing is sent or charged twice. The user never
 needs a GUI: do not tell them to click anything.
 """
+
+
+_RENDER_STATUS = {"done": "completed", "starting": "rendering"}
+
+
+def render_record(entry: Entry) -> dict[str, Any]:
+    """A render entry as the `nemo://renders` resource shows it."""
+    memo = entry.memo
+    return {
+        "id": memo.get("render_id"),
+        "session_id": entry.session_id,
+        "status": _RENDER_STATUS.get(entry.state, entry.state),
+        "progress": entry.progress.get("percent"),
+        "format": entry.request.get("format"),
+        "quality": entry.request.get("quality"),
+        "url": memo.get("url"),
+        "file": memo.get("file"),
+        "size": memo.get("size"),
+        "reused": bool(memo.get("reused_from")),
+        "asked_at": entry.created_at,
+        "finished_at": entry.finished_at,
+        "error": (entry.error or {}).get("message"),
+    }
 
 
 def _example_prompt(text: str) -> Callable[[], str]:
@@ -91,16 +115,27 @@ def create_server(
         # Clients close after the task group has finished, never under a running job.
         async with AsyncExitStack() as clients:
 
-            async def open_client(user_settings: Settings) -> NemoClient:
-                # The HTTP stack loads with the first call, not at start-up.
+            async def open_user(user_settings: Settings, user: str) -> tuple[NemoClient, Ledger]:
+                # The HTTP stack and the ledger load with the first call, not at start-up.
                 from nemo_mcp.backend.client import NemoClient
+                from nemo_mcp.ledger.sqlite import SqliteLedger
 
                 store = StateStore(user_settings.home, user_settings.api_url)
-                client = NemoClient(user_settings, identity, store, transport=transport)
-                return await clients.enter_async_context(client)
+                ledger = SqliteLedger(store.ledger_path)
+                clients.push_async_callback(ledger.close)
+                try:
+                    await ledger.prune(now=clock())
+                except Exception as err:  # a ledger that cannot be opened is said plainly
+                    raise ConfigError(
+                        f"cannot open the work ledger {store.ledger_path}: {err}"
+                    ) from err
+                client = NemoClient(
+                    user_settings, identity, store, transport=transport, leases=ledger
+                )
+                return await clients.enter_async_context(client), ledger
 
             async with anyio.create_task_group() as tasks:
-                services = Services(settings, open_client, tasks)
+                services = Services(settings, open_user, tasks)
                 live["services"] = services
                 try:
                     yield {"services": services, "identity": identity}
@@ -163,8 +198,8 @@ def create_server(
             service = await current()
         except NemoError as err:
             return json.dumps({"error": message_for(err, None)})
-        history = service.client.store.load_renders()
-        return history.model_dump_json(exclude={"renders": {"__all__": {"draft_hash"}}})
+        renders = await service.ledger.renders(service.user)
+        return json.dumps({"renders": [render_record(entry) for entry in renders]})
 
     for n, example in enumerate(identity.profile.try_saying, start=1):
         mcp.prompt(

@@ -1,8 +1,20 @@
-"""One export: exactly one render per request, persisted, resumable, downloaded.
+"""The render executor: one export request, from a ledger entry to a saved, verified MP4.
 
-The render record is written before the start request is sent and updated as
-the render moves, so a server killed mid-render resumes the same render id
-when it comes back instead of paying for a second one.
+The entry's state says how far an earlier run got, and so what may happen now:
+
+- `queued`: read the timeline (after every edit asked before it has run); reuse an
+  earlier export of exactly this timeline whose file is still the one saved; download a
+  render that finished but was never saved; else check the output folder, record the
+  render id (`starting`) and start one render.
+- `starting`: the start may have reached the backend. Its status decides: a render the
+  backend knows is followed; one it does not know never started, and is started now.
+- `rendering`: poll it to the end.
+- `downloading`: the render is done; download it again, never render again.
+
+A download is complete only when its size matches what the render reported (when it
+reported one). It streams into `.nemo-<render id>.part` beside its final name, and is
+moved there only when whole; stale parts are removed. Its size and SHA-256 are recorded,
+so a later reuse can tell the saved file from anything put in its place.
 """
 
 from __future__ import annotations
@@ -10,23 +22,36 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
+
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus
-from nemo_mcp.errors import NemoError, RenderError
-from nemo_mcp.server.jobs import Job
+from nemo_mcp.errors import BackendError, InputError, NemoError, RenderError
+from nemo_mcp.ledger import Entry
 from nemo_mcp.server.outputs import ExportOutput
+from nemo_mcp.server.work import Run
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import RenderRecord
 from nemo_mcp.timeline import parse_draft
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = ("starting", "pending", "processing")
+#: The least free space an export starts with when the render's size is not known yet.
+MIN_FREE_BYTES = 50 * 1_000_000
+#: A `.part` file untouched this long belongs to no live download.
+STALE_PART_SECONDS = 600
+DOWNLOAD_ATTEMPTS = 3
+
+
+def render_key(fmt: str, quality: str) -> str:
+    """One export request per format and quality: a second ask joins the unfinished one."""
+    return f"render|{fmt}|{quality}"
 
 
 def draft_hash(draft: Any) -> str:
@@ -39,157 +64,306 @@ def _title(draft: Any) -> str:
     return title if isinstance(title, str) and title.strip() else "nemovideo"
 
 
-def output_for(
-    record: RenderRecord, *, link: str | None, elapsed: float, reused: bool = False
+def output_of(
+    memo: dict[str, Any], *, link: str | None, elapsed: float, reused: bool
 ) -> ExportOutput:
-    done = record.status == "completed"
+    """The finished export a render entry's memo describes."""
     return ExportOutput(
-        status="completed"
-        if done
-        else ("failed" if record.status in ("failed", "cancelled") else "rendering"),
-        render_id=record.id,
-        progress_percent=100 if done else int(record.progress * 100),
-        url=record.url,
-        file=record.file,
-        size_bytes=record.size,
+        status="completed",
+        render_id=str(memo.get("render_id", "")),
+        progress_percent=100,
+        url=memo.get("url"),
+        file=memo.get("file"),
+        size_bytes=memo.get("size"),
         browser_link=link,
         reused=reused,
+        resumed=bool(memo.get("resumed")) and not reused,
         elapsed_seconds=round(elapsed, 1),
-        next_steps=["Share or open the saved MP4."]
-        if done
-        else ["Call `export` again to keep waiting."],
+        next_steps=["Share or open the saved MP4."],
     )
 
 
-class Exporter:
-    """Starts, resumes, polls and downloads renders for one client."""
+def file_is_saved(memo: dict[str, Any]) -> bool:
+    """Whether the file at the recorded path is still the one saved (size, then hash)."""
+    path = memo.get("file")
+    size = memo.get("size")
+    digest = memo.get("sha256")
+    if not isinstance(path, str) or not isinstance(size, int) or not isinstance(digest, str):
+        return False
+    file = Path(path)
+    try:
+        info = file.lstat()
+    except OSError:
+        return False
+    if not file.is_file() or file.is_symlink() or info.st_size != size:
+        return False
+    return _sha256(file) == digest
 
-    def __init__(self, client: NemoClient, settings: Settings) -> None:
-        self.client = client
-        self.settings = settings
 
-    def _save(self, record: RenderRecord) -> None:
-        self.client.store.save_render(record)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    def unfinished(self, session_id: str) -> RenderRecord | None:
-        """A render a previous run left unfinished on this session, newest first."""
-        for record in reversed(self.client.store.load_renders().renders):
-            if record.session_id == session_id and record.status in UNFINISHED:
-                return record
-        return None
 
-    def reusable(self, session_id: str, digest: str) -> RenderRecord | None:
-        """A completed export of exactly this draft whose file is still on disk."""
-        for record in reversed(self.client.store.load_renders().renders):
-            if (
-                record.session_id == session_id
-                and record.status == "completed"
-                and record.draft_hash == digest
-                and record.file
-                and Path(record.file).is_file()
+def check_output_folder(folder: Path, need: int | None = None) -> None:
+    """Refuse, before a render starts, a folder the video could not be saved in."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(
+            f"The output folder {folder} is a file, not a folder. Set NEMO_OUTPUT_DIR to a "
+            "folder (or remove the file), then export again; no render was started."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".nemo-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise InputError(
+            f"The video cannot be saved in {folder} ({reason}). Set NEMO_OUTPUT_DIR to a "
+            "folder you can write to, then export again; no render was started."
+        ) from None
+    free = shutil.disk_usage(folder).free
+    wanted = max(need or 0, MIN_FREE_BYTES)
+    if free < wanted:
+        raise InputError(
+            f"Only {free / 1_000_000:.0f} MB are free in {folder}; the video needs about "
+            f"{wanted / 1_000_000:.0f} MB. Free some space or set NEMO_OUTPUT_DIR to another "
+            "folder, then export again."
+        )
+
+
+def clean_stale_parts(folder: Path, now: float) -> None:
+    """Remove `.nemo-*.part` files no download has touched for a while."""
+    try:
+        parts = list(folder.glob(".nemo-*.part"))
+    except OSError:
+        return
+    for part in parts:
+        try:
+            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            continue
+
+
+async def run_render(
+    run: Run, client: NemoClient, settings: Settings, history: list[Entry]
+) -> dict[str, Any]:
+    """Execute a render entry from whatever state it was left in; the outcome's JSON.
+
+    `history` holds the user's earlier render entries (for reuse and unsaved renders)."""
+    fmt = str(run.request.get("format", "mp4"))
+    quality = str(run.request.get("quality", "high"))
+    if run.state in ("starting", "rendering", "downloading") and run.memo.get("render_id"):
+        run.memo["resumed"] = True  # left unfinished by a server that stopped
+    if run.state == "queued":
+        earlier = await _prepare(run, client, settings, history, fmt=fmt, quality=quality)
+        if earlier is not None:
+            return earlier
+    if run.state == "starting":
+        await _confirm_start(run, client)
+    if run.state in ("starting", "rendering"):
+        status = await _follow(run, client, settings)
+        await run.save(
+            state="downloading", url=status.url, expected_size=status.size, rendered=True
+        )
+    output = await _download(run, client, settings)
+    return output.model_dump(mode="json")
+
+
+async def _prepare(
+    run: Run,
+    client: NemoClient,
+    settings: Settings,
+    history: list[Entry],
+    *,
+    fmt: str,
+    quality: str,
+) -> dict[str, Any] | None:
+    """Read the timeline; reuse or resume an earlier render of it, or start one."""
+    session = await client.session()
+    run.phase("reading the timeline")
+    draft = (await client.state()).state.draft
+    if not parse_draft(draft).ready:
+        raise InputError(
+            "Nothing to export yet: the timeline has no clips. Call `generate` first "
+            "(e.g. 'a 10-second video of a city at night'), then `export`."
+        )
+    digest = draft_hash(draft)
+    same = [
+        e
+        for e in reversed(history)
+        if e.id != run.entry.id
+        and e.session_id == session.session_id
+        and e.memo.get("digest") == digest
+        and e.memo.get("format", "mp4") == fmt
+        and e.memo.get("quality", "high") == quality
+    ]
+    if not run.request.get("fresh"):
+        for earlier in same:
+            if earlier.state == "done" and await anyio.to_thread.run_sync(
+                file_is_saved, earlier.memo
             ):
-                return record
-        return None
+                link = await browser_link(client)
+                await run.save(**{**earlier.memo, "reused_from": earlier.id})
+                return output_of(earlier.memo, link=link, elapsed=0.0, reused=True).model_dump(
+                    mode="json"
+                )
+    for earlier in same:
+        if earlier.memo.get("rendered") and not earlier.memo.get("sha256"):
+            # Rendered, never saved: download it; never render it again.
+            await run.save(
+                state="downloading",
+                session_id=session.session_id,
+                **{k: v for k, v in earlier.memo.items() if k not in ("file", "size")},
+            )
+            return None
+    await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+    await _start(run, client, draft, session_id=session.session_id, digest=digest)
+    return None
 
-    async def run_new(
-        self, job: Job[ExportOutput], draft: Any, *, fmt: str, quality: str
-    ) -> ExportOutput:
-        session = await self.client.session()
-        record = RenderRecord(
-            id="",
-            session_id=session.session_id,
-            status="starting",
+
+async def _start(run: Run, client: NemoClient, draft: Any, *, session_id: str, digest: str) -> None:
+    fmt = str(run.request.get("format", "mp4"))
+    quality = str(run.request.get("quality", "high"))
+
+    async def remember(render_id: str) -> None:
+        # Durable before the start request leaves: a crash now resumes by this id.
+        await run.save(
+            state="starting",
+            session_id=session_id,
+            render_id=render_id,
+            digest=digest,
             format=fmt,
             quality=quality,
-            started_at=time.time(),
-            draft_hash=draft_hash(draft),
             title=_title(draft),
+            started_at=time.time(),
+            draft=draft,
         )
 
-        async def remember(render_id: str) -> None:
-            record.id = render_id
-            record.started_at = time.time()
-            self._save(record)
-            job.key = render_id
+    run.phase("starting the render", 0)
+    await renders.start_render(
+        client,
+        draft,
+        session_id=session_id,
+        output={"format": fmt, "quality": quality},
+        remember=remember,
+    )
+    run.memo.pop("draft", None)
+    await run.save(state="rendering")
 
-        job.set_phase("starting the render", 0)
-        await renders.start_render(
-            self.client,
+
+async def _confirm_start(run: Run, client: NemoClient) -> None:
+    """A start that may not have arrived: follow it if the backend knows it, else start."""
+    render_id = str(run.memo.get("render_id", ""))
+    run.phase("checking the render that was being started")
+    try:
+        await renders.render_status(client, render_id)
+    except BackendError as err:
+        if err.http_status != 404 and err.code != 404:
+            raise
+        log.info("render %s never started; starting it now", render_id)
+        draft = run.memo.get("draft")
+        if draft is None:
+            draft = (await client.state()).state.draft
+        await _start(
+            run,
+            client,
             draft,
-            session_id=session.session_id,
-            output={"format": fmt, "quality": quality},
-            remember=remember,
+            session_id=str(run.memo.get("session_id") or run.entry.session_id),
+            digest=str(run.memo.get("digest") or draft_hash(draft)),
         )
-        record.status = "pending"
-        self._save(record)
-        return await self.follow(job, record)
+        return
+    run.memo.pop("draft", None)
+    await run.save(state="rendering")
 
-    async def follow(self, job: Job[ExportOutput], record: RenderRecord) -> ExportOutput:
-        """Poll `record`'s render to the end, download it, and report."""
-        job.key = record.id
-        if record.status == "starting":
-            # Killed between choosing the id and hearing back: ask before anything else.
-            try:
-                await renders.render_status(self.client, record.id)
-            except NemoError as err:
-                record.status, record.error = "failed", f"never started ({err.message})"
-                self._save(record)
-                raise RenderError(
-                    "An earlier export was interrupted before the render started; call "
-                    "`export` again to start it (free)."
-                ) from err
 
-        async def on_status(status: RenderStatus) -> None:
-            record.status = status.status if status.status != "unknown" else record.status
-            record.progress = status.progress
-            self._save(record)
-            words = "waiting for a render slot" if status.status == "pending" else "rendering"
-            job.set_phase(words, round(status.progress * 100, 1))
+async def _follow(run: Run, client: NemoClient, settings: Settings) -> RenderStatus:
+    """Poll the render to the end; a failed render is reported (exports are free)."""
+    render_id = str(run.memo["render_id"])
 
-        job.set_phase("rendering", record.progress * 100)
-        status = await renders.wait_render(
-            self.client,
-            record.id,
-            started_at=record.started_at,
-            on_status=on_status,
-            shortest=self.settings.render_shortest,
+    async def on_status(status: RenderStatus) -> None:
+        words = "waiting for a render slot" if status.status == "pending" else "rendering"
+        run.phase(words, status.progress * 100)
+
+    run.phase("rendering", 0)
+    status = await renders.wait_render(
+        client,
+        render_id,
+        started_at=float(run.memo.get("started_at") or run.entry.created_at),
+        on_status=on_status,
+        shortest=settings.render_shortest,
+    )
+    if status.status != "completed":
+        raise RenderError(
+            f"The render failed ({status.error or status.status}). Exports are free: call "
+            "`export` again to retry."
         )
-        if status.status != "completed":
-            record.status = status.status
-            record.error = status.error or status.status
-            record.finished_at = time.time()
-            self._save(record)
-            raise RenderError(
-                f"The render failed ({record.error}). Exports are free: call `export` again to retry."
-            )
-        record.url = status.url
-        job.set_phase("downloading the video", 100)
+    return status
+
+
+async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportOutput:
+    render_id = str(run.memo["render_id"])
+    folder = settings.output_dir
+    reasons: list[str] = []
+    for _ in range(DOWNLOAD_ATTEMPTS):
+        status = await renders.render_status(client, render_id)
+        expected = status.size if status.size else run.memo.get("expected_size")
+        await anyio.to_thread.run_sync(check_output_folder, folder, expected)
+        await anyio.to_thread.run_sync(clean_stale_parts, folder, time.time())
 
         def on_progress(done: int, total: int | None) -> None:
             share = f", {done * 100 // total}%" if total else ""
-            job.set_phase(f"downloading the video ({done / 1_000_000:.0f} MB{share})", 100)
+            run.phase(f"downloading the video ({done / 1_000_000:.0f} MB{share})", 100)
 
-        saved = await renders.download(
-            self.client,
-            status,
-            self.settings.output_dir,
-            stem=renders.safe_stem(record.title or "nemovideo"),
-            on_progress=on_progress,
-        )
-        record.file, record.size = str(saved.path), saved.size
-        record.url = status.url or saved.source
-        record.status, record.finished_at = "completed", time.time()
-        self._save(record)
-        link = await self.browser_link()
-        return output_for(record, link=link, elapsed=job.elapsed)
-
-    async def browser_link(self) -> str | None:
         try:
-            return await self.client.claim_link()
-        except NemoError as err:
-            log.info("no browser link: %s", err)
-            return None
+            saved = await renders.download(
+                client,
+                status,
+                folder,
+                stem=renders.safe_stem(str(run.memo.get("title") or "nemovideo")),
+                expected_size=expected if isinstance(expected, int) else None,
+                part_name=f".nemo-{renders.safe_stem(render_id)}.part",
+                on_progress=on_progress,
+            )
+        except RenderError as err:
+            reasons.append(err.message)
+            log.info("download of render %s failed: %s", render_id, err.message)
+            continue
+        await run.save(
+            file=str(saved.path),
+            size=saved.size,
+            sha256=saved.sha256,
+            url=status.url or saved.source,
+            finished_at=time.time(),
+        )
+        link = await browser_link(client)
+        return output_of(run.memo, link=link, elapsed=run.elapsed, reused=False)
+    raise RenderError(
+        f"The render {render_id} finished, but the video could not be downloaded "
+        f"({'; '.join(reasons[-2:])}). Call `export` again to download it (no new render "
+        "is started)."
+    )
 
 
-def ready_draft(draft: Any) -> bool:
-    return parse_draft(draft).ready
+async def browser_link(client: NemoClient) -> str | None:
+    try:
+        return await client.claim_link()
+    except NemoError as err:
+        log.info("no browser link: %s", err)
+        return None
+
+
+__all__ = [
+    "browser_link",
+    "check_output_folder",
+    "draft_hash",
+    "file_is_saved",
+    "output_of",
+    "render_key",
+    "run_render",
+]

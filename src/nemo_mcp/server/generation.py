@@ -1,17 +1,27 @@
-"""One creative request to the backend agent, from message to an exact report.
+"""The message executor: one creative request to the backend agent, from a ledger
+entry to an exact report, sent at most once.
 
-The message is sent once. While the stream runs, tool calls become progress
-words and state deltas reveal the raw clip the moment it lands. When the
-stream closes, the state is read and compared with the state before: that
-comparison is the report when the agent said nothing (about 30% of edits),
-and the proof of what happened when the stream broke, in which case the
-state is read on the documented schedule instead of sending anything again.
+The entry's state says how far an earlier run got, and so what may happen now:
+
+- `queued`: nothing has left. Read the timeline and the credits as they are before the
+  request (the evidence a later recovery needs), record `sending`, then send.
+- `sending`: the request may have left, but no answer began (a crash, or a connection
+  that failed before the stream opened). Evidence decides: if the timeline changed or
+  credits were taken or frozen since the recorded baseline, the backend has it, and its
+  outcome is read from the state; if nothing at all shows it arrived, it is sent now,
+  once, and the answer says so.
+- `streaming` / `recovering`: the backend has it. Its outcome is read from the state on
+  the documented schedule; nothing is ever sent again.
+
+While the stream runs, tool calls become progress words and state deltas reveal the raw
+clip the moment it lands. When the stream closes, the state is read and compared with
+the state before: that comparison is the report when the agent said nothing (about 30%
+of edits), and the proof of what happened when the stream broke.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +37,7 @@ from nemo_mcp.backend.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
+from nemo_mcp.backend.models import Credits
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
     AgentError,
@@ -37,10 +48,9 @@ from nemo_mcp.errors import (
     StreamBrokenError,
     TransportError,
 )
-from nemo_mcp.server.jobs import Job, format_duration
 from nemo_mcp.server.outputs import GenerateOutput
+from nemo_mcp.server.work import Run, format_duration
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import GenerationRecord
 from nemo_mcp.timeline import diff, parse_draft, summarize
 
 log = logging.getLogger(__name__)
@@ -83,6 +93,13 @@ def _same_draft(a: Any, b: Any) -> bool:
     return not diff(parse_draft(a), parse_draft(b))
 
 
+def message_key(session_id: str, text: str, *, new_project: bool) -> str:
+    """The idempotence key of a message: the same words (spacing and case aside), in the
+    same project, are the same request."""
+    words = " ".join(text.split()).casefold()
+    return f"{session_id}|{'new|' if new_project else ''}{words}"
+
+
 @dataclass
 class GenerationRun:
     """The live state of one message while it streams."""
@@ -93,117 +110,173 @@ class GenerationRun:
     errors: list[str] = field(default_factory=list)
 
 
-async def run_generation(
-    client: NemoClient,
-    settings: Settings,
-    job: Job[GenerateOutput],
-    message: str,
-    *,
-    resumed: GenerationRecord | None = None,
-) -> GenerateOutput:
-    """Send `message` once and return the report; used as the job's work.
+def _credits_record(balance: Credits | None) -> dict[str, float] | None:
+    if balance is None:
+        return None
+    return {"available": balance.available, "frozen": balance.frozen}
 
-    The message is recorded on disk, with the timeline before it, from just
-    before it is sent until its outcome is known. `resumed` is such a record
-    left by a server that stopped mid-way: its outcome is read from the
-    timeline, and nothing is sent.
-    """
-    store = client.store
+
+def arrived(
+    before: Any, now: Any, baseline: dict[str, float] | None, credits: Credits | None
+) -> bool:
+    """Whether anything shows the backend received a message sent from `before`:
+    the timeline changed, or credits were frozen or spent since the baseline."""
+    if not _same_draft(before, now):
+        return True
+    if baseline is None or credits is None:
+        return False
+    return credits.frozen > baseline.get("frozen", 0) or credits.available < baseline.get(
+        "available", 0
+    )
+
+
+async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[str, Any]:
+    """Execute a message entry from whatever state it was left in; the outcome's JSON."""
+    text = str(run.request["message"])
+    gen = GenerationRun(message=text, before=run.memo.get("before"))
+    if run.state in ("streaming", "recovering"):
+        run.sticky = True
+        restarted = StreamBrokenError("the server restarted while the agent was working")
+        output = await _recover(client, settings, run, gen, restarted)
+        return output.model_dump(mode="json")
+    if run.state == "sending":
+        if await _received(client, run, gen):
+            run.sticky = True
+            interrupted = StreamBrokenError("the connection ended before the agent answered")
+            output = await _recover(client, settings, run, gen, interrupted)
+            return output.model_dump(mode="json")
+        run.memo["resent"] = True
+    output = await _send(client, settings, run, gen)
+    if run.memo.get("resent"):
+        output.notes.insert(
+            0,
+            "An earlier attempt was interrupted before NemoVideo received it (nothing on the "
+            "timeline or in the credits showed it), so it was sent now, once.",
+        )
+    return output.model_dump(mode="json")
+
+
+async def _received(client: NemoClient, run: Run, gen: GenerationRun) -> bool:
+    """After an interruption in `sending`: did the request reach the backend?"""
+    run.phase("checking whether the interrupted request reached NemoVideo")
+    now = (await client.state()).state.draft
     try:
-        if resumed is not None:
-            run = GenerationRun(message=message, before=resumed.before)
-            restarted = StreamBrokenError("the server restarted while the agent was working")
-            output = await _recover(client, settings, job, run, restarted)
-        else:
-            output = await _generate(client, settings, job, message)
-    except anyio.get_cancelled_exc_class():
-        raise  # shutting down: keep the record, so a restart recovers instead of re-sending
-    except BaseException:
-        store.clear_generation()
-        raise
-    store.clear_generation()
-    return output
+        balance: Credits | None = await client.credits()
+    except (TransportError, BackendError) as err:
+        log.info("could not read credits to check an interrupted request (%s)", err)
+        balance = None
+    baseline = run.memo.get("credits")
+    if not _same_draft(gen.before, now):
+        return True
+    if balance is None or baseline is None:
+        # Nothing can tell: assume it arrived. Reading the state costs time; sending
+        # twice costs the user money.
+        return True
+    return arrived(gen.before, now, baseline, balance)
 
 
-async def _generate(
-    client: NemoClient, settings: Settings, job: Job[GenerateOutput], message: str
+async def _send(
+    client: NemoClient, settings: Settings, run: Run, gen: GenerationRun
 ) -> GenerateOutput:
-    run = GenerationRun(message=message)
-    job.set_phase("reading the timeline before the change")
+    if run.request.get("new_project") and not run.memo.get("new_session"):
+        run.phase("starting a new project")
+        session = await client.new_session()
+        await run.save(session_id=session.session_id, new_session=session.session_id)
+    session = await client.session()
+    await client.token()  # fetched now, not between recording `sending` and sending
+    run.phase("reading the timeline before the change")
     try:
-        run.before = (await client.state()).state.draft
+        gen.before = (await client.state()).state.draft
     except (TransportError, BackendError) as err:
         if isinstance(err, SessionNotFoundError):
             raise
         log.info("could not read the state before sending (%s); diff will be partial", err)
-    had_video = _has_video(run.before)
-    session = await client.session()
-    client.store.save_generation(
-        GenerationRecord(
-            message=message,
-            session_id=session.session_id,
-            started_at=time.time(),
-            before=run.before,
-        )
+    try:
+        baseline = _credits_record(await client.credits())
+    except (TransportError, BackendError) as err:
+        log.info("could not read credits before sending (%s)", err)
+        baseline = None
+    had_video = _has_video(gen.before)
+    await run.save(
+        state="sending", session_id=session.session_id, before=gen.before, credits=baseline
     )
+
+    async def on_open() -> None:
+        run.sticky = True
+        await run.save(state="streaming")
 
     async def on_event(event: StreamEvent) -> None:
         if isinstance(event, TextEvent):
-            run.reply.add(event)
-            job.set_phase("the agent is answering")
+            gen.reply.add(event)
+            run.phase("the agent is answering")
         elif isinstance(event, ToolCallEvent):
-            job.set_phase(tool_words(event.name))
+            run.phase(tool_words(event.name))
         elif isinstance(event, ToolResultEvent):
-            job.set_phase(f"{tool_words(event.name)}: done")
+            run.phase(f"{tool_words(event.name)}: done")
         elif isinstance(event, StateDeltaEvent):
             draft = event.delta.get("draft")
             if draft is not None:
                 # A waiting caller is shown the timeline as it is so far.
-                job.timeline = summarize(parse_draft(draft))
-                if not had_video and "raw_clip" not in job.milestones and _has_video(draft):
-                    job.milestones.add("raw_clip")
-                    job.set_phase(
-                        f"raw clip ready after {format_duration(job.elapsed)}; finishing touches"
+                timeline = summarize(parse_draft(draft))
+                if not had_video and _has_video(draft):
+                    run.phase(
+                        f"raw clip ready after {format_duration(run.elapsed)}; finishing touches",
+                        timeline=timeline,
+                        milestone="raw_clip",
                     )
+                else:
+                    run.phase(str(run.progress.get("phase") or "working"), timeline=timeline)
         elif isinstance(event, ErrorEvent):
-            run.errors.append(event.message)
+            gen.errors.append(event.message)
 
-    job.set_phase("sending the request")
+    run.phase("sending the request")
     limits = StreamLimits(total=settings.stream_total, idle=settings.stream_idle)
     try:
-        outcome = await send_message(client, message, on_event, limits=limits)
+        outcome = await send_message(client, gen.message, on_event, limits=limits, on_open=on_open)
     except (StreamBrokenError, BackendTimeoutError) as err:
-        return await _recover(client, settings, job, run, err)
+        if not run.sticky and not await _received(client, run, gen):
+            raise StreamBrokenError(
+                f"The request did not reach NemoVideo ({err.message}); nothing was sent or "
+                "charged. Try again in a moment."
+            ) from err
+        run.sticky = True
+        return await _recover(client, settings, run, gen, err)
+    except TransportError as err:
+        if run.sticky or await _received(client, run, gen):
+            run.sticky = True
+            return await _recover(client, settings, run, gen, err)
+        raise
+    await run.save(state="recovering")
     if outcome.meaningful == 0:
         # Closed cleanly with nothing but heartbeats: the agent may still be working
         # behind the gateway. Read the state on the schedule, as after a break.
         empty = StreamBrokenError("the agent stream closed without an answer")
-        return await _recover(client, settings, job, run, empty)
-    job.set_phase("reading the timeline after the change")
+        return await _recover(client, settings, run, gen, empty)
+    run.phase("reading the timeline after the change")
     after = (await client.state()).state.draft
-    changes = [c.text for c in diff(parse_draft(run.before), parse_draft(after))]
-    text = _reply_text(run)
-    if not text and not changes and run.errors:
-        raise AgentError(f"The NemoVideo agent reported a problem: {run.errors[-1]}")
+    changes = [c.text for c in diff(parse_draft(gen.before), parse_draft(after))]
+    text = _reply_text(gen)
+    if not text and not changes and gen.errors:
+        raise AgentError(f"The NemoVideo agent reported a problem: {gen.errors[-1]}")
     if not text and not changes:
         # A silent edit may land a moment after the stream closes.
         await anyio.sleep(min(2.0, settings.recovery_delays[0]))
         after = (await client.state()).state.draft
-        changes = [c.text for c in diff(parse_draft(run.before), parse_draft(after))]
-    return _report(job, client, run, after, changes, text, recovered=False)
+        changes = [c.text for c in diff(parse_draft(gen.before), parse_draft(after))]
+    return _report(run, client, gen, after, changes, text, recovered=False)
 
 
-def _reply_text(run: GenerationRun) -> str:
-    messages = run.reply.messages
+def _reply_text(gen: GenerationRun) -> str:
+    messages = gen.reply.messages
     if len(messages) > 1 and messages[-1].strip().lower().startswith(_TEMPORARY_ISSUE):
         messages = messages[:-1]
     return "\n\n".join(m.strip() for m in messages if m.strip())
 
 
 def _report(
-    job: Job[GenerateOutput],
+    run: Run,
     client: NemoClient,
-    run: GenerationRun,
+    gen: GenerationRun,
     after: Any,
     changes: list[str],
     text: str,
@@ -234,8 +307,8 @@ def _report(
         raw_clip_ready=_has_video(after),
         recovered=recovered,
         next_steps=steps,
-        elapsed_seconds=round(job.elapsed, 1),
-        session_id=client.session_id,
+        elapsed_seconds=round(run.elapsed, 1),
+        session_id=run.entry.session_id or client.session_id,
     )
 
 
@@ -251,16 +324,19 @@ _STEP = {
 async def _recover(
     client: NemoClient,
     settings: Settings,
-    job: Job[GenerateOutput],
-    run: GenerationRun,
+    run: Run,
+    gen: GenerationRun,
     err: NemoError,
 ) -> GenerateOutput:
-    """The stream broke: read the state on the documented schedule; never re-send."""
-    log.info("stream ended abnormally (%s); recovering from the state", err)
+    """The backend has the request but no answer came: read the state on the documented
+    schedule, report what changed; never send again."""
+    log.info("no full answer (%s); recovering from the state", err)
+    if run.state != "recovering":
+        await run.save(state="recovering")
     seen: Any = None
     checks = len(settings.recovery_delays)
     for n, delay in enumerate(settings.recovery_delays, start=1):
-        job.set_phase(
+        run.phase(
             f"no answer from the agent; checking the timeline ({n}/{checks}), nothing is re-sent"
         )
         await anyio.sleep(delay)
@@ -270,7 +346,7 @@ async def _recover(
             if isinstance(read_err, SessionNotFoundError):
                 raise
             continue
-        if _same_draft(draft, run.before):
+        if _same_draft(draft, gen.before):
             continue
         if seen is not None and _same_draft(draft, seen):
             break  # changed, and settled
@@ -280,12 +356,12 @@ async def _recover(
         raise StreamBrokenError(
             f"The connection to NemoVideo {what} ({err.message}) and the timeline has not "
             f"changed after {checks} checks over {format_duration(sum(settings.recovery_delays))}. "
-            "The request was not sent twice. Call `timeline` to check later, or `generate` again "
-            "to retry (that sends it again and may cost credits)."
+            "The request was not sent twice. Call `timeline` to check later, or `generate` "
+            "with `again: true` to send it again (that may cost credits)."
         )
-    changes = [c.text for c in diff(parse_draft(run.before), parse_draft(seen))]
-    text = _reply_text(run)
-    output = _report(job, client, run, seen, changes, text, recovered=True)
+    changes = [c.text for c in diff(parse_draft(gen.before), parse_draft(seen))]
+    text = _reply_text(gen)
+    output = _report(run, client, gen, seen, changes, text, recovered=True)
     output.reply = (
         "The connection dropped before the agent finished, but the work went through "
         "(read from the timeline; nothing was sent twice). " + output.reply

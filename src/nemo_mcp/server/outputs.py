@@ -8,9 +8,10 @@ from pydantic import BaseModel, Field
 
 
 class GenerateOutput(BaseModel):
-    status: Literal["completed", "running", "failed", "not_sent"] = Field(
+    status: Literal["completed", "running", "queued", "failed", "not_sent"] = Field(
         description="completed: the agent finished; running: still working, call generate again "
-        "to wait for it; not_sent: the request belongs to another tool"
+        "to wait for it; queued: waiting behind earlier requests on this project, call generate "
+        "again to wait; not_sent: the request belongs to another tool"
     )
     reply: str = Field(description="The agent's answer, rewritten for tool use (no GUI steps)")
     changes: list[str] = Field(default_factory=list, description="Exact timeline changes")
@@ -20,6 +21,7 @@ class GenerateOutput(BaseModel):
         False, description="The stream broke and the result was read from the timeline instead"
     )
     progress: str = Field("", description="While running: the current phase, in words")
+    ahead: int = Field(0, description="While queued: requests that run before this one")
     notes: list[str] = Field(
         default_factory=list, description="How this request was handled, when it matters"
     )
@@ -44,10 +46,17 @@ class UploadOutput(BaseModel):
 
 
 class ExportOutput(BaseModel):
-    status: Literal["completed", "rendering", "failed"]
+    status: Literal["completed", "rendering", "queued", "failed"] = Field(
+        description="completed: saved; rendering: call export again to wait; queued: waiting "
+        "for earlier requests on this project (such as an edit) to finish first"
+    )
     render_id: str
     progress_percent: int = 0
     progress: str = Field("", description="While rendering: the current phase, in words")
+    ahead: int = Field(0, description="While queued: requests that run before this one")
+    resumed: bool = Field(
+        False, description="Continued a render started earlier (by a server that stopped)"
+    )
     url: str | None = Field(None, description="The rendered video's URL")
     file: str | None = Field(None, description="Where the MP4 was saved")
     size_bytes: int | None = None

@@ -1,169 +1,150 @@
-"""The server's state for one NemoVideo identity: the client, and the work in flight.
+"""The server's state for one NemoVideo identity: its client, its ledger, its work.
 
-At most one generation and one render run at a time. A call that arrives
-while one runs joins it; a call that arrives after it finished, for the same
-request, gets its undelivered outcome. Nothing here sends a message or starts
-a render twice for one request.
+Everything a tool asks that costs money or takes long goes through `Work` (the ledger):
+recorded before anything is sent, run one at a time in the order asked, and answered
+from the ledger when asked again. `NemoService` turns the tools' requests into ledger
+keys; `Services` keeps one service per user.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from nemo_mcp.errors import InputError
-from nemo_mcp.server.jobs import Job, run_job
-from nemo_mcp.server.outputs import ExportOutput, GenerateOutput
+from nemo_mcp.ledger import Entry, Ledger, clock
 from nemo_mcp.settings import Settings
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
-    from nemo_mcp.server.export import Exporter
+    from nemo_mcp.server.work import Run, Ticket, Work
 
 log = logging.getLogger(__name__)
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 class NemoService:
-    def __init__(self, settings: Settings, client: NemoClient, tasks: TaskGroup) -> None:
+    """One user's client, ledger and work in this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: NemoClient,
+        ledger: Ledger,
+        tasks: TaskGroup,
+        *,
+        user: str = "",
+    ) -> None:
+        from nemo_mcp.server.work import Work
+
         self.settings = settings
         self.client = client
+        self.ledger = ledger
         self.tasks = tasks
-        self._exporter: Exporter | None = None
-        self.generation: Job[GenerateOutput] | None = None
-        self.render: Job[ExportOutput] | None = None
-        self._lock = anyio.Lock()
+        self.user = user
+        self.work: Work = Work(
+            ledger=ledger,
+            user=user,
+            settings=settings,
+            client=client,
+            tasks=tasks,
+            executors={"message": self._run_message, "render": self._run_render},
+        )
 
-    @property
-    def exporter(self) -> Exporter:
-        if self._exporter is None:
-            from nemo_mcp.server.export import Exporter
+    async def _run_message(self, run: Run) -> dict[str, Any]:
+        from nemo_mcp.server.generation import run_message
 
-            self._exporter = Exporter(self.client, self.settings)
-        return self._exporter
+        return await run_message(run, self.client, self.settings)
 
-    # generation ----------------------------------------------------------------
-    async def submit_generation(
-        self, message: str, *, new_project: bool = False
-    ) -> tuple[Job[GenerateOutput], str]:
-        """The job answering `message`, and how: `started`, `joined`, `finished` or `resumed`."""
-        from nemo_mcp.server.generation import run_generation
+    async def _run_render(self, run: Run) -> dict[str, Any]:
+        from nemo_mcp.server.export import run_render
 
-        async with self._lock:
-            current = self.generation
-            if current is not None and not current.finished:
-                return current, "joined"
-            if (
-                current is not None
-                and not current.delivered
-                and _norm(current.key) == _norm(message)
-            ):
-                return current, "finished"
-            store = self.client.store
-            pending = store.load_generation()
-            if pending is not None:
-                session = await self.client.session()
-                if (
-                    not new_project
-                    and pending.session_id == session.session_id
-                    and _norm(pending.message) == _norm(message)
-                ):
-                    # Sent by a server that stopped before reporting: read, never re-send.
-                    job: Job[GenerateOutput] = Job("generation", message)
-                    self.generation = job
-                    self.tasks.start_soon(
-                        run_job,
-                        job,
-                        lambda: run_generation(
-                            self.client, self.settings, job, message, resumed=pending
-                        ),
-                    )
-                    return job, "resumed"
-                store.clear_generation()
-            if new_project:
-                await self.client.new_session()
-            job = Job("generation", message)
-            self.generation = job
-            self.tasks.start_soon(
-                run_job, job, lambda: run_generation(self.client, self.settings, job, message)
-            )
-            return job, "started"
+        history = await self.ledger.renders(self.user)
+        return await run_render(run, self.client, self.settings, history)
 
-    # export ---------------------------------------------------------------------
-    async def submit_export(
-        self, *, fmt: str, quality: str, fresh: bool
-    ) -> tuple[Job[ExportOutput], str]:
-        """The render job for an export request: joined, resumed, reused or started."""
-        from nemo_mcp.server.export import draft_hash, output_for, ready_draft
+    def resume(self) -> None:
+        """Take up work a previous process left unfinished (by recovery, never resending)."""
+        self.work.start()
 
-        async with self._lock:
-            current = self.render
-            if current is not None and not current.finished:
-                return current, "joined"
-            if current is not None and not current.delivered:
-                return current, "finished"
-            session = await self.client.session()
-            pending = self.exporter.unfinished(session.session_id)
-            if pending is not None:
-                job: Job[ExportOutput] = Job("render", pending.id)
-                self.render = job
-                self.tasks.start_soon(run_job, job, lambda: self.exporter.follow(job, pending))
-                return job, "resumed"
-            state = await self.client.state()
-            draft = state.state.draft
-            if not ready_draft(draft):
-                raise InputError(
-                    "Nothing to export yet: the timeline has no clips. Call `generate` first "
-                    "(e.g. 'a 10-second video of a city at night'), then `export`."
-                )
-            if not fresh:
-                earlier = self.exporter.reusable(session.session_id, draft_hash(draft))
-                if earlier is not None:
-                    job = Job("render", earlier.id)
-                    link = await self.exporter.browser_link()
-                    job.succeed(output_for(earlier, link=link, elapsed=0.0, reused=True))
-                    self.render = job
-                    return job, "reused"
-            job = Job("render", "new")
-            self.render = job
-            self.tasks.start_soon(
-                run_job, job, lambda: self.exporter.run_new(job, draft, fmt=fmt, quality=quality)
-            )
-            return job, "started"
+    def take_notices(self) -> list[str]:
+        """Sentences the user must hear once (damaged state files found and set aside)."""
+        return self.client.store.take_notices()
 
-    def running(self) -> list[str]:
-        """Work still in progress, in words."""
-        lines = []
-        if self.generation is not None and not self.generation.finished:
-            lines.append(f"generation: {self.generation.status_line()}")
-        if self.render is not None and not self.render.finished:
-            lines.append(f"render {self.render.key}: {self.render.status_line()}")
-        return lines
+    # requests -------------------------------------------------------------------------
+    async def submit_message(
+        self,
+        text: str,
+        *,
+        new_project: bool = False,
+        again: bool = False,
+        request_id: str | None = None,
+    ) -> Ticket:
+        """The ledger entry answering this message: found, or recorded to be sent once."""
+        from nemo_mcp.server.generation import message_key
+
+        session = await self.client.session()
+        if request_id:
+            key = f"id:{request_id}"
+        else:
+            key = message_key(session.session_id, text, new_project=new_project)
+            if again:
+                key += f"|again:{uuid.uuid4().hex}"
+        return await self.work.submit(
+            "message",
+            key,
+            {"message": text, "new_project": new_project},
+            session_id=session.session_id,
+        )
+
+    async def submit_export(self, *, fmt: str, quality: str, fresh: bool) -> Ticket:
+        """The ledger entry answering this export: a running one joined, or a new one."""
+        from nemo_mcp.server.export import render_key
+
+        session = await self.client.session()
+        return await self.work.submit(
+            "render",
+            render_key(fmt, quality),
+            {"format": fmt, "quality": quality, "fresh": fresh},
+            session_id=session.session_id,
+        )
+
+    async def running(self) -> list[str]:
+        """Work still in progress or waiting, in words, in order."""
+        from nemo_mcp.server.work import status_line
+
+        now = clock()
+        return [
+            describe_entry(entry, status_line(entry, now)) for entry in await self.work.unfinished()
+        ]
+
+
+def describe_entry(entry: Entry, line: str) -> str:
+    """An unfinished entry in words: what it is, and how far it got."""
+    if entry.kind == "render":
+        render_id = entry.memo.get("render_id")
+        return f"render {render_id}: {line}" if render_id else f"export: {line}"
+    words = " ".join(str(entry.request.get("message", "")).split())
+    shown = words if len(words) <= 60 else words[:59] + "…"
+    return f'generate "{shown}": {line}'
+
+
+OpenUser = Callable[[Settings, str], Awaitable["tuple[NemoClient, Ledger]"]]
 
 
 class Services:
     """One `NemoService` per user: the local user, or one per HTTP bearer token.
 
-    Each HTTP user's state (client id, NemoVideo token, session, renders)
-    lives in its own folder, named from a hash of their bearer token, so no
-    user can reach another's work.
+    Each HTTP user's state (client id, NemoVideo token, session, ledger) lives in its
+    own folder, named from a hash of their bearer token, so no user can reach another's
+    work.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        open_client: Callable[[Settings], Awaitable[NemoClient]],
-        tasks: TaskGroup,
-    ) -> None:
+    def __init__(self, settings: Settings, open_user: OpenUser, tasks: TaskGroup) -> None:
         self.settings = settings
-        self._open_client = open_client
+        self._open_user = open_user
         self._tasks = tasks
         self._services: dict[str | None, NemoService] = {}
         self._lock = anyio.Lock()
@@ -185,7 +166,8 @@ class Services:
                     settings = settings.with_overrides(
                         home=settings.home / "http-users" / key, client_id=None
                     )
-                client = await self._open_client(settings)
-                service = NemoService(settings, client, self._tasks)
+                client, ledger = await self._open_user(settings, key or "")
+                service = NemoService(settings, client, ledger, self._tasks)
                 self._services[key] = service
+                service.resume()
             return service

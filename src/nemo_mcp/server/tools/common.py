@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from nemo_mcp import redaction
 from nemo_mcp.server.boundary import tool_boundary
 from nemo_mcp.server.http import bearer, identity_key
-from nemo_mcp.server.jobs import PROGRESS_EVERY
 from nemo_mcp.server.paths import roots_from_uris
+from nemo_mcp.server.work import PROGRESS_EVERY
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -63,8 +63,14 @@ def guarded(work: str) -> Callable[[Any], Any]:
     return tool_boundary(work, client_of)
 
 
-def result(text: str, model: BaseModel, *extra: ContentBlock) -> CallToolResult:
-    """A tool result: readable text for the agent, the model as structured content."""
+def result(
+    text: str, model: BaseModel, *extra: ContentBlock, notices: list[str] | None = None
+) -> CallToolResult:
+    """A tool result: readable text for the agent, the model as structured content.
+
+    `notices` (said once: damaged state set aside) come first."""
+    if notices:
+        text = "\n".join(notices) + "\n\n" + text
     content: list[ContentBlock] = [
         TextContent(type="text", text=redaction.redact(text, claims=False)),
         *extra,

@@ -59,7 +59,7 @@ async def credits(ctx: Context) -> Annotated[CallToolResult, CreditsOutput]:
     out = credits_output(
         balance, anonymous=client.anonymous, registration_link=client.registration_link()
     )
-    return result(credits_text(out), out)
+    return result(credits_text(out), out, notices=service.take_notices())
 
 
 def register(mcp: MCPServer[Any]) -> None:

@@ -8,9 +8,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from nemo_mcp.server.jobs import Job
+from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.tools.common import guarded, hints, reporter, result, service_of
+from nemo_mcp.server.work import error_from, status_line
 
 NAME = "export"
 TITLE = "Export the video as an MP4"
@@ -32,24 +33,35 @@ Fresh = Annotated[
 ]
 
 
-def rendering_output(job: Job[ExportOutput]) -> ExportOutput:
-    """What a caller gets while the render is still running."""
+def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
+    """What a caller gets while its export waits its turn or renders."""
+    queued = entry.state == "queued" and ahead > 0
+    percent = entry.progress.get("percent")
     return ExportOutput(
-        status="rendering",
-        render_id=job.key,
-        progress_percent=int(job.percent or 0),
-        progress=job.status_line(),
-        elapsed_seconds=round(job.elapsed, 1),
+        status="queued" if queued else "rendering",
+        render_id=str(entry.memo.get("render_id") or ""),
+        progress_percent=int(percent) if isinstance(percent, (int, float)) else 0,
+        progress=status_line(entry, now),
+        ahead=ahead if queued else 0,
+        elapsed_seconds=round(now - entry.created_at, 1),
         next_steps=["Call `export` again to keep waiting on this render."],
     )
 
 
-def export_text(out: ExportOutput, *, resumed: bool = False) -> str:
+def export_text(out: ExportOutput) -> str:
     """The agent's text for an `export` result."""
-    if out.status == "rendering":
+    if out.status == "queued":
+        earlier = "request runs" if out.ahead == 1 else "requests run"
         return (
-            f"Rendering: {out.progress}. The render {out.render_id} continues on NemoVideo; "
-            "call `export` again to wait for it (no second render is started)."
+            f"Queued: {out.ahead} earlier {earlier} first on this project (an edit still "
+            "running is rendered with the video), then this export starts, once. Call `export` "
+            "again to wait for it."
+        )
+    if out.status == "rendering":
+        which = f"The render {out.render_id}" if out.render_id else "The export"
+        return (
+            f"Rendering: {out.progress}. {which} continues on NemoVideo; call `export` again "
+            "to wait for it (no second render is started)."
         )
     size = f" ({out.size_bytes / 1_000_000:.1f} MB)" if out.size_bytes else ""
     lines = [
@@ -60,7 +72,7 @@ def export_text(out: ExportOutput, *, resumed: bool = False) -> str:
         lines.append(f"URL: {out.url}")
     if out.browser_link:
         lines.append(f"Open the project in the browser: {out.browser_link}")
-    if resumed:
+    if out.resumed:
         lines.append(f"(Resumed render {out.render_id} started earlier; no new render.)")
     return "\n".join(lines)
 
@@ -73,16 +85,19 @@ async def export(
     fresh: Fresh = False,
 ) -> Annotated[CallToolResult, ExportOutput]:
     service = await service_of(ctx)
-    job, how = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
-    finished = await job.wait(service.settings.tool_timeout, reporter(ctx))
-    if not finished:
-        out = rendering_output(job)
-        return result(export_text(out), out)
-    job.delivered = True
-    if job.error is not None:
-        raise job.error
-    assert job.result is not None
-    return result(export_text(job.result, resumed=how == "resumed"), job.result)
+    ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
+    entry = await service.work.wait(ticket.entry.id, service.settings.tool_timeout, reporter(ctx))
+    now = clock()
+    if not entry.finished:
+        queue = [e.id for e in await service.work.unfinished()]
+        ahead = queue.index(entry.id) if entry.id in queue else 0
+        out = pending_output(entry, ahead=ahead, now=now)
+        return result(export_text(out), out, notices=service.take_notices())
+    await service.work.deliver(ticket)
+    if entry.error is not None:
+        raise error_from(entry.error)
+    out = ExportOutput.model_validate(entry.outcome)
+    return result(export_text(out), out, notices=service.take_notices())
 
 
 def register(mcp: MCPServer[Any]) -> None:

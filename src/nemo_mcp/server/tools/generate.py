@@ -10,7 +10,7 @@ from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field, StringConstraints
 
-from nemo_mcp.server.jobs import Job
+from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
 from nemo_mcp.server.tools.common import (
@@ -22,6 +22,7 @@ from nemo_mcp.server.tools.common import (
     result,
     service_of,
 )
+from nemo_mcp.server.work import Ticket, error_from, format_duration, status_line
 
 NAME = "generate"
 TITLE = "Generate or edit a video"
@@ -68,37 +69,33 @@ NewProject = Annotated[
 ]
 
 
-def _same_request(a: str, b: str) -> bool:
-    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
-
-
-def how_notes(how: str, *, asked: str, answering: str) -> list[str]:
-    """Lines saying how this call was answered: resumed after a restart, or another request's job."""
-    if how == "resumed":
+def answer_notes(ticket: Ticket, entry: Entry, *, now: float) -> list[str]:
+    """Lines saying how this call was answered, when it was not simply sent now."""
+    if ticket.submission.how != "finished":
+        return []
+    if ticket.delivered_before:
+        ago = format_duration(now - (entry.finished_at or now))
         return [
-            "This request was already sent before the server restarted, so it was not sent "
-            "again; its outcome is read from the timeline."
+            f"This exact request was already answered {ago} ago, so it was not sent again "
+            "(nothing more was charged); that result is below. To send the same words again "
+            "on purpose, call `generate` with `again: true`."
         ]
-    if how == "joined" and not _same_request(asked, answering):
-        return [
-            f'Another request is still running ("{answering[:80]}"), so this one was NOT sent '
-            "(that would pay twice). Its progress is below; send the new request after it "
-            "finishes."
-        ]
-    return []
+    return ["It finished while no call was waiting for it; nothing was sent again."]
 
 
-def running_output(job: Job[GenerateOutput], *, session_id: str | None) -> GenerateOutput:
-    """What a caller gets while the job is still running."""
+def pending_output(entry: Entry, *, ahead: int, now: float) -> GenerateOutput:
+    """What a caller gets while its request is queued or running."""
+    queued = entry.state == "queued" and ahead > 0
     return GenerateOutput(
-        status="running",
+        status="queued" if queued else "running",
         reply="",
-        timeline=job.timeline or "",
-        raw_clip_ready="raw_clip" in job.milestones,
-        progress=job.status_line(),
+        timeline=str(entry.progress.get("timeline") or ""),
+        raw_clip_ready="raw_clip" in entry.progress.get("milestones", []),
+        progress=status_line(entry, now),
+        ahead=ahead if queued else 0,
         next_steps=["Call `generate` again with the same request to wait for the result."],
-        elapsed_seconds=round(job.elapsed, 1),
-        session_id=session_id,
+        elapsed_seconds=round(now - entry.created_at, 1),
+        session_id=entry.session_id,
     )
 
 
@@ -107,6 +104,14 @@ def generate_text(out: GenerateOutput) -> str:
     if out.status == "not_sent":
         return out.reply
     lines = list(out.notes)
+    if out.status == "queued":
+        earlier = "request" if out.ahead == 1 else "requests"
+        lines.append(
+            f"Queued: {out.ahead} earlier {earlier} on this project run first, and this one is "
+            "sent when they finish (once). Call `generate` again with the same request to wait "
+            "for it (or `timeline` to see the queue)."
+        )
+        return "\n".join(lines)
     if out.status == "running":
         lines.append(
             f"Still working: {out.progress}. The work continues on NemoVideo and nothing more "
@@ -142,12 +147,31 @@ def _route(text: str) -> str:
     return route(text)
 
 
+Again = Annotated[
+    bool,
+    Field(
+        description="Send these exact words again even though the same request was answered "
+        "in the last 30 minutes (without it, asking again returns the earlier result)"
+    ),
+]
+RequestId = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="Optional id for this request: the same id returns the same request's "
+        "result, a new id makes a new request even with the same words",
+    ),
+]
+
+
 @guarded("Sending the request to NemoVideo")
 async def generate(
     ctx: Context,
     message: Message,
     script_file: ScriptFile = None,
     new_project: NewProject = False,
+    again: Again = False,
+    request_id: RequestId = None,
     roots: Annotated[ListRootsResult | None, Resolve(get_roots)] = None,
 ) -> Annotated[CallToolResult, GenerateOutput]:
     service = await service_of(ctx)
@@ -162,20 +186,23 @@ async def generate(
         out = GenerateOutput(
             status="not_sent", reply=NOT_SENT[intent], next_steps=[f"Call `{intent}`."]
         )
-        return result(generate_text(out), out)
-    job, how = await service.submit_generation(text, new_project=new_project)
-    notes = how_notes(how, asked=text, answering=job.key)
-    finished = await job.wait(service.settings.tool_timeout, reporter(ctx))
-    if not finished:
-        out = running_output(job, session_id=service.client.session_id)
-        out.notes = notes
-        return result(generate_text(out), out)
-    job.delivered = True
-    if job.error is not None:
-        raise job.error
-    assert job.result is not None
-    out = job.result.model_copy(update={"notes": notes})
-    return result(generate_text(out), out)
+        return result(generate_text(out), out, notices=service.take_notices())
+    ticket = await service.submit_message(
+        text, new_project=new_project, again=again, request_id=request_id
+    )
+    entry = await service.work.wait(ticket.entry.id, service.settings.tool_timeout, reporter(ctx))
+    now = clock()
+    if not entry.finished:
+        queue = [e.id for e in await service.work.unfinished()]
+        ahead = queue.index(entry.id) if entry.id in queue else 0
+        out = pending_output(entry, ahead=ahead, now=now)
+        return result(generate_text(out), out, notices=service.take_notices())
+    await service.work.deliver(ticket)
+    if entry.error is not None:
+        raise error_from(entry.error)
+    out = GenerateOutput.model_validate(entry.outcome)
+    out.notes = [*answer_notes(ticket, entry, now=now), *out.notes]
+    return result(generate_text(out), out, notices=service.take_notices())
 
 
 def register(mcp: MCPServer[Any]) -> None:

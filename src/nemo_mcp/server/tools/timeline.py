@@ -71,8 +71,9 @@ def timeline_text(out: TimelineOutput) -> str:
 async def timeline(ctx: Context) -> Annotated[CallToolResult, TimelineOutput]:
     service = await service_of(ctx)
     snapshot = await service.client.state()
-    out = timeline_output(snapshot, running=service.running(), session_id=service.client.session_id)
-    return result(timeline_text(out), out)
+    running = await service.running()
+    out = timeline_output(snapshot, running=running, session_id=service.client.session_id)
+    return result(timeline_text(out), out, notices=service.take_notices())
 
 
 def register(mcp: MCPServer[Any]) -> None:

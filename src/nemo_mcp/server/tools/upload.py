@@ -101,7 +101,7 @@ async def upload(
         files=items,
         next_steps=["Call `generate` and describe what to make with the uploads."],
     )
-    return result(upload_text(out), out)
+    return result(upload_text(out), out, notices=service.take_notices())
 
 
 def register(mcp: MCPServer[Any]) -> None:

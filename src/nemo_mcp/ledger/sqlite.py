@@ -1,0 +1,388 @@
+"""The ledger in one SQLite file, shared by every process using the same state folder.
+
+WAL mode lets readers run beside one writer; every change is a transaction begun with
+`BEGIN IMMEDIATE`, so two processes never interleave a read-then-write (claims and
+submissions are atomic). `synchronous=FULL` makes each commit durable before the call
+returns: an entry marked `sending` is on disk before the request leaves. SQLite's own
+locking does the cross-process work; nothing here hand-makes a lock.
+
+Calls run in a worker thread, so a busy database never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from nemo_mcp.ledger import (
+    FINAL,
+    KEEP_SECONDS,
+    MAX_WAITING,
+    Entry,
+    Kind,
+    State,
+    Submission,
+    owner_is_dead_here,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS work (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    user TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    session_id TEXT,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    finished_at REAL,
+    reusable INTEGER NOT NULL DEFAULT 0,
+    progress TEXT NOT NULL DEFAULT '{}',
+    memo TEXT NOT NULL DEFAULT '{}',
+    outcome TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS work_queue ON work (user, finished_at, seq);
+CREATE INDEX IF NOT EXISTS work_key ON work (user, kind, key, seq);
+CREATE TABLE IF NOT EXISTS asks (
+    entry TEXT NOT NULL,
+    ask TEXT NOT NULL,
+    asked_at REAL NOT NULL,
+    delivered_at REAL,
+    PRIMARY KEY (entry, ask)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until REAL NOT NULL
+);
+"""
+
+_UNFINISHED = "finished_at IS NULL"
+#: Render entries kept for history and reuse, per user.
+KEEP_RENDERS = 200
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    return Entry(
+        id=row["id"],
+        user=row["user"],
+        seq=row["seq"],
+        kind=row["kind"],
+        key=row["key"],
+        session_id=row["session_id"],
+        state=row["state"],
+        request=json.loads(row["request"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+        owner=row["owner"],
+        lease_until=row["lease_until"],
+        finished_at=row["finished_at"],
+        reusable=bool(row["reusable"]),
+        progress=json.loads(row["progress"]),
+        memo=json.loads(row["memo"]),
+        outcome=json.loads(row["outcome"]) if row["outcome"] is not None else None,
+        error=json.loads(row["error"]) if row["error"] is not None else None,
+    )
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class SqliteLedger:
+    """`Ledger` on a SQLite file (created with 0600 permissions)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    # plumbing ---------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.touch(mode=0o600, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            with _transaction(db):
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            self._db = db
+        return self._db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self._lock:
+                return work(self._connect())
+
+        return await anyio.to_thread.run_sync(call)
+
+    def _row(self, db: sqlite3.Connection, entry_id: str) -> Entry | None:
+        row = db.execute("SELECT * FROM work WHERE id = ?", (entry_id,)).fetchone()
+        return _entry(row) if row is not None else None
+
+    @staticmethod
+    def _head(db: sqlite3.Connection, user: str) -> Entry | None:
+        row = db.execute(
+            f"SELECT * FROM work WHERE user = ? AND {_UNFINISHED} ORDER BY seq LIMIT 1", (user,)
+        ).fetchone()
+        return _entry(row) if row is not None else None
+
+    # the ledger -------------------------------------------------------------------
+    async def submit(
+        self,
+        *,
+        user: str,
+        kind: Kind,
+        key: str,
+        session_id: str | None,
+        request: dict[str, Any],
+        now: float,
+    ) -> Submission:
+        def work(db: sqlite3.Connection) -> Submission:
+            with _transaction(db):
+                row = db.execute(
+                    "SELECT * FROM work WHERE user = ? AND kind = ? AND key = ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (user, kind, key),
+                ).fetchone()
+                if row is not None:
+                    found = _entry(row)
+                    if not found.finished:
+                        return Submission("unfinished", found, _ahead(db, found))
+                    recent = (found.finished_at or 0) >= now - KEEP_SECONDS
+                    if found.reusable and recent:
+                        return Submission("finished", found)
+                (waiting,) = db.execute(
+                    f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED}", (user,)
+                ).fetchone()
+                if waiting >= 1 + MAX_WAITING:
+                    return Submission("full", self._head(db, user), waiting)
+                entry_id = uuid.uuid4().hex
+                db.execute(
+                    "INSERT INTO work (id, user, kind, key, session_id, state, request, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                    (entry_id, user, kind, key, session_id, _dump(request), now, now),
+                )
+                entry = self._row(db, entry_id)
+                assert entry is not None
+                return Submission("new", entry, waiting)
+
+        return await self._run(work)
+
+    async def get(self, entry_id: str) -> Entry | None:
+        return await self._run(lambda db: self._row(db, entry_id))
+
+    async def head(self, user: str) -> Entry | None:
+        return await self._run(lambda db: self._head(db, user))
+
+    async def unfinished(self, user: str) -> list[Entry]:
+        def work(db: sqlite3.Connection) -> list[Entry]:
+            rows = db.execute(
+                f"SELECT * FROM work WHERE user = ? AND {_UNFINISHED} ORDER BY seq", (user,)
+            ).fetchall()
+            return [_entry(r) for r in rows]
+
+        return await self._run(work)
+
+    async def claim(self, entry_id: str, owner: str, *, now: float, lease: float) -> Entry | None:
+        def work(db: sqlite3.Connection) -> Entry | None:
+            with _transaction(db):
+                entry = self._row(db, entry_id)
+                if entry is None or entry.finished:
+                    return None
+                head = self._head(db, entry.user)
+                if head is None or head.id != entry_id or not head.claimable_by(owner, now):
+                    return None
+                db.execute(
+                    "UPDATE work SET owner = ?, lease_until = ?, version = version + 1, "
+                    "updated_at = ? WHERE id = ?",
+                    (owner, now + lease, now, entry_id),
+                )
+                return self._row(db, entry_id)
+
+        return await self._run(work)
+
+    async def update(
+        self,
+        entry_id: str,
+        owner: str,
+        *,
+        now: float,
+        lease: float,
+        state: State | None = None,
+        session_id: str | None = None,
+        progress: dict[str, Any] | None = None,
+        memo: dict[str, Any] | None = None,
+        outcome: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        reusable: bool | None = None,
+    ) -> Entry | None:
+        changes: dict[str, Any] = {"updated_at": now, "lease_until": now + lease}
+        if state is not None:
+            changes["state"] = state
+            if state in FINAL:
+                changes.update(finished_at=now, owner=None, lease_until=0.0)
+        if session_id is not None:
+            changes["session_id"] = session_id
+        for name, value in (("progress", progress), ("memo", memo)):
+            if value is not None:
+                changes[name] = _dump(value)
+        for name, value in (("outcome", outcome), ("error", error)):
+            if value is not None:
+                changes[name] = _dump(value)
+        if reusable is not None:
+            changes["reusable"] = int(reusable)
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+
+        def work(db: sqlite3.Connection) -> Entry | None:
+            with _transaction(db):
+                cursor = db.execute(
+                    f"UPDATE work SET {assignments}, version = version + 1 "
+                    f"WHERE id = ? AND owner = ? AND {_UNFINISHED}",
+                    (*changes.values(), entry_id, owner),
+                )
+                if cursor.rowcount != 1:
+                    return None
+                return self._row(db, entry_id)
+
+        return await self._run(work)
+
+    async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                db.execute(
+                    "INSERT OR IGNORE INTO asks (entry, ask, asked_at) VALUES (?, ?, ?)",
+                    (entry_id, ask_id, now),
+                )
+                row = db.execute(
+                    "SELECT 1 FROM asks WHERE entry = ? AND ask != ? AND delivered_at IS NOT NULL",
+                    (entry_id, ask_id),
+                ).fetchone()
+                return row is not None
+
+        return await self._run(work)
+
+    async def deliver(self, entry_id: str, ask_id: str, *, now: float) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute(
+                    "INSERT INTO asks (entry, ask, asked_at, delivered_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (entry, ask) DO UPDATE SET delivered_at = excluded.delivered_at",
+                    (entry_id, ask_id, now, now),
+                )
+
+        await self._run(work)
+
+    async def renders(self, user: str, *, limit: int = KEEP_RENDERS) -> list[Entry]:
+        def work(db: sqlite3.Connection) -> list[Entry]:
+            rows = db.execute(
+                "SELECT * FROM (SELECT * FROM work WHERE user = ? AND kind = 'render' "
+                "ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                (user, limit),
+            ).fetchall()
+            return [_entry(r) for r in rows]
+
+        return await self._run(work)
+
+    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                row = db.execute(
+                    "SELECT owner, until FROM leases WHERE name = ?", (name,)
+                ).fetchone()
+                held = row is not None and row["owner"] != owner and row["until"] >= now
+                if held and not owner_is_dead_here(row["owner"]):
+                    return False
+                db.execute(
+                    "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                    "until = excluded.until",
+                    (name, owner, now + seconds),
+                )
+                return True
+
+        return await self._run(work)
+
+    async def release(self, name: str, owner: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+        await self._run(work)
+
+    async def prune(self, *, now: float) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            with _transaction(db):
+                gone = db.execute(
+                    "DELETE FROM work WHERE kind = 'message' AND finished_at IS NOT NULL "
+                    "AND finished_at < ?",
+                    (now - 2 * KEEP_SECONDS,),
+                ).rowcount
+                gone += db.execute(
+                    "DELETE FROM work WHERE kind = 'render' AND finished_at IS NOT NULL AND seq "
+                    "NOT IN (SELECT seq FROM work w WHERE w.kind = 'render' AND w.user = work.user "
+                    "ORDER BY seq DESC LIMIT ?)",
+                    (KEEP_RENDERS,),
+                ).rowcount
+                db.execute("DELETE FROM asks WHERE entry NOT IN (SELECT id FROM work)")
+                db.execute("DELETE FROM leases WHERE until < ?", (now - 3600,))
+                return gone
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        def work() -> None:
+            with self._lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+        await anyio.to_thread.run_sync(work)
+
+
+def _ahead(db: sqlite3.Connection, entry: Entry) -> int:
+    (count,) = db.execute(
+        f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED} AND seq < ?",
+        (entry.user, entry.seq),
+    ).fetchone()
+    return int(count)
+
+
+class _transaction:
+    """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+
+
+__all__ = ["SqliteLedger"]

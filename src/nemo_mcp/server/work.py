@@ -1,0 +1,447 @@
+"""Running the ledger's work for one user: submitting, claiming in order, waiting.
+
+`Work` is this process's side of one user's ledger (`nemo_mcp.ledger`):
+
+- `submit` records a request before anything is sent (or finds the entry that already
+  answers it) and makes sure a runner is going;
+- the runner claims the head of the user's queue, runs it (`generation.run_message`,
+  `export.run_render`), and moves on; it renews its lease while it works and gives its
+  claims up when the server shuts down, so another process continues at once;
+- a claim held by another live process is waited for; one whose owner died is taken
+  over, and the executor continues from the recorded state, by recovery;
+- `wait` follows an entry within a tool call's budget, reporting progress, whichever
+  process runs it.
+
+Nothing here decides what may be sent: the ledger's states do (see the executors).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from nemo_mcp import errors
+from nemo_mcp.errors import InputError, NemoError
+from nemo_mcp.ledger import Entry, Kind, Ledger, State, Submission, clock, new_owner
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How often a waiting call or runner looks at the ledger for another process's changes.
+POLL_SECONDS = 0.25
+#: A waiting tool call reports progress at least this often.
+PROGRESS_EVERY = 4.0
+#: Progress is written to the ledger at most this often (it is read across processes).
+FLUSH_SECONDS = 0.5
+
+Report = Callable[[float, "float | None", str], Awaitable[None]]
+
+
+class ClaimLostError(NemoError):
+    """Another process took this work over (our lease ran out); this one stops."""
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def error_record(err: NemoError) -> dict[str, Any]:
+    """An error as the ledger keeps it (class, words, context)."""
+    return {
+        "type": type(err).__name__,
+        "message": err.message,
+        "code": err.code,
+        "http_status": err.http_status,
+        "from_backend": err.from_backend,
+    }
+
+
+def error_from(record: dict[str, Any]) -> NemoError:
+    """The error a ledger record describes, as its own class."""
+    cls = getattr(errors, str(record.get("type")), NemoError)
+    if not (isinstance(cls, type) and issubclass(cls, NemoError)):
+        cls = NemoError
+    return cls(
+        str(record.get("message") or "the work failed"),
+        code=record.get("code"),
+        http_status=record.get("http_status"),
+        from_backend=bool(record.get("from_backend")),
+    )
+
+
+def status_line(entry: Entry, now: float) -> str:
+    """The entry's phase in words, with its elapsed time."""
+    progress = entry.progress
+    phase = str(progress.get("phase") or _STATE_WORDS.get(entry.state, entry.state))
+    elapsed = format_duration(now - entry.created_at)
+    percent = progress.get("percent")
+    if isinstance(percent, (int, float)):
+        return f"{phase}, {percent:.0f}% ({elapsed})"
+    return f"{phase} ({elapsed})"
+
+
+_STATE_WORDS = {
+    "queued": "waiting for its turn",
+    "sending": "sending the request",
+    "streaming": "the agent is working",
+    "recovering": "reading the timeline to see what the agent did",
+    "starting": "starting the render",
+    "rendering": "rendering",
+    "downloading": "downloading the video",
+}
+
+
+class Run:
+    """One claimed entry while this process works on it: durable state changes and
+    progress for waiting callers."""
+
+    def __init__(self, work: Work, entry: Entry) -> None:
+        self.work = work
+        self.entry = entry
+        self.memo: dict[str, Any] = dict(entry.memo)
+        self.progress: dict[str, Any] = dict(entry.progress)
+        #: The request reached the backend: a failure now is final, never re-sent.
+        self.sticky = False
+        #: Another process took the claim over; this run stopped.
+        self.lost = False
+        self._dirty = False
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return self.entry.request
+
+    @property
+    def state(self) -> State:
+        return self.entry.state
+
+    @property
+    def elapsed(self) -> float:
+        return clock() - self.entry.created_at
+
+    async def save(
+        self,
+        *,
+        state: State | None = None,
+        session_id: str | None = None,
+        **memo: Any,
+    ) -> None:
+        """Record a state and facts durably before acting on them."""
+        self.memo.update(memo)
+        self._dirty = False
+        updated = await self.work.ledger.update(
+            self.entry.id,
+            self.work.owner,
+            now=clock(),
+            lease=self.work.lease,
+            state=state,
+            session_id=session_id,
+            memo=self.memo,
+            progress=self.progress,
+        )
+        if updated is None:
+            raise ClaimLostError("another process took this work over")
+        self.entry = updated
+        self.work.touch()
+
+    def phase(
+        self,
+        words: str,
+        percent: float | None = None,
+        *,
+        timeline: str | None = None,
+        milestone: str | None = None,
+    ) -> None:
+        """Say what the work is doing now; written to the ledger within a moment."""
+        self.progress["phase"] = words
+        self.progress["percent"] = None if percent is None else round(percent, 1)
+        if timeline is not None:
+            self.progress["timeline"] = timeline
+        if milestone is not None:
+            marks = list(self.progress.get("milestones", []))
+            if milestone not in marks:
+                self.progress["milestones"] = [*marks, milestone]
+        self._dirty = True
+        self.work.touch()
+
+    async def keep_alive(self, scope: anyio.CancelScope) -> None:
+        """Renew the lease, and write progress when it changed, until cancelled; if the
+        claim was lost, cancel `scope` (the run)."""
+        quiet = 0.0
+        while True:
+            await anyio.sleep(FLUSH_SECONDS)
+            quiet += FLUSH_SECONDS
+            if not self._dirty and quiet < self.work.lease / 4:
+                continue
+            quiet = 0.0
+            self._dirty = False
+            updated = await self.work.ledger.update(
+                self.entry.id,
+                self.work.owner,
+                now=clock(),
+                lease=self.work.lease,
+                progress=self.progress,
+            )
+            if updated is None:
+                self.lost = True
+                scope.cancel()
+                return
+            self.entry = updated
+
+
+Executor = Callable[[Run], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A call's place in the ledger: its entry, how it was found, and its own ask id."""
+
+    submission: Submission
+    ask: str
+    delivered_before: bool = False
+
+    @property
+    def entry(self) -> Entry:
+        assert self.submission.entry is not None
+        return self.submission.entry
+
+
+class Work:
+    """One user's work in this process. Executors are given per kind."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        user: str,
+        settings: Settings,
+        client: NemoClient,
+        tasks: TaskGroup,
+        executors: dict[str, Executor],
+    ) -> None:
+        self.ledger = ledger
+        self.user = user
+        self.settings = settings
+        self.client = client
+        self.tasks = tasks
+        self.executors = executors
+        self.owner = new_owner()
+        self.lease = settings.lease_seconds
+        self._changed = anyio.Event()
+        self._runner_active = False
+        self._runs: dict[str, Run] = {}
+
+    # notifications -----------------------------------------------------------------
+    def touch(self) -> None:
+        """Wake this process's waiters: something they follow may have changed."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _pause(self, seconds: float = POLL_SECONDS) -> None:
+        changed = self._changed
+        with anyio.move_on_after(seconds):
+            await changed.wait()
+
+    # submitting --------------------------------------------------------------------
+    async def submit(
+        self, kind: Kind, key: str, request: dict[str, Any], *, session_id: str | None
+    ) -> Ticket:
+        """Record the request (or find the entry answering it) and see that it runs."""
+        submission = await self.ledger.submit(
+            user=self.user,
+            kind=kind,
+            key=key,
+            session_id=session_id,
+            request=request,
+            now=clock(),
+        )
+        if submission.how == "full":
+            raise InputError(
+                f"{submission.ahead} requests are already waiting on this project, the most "
+                "this server queues. Wait for them to finish (call `timeline` to see them), "
+                "then ask again; nothing was sent."
+            )
+        assert submission.entry is not None
+        ask = uuid.uuid4().hex
+        delivered_before = await self.ledger.ask(submission.entry.id, ask, now=clock())
+        self.start()
+        return Ticket(submission=submission, ask=ask, delivered_before=delivered_before)
+
+    async def deliver(self, ticket: Ticket) -> None:
+        """Record that this call was given its entry's outcome."""
+        await self.ledger.deliver(ticket.entry.id, ticket.ask, now=clock())
+
+    # waiting -----------------------------------------------------------------------
+    async def wait(self, entry_id: str, budget: float, report: Report | None = None) -> Entry:
+        """The entry once finished, or as it stands when `budget` seconds have passed.
+
+        Reports progress at each change and at least every few seconds."""
+        deadline = anyio.current_time() + budget
+        last_value = -1.0  # MCP wants each progress value above the one before
+        last_report = -math.inf
+        last_seen: tuple[int, str] | None = None
+        while True:
+            entry = await self.ledger.get(entry_id)
+            if entry is None:
+                raise InputError("this request is no longer in the ledger; ask again")
+            if entry.finished:
+                return entry
+            now = anyio.current_time()
+            if now >= deadline:
+                return entry
+            seen = (entry.version, str(entry.progress.get("phase")))
+            if report is not None and (seen != last_seen or now - last_report >= PROGRESS_EVERY):
+                last_seen, last_report = seen, now
+                percent = entry.progress.get("percent")
+                if isinstance(percent, (int, float)):
+                    value, total = max(float(percent), last_value + 0.01), 100.0
+                else:
+                    value, total = (
+                        max(round(clock() - entry.created_at, 1), last_value + 0.01),
+                        None,
+                    )
+                last_value = value
+                try:
+                    await report(value, total, status_line(entry, clock()))
+                except Exception:  # a client gone away must not end the wait
+                    log.debug("progress report failed", exc_info=True)
+            await self._pause(min(POLL_SECONDS, max(0.0, deadline - now)))
+
+    async def unfinished(self) -> list[Entry]:
+        return await self.ledger.unfinished(self.user)
+
+    # running -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Make sure a runner works through this user's queue in this process."""
+        if not self._runner_active:
+            self._runner_active = True
+            self.tasks.start_soon(self._runner)
+
+    async def _runner(self) -> None:
+        try:
+            while True:
+                head = await self.ledger.head(self.user)
+                if head is None:
+                    return
+                claimed = await self.ledger.claim(
+                    head.id, self.owner, now=clock(), lease=self.lease
+                )
+                if claimed is None:
+                    # Another live process runs it: follow along until it is done or dies.
+                    await self._pause()
+                    continue
+                await self._execute(claimed)
+        except Exception:
+            log.exception("the work runner stopped")
+        finally:
+            self._runner_active = False
+
+    async def _execute(self, entry: Entry) -> None:
+        run = Run(self, entry)
+        executor = self.executors[entry.kind]
+        self._runs[entry.id] = run
+        outcome: dict[str, Any] | None = None
+        failure: NemoError | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(run.keep_alive, tasks.cancel_scope)
+                try:
+                    outcome = await executor(run)
+                except ClaimLostError:
+                    run.lost = True
+                except NemoError as err:
+                    failure = err
+                except Exception as err:
+                    log.exception("%s failed unexpectedly", entry.kind)
+                    failure = NemoError(_unexpected(entry.kind, err))
+                tasks.cancel_scope.cancel()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._abandon(run)
+            raise
+        finally:
+            self._runs.pop(entry.id, None)
+        if run.lost:
+            log.warning("work %s was taken over by another process", entry.id)
+            return
+        await self._finish(run, outcome, failure)
+
+    async def _finish(
+        self, run: Run, outcome: dict[str, Any] | None, failure: NemoError | None
+    ) -> None:
+        if failure is not None:
+            done = await self.ledger.update(
+                run.entry.id,
+                self.owner,
+                now=clock(),
+                lease=self.lease,
+                state="failed",
+                memo=run.memo,
+                progress=run.progress,
+                error=error_record(failure),
+                reusable=run.sticky,
+            )
+        else:
+            done = await self.ledger.update(
+                run.entry.id,
+                self.owner,
+                now=clock(),
+                lease=self.lease,
+                state="done",
+                memo=run.memo,
+                progress=run.progress,
+                outcome=outcome,
+                reusable=run.entry.kind == "message",
+            )
+        if done is None:
+            log.warning("work %s finished, but another process had taken it over", run.entry.id)
+        self.touch()
+
+    async def _abandon(self, run: Run) -> None:
+        """Shutting down: give the claim up at once, so another process continues."""
+        try:
+            await self.ledger.update(
+                run.entry.id,
+                self.owner,
+                now=clock(),
+                lease=-clock(),  # a lease that has already run out
+                memo=run.memo,
+                progress=run.progress,
+            )
+        except Exception:
+            log.debug("could not give up the claim on %s", run.entry.id, exc_info=True)
+
+
+def _unexpected(kind: str, err: Exception) -> str:
+    what = "The render" if kind == "render" else "The request"
+    if isinstance(err, OSError):
+        reason = f" ({err.strerror})" if err.strerror else ""
+        return f"{what} failed: a file could not be read or written{reason}."
+    return (
+        f"{what} failed because of an unexpected problem in nemo-mcp (the details are in the "
+        "server's log); nothing was sent twice. Try again."
+    )
+
+
+__all__ = [
+    "ClaimLostError",
+    "Run",
+    "Ticket",
+    "Work",
+    "error_from",
+    "error_record",
+    "format_duration",
+    "status_line",
+]
