@@ -91,6 +91,8 @@ def make_video(
                 break
             frame = graph.vpull()
             frame.pts, frame.time_base = index, Fraction(1, fps)
+            # testsrc2 marks every frame I, which x264 would obey: let it choose.
+            frame.pict_type = av.video.frame.PictureType.NONE
             out.mux(video.encode(frame))
             index += 1
             while sample < index * 48_000 / fps:

@@ -213,6 +213,9 @@ def _encode_all(
                 continue  # a frame rate above the plan's: drop, keep timing
             last_index = index
             shown.pts, shown.time_base = index, 1 / rate
+            # The decoder's frame types would be forced on x264 (an I frame becomes a
+            # keyframe, a B frame a B frame): let the encoder choose, as ffmpeg does.
+            shown.pict_type = av.video.frame.PictureType.NONE
             out.mux(v_out.encode(shown))
             if duration:
                 progress(min(1.0, seconds / duration))
