@@ -282,7 +282,7 @@ def shrink(files: dict[str, Path], folder: Path, limit: int) -> list[str]:
     if done.returncode != 0:
         raise RuntimeError(f"shrink worker failed: {done.stderr[-2000:]}")
     r = json.loads(done.stdout)
-    growth = (r["rss_after"] - r["rss_before"]) / 1024
+    growth = (r["rss_after"] - r["rss_before"]) * 1024 / MB  # VmHWM is in KiB
     rate = info.size / MB / r["seconds"]
     width, height, bitrate = r["plan"]
     return [
