@@ -1,9 +1,10 @@
 """Stream decoding: frames per second through the SSE path, and memory over a long heartbeat stream.
 
 Throughput: N agent frames (ADK partial text chunks, then a final message) served by an
-`httpx.MockTransport` as 16 KiB byte chunks, read three ways: httpx-sse alone (the floor),
-httpx-sse + `decode_sse` + `ReplyAssembler`, and the whole `send_message` through a
-MockTransport-backed `NemoClient`. Memory: `send_message` over a heartbeat-only stream of
+`httpx.MockTransport` as 16 KiB byte chunks, read four ways: httpx-sse's own reader alone (the
+floor), the project's size-capped reader alone (`stream.event_source`), that reader +
+`decode_sse` + `ReplyAssembler`, and the whole `send_message` through a MockTransport-backed
+`NemoClient`. Memory: `send_message` over a heartbeat-only stream of
 15 minutes at 4 heartbeats/s (3600 frames; mixed comment, named and empty-data forms),
 tracemalloc peak compared with a stream a tenth as long: flat means the same peak.
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import anyio
 import httpx
+from httpx_sse import EventSource
 from pydantic import SecretStr
 
 from nemo_mcp.backend.client import NemoClient
@@ -102,12 +104,15 @@ def transport(body: Callable[[], AsyncIterator[bytes]]) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-async def sse_only(body: Callable[[], AsyncIterator[bytes]]) -> int:
+async def sse_only(body: Callable[[], AsyncIterator[bytes]], *, capped: bool) -> int:
     async with (
         httpx.AsyncClient(transport=transport(body), base_url="http://backend") as http,
         http.stream("POST", "/run_sse") as response,
     ):
-        return sum([1 async for _ in event_source(response).aiter_sse()])
+        if capped:
+            return sum([1 async for _ in event_source(response).aiter_sse()])
+        response.encoding = "utf-8"
+        return sum([1 async for _ in EventSource(response).aiter_sse()])
 
 
 async def decoded(body: Callable[[], AsyncIterator[bytes]]) -> int:
@@ -162,8 +167,9 @@ def run(frames: int, runs: int) -> str:
     rows = []
     with scratch() as home:
         paths: dict[str, Callable[[], Any]] = {
-            "httpx-sse alone (floor)": lambda: sse_only(body),
-            "httpx-sse + decode_sse + ReplyAssembler": lambda: decoded(body),
+            "httpx-sse alone (floor)": lambda: sse_only(body, capped=False),
+            "capped SSE reader alone": lambda: sse_only(body, capped=True),
+            "capped SSE reader + decode_sse + ReplyAssembler": lambda: decoded(body),
             "send_message via NemoClient (MockTransport)": lambda: whole(body, home),
         }
         times: dict[str, list[float]] = {name: [] for name in paths}

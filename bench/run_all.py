@@ -33,6 +33,9 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
     "polling": ("Render detection", "bench_polling.py", []),
     "stream": ("Stream decoding", "bench_stream.py", []),
     "http": ("HTTP transport", "bench_http.py", []),
+    "memory": ("Answer size and server memory", "bench_memory.py", []),
+    "ledger": ("Work ledger", "bench_ledger.py", []),
+    "turns": ("Agent turns per video", "bench_turns.py", []),
     "media": ("Media kit and sandbox renders", "bench_media.py", []),
 }
 

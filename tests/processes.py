@@ -1,4 +1,4 @@
-"""nemo-mcp as a real process over stdio: its environment, its pid, killing it.
+"""nemo-mcp as a real process over stdio or HTTP: its environment, its pid, killing it.
 
 The pid is found through /proc (Linux): tests using `stdio_server` carry the
 `needs_proc` marker and are skipped elsewhere, with the reason.
@@ -10,13 +10,18 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -29,7 +34,7 @@ needs_proc = pytest.mark.skipif(
 def server_env(tmp_path: Path, sandbox: Any, **extra: str) -> dict[str, str]:
     """The environment of a server process: the sandbox, and quick timings."""
     uploads = tmp_path / "uploads"
-    uploads.mkdir(exist_ok=True)
+    uploads.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -46,8 +51,8 @@ def server_env(tmp_path: Path, sandbox: Any, **extra: str) -> dict[str, str]:
     return env
 
 
-def server_pid(home: str) -> int:
-    """The pid of this test's server process: our child whose NEMO_HOME is `home`."""
+def server_pid(mark: str) -> int:
+    """The pid of the server process started with `NEMO_TEST_MARK=mark` (our child)."""
     me = os.getpid()
     found = []
     for entry in Path("/proc").iterdir():
@@ -59,7 +64,7 @@ def server_pid(home: str) -> int:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == me and f"NEMO_HOME={home}".encode() in environ.split(b"\0"):
+        if parent == me and f"NEMO_TEST_MARK={mark}".encode() in environ.split(b"\0"):
             found.append(int(entry.name))
     assert len(found) == 1, f"expected one server process, found {found}"
     return found[0]
@@ -67,12 +72,17 @@ def server_pid(home: str) -> int:
 
 @asynccontextmanager
 async def stdio_server(env: dict[str, str]) -> AsyncIterator[tuple[Client, int]]:
-    """A server subprocess and a client on its pipes; yields (client, pid)."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
+    """A server subprocess and a client on its pipes; yields (client, pid).
+
+    Several may run at once on one state folder, as two MCP clients on one computer do."""
+    mark = uuid.uuid4().hex
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "nemo_mcp"], env={**env, "NEMO_TEST_MARK": mark}
+    )
     client = Client(params)
     await client.__aenter__()
     try:
-        yield client, server_pid(env["NEMO_HOME"])
+        yield client, server_pid(mark)
     finally:
         # When the server was killed under it, its pipes are gone and closing may complain.
         with contextlib.suppress(Exception):
@@ -122,3 +132,67 @@ def assert_all_whole(home: Path) -> None:
         else:
             assert raw.strip() and b"\n" not in raw.strip(), name
     assert not [n for n in files if ".tmp" in n or n.endswith(".part")], files
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_http(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `nemo-mcp serve --http` on a free loopback port, its stderr into `log`."""
+    port = free_port()
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", str(port), *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    return process, port
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Return once `port` accepts connections; fail with the server's stderr if it exits."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"serve --http exited ({process.returncode}): {log.read_text()}")
+            time.sleep(0.05)  # a port has nothing to wait on; the bind follows within ms
+    pytest.fail(f"serve --http did not listen within 30 s: {log.read_text()}")
+
+
+def end(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def http_server(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
+    """A `serve --http` process for the block; yields its http://127.0.0.1:<port>/mcp URL."""
+    process, port = run_http(env, log, *args)
+    try:
+        wait_listening(process, port, log)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        end(process)
+
+
+async def until(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Wait until `check()` holds, looking every few milliseconds (it reads another
+    process's state, such as the ledger's file: there is nothing here to wait on)."""
+    with anyio.fail_after(seconds):
+        while not check():  # noqa: ASYNC110
+            await anyio.sleep(0.02)

@@ -53,8 +53,9 @@ async def test_two_generates_at_once_each_sent_once_in_order(
     if second != first:  # each caller got its own request's result
         replies = [r.structured_content["reply"] for r in results]  # type: ignore[index]
         assert replies[0] != replies[1]
-        assert results[0].structured_content["changes"]  # type: ignore[index]
-        assert not results[1].structured_content["changes"]  # type: ignore[index]
+        ran_first = 0 if sent[0] == first else 1  # the one sent first made the video
+        assert results[ran_first].structured_content["changes"]  # type: ignore[index]
+        assert "canyon" in json.dumps(results[0].structured_content).lower()
 
 
 async def test_two_exports_at_once_start_one_render(tmp_path: Path, sandbox: Any) -> None:

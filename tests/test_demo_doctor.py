@@ -81,9 +81,9 @@ def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path, sandbox: Any) ->
     )
 
 
-def run_doctor(env: dict[str, str]) -> tuple[int, str]:
+def run_doctor(env: dict[str, str], **how: Any) -> tuple[int, str]:
     out = io.StringIO()
-    code = doctor.main(env, out=out)
+    code = doctor.main(env, out=out, **how)
     return code, out.getvalue()
 
 
@@ -102,6 +102,51 @@ def test_doctor_healthy(healthy_env: dict[str, str]) -> None:
     assert code == 0, text
     assert "all good" in text and "FAIL" not in text
     assert "no token yet" in text
+    assert "[ok  ] exposure: local (stdio): one person at this computer" in text
+
+
+TWO_USERS = "alice-secret-token-0123,bob-secret-token-4567"
+
+
+@pytest.mark.parametrize(
+    ("change", "how", "line"),
+    [
+        ({}, {"host": "0.0.0.0"}, "[FAIL] exposure: serving on 0.0.0.0 would open"),
+        (
+            {"NEMO_HTTP_TOKENS": TWO_USERS, "NEMO_TOKEN": "nmv_usr_bogus_token_123"},
+            {},
+            "[FAIL] exposure: NEMO_TOKEN is one NemoVideo account and NEMO_HTTP_TOKENS names 2",
+        ),
+        (
+            {"NEMO_HTTP_TOKENS": TWO_USERS, "NEMO_HTTP_UPLOAD_ROOT": "{out}"},
+            {},
+            "[FAIL] exposure: NEMO_HTTP_UPLOAD_ROOT ({out}) overlaps NEMO_OUTPUT_DIR",
+        ),
+    ],
+    ids=["network-without-tokens", "token-across-users", "uploads-over-outputs"],
+)
+def test_doctor_flags_a_dangerous_exposure(
+    healthy_env: dict[str, str], change: dict[str, str], how: dict[str, Any], line: str
+) -> None:
+    change = {k: v.format(out=healthy_env["NEMO_OUTPUT_DIR"]) for k, v in change.items()}
+    Path(healthy_env["NEMO_OUTPUT_DIR"]).mkdir(exist_ok=True)
+    code, text = run_doctor({**healthy_env, **change}, **how)
+    assert code == 1, text
+    assert line.format(out=healthy_env["NEMO_OUTPUT_DIR"]) in text, text
+    assert "fix: change the settings named above" in text
+    assert "nmv_usr_bogus_token_123" not in text and "alice-secret" not in text
+
+
+def test_doctor_reports_a_served_exposure_and_its_warnings(healthy_env: dict[str, str]) -> None:
+    env = {**healthy_env, "NEMO_HTTP_TOKENS": "short,long-enough-secret-token-1"}
+    code, text = run_doctor(env, host="0.0.0.0")
+    assert code == 0, text
+    assert "[ok  ] exposure: served (HTTP on 0.0.0.0 with NEMO_HTTP_TOKENS): 2 users" in text
+    assert "uploads: http(s) URLs only" in text
+    assert "[warn] exposure: plain HTTP on 0.0.0.0: bearer tokens travel in clear text" in text
+    assert "[warn] NEMO_HTTP_TOKENS: a token is shorter than 16 characters" in text
+    assert "[warn] NEMO_UPLOAD_DIRS: not used when served" in text
+    assert "short" not in text.replace("shorter", "")
 
 
 def test_doctor_checks_a_saved_token_without_printing_it(

@@ -101,7 +101,18 @@ def test_messages_never_carry_tokens() -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("30", 30.0), (" 1 ", 1.0), ("0", 0.0), ("soon", None), (None, None), ("-1", None)],
+    [
+        ("30", 30.0),
+        (" 1 ", 1.0),
+        ("0", 0.0),
+        ("604800", 604800.0),  # the anonymous token's 7 days: kept, so it is not waited for
+        ("1e12", 30 * 24 * 3600.0),
+        ("inf", None),
+        ("nan", None),
+        ("soon", None),
+        (None, None),
+        ("-1", None),
+    ],
 )
 def test_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value) == seconds

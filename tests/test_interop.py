@@ -103,6 +103,25 @@ def test_inspector_sees_a_clear_tool_error(tmp_path: Path, sandbox: Any) -> None
     assert "generate" in output and "Traceback" not in output
 
 
+def test_inspector_finds_the_view_and_keeps_the_short_budget(tmp_path: Path, sandbox: Any) -> None:
+    """The Inspector reads the view a tool names (MIME type, CSP); it sends no progress token,
+    so its 60 s timer is never restarted and the call answers within NEMO_TOOL_TIMEOUT."""
+    sandbox.control.set(generation_seconds=1.5)
+    env = {**server_env(tmp_path, sandbox.url), "NEMO_TOOL_TIMEOUT": "0.3"}
+    code, payload, output = run_inspector(
+        ["--method", "tools/call", "--tool-name", "generate", "--tool-arg", "message=a cat video"],
+        target=STDIO,
+        env=env,
+    )
+    assert code == 0, output
+    assert payload["result"]["structuredContent"]["status"] == "running"
+    app = payload["appInfo"]
+    assert app["hasApp"] is True and app["resourceUri"] == "ui://nemovideo/studio"
+    assert app["resourceMimeType"] == "text/html;profile=mcp-app"
+    assert app["csp"] == {"resourceDomains": [sandbox.url]}
+    assert sandbox.control.stats()["requests"].get("run_sse") == 1
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -445,7 +445,17 @@ def test_node_tools_are_pinned_exactly() -> None:
     package = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))
     lock = json.loads((ROOT / "package-lock.json").read_text(encoding="utf-8"))
     pins = package["devDependencies"]
-    assert set(pins) == {"@modelcontextprotocol/inspector", "@anthropic-ai/mcpb"}
+    interop = {"@modelcontextprotocol/inspector", "@anthropic-ai/mcpb"}
+    studio = {  # the studio view's build and its browser tests
+        "@modelcontextprotocol/ext-apps",
+        "@modelcontextprotocol/client",
+        "@modelcontextprotocol/core",
+        "zod",
+        "esbuild",
+        "typescript",
+        "puppeteer-core",
+    }
+    assert set(pins) == interop | studio
     assert "dependencies" not in package
     for name, version in pins.items():
         assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name} is not pinned: {version}"

@@ -13,6 +13,7 @@ import pytest
 from nemo_mcp.replies.gui import has_gui_phrasing
 
 from mcp_harness import connect, make_settings, text_of
+from processes import ledger_rows, until
 
 MODES = ["auto", "legacy"]
 
@@ -193,7 +194,8 @@ async def test_render_resumed_after_restart(tmp_path: Path, sandbox: Any) -> Non
     async with connect(quick) as session:
         first = await session.call("export")
         assert first.structured_content["status"] == "rendering"  # type: ignore[index]
-        render_id = first.structured_content["render_id"]  # type: ignore[index]
+        await until(lambda: [r["state"] for r in ledger_rows(settings.home)][-1:] == ["rendering"])
+    render_id = ledger_rows(settings.home)[-1]["memo"]["render_id"]
     async with connect(settings) as session:  # a new server process' worth of state
         resumed = await session.call("export")
     out = resumed.structured_content

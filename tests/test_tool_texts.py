@@ -133,7 +133,7 @@ def _entry(**changes: Any) -> Entry:
 )
 def test_answer_notes(how: Any, delivered_before: bool, says: str | None) -> None:
     entry = _entry()
-    ticket = Ticket(Submission(how, entry), ask="a1", delivered_before=delivered_before)
+    ticket = Ticket(Submission(how, entry, delivered_before=delivered_before), ask="a1")
     notes = answer_notes(ticket, entry, now=1180.0)
     if says is None:
         assert notes == []

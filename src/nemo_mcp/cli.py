@@ -64,7 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole job offline, against the sandbox")
     demo.add_argument("--output-dir", default=None, help="where to save the MP4")
 
-    commands.add_parser("doctor", help="check settings, state folder, token and backend")
+    doctor = commands.add_parser(
+        "doctor", help="check settings, exposure, state folder, token and backend"
+    )
+    doctor.add_argument(
+        "--http",
+        action="store_true",
+        default=None,
+        help="check as for serve --http (implied by --host or NEMO_HTTP_TOKENS)",
+    )
+    doctor.add_argument("--host", default=None, help="the HTTP bind address to check")
     return parser
 
 
@@ -82,18 +91,22 @@ def setup_logging(level: str | None) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from nemo_mcp.errors import ConfigError
     from nemo_mcp.server import create_server
+    from nemo_mcp.server.exposure import decide
     from nemo_mcp.settings import settings_from_env
 
+    http = bool(getattr(args, "http", False))
+    host = str(getattr(args, "host", "127.0.0.1"))
     try:
         settings = settings_from_env()
-        server = create_server(settings)
+        exposure = decide(settings, http=http, host=host)
+        server = create_server(settings, exposure=exposure)
     except ConfigError as err:
         print(f"nemo-mcp: {err}", file=sys.stderr)
         return 2
-    if getattr(args, "http", False):
+    if http:
         from nemo_mcp.server.http import serve_http
 
-        return serve_http(server, settings.http_tokens, host=args.host, port=args.port)
+        return serve_http(server, exposure, settings.http_tokens, host=host, port=args.port)
     server.run()
     return 0
 
@@ -118,5 +131,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         from nemo_mcp.doctor import main as doctor_main
 
-        return doctor_main()
+        return doctor_main(http=args.http, host=args.host)
     return 2

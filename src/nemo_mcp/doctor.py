@@ -1,8 +1,10 @@
 """`nemo-mcp doctor`: check everything the server depends on, and say how to fix it.
 
-Checks settings, SKILL.md identity and platform, the state folder and its
-permissions, the token (never printed), the output folder, and whether the
-backend answers. Exits non-zero when anything is wrong.
+Checks settings, how the server would be exposed (local or served to others,
+and any combination that must not start), SKILL.md identity and platform, the
+state folder and its permissions, the token (never printed), the output
+folder, and whether the backend answers. Exits non-zero when anything is
+wrong; warnings are printed but do not fail.
 """
 
 from __future__ import annotations
@@ -31,6 +33,75 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    #: Works, but worth the operator's attention (printed, never a failure).
+    warn: bool = False
+
+
+#: Bearer tokens shorter than this are easy to guess.
+SHORT_TOKEN = 16
+
+
+def _exposure_checks(
+    settings: Settings, env: Mapping[str, str], *, http: bool, host: str
+) -> list[Check]:
+    """How `serve` would expose the server, and what is dangerous about it."""
+    from nemo_mcp.server.exposure import decide, is_loopback
+
+    try:
+        exposure = decide(settings, http=http, host=host)
+    except ConfigError as err:
+        return [Check("exposure", False, err.message, "change the settings named above")]
+    checks = [Check("exposure", True, exposure.describe())]
+    if not exposure.served:
+        if env.get("NEMO_HTTP_UPLOAD_ROOT", "").strip():
+            checks.append(
+                Check(
+                    "exposure",
+                    True,
+                    "NEMO_HTTP_UPLOAD_ROOT is used only when serving with NEMO_HTTP_TOKENS",
+                    warn=True,
+                )
+            )
+        return checks
+    if not is_loopback(host):
+        checks.append(
+            Check(
+                "exposure",
+                True,
+                f"plain HTTP on {host}: bearer tokens travel in clear text; put a TLS proxy "
+                "in front",
+                warn=True,
+            )
+        )
+    if any(len(t.get_secret_value()) < SHORT_TOKEN for t in settings.http_tokens):
+        checks.append(
+            Check(
+                "NEMO_HTTP_TOKENS",
+                True,
+                f"a token is shorter than {SHORT_TOKEN} characters and easy to guess; "
+                "use long random ones",
+                warn=True,
+            )
+        )
+    if exposure.shared_account and exposure.users > 1:
+        checks.append(
+            Check(
+                "NEMO_HTTP_SHARED_ACCOUNT",
+                True,
+                f"all {exposure.users} users spend NEMO_TOKEN's credits and work in its account",
+                warn=True,
+            )
+        )
+    if env.get("NEMO_UPLOAD_DIRS", "").strip():
+        checks.append(
+            Check(
+                "NEMO_UPLOAD_DIRS",
+                True,
+                "not used when served to others (see NEMO_HTTP_UPLOAD_ROOT)",
+                warn=True,
+            )
+        )
+    return checks
 
 
 def _folder_check(name: str, folder: Path, *, private: bool) -> Check:
@@ -123,13 +194,21 @@ async def _backend(settings: Settings, identity: SkillIdentity, store: StateStor
     return Check("token", True, f"accepted; {available} credits available")
 
 
-def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
+def run_checks(
+    environ: Mapping[str, str] | None = None, *, http: bool | None = None, host: str | None = None
+) -> list[Check]:
+    """Every check. `http`/`host`: how `serve` would run (default: HTTP on 127.0.0.1 when
+    NEMO_HTTP_TOKENS is set or a host is given, else stdio)."""
+    env = os.environ if environ is None else environ
     checks: list[Check] = []
     try:
-        settings = settings_from_env(environ)
+        settings = settings_from_env(env)
     except ConfigError as err:
         return [Check("settings", False, err.message, "fix the variable named above")]
     checks.append(Check("settings", True, f"API {settings.api_url}, web {settings.web_url}"))
+    if http is None:
+        http = host is not None or bool(settings.http_tokens)
+    checks.extend(_exposure_checks(settings, env, http=http, host=host or "127.0.0.1"))
     try:
         identity = load_identity(skill=settings.skill, skill_source_override=settings.skill_source)
     except SkillFileError as err:
@@ -162,12 +241,18 @@ def run_checks(environ: Mapping[str, str] | None = None) -> list[Check]:
     return checks
 
 
-def main(environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
+def main(
+    environ: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    *,
+    http: bool | None = None,
+    host: str | None = None,
+) -> int:
     out = out or sys.stdout
     print(f"nemo-mcp {__version__} doctor", file=out)
-    checks = run_checks(environ)
+    checks = run_checks(environ, http=http, host=host)
     for check in checks:
-        mark = "ok  " if check.ok else "FAIL"
+        mark = "FAIL" if not check.ok else ("warn" if check.warn else "ok  ")
         print(f"[{mark}] {check.name}: {check.detail}", file=out)
         if not check.ok and check.fix:
             print(f"       fix: {check.fix}", file=out)

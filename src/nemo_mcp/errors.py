@@ -17,6 +17,7 @@
     │   ├── RateLimitError         429  rate limited
     │   ├── RenderError            a render failed or its file could not be fetched
     │   ├── ServerError            5xx, a gateway page, an answer that is not JSON
+    │   │   └── AnswerTooLargeError an answer over its size cap (dropped unread)
     │   └── AgentError             the agent stream reported a failure
     └── TransportError             the backend could not be reached or went silent
         ├── BackendUnreachableError connect failed, DNS, refused
@@ -133,6 +134,10 @@ class RenderError(BackendError):
 
 class ServerError(BackendError):
     """5xx, a gateway's HTML page, or an answer that is not the documented JSON."""
+
+
+class AnswerTooLargeError(ServerError):
+    """An answer larger than any the contract has: it was dropped, its connection closed."""
 
 
 class AgentError(BackendError):

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 
@@ -19,6 +20,41 @@ DEFAULT_API_URL = "https://mega-api-prod.nemovideo.ai"
 DEFAULT_WEB_URL = "https://nemovideo.com"
 #: Claude Desktop and claude.ai end a tool call after about 60 s.
 DEFAULT_TOOL_TIMEOUT = 45.0
+#: The longest a call waits for clients known to keep it open (see `server/clients.py`).
+DEFAULT_LONG_TOOL_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class SpendingRule:
+    """When `generate` asks the user before spending credits (`NEMO_CONFIRM_SPENDING`).
+
+    `always`: before every paid request; `below`: when the balance would drop below
+    `threshold`; `never`: never asks. Asking needs a client that supports elicitation.
+    """
+
+    mode: Literal["always", "below", "never"] = "always"
+    threshold: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> SpendingRule:
+        value = text.strip().lower()
+        if value in ("always", "never"):
+            return cls(mode=value)  # type: ignore[arg-type]
+        kind, _, number = value.partition(":")
+        if kind == "below":
+            try:
+                threshold = float(number)
+            except ValueError:
+                threshold = -1.0
+            if threshold >= 0 and threshold != float("inf"):
+                return cls(mode="below", threshold=threshold)
+        raise ConfigError(
+            "NEMO_CONFIRM_SPENDING must be always, never or below:<credits> "
+            f"(e.g. below:200); got {text!r}"
+        )
+
+    def __str__(self) -> str:
+        return f"below:{self.threshold:g}" if self.mode == "below" else self.mode
 
 
 def _default_home() -> Path:
@@ -46,6 +82,11 @@ class Settings:
     output_dir: Path = field(default_factory=_default_output_dir)
     upload_dirs: tuple[Path, ...] = field(default_factory=lambda: (Path.home(),))
     tool_timeout: float = DEFAULT_TOOL_TIMEOUT
+    #: For clients known to keep a call open while progress flows: wait up to this long
+    #: (0: never longer than `tool_timeout`).
+    long_tool_timeout: float = DEFAULT_LONG_TOOL_TIMEOUT
+    #: When `generate` asks before spending credits.
+    confirm_spending: SpendingRule = field(default_factory=SpendingRule)
     language: str = "en"
     #: After a broken stream: waits before each state read (the documented 30 s,
     #: then 60 s; five unchanged reads, about 5 minutes, mean failure).
@@ -60,6 +101,10 @@ class Settings:
     lease_seconds: float = 20.0
     #: HTTP mode: bearer tokens clients must send; each one is a separate user.
     http_tokens: tuple[SecretStr, ...] = ()
+    #: Served mode: each HTTP user may upload files from `<this>/<their user key>/` only.
+    http_upload_root: Path | None = None
+    #: Served mode: every HTTP user works in NEMO_TOKEN's one account (said explicitly).
+    http_shared_account: bool = False
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -87,6 +132,21 @@ def _positive_float(name: str, value: str) -> float:
     if not number > 0:
         raise ConfigError(f"{name} must be above 0 (got {value!r})")
     return number
+
+
+def _switch(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (got {value!r})")
+
+
+def _seconds_or_off(name: str, value: str) -> float:
+    if value.lower() in ("0", "off", "no"):
+        return 0.0
+    return _positive_float(name, value)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object | None) -> Settings:
@@ -125,6 +185,10 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         )
     if (budget := pick("tool_timeout", "NEMO_TOOL_TIMEOUT")) is not None:
         values["tool_timeout"] = _positive_float("NEMO_TOOL_TIMEOUT", budget)
+    if (longest := pick("long_tool_timeout", "NEMO_LONG_TOOL_TIMEOUT")) is not None:
+        values["long_tool_timeout"] = _seconds_or_off("NEMO_LONG_TOOL_TIMEOUT", longest)
+    if (spending := pick("confirm_spending", "NEMO_CONFIRM_SPENDING")) is not None:
+        values["confirm_spending"] = SpendingRule.parse(spending)
     if (language := pick("language", "NEMO_LANGUAGE")) is not None:
         values["language"] = language
     if (delays := pick("recovery_delays", "NEMO_RECOVERY_DELAYS")) is not None:
@@ -141,4 +205,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["lease_seconds"] = _positive_float("NEMO_LEASE_SECONDS", lease)
     if (tokens := pick("http_tokens", "NEMO_HTTP_TOKENS")) is not None:
         values["http_tokens"] = tuple(SecretStr(t.strip()) for t in tokens.split(",") if t.strip())
+    if (root := pick("http_upload_root", "NEMO_HTTP_UPLOAD_ROOT")) is not None:
+        values["http_upload_root"] = Path(root).expanduser()
+    if (shared := pick("http_shared_account", "NEMO_HTTP_SHARED_ACCOUNT")) is not None:
+        values["http_shared_account"] = _switch("NEMO_HTTP_SHARED_ACCOUNT", shared)
     return Settings(**values)  # type: ignore[arg-type]

@@ -147,6 +147,10 @@ class StateStore:
         return self.folder / "ledger.sqlite3"
 
     # notices -----------------------------------------------------------------------
+    def note(self, sentence: str) -> None:
+        """A sentence for the user, given out once with the next result."""
+        self._notices.append(sentence)
+
     def take_notices(self) -> list[str]:
         """One-time sentences about damaged state, each given out once."""
         notices, self._notices = self._notices, []
@@ -257,11 +261,7 @@ class StateStore:
     def load_auth(self) -> AuthRecord | None:
         found = self._load("auth.json", AuthRecord, secret=True)
         if isinstance(found, Damaged):
-            self.damaged_auth = found
-            self._notices.append(
-                f"The saved NemoVideo token ({found.path}) was damaged ({found.problem}) and was "
-                f"moved aside to {found.moved_to}; a new one is used from now on."
-            )
+            self.damaged_auth = found  # said with what happens next (see `note`)
             return None
         return found
 

@@ -5,8 +5,9 @@ client id and persisted), the current session (persisted, replaced on 1002),
 the attribution headers, and the retry rules: 429 waits and retries once;
 GETs and polls retry 5xx and connection failures with bounded backoff; a
 request that may have reached the server is never sent again unless it is
-safe to repeat. The agent stream and renders live in `stream.py` and
-`render.py`; they use `request`/`authorized_headers` from here.
+safe to repeat. Every answer is read under a size cap (`body.py`) and every
+call within deadlines (`retry.py`). The agent stream and renders live in
+`stream.py` and `render.py`; they use `request`/`authorized_headers` from here.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import anyio
 import httpx
 
 from nemo_mcp import __version__, redaction
-from nemo_mcp.backend.envelope import parse_retry_after, read_envelope
+from nemo_mcp.backend.body import ANSWER_LIMIT, SMALL_ANSWER_LIMIT, read_answer
 from nemo_mcp.backend.models import (
     AnonymousToken,
     ClaimToken,
@@ -34,7 +35,14 @@ from nemo_mcp.backend.models import (
     UploadResult,
     parse_wire,
 )
-from nemo_mcp.backend.retry import CALL_TIMEOUT, TRANSFER_TIMEOUT, send_with_retries
+from nemo_mcp.backend.retry import (
+    CALL_DEADLINES,
+    CALL_TIMEOUT,
+    TRANSFER_TIMEOUT,
+    Deadlines,
+    send_with_retries,
+    transfer_deadlines,
+)
 from nemo_mcp.backend.upload import LocalFile, MultipartBody, OnProgress, check_file
 from nemo_mcp.errors import (
     AuthError,
@@ -258,6 +266,13 @@ class NemoClient:
         )
         self.store.save_auth(record)
         log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
+        damaged, self.store.damaged_auth = self.store.damaged_auth, None
+        if damaged is not None:
+            self.store.note(
+                f"The saved NemoVideo token ({damaged.path}) was damaged ({damaged.problem}) and "
+                f"was moved aside to {damaged.moved_to}; a new free token was fetched for this "
+                "computer with its client id."
+            )
         return record
 
     def _one_token_message(self) -> str:
@@ -290,9 +305,17 @@ class NemoClient:
         idempotent: bool,
         auth: bool = True,
         timeouts: httpx.Timeout | None = None,
+        deadlines: Deadlines | None = None,
+        max_bytes: int = ANSWER_LIMIT,
         what: str | None = None,
     ) -> Any:
-        """Send one call and return its `data`, under the retry policy (`retry.py`)."""
+        """Send one call and return its `data`, under the retry policy (`retry.py`).
+
+        The answer is read as a stream and refused past `max_bytes`; the call is
+        bounded by `deadlines` (by default a short call's, or a transfer's for
+        `body`'s size).
+        """
+        label = what or f"{method} {path.split('?')[0]}"
 
         async def attempt(token: str | None) -> Any:
             sent_headers = dict(headers or {})
@@ -303,27 +326,25 @@ class NemoClient:
                 sent_headers["Content-Type"] = body.content_type
                 sent_headers["Content-Length"] = str(body.length)
                 content = body.stream()
-            response = await self.http.request(
+            async with self.http.stream(
                 method,
                 path,
                 json=json,
                 content=content,
                 headers=sent_headers,
                 timeout=timeouts or CALL_TIMEOUT,
-            )
-            return read_envelope(
-                response.status_code,
-                response.content,
-                request_id=response.headers.get("x-request-id"),
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-            )
+            ) as response:
+                return await read_answer(response, limit=max_bytes, what=label)
 
+        if deadlines is None:
+            deadlines = transfer_deadlines(body.length) if body is not None else CALL_DEADLINES
         return await send_with_retries(
             self,
             attempt,
-            what=what or f"{method} {path.split('?')[0]}",
+            what=label,
             idempotent=idempotent,
             auth=auth,
+            deadlines=deadlines,
         )
 
     # sessions ------------------------------------------------------------------
@@ -423,9 +444,13 @@ class NemoClient:
     # plain calls ---------------------------------------------------------------
     async def credits(self) -> Credits:
         data = await self.request(
-            "GET", "/api/credits/balance/simple", idempotent=True, what="reading credits"
+            "GET",
+            "/api/credits/balance/simple",
+            idempotent=True,
+            max_bytes=SMALL_ANSWER_LIMIT,
+            what="reading the credits",
         )
-        return parse_wire(Credits, data, what="reading credits")
+        return parse_wire(Credits, data, what="reading the credits")
 
     async def state(self) -> StateSnapshot:
         data = await self.session_request(

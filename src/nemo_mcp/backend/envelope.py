@@ -55,15 +55,24 @@ def _text(value: Any) -> str | None:
     return text[:_MESSAGE_LIMIT] or None
 
 
+#: Longer than any wait worth reporting as such (the anonymous token's is 7 days).
+MAX_RETRY_AFTER_SECONDS = 30 * 24 * 3600.0
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header holding seconds (dates are ignored)."""
+    """Seconds from a `Retry-After` header holding seconds (dates are ignored).
+
+    Long values are kept, so that a wait that cannot be waited out (one free token per
+    7 days) is reported at once instead of being retried."""
     if value is None:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return seconds if 0 <= seconds <= 3600 else None
+    if not 0 <= seconds < float("inf"):
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
 def make_error(

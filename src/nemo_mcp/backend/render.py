@@ -24,8 +24,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from nemo_mcp.backend.body import SMALL_ANSWER_LIMIT, read_answer
 from nemo_mcp.backend.client import NemoClient
-from nemo_mcp.backend.envelope import read_envelope
 from nemo_mcp.backend.models import RenderStatus, parse_render_status
 from nemo_mcp.backend.polling import AdaptivePoller
 from nemo_mcp.backend.retry import TRANSFER_TIMEOUT, translate
@@ -38,6 +38,7 @@ from nemo_mcp.errors import (
     PlanError,
     RateLimitError,
     RenderError,
+    ServerError,
     SessionNotFoundError,
     TransportError,
 )
@@ -84,7 +85,11 @@ async def start_render(
         except _FINAL:
             raise
         except BackendError as err:
-            unclear = err.http_status is not None and 500 <= err.http_status < 600
+            # A 5xx, or an answer that could not be read (not JSON, too large): the render
+            # may have started, so ask before choosing a new id.
+            unclear = isinstance(err, ServerError) or (
+                err.http_status is not None and 500 <= err.http_status < 600
+            )
             if unclear and await _exists(client, render_id):
                 return render_id
             last = err
@@ -111,6 +116,7 @@ async def render_status(client: NemoClient, render_id: str) -> RenderStatus:
         "GET",
         f"/api/render/proxy/lambda/{quote(render_id)}",
         idempotent=True,
+        max_bytes=SMALL_ANSWER_LIMIT,
         what="reading the render status",
     )
     return parse_render_status(data, render_id=render_id)
@@ -216,9 +222,11 @@ async def _fetch(
     ) as response:
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if response.status_code != 200 or kind in ("application/json", "text/html", "text/plain"):
-            body = await response.aread()
+            # Not the file: only a JSON answer (a link to it) is read, and under a cap.
             if response.status_code == 200 and kind == "application/json":
-                data = read_envelope(200, body)
+                data = await read_answer(
+                    response, limit=SMALL_ANSWER_LIMIT, what="reading the download link"
+                )
                 link = data.get("url") if isinstance(data, dict) else None
                 if isinstance(link, str) and link != url and hops < 2:
                     return await _fetch(client, link, dest, on_progress=on_progress, hops=hops + 1)

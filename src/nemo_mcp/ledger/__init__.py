@@ -141,6 +141,8 @@ class Submission:
     how: Submitted
     entry: Entry | None
     ahead: int = 0
+    #: With `ask`: another call was given this entry's outcome before.
+    delivered_before: bool = False
 
 
 class Ledger(Protocol):
@@ -155,9 +157,16 @@ class Ledger(Protocol):
         session_id: str | None,
         request: dict[str, Any],
         now: float,
+        ask: str | None = None,
     ) -> Submission:
         """Find the entry for `key` (unfinished, or finished, reusable and recent), else
-        add a queued one at the end of the user's queue unless the queue is full."""
+        add a queued one at the end of the user's queue unless the queue is full; with
+        `ask`, record that call as waiting for it (see `ask`), in the same transaction."""
+        ...
+
+    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+        """The entry `submit` would answer `key` with, without adding one; None when a
+        submission would add a new entry."""
         ...
 
     async def get(self, entry_id: str) -> Entry | None: ...
@@ -173,6 +182,11 @@ class Ledger(Protocol):
     async def claim(self, entry_id: str, owner: str, *, now: float, lease: float) -> Entry | None:
         """Take (or renew) the claim on the head entry `entry_id`; None if another live
         owner holds it or it is not the head."""
+        ...
+
+    async def claim_head(self, user: str, owner: str, *, now: float, lease: float) -> Entry | None:
+        """Take the claim on the user's head entry, whichever it is; None if there is
+        none or another live owner holds it."""
         ...
 
     async def update(

@@ -2,9 +2,15 @@
 
 WAL mode lets readers run beside one writer; every change is a transaction begun with
 `BEGIN IMMEDIATE`, so two processes never interleave a read-then-write (claims and
-submissions are atomic). `synchronous=FULL` makes each commit durable before the call
-returns: an entry marked `sending` is on disk before the request leaves. SQLite's own
-locking does the cross-process work; nothing here hand-makes a lock.
+submissions are atomic). SQLite's own locking does the cross-process work; nothing here
+hand-makes a lock.
+
+Durability: every commit is in the WAL before the call returns, so a process killed at
+any point loses nothing (`synchronous=NORMAL`). The commits that guard a request leaving
+(an entry entering `sending` or `starting`) are also flushed to the disk itself
+(`synchronous=FULL`, which syncs every earlier commit with them), so not even a power
+cut can hide that a message may have left. The rest skip the flush: about 0.2 ms a
+commit instead of several.
 
 Calls run in a worker thread, so a busy database never blocks the event loop.
 """
@@ -123,7 +129,7 @@ class SqliteLedger:
             )
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
             with _transaction(db):
                 for statement in SCHEMA.split(";"):
@@ -160,37 +166,50 @@ class SqliteLedger:
         session_id: str | None,
         request: dict[str, Any],
         now: float,
+        ask: str | None = None,
     ) -> Submission:
         def work(db: sqlite3.Connection) -> Submission:
             with _transaction(db):
-                row = db.execute(
-                    "SELECT * FROM work WHERE user = ? AND kind = ? AND key = ? "
-                    "ORDER BY seq DESC LIMIT 1",
-                    (user, kind, key),
-                ).fetchone()
-                if row is not None:
-                    found = _entry(row)
-                    if not found.finished:
-                        return Submission("unfinished", found, _ahead(db, found))
-                    recent = (found.finished_at or 0) >= now - KEEP_SECONDS
-                    if found.reusable and recent:
-                        return Submission("finished", found)
-                (waiting,) = db.execute(
-                    f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED}", (user,)
-                ).fetchone()
-                if waiting >= 1 + MAX_WAITING:
-                    return Submission("full", self._head(db, user), waiting)
-                entry_id = uuid.uuid4().hex
-                db.execute(
-                    "INSERT INTO work (id, user, kind, key, session_id, state, request, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                    (entry_id, user, kind, key, session_id, _dump(request), now, now),
-                )
-                entry = self._row(db, entry_id)
-                assert entry is not None
-                return Submission("new", entry, waiting)
+                found = self._find_or_add(db, user, kind, key, session_id, request, now)
+                if found.entry is None or ask is None or found.how == "full":
+                    return found
+                delivered = _ask(db, found.entry.id, ask, now)
+                return Submission(found.how, found.entry, found.ahead, delivered)
 
         return await self._run(work)
+
+    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+        return await self._run(lambda db: _answering(db, user, kind, key, now))
+
+    def _find_or_add(
+        self,
+        db: sqlite3.Connection,
+        user: str,
+        kind: Kind,
+        key: str,
+        session_id: str | None,
+        request: dict[str, Any],
+        now: float,
+    ) -> Submission:
+        found = _answering(db, user, kind, key, now)
+        if found is not None and not found.finished:
+            return Submission("unfinished", found, _ahead(db, found))
+        if found is not None:
+            return Submission("finished", found)
+        (waiting,) = db.execute(
+            f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED}", (user,)
+        ).fetchone()
+        if waiting >= 1 + MAX_WAITING:
+            return Submission("full", self._head(db, user), waiting)
+        entry_id = uuid.uuid4().hex
+        db.execute(
+            "INSERT INTO work (id, user, kind, key, session_id, state, request, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (entry_id, user, kind, key, session_id, _dump(request), now, now),
+        )
+        entry = self._row(db, entry_id)
+        assert entry is not None
+        return Submission("new", entry, waiting)
 
     async def get(self, entry_id: str) -> Entry | None:
         return await self._run(lambda db: self._row(db, entry_id))
@@ -204,6 +223,21 @@ class SqliteLedger:
                 f"SELECT * FROM work WHERE user = ? AND {_UNFINISHED} ORDER BY seq", (user,)
             ).fetchall()
             return [_entry(r) for r in rows]
+
+        return await self._run(work)
+
+    async def claim_head(self, user: str, owner: str, *, now: float, lease: float) -> Entry | None:
+        def work(db: sqlite3.Connection) -> Entry | None:
+            with _transaction(db):
+                head = self._head(db, user)
+                if head is None or not head.claimable_by(owner, now):
+                    return None
+                db.execute(
+                    "UPDATE work SET owner = ?, lease_until = ?, version = version + 1, "
+                    "updated_at = ? WHERE id = ?",
+                    (owner, now + lease, now, head.id),
+                )
+                return self._row(db, head.id)
 
         return await self._run(work)
 
@@ -257,8 +291,10 @@ class SqliteLedger:
             changes["reusable"] = int(reusable)
         assignments = ", ".join(f"{name} = ?" for name in changes)
 
+        durable = state in ("sending", "starting")
+
         def work(db: sqlite3.Connection) -> Entry | None:
-            with _transaction(db):
+            with _transaction(db, durable=durable):
                 cursor = db.execute(
                     f"UPDATE work SET {assignments}, version = version + 1 "
                     f"WHERE id = ? AND owner = ? AND {_UNFINISHED}",
@@ -273,15 +309,7 @@ class SqliteLedger:
     async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with _transaction(db):
-                db.execute(
-                    "INSERT OR IGNORE INTO asks (entry, ask, asked_at) VALUES (?, ?, ?)",
-                    (entry_id, ask_id, now),
-                )
-                row = db.execute(
-                    "SELECT 1 FROM asks WHERE entry = ? AND ask != ? AND delivered_at IS NOT NULL",
-                    (entry_id, ask_id),
-                ).fetchone()
-                return row is not None
+                return _ask(db, entry_id, ask_id, now)
 
         return await self._run(work)
 
@@ -363,6 +391,34 @@ class SqliteLedger:
         await anyio.to_thread.run_sync(work)
 
 
+def _ask(db: sqlite3.Connection, entry_id: str, ask_id: str, now: float) -> bool:
+    db.execute(
+        "INSERT OR IGNORE INTO asks (entry, ask, asked_at) VALUES (?, ?, ?)",
+        (entry_id, ask_id, now),
+    )
+    row = db.execute(
+        "SELECT 1 FROM asks WHERE entry = ? AND ask != ? AND delivered_at IS NOT NULL",
+        (entry_id, ask_id),
+    ).fetchone()
+    return row is not None
+
+
+def _answering(db: sqlite3.Connection, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+    """The entry `submit` would answer `key` with: the newest one, while unfinished, or
+    finished, reusable and recent."""
+    row = db.execute(
+        "SELECT * FROM work WHERE user = ? AND kind = ? AND key = ? ORDER BY seq DESC LIMIT 1",
+        (user, kind, key),
+    ).fetchone()
+    if row is None:
+        return None
+    found = _entry(row)
+    if not found.finished:
+        return found
+    recent = (found.finished_at or 0) >= now - KEEP_SECONDS
+    return found if found.reusable and recent else None
+
+
 def _ahead(db: sqlite3.Connection, entry: Entry) -> int:
     (count,) = db.execute(
         f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED} AND seq < ?",
@@ -372,17 +428,25 @@ def _ahead(db: sqlite3.Connection, entry: Entry) -> int:
 
 
 class _transaction:
-    """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on any exception."""
+    """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on any exception; `durable`
+    commits are flushed to the disk before they return."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, *, durable: bool = False) -> None:
         self.db = db
+        self.durable = durable
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.durable:
+            self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, kind: object, *rest: object) -> None:
-        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+        finally:
+            if self.durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
 
 
 __all__ = ["SqliteLedger"]

@@ -6,6 +6,20 @@ endpoint) and may be overridden per request with the header
 named per request with `X-Sandbox-Fault: name[;param=value][, name...]`; each
 one is consumed when it fires. Also here: which routes each fault can hit,
 and the parsers for the header and command-line spellings.
+
+The faults of a misbehaving backend or gateway (routes in `FAULT_ROUTES`):
+
+- `huge_body` (`mb`, `content_length`): the route's real JSON answer with a
+  `padding` field that makes it `mb` MB, made while it is sent (the sandbox
+  never holds it); chunked unless `content_length=true`. On `run_sse`, whose
+  answer is a stream, it is a refusal before the stream: HTTP 503 with a JSON
+  error body of that size (the message is not taken).
+- `drip` (`interval`): the route's real answer, status and headers at once,
+  then its body one byte every `interval` seconds (no Content-Length); on
+  `run_sse` the event stream itself trickles.
+- `never_answer`: the connection and the request are accepted, then nothing
+  is sent until the client leaves; the handler ends then (nothing is left
+  running), and the request is logged with status 499.
 """
 
 from __future__ import annotations
@@ -46,11 +60,16 @@ FaultName = Literal[
     "render_fail",
     "output_url_broken",
     "export_blocked",
+    "huge_body",
+    "drip",
+    "never_answer",
 ]
 FAULTS: tuple[str, ...] = get_args(FaultName)
 
 _ALL = frozenset(ROUTES)
 _AUTHED = _ALL - {"anonymous_token", "file"}
+#: The routes that answer JSON (or, for `run_sse`, refuse in JSON): not the file downloads.
+_JSON = _ALL - {"render_download", "file"}
 #: The routes each fault can fire on; `route="*"` means the first request to any of them.
 FAULT_ROUTES: dict[str, frozenset[str]] = {
     "token_expired": _AUTHED,
@@ -67,6 +86,9 @@ FAULT_ROUTES: dict[str, frozenset[str]] = {
     "render_fail": frozenset({"render_start"}),
     "output_url_broken": frozenset({"file"}),
     "export_blocked": frozenset({"render_start"}),
+    "huge_body": _JSON,
+    "drip": _JSON,
+    "never_answer": _ALL,
 }
 
 #: Parameters each fault takes, with their defaults.
@@ -78,6 +100,8 @@ FAULT_PARAMS: dict[str, dict[str, Any]] = {
     "error_frame": {"message": "agent execution failed: the model is overloaded", "code": 503},
     "heartbeats_only": {"duration": 1.0},
     "render_fail": {"error": "render failed: composition timed out on the render node"},
+    "huge_body": {"mb": 50.0, "content_length": False},
+    "drip": {"interval": 1.0},
 }
 
 

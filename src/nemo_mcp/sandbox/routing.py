@@ -2,8 +2,10 @@
 
 `endpoint(route)` wraps a handler: it counts and logs the request, applies
 the per-request variant and fault headers, fires the gateway-level faults
-(slow, 5xx, 502 page, 429, truncated JSON), checks the bearer token, and
-renders the handler's answer (or its `ApiError`) in the configured envelope.
+(slow, never answering, 5xx, 502 page, 429, truncated JSON), checks the
+bearer token, renders the handler's answer (or its `ApiError`) in the
+configured envelope, and lets the answer-level faults (a huge body, a drip)
+reshape a successful answer.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from nemo_mcp.sandbox.config import Fault, SandboxConfig, parse_assignments, parse_fault_header
 from nemo_mcp.sandbox.protocol import (
@@ -144,10 +146,105 @@ def _fault_response(fault: Fault, config: SandboxConfig) -> Response:
     return error_response(ApiError(status, text, http_status=status), config)
 
 
+#: A status for the log: the client left before anything was sent (nginx's word for it).
+CLIENT_GONE = 499
+_PADDING = b"x" * 65536
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+async def until_client_leaves(request: Request) -> None:
+    """Wait, sending nothing, until the client closes the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass  # the request body, read and dropped
+
+
+def inflated(body: dict[str, Any], fault: Fault, *, status: int = 200) -> StreamingResponse:
+    """`body` with a `padding` field making it `mb` MB, produced while it is sent."""
+    text = json.dumps({**body, "padding": ""}, separators=(",", ":"), ensure_ascii=False).encode()
+    head, tail = text[:-2], text[-2:]  # ...,"padding":"  |  "}
+    size = int(float(fault.param("mb")) * 1_000_000)
+    padding = max(0, size - len(text))
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield head
+        left = padding
+        while left > 0:
+            piece = _PADDING[: min(left, len(_PADDING))]
+            left -= len(piece)
+            yield piece
+        yield tail
+
+    headers = (
+        {"Content-Length": str(len(text) + padding)} if _flag(fault.param("content_length")) else {}
+    )
+    return StreamingResponse(
+        stream(), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def _payload(response: Response) -> dict[str, Any] | None:
+    """The JSON object a non-streamed JSON answer carries, if that is what it is."""
+    if not isinstance(response, JSONResponse):
+        return None
+    value = json.loads(bytes(response.body))
+    return value if isinstance(value, dict) else None
+
+
+def dripping(response: Response, interval: float) -> StreamingResponse:
+    """`response`, its status and headers at once, then its body one byte every `interval` s."""
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield bytes(response.body)
+
+    source = response.body_iterator if isinstance(response, StreamingResponse) else whole()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in source:
+                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+                for n in range(len(data)):
+                    await asyncio.sleep(interval)
+                    yield data[n : n + 1]
+        finally:
+            close = getattr(source, "aclose", None)
+            if close is not None:  # the handler's own stream, e.g. the agent's events
+                await close()
+
+    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+    return StreamingResponse(trickle(), status_code=response.status_code, headers=headers)
+
+
+def _reshaped(call: Call, response: Response) -> Response:
+    """A successful answer, as the answer-level faults due on this request make it."""
+    huge = call.fault("huge_body") if call.route != "run_sse" else None  # fired before it
+    if huge is not None:
+        body = _payload(response)
+        if body is not None:
+            response = inflated(body, huge, status=response.status_code)
+    drip = call.fault("drip")
+    if drip is not None:
+        response = dripping(response, float(drip.param("interval")))
+    return response
+
+
 async def _serve(call: Call, handler: Handler, auth: bool) -> Response:
     slow = call.fault("slow")
     if slow is not None:
         await asyncio.sleep(float(slow.param("delay")))
+        if call.route != "upload":  # uploads stream their body; the rest are small
+            await call.request.body()  # read first: the check below would consume it
+            if await call.request.is_disconnected():
+                # The client left while the request was held: it never reached the backend.
+                return Response(status_code=CLIENT_GONE)
+    if call.fault("never_answer") is not None:
+        await until_client_leaves(call.request)
+        return Response(status_code=CLIENT_GONE)  # nobody is left to receive it
+    if call.route == "run_sse" and (huge := call.fault("huge_body")) is not None:
+        # A stream has no JSON to pad: the gateway refuses, with an error body gone wrong.
+        return inflated({"code": 503, "message": "service unavailable"}, huge, status=503)
     for name in _GATEWAY_FAULTS:
         fault = call.fault(name)
         if fault is not None:
@@ -161,7 +258,9 @@ async def _serve(call: Call, handler: Handler, auth: bool) -> Response:
             raise ApiError(1001, "token expired")
         call.token, call._user = call.world.authenticate(token)
     result = await handler(call)
-    return result if isinstance(result, Response) else ok_response(result, call.config)
+    return _reshaped(
+        call, result if isinstance(result, Response) else ok_response(result, call.config)
+    )
 
 
 def _log(world: World, request: Request, route: str, status: int) -> None:

@@ -359,6 +359,10 @@ class World:
             "requests": dict(self.requests),
             "messages": list(self.messages),
             "renders_started": self.renders_started,
+            "renders": [
+                {"id": r.id, "session_id": r.session_id, "draft": r.draft}
+                for r in self.renders.values()
+            ],
             "tokens_issued": self.tokens_issued,
             "sessions_created": self.sessions_created,
             "upload_bytes": self.upload_bytes,

@@ -2,32 +2,40 @@
 
 Nothing happens at import time. The backend client opens when the server
 starts (the lifespan), together with the task group that runs long work.
+Resources show the caller's own state: served to others, the caller is the
+request's bearer token, as for the tools.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
-from nemo_mcp.errors import ConfigError, InputError, NemoError
+from nemo_mcp.errors import ConfigError, NemoError
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Entry, Ledger, clock
 from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
+from nemo_mcp.server.exposure import Exposure
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
 from nemo_mcp.store import StateStore
 
 if TYPE_CHECKING:
+    from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.server.studio import PosterSource
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,21 @@ def render_record(entry: Entry) -> dict[str, Any]:
     }
 
 
+#: The headers of the request being handled, for handlers the SDK gives no Context (resources).
+_request_headers: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "nemo_request_headers", default=None
+)
+
+
+async def _keep_headers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Server middleware: every handler of this request can tell who is calling."""
+    reset = _request_headers.set(getattr(ctx.request, "headers", None))
+    try:
+        return await call_next(ctx)
+    finally:
+        _request_headers.reset(reset)
+
+
 def _example_prompt(text: str) -> Callable[[], str]:
     def prompt() -> str:
         return text
@@ -85,21 +108,30 @@ def create_server(
     *,
     identity: SkillIdentity | None = None,
     transport: Any = None,
+    exposure: Exposure | None = None,
+    poster_for: PosterSource | None = None,
 ) -> MCPServer[Any]:
-    """Build the MCP server for `settings`. `transport` (an httpx transport) is for tests."""
+    """Build the MCP server for `settings`, served as `exposure` says (default: local),
+    with the studio view for hosts that support MCP Apps.
+
+    `transport` (an httpx transport) and `poster_for` (the view's contact sheets, else
+    the media kit's) are for tests.
+    """
+    from nemo_mcp.server.studio import studio_for
+
+    exposure = exposure or Exposure.local()
     identity = identity or load_identity(
         skill=settings.skill, skill_source_override=settings.skill_source
     )
+    studio = studio_for(settings, poster_for=poster_for)
 
     live: dict[str, Services] = {}  # static resources get no Context; they read this
 
     async def current() -> NemoService:
+        """The caller's service (served: by the bearer token of the request being read)."""
         if "services" not in live:
             raise RuntimeError("the server is not running")
-        if live["services"].multi_user:
-            # Resources carry no caller; several users' state must not be shown to anyone.
-            raise InputError("serving several users: call the `timeline` tool instead")
-        return await live["services"].get(None)
+        return await live["services"].get(exposure.user_key(_request_headers.get()))
 
     async def read_draft() -> tuple[Any, str | None]:
         """The current draft, or why it cannot be read (for the resources)."""
@@ -135,7 +167,7 @@ def create_server(
                 return await clients.enter_async_context(client), ledger
 
             async with anyio.create_task_group() as tasks:
-                services = Services(settings, open_user, tasks)
+                services = Services(settings, open_user, tasks, exposure)
                 live["services"] = services
                 try:
                     yield {"services": services, "identity": identity}
@@ -149,8 +181,11 @@ def create_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         website_url=settings.web_url,
+        icons=[icon("server")],
         lifespan=lifespan,
         log_level="WARNING",
+        extensions=[studio.apps],
+        middleware=[_keep_headers, studio.middleware],
     )
     # Whatever handlers exist now (ours, or the SDK's default), none may print a token.
     for handler in logging.getLogger().handlers:
@@ -190,7 +225,7 @@ def create_server(
         "nemo://renders",
         name="renders",
         title="Render history",
-        description="Renders started from this computer, newest last",
+        description="Your renders, newest last",
         mime_type="application/json",
     )
     async def render_history() -> str:

@@ -8,7 +8,9 @@
   and the agent gets one sentence naming the work that failed.
 - `NemoServer.call_tool` turns invalid arguments into one plain sentence naming
   the argument and what is expected (`argument_problem`): no validator wording,
-  no echoed input, no library links.
+  no echoed input, no library links. When a free trial runs out of credits and the
+  client supports URL elicitation, it also offers the registration link that way
+  (`offer_registration`); the text answer is the same either way.
 
 Every message passes through `redaction.redact`, so no token can reach the agent.
 """
@@ -16,17 +18,26 @@ Every message passes through `redaction.redact`, so no token can reach the agent
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import (
+    CallToolResult,
+    ElicitRequest,
+    ElicitRequestURLParams,
+    InputRequiredResult,
+)
+from mcp_types.version import is_version_at_least
 from pydantic import ValidationError
 
 from nemo_mcp import redaction
 from nemo_mcp.errors import (
+    AnswerTooLargeError,
     AuthError,
     CreditsError,
     FileTooLargeError,
@@ -65,6 +76,8 @@ def message_for(err: NemoError, client: NemoClient | None) -> str:
             "Export is blocked on the free plan (a plan limit, not credits). Register or upgrade "
             f"at {web} to unlock export."
         )
+    if isinstance(err, AnswerTooLargeError):
+        return _sentence(err.message)
     if isinstance(err, ServerError):
         status = f" (HTTP {err.http_status})" if err.http_status else ""
         return f"NemoVideo had a server problem{status}: {err.message}. Try again in a minute."
@@ -94,8 +107,20 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] if text else text
 
 
+class RegistrationNeededError(ToolError):
+    """Out of credits on the free trial: the message names `link`, where registering
+    keeps the project and brings more credits."""
+
+    def __init__(self, message: str, *, link: str) -> None:
+        super().__init__(message)
+        self.link = link
+
+
 def tool_error(err: NemoError, client: NemoClient | None) -> ToolError:
-    return ToolError(redaction.redact(message_for(err, client)))
+    message = redaction.redact(message_for(err, client))
+    if isinstance(err, CreditsError) and client is not None and client.anonymous:
+        return RegistrationNeededError(message, link=client.registration_link())
+    return ToolError(message)
 
 
 def unexpected_message(work: str, err: BaseException) -> str:
@@ -212,18 +237,89 @@ def argument_problem(tool: str, err: ValidationError, schema: Mapping[str, Any])
     return f"Invalid arguments for `{tool}`: {text}"
 
 
+# the registration link by URL elicitation -------------------------------------------
+#: The key of the registration question in an `InputRequiredResult` (2026-07-28).
+REGISTER_KEY = "nemo-register"
+_REGISTER_STATE = "nemo-register"
+REGISTER_MESSAGE = (
+    "NemoVideo's free trial credits are used up. Register for free to keep this project "
+    "and get more credits."
+)
+
+
+def supports_url_elicitation(context: Context[Any, Any]) -> bool:
+    caps = context.client_capabilities
+    return caps is not None and caps.elicitation is not None and caps.elicitation.url is not None
+
+
+def _modern(context: Context[Any, Any]) -> bool:
+    version = context.protocol_version
+    return version is not None and is_version_at_least(version, "2026-07-28")
+
+
+async def offer_registration(
+    context: Context[Any, Any], err: RegistrationNeededError, answer: str
+) -> InputRequiredResult | None:
+    """Show the registration link through URL elicitation, when the client supports it.
+
+    On 2026-07-28 the question rides an `InputRequiredResult`; the client's retry gets
+    `answer` (`registration_answer`) and nothing runs again. On the older handshake it is
+    asked mid-call, and None is returned: the caller answers with the text as before.
+    """
+    if not supports_url_elicitation(context):
+        return None
+    if _modern(context):
+        return InputRequiredResult(
+            input_requests={
+                REGISTER_KEY: ElicitRequest(
+                    params=ElicitRequestURLParams(message=REGISTER_MESSAGE, url=err.link)
+                )
+            },
+            request_state=json.dumps({"nemo": _REGISTER_STATE, "answer": answer}),
+        )
+    if not context.session.can_send_request:
+        return None
+    try:
+        await context.elicit_url(REGISTER_MESSAGE, err.link, uuid.uuid4().hex)
+    except Exception:  # the text answer below carries the link anyway
+        log.info("the client did not take the registration link", exc_info=True)
+    return None
+
+
+def registration_answer(context: Context[Any, Any]) -> str | None:
+    """On the retry after the registration question: the answer it was asked with."""
+    if not _modern(context) or REGISTER_KEY not in (context.input_responses or {}):
+        return None
+    try:
+        state = json.loads(context.request_state or "")
+    except ValueError:
+        return None
+    if not isinstance(state, dict) or state.get("nemo") != _REGISTER_STATE:
+        return None
+    answer = state.get("answer")
+    return answer if isinstance(answer, str) else None
+
+
 class NemoServer(MCPServer[Any]):
-    """`MCPServer` whose argument errors read as one plain sentence for the agent."""
+    """`MCPServer` whose argument errors read as one plain sentence for the agent, and
+    which offers the registration link by URL elicitation when the trial runs out."""
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        if context is not None and (answer := registration_answer(context)) is not None:
+            raise ToolError(answer)  # the request failed already; it is not run again
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
             raise
         except ToolError as err:
             cause = err.__cause__
+            if isinstance(cause, RegistrationNeededError) and context is not None:
+                asked = await offer_registration(context, cause, str(err))
+                if asked is not None:
+                    return asked
+                raise
             if not isinstance(cause, ValidationError):
                 raise
             schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}

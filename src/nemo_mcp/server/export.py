@@ -19,6 +19,7 @@ so a later reuse can tell the saved file from anything put in its place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -108,12 +109,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_output_folder(folder: Path, need: int | None = None) -> None:
-    """Refuse, before a render starts, a folder the video could not be saved in."""
+def check_output_folder(folder: Path, need: int | None = None, *, rendered: bool = False) -> None:
+    """Refuse a folder the video could not be saved in: before a render starts, or
+    (`rendered`) before a finished render is downloaded."""
+    after = (
+        "export again to download it (no new render is started)"
+        if rendered
+        else "export again; no render was started"
+    )
     if folder.exists() and not folder.is_dir():
         raise InputError(
             f"The output folder {folder} is a file, not a folder. Set NEMO_OUTPUT_DIR to a "
-            "folder (or remove the file), then export again; no render was started."
+            f"folder (or remove the file), then {after}."
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,7 @@ def check_output_folder(folder: Path, need: int | None = None) -> None:
         reason = err.strerror or type(err).__name__
         raise InputError(
             f"The video cannot be saved in {folder} ({reason}). Set NEMO_OUTPUT_DIR to a "
-            "folder you can write to, then export again; no render was started."
+            f"folder you can write to, then {after}."
         ) from None
     free = shutil.disk_usage(folder).free
     wanted = max(need or 0, MIN_FREE_BYTES)
@@ -132,7 +139,7 @@ def check_output_folder(folder: Path, need: int | None = None) -> None:
         raise InputError(
             f"Only {free / 1_000_000:.0f} MB are free in {folder}; the video needs about "
             f"{wanted / 1_000_000:.0f} MB. Free some space or set NEMO_OUTPUT_DIR to another "
-            "folder, then export again."
+            f"folder, then {after}."
         )
 
 
@@ -164,6 +171,13 @@ async def run_render(
         earlier = await _prepare(run, client, settings, history, fmt=fmt, quality=quality)
         if earlier is not None:
             return earlier
+    if run.state == "downloading" and run.memo.get("from_earlier"):
+        try:
+            return (await _download(run, client, settings)).model_dump(mode="json")
+        except RenderError as err:
+            # The earlier render's file is gone from the backend too: render it anew.
+            log.info("could not download the earlier render again (%s); rendering", err.message)
+            await _restart(run, client, settings)
     if run.state == "starting":
         await _confirm_start(run, client)
     if run.state in ("starting", "rendering"):
@@ -213,18 +227,44 @@ async def _prepare(
                 return output_of(earlier.memo, link=link, elapsed=0.0, reused=True).model_dump(
                     mode="json"
                 )
-    for earlier in same:
-        if earlier.memo.get("rendered") and not earlier.memo.get("sha256"):
-            # Rendered, never saved: download it; never render it again.
-            await run.save(
-                state="downloading",
-                session_id=session.session_id,
-                **{k: v for k, v in earlier.memo.items() if k not in ("file", "size")},
-            )
-            return None
+        for earlier in same:
+            if earlier.memo.get("rendered"):
+                # Rendered, but its file was never saved, or is gone or changed since:
+                # download it again; never render it again.
+                kept = {k: v for k, v in earlier.memo.items() if k not in _SAVED}
+                await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+                await run.save(
+                    state="downloading",
+                    session_id=session.session_id,
+                    from_earlier=earlier.id,
+                    draft=draft,
+                    **kept,
+                )
+                return None
     await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
     await _start(run, client, draft, session_id=session.session_id, digest=digest)
     return None
+
+
+#: What a saved download adds to a render's memo (and what reusing one must not copy).
+_SAVED = ("file", "size", "sha256", "finished_at", "resumed", "reused_from", "from_earlier")
+
+
+async def _restart(run: Run, client: NemoClient, settings: Settings) -> None:
+    """Start a new render of the timeline an earlier, lost render was of."""
+    draft = run.memo.get("draft")
+    if draft is None:
+        draft = (await client.state()).state.draft
+    for key in ("render_id", "url", "expected_size", "rendered", "from_earlier", "started_at"):
+        run.memo.pop(key, None)
+    await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+    await _start(
+        run,
+        client,
+        draft,
+        session_id=str(run.entry.session_id or run.memo.get("session_id") or ""),
+        digest=str(run.memo.get("digest") or draft_hash(draft)),
+    )
 
 
 async def _start(run: Run, client: NemoClient, draft: Any, *, session_id: str, digest: str) -> None:
@@ -313,7 +353,9 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
     for _ in range(DOWNLOAD_ATTEMPTS):
         status = await renders.render_status(client, render_id)
         expected = status.size if status.size else run.memo.get("expected_size")
-        await anyio.to_thread.run_sync(check_output_folder, folder, expected)
+        await anyio.to_thread.run_sync(
+            functools.partial(check_output_folder, folder, expected, rendered=True)
+        )
         await anyio.to_thread.run_sync(clean_stale_parts, folder, time.time())
 
         def on_progress(done: int, total: int | None) -> None:
@@ -341,6 +383,7 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
             url=status.url or saved.source,
             finished_at=time.time(),
         )
+        run.memo.pop("draft", None)
         link = await browser_link(client)
         return output_of(run.memo, link=link, elapsed=run.elapsed, reused=False)
     raise RenderError(

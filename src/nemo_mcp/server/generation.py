@@ -55,6 +55,9 @@ from nemo_mcp.timeline import diff, parse_draft, summarize
 
 log = logging.getLogger(__name__)
 
+#: The longest a message waits for the credits read that recovery may use as evidence.
+BASELINE_SECONDS = 5.0
+
 _TOOL_WORDS = {
     "generate": "generating the clip",
     "video": "generating the clip",
@@ -140,7 +143,7 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
         output = await _recover(client, settings, run, gen, restarted)
         return output.model_dump(mode="json")
     if run.state == "sending":
-        if await _received(client, run, gen):
+        if await _received(client, settings, run, gen):
             run.sticky = True
             interrupted = StreamBrokenError("the connection ended before the agent answered")
             output = await _recover(client, settings, run, gen, interrupted)
@@ -156,18 +159,30 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
     return output.model_dump(mode="json")
 
 
-async def _received(client: NemoClient, run: Run, gen: GenerationRun) -> bool:
-    """After an interruption in `sending`: did the request reach the backend?"""
+async def _received(client: NemoClient, settings: Settings, run: Run, gen: GenerationRun) -> bool:
+    """After an interruption in `sending`: did the request reach the backend?
+
+    Looked at twice, one recovery delay apart: a gateway may hold a request a moment
+    before the agent takes it, and sending twice costs the user money."""
     run.phase("checking whether the interrupted request reached NemoVideo")
+    for look in range(2):
+        if look:
+            await anyio.sleep(settings.recovery_delays[0])
+        if await _shows_arrival(client, run, gen):
+            return True
+    return False
+
+
+async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bool:
     now = (await client.state()).state.draft
+    if not _same_draft(gen.before, now):
+        return True
     try:
         balance: Credits | None = await client.credits()
     except (TransportError, BackendError) as err:
         log.info("could not read credits to check an interrupted request (%s)", err)
         balance = None
     baseline = run.memo.get("credits")
-    if not _same_draft(gen.before, now):
-        return True
     if balance is None or baseline is None:
         # Nothing can tell: assume it arrived. Reading the state costs time; sending
         # twice costs the user money.
@@ -191,11 +206,13 @@ async def _send(
         if isinstance(err, SessionNotFoundError):
             raise
         log.info("could not read the state before sending (%s); diff will be partial", err)
+    baseline = None
     try:
-        baseline = _credits_record(await client.credits())
+        # Evidence for a later recovery, not a condition for sending: never wait long.
+        with anyio.move_on_after(BASELINE_SECONDS):
+            baseline = _credits_record(await client.credits())
     except (TransportError, BackendError) as err:
         log.info("could not read credits before sending (%s)", err)
-        baseline = None
     had_video = _has_video(gen.before)
     await run.save(
         state="sending", session_id=session.session_id, before=gen.before, credits=baseline
@@ -234,7 +251,7 @@ async def _send(
     try:
         outcome = await send_message(client, gen.message, on_event, limits=limits, on_open=on_open)
     except (StreamBrokenError, BackendTimeoutError) as err:
-        if not run.sticky and not await _received(client, run, gen):
+        if not run.sticky and not await _received(client, settings, run, gen):
             raise StreamBrokenError(
                 f"The request did not reach NemoVideo ({err.message}); nothing was sent or "
                 "charged. Try again in a moment."
@@ -242,7 +259,7 @@ async def _send(
         run.sticky = True
         return await _recover(client, settings, run, gen, err)
     except TransportError as err:
-        if run.sticky or await _received(client, run, gen):
+        if run.sticky or await _received(client, settings, run, gen):
             run.sticky = True
             return await _recover(client, settings, run, gen, err)
         raise

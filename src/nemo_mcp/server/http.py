@@ -1,39 +1,51 @@
 """Serving MCP over streamable HTTP: loopback by default, bearer tokens otherwise.
 
-On 127.0.0.1 the SDK checks Host and Origin against DNS rebinding. Any other
-bind address requires `NEMO_HTTP_TOKENS`: every request must carry one of
-them as a bearer token, and each token is its own user, with its own
-NemoVideo identity, session and jobs (see `Services`).
+On a loopback address the SDK checks Host and Origin against DNS rebinding.
+With `NEMO_HTTP_TOKENS` (required on any other address) the server is served
+to others (see `exposure`): every request must carry one of the tokens as a
+bearer token (`BearerGate`), each token is its own user, and an MCP session
+answers only to the token that opened it (`SessionOwners`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import SecretStr
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from nemo_mcp.server.exposure import Exposure, bearer, identity_key
+
+SESSION_HEADER = b"mcp-session-id"
+#: Sessions remembered per bearer token; opening more forgets that token's least recently used.
+SESSIONS_PER_USER = 256
 
 
-def identity_key(token: str) -> str:
-    """A folder name for one HTTP user, from their token (never the token itself)."""
-    return hashlib.sha256(token.encode()).hexdigest()[:20]
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def bearer(headers: Any) -> str | None:
-    """The bearer token in a header mapping, if any."""
-    if headers is None:
-        return None
-    value = headers.get("authorization") or headers.get("Authorization")
-    if not isinstance(value, str) or not value.lower().startswith("bearer "):
-        return None
-    return value[7:].strip() or None
+async def _respond(
+    send: Send, status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]
+) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 class BearerGate:
@@ -54,45 +66,127 @@ class BearerGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
-        }
-        if self.allowed(bearer(headers)):
+        if self.allowed(bearer(_headers(scope))):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(
-            {"error": "missing or invalid bearer token (see NEMO_HTTP_TOKENS)"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b'Bearer realm="nemo-mcp"'),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await _respond(
+            send,
+            401,
+            {"error": "missing or invalid bearer token (see NEMO_HTTP_TOKENS)"},
+            (b"www-authenticate", b'Bearer realm="nemo-mcp"'),
         )
-        await send({"type": "http.response.body", "body": body})
 
 
-def serve_http(server: Any, tokens: Sequence[SecretStr], *, host: str, port: int) -> int:
-    """Run the server over streamable HTTP until interrupted; returns the exit code."""
-    import uvicorn
+class SessionOwners:
+    """ASGI middleware: an MCP session answers only to the bearer token that opened it.
 
-    if host not in LOOPBACK and not tokens:
-        print(
-            f"nemo-mcp: serving on {host} would expose your NemoVideo account to the network. "
-            "Set NEMO_HTTP_TOKENS to one or more secret tokens (comma-separated; each is one "
-            "user), or serve on 127.0.0.1.",
-            file=sys.stderr,
-        )
-        return 2
+    The SDK's session manager knows sessions, not users: any valid bearer could
+    use, or `DELETE`, a session id it learnt. This records the owner (a hash of
+    the bearer, never the bearer) of every `Mcp-Session-Id` the server hands
+    out, and answers a request naming a session with another bearer, or one it
+    never handed out, exactly as the SDK answers an unknown session: 404
+    "Session not found". A session is forgotten when its owner deletes it or
+    the SDK says it is gone; each owner keeps at most `per_owner` (the least
+    recently used goes first), so memory is bounded by the number of tokens.
+    """
+
+    def __init__(self, app: ASGIApp, *, per_owner: int = SESSIONS_PER_USER) -> None:
+        self.app = app
+        self.per_owner = per_owner
+        self._owner_of: dict[str, str] = {}
+        self._by_owner: dict[str, OrderedDict[str, None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._owner_of)
+
+    def _record(self, session: str, owner: str) -> None:
+        sessions = self._by_owner.setdefault(owner, OrderedDict())
+        sessions[session] = None
+        self._owner_of[session] = owner
+        while len(sessions) > self.per_owner:
+            oldest, _ = sessions.popitem(last=False)
+            self._owner_of.pop(oldest, None)
+
+    def _forget(self, session: str) -> None:
+        owner = self._owner_of.pop(session, None)
+        if owner is None:
+            return
+        sessions = self._by_owner[owner]
+        sessions.pop(session, None)
+        if not sessions:
+            del self._by_owner[owner]
+
+    def _owns(self, session: str, owner: str) -> bool:
+        known = self._owner_of.get(session)
+        if known is None or not hmac.compare_digest(known, owner):
+            return False
+        self._by_owner[owner].move_to_end(session)
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        token = bearer(headers)
+        owner = identity_key(token) if token is not None else ""
+        session = headers.get(SESSION_HEADER.decode())
+        if session is None:
+            await self.app(scope, receive, self._opening(send, owner))
+            return
+        if not self._owns(session, owner):
+            await _respond(
+                send,
+                404,
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32600, "message": "Session not found"},
+                },
+            )
+            return
+        deleting = scope.get("method") == "DELETE"
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if status == 404 or (deleting and status < 300):
+                    self._forget(session)
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+    def _opening(self, send: Send, owner: str) -> Send:
+        """`send`, recording the owner of any session id the response hands out."""
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and int(message["status"]) < 400:
+                for name, value in message.get("headers", []):
+                    if name.lower() == SESSION_HEADER:
+                        self._record(value.decode("latin-1"), owner)
+            await send(message)
+
+        return watch
+
+
+def http_app(server: Any, exposure: Exposure, tokens: Sequence[SecretStr], *, host: str) -> ASGIApp:
+    """The ASGI app serving `server` at /mcp: gated and session-bound when served."""
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path="/mcp", json_response=False, host=host
     )
-    if tokens:
-        app = BearerGate(app, tokens)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if exposure.served:
+        app = BearerGate(SessionOwners(app), tokens)
+    return app
+
+
+def serve_http(
+    server: Any, exposure: Exposure, tokens: Sequence[SecretStr], *, host: str, port: int
+) -> int:
+    """Run the server over streamable HTTP until interrupted; returns the exit code."""
+    import uvicorn
+
+    print(f"nemo-mcp: serving MCP over HTTP, {exposure.describe()}", file=sys.stderr)
+    uvicorn.run(
+        http_app(server, exposure, tokens, host=host), host=host, port=port, log_level="warning"
+    )
     return 0

@@ -8,10 +8,11 @@ from pydantic import BaseModel, Field
 
 
 class GenerateOutput(BaseModel):
-    status: Literal["completed", "running", "queued", "failed", "not_sent"] = Field(
+    status: Literal["completed", "running", "queued", "failed", "not_sent", "declined"] = Field(
         description="completed: the agent finished; running: still working, call generate again "
         "to wait for it; queued: waiting behind earlier requests on this project, call generate "
-        "again to wait; not_sent: the request belongs to another tool"
+        "again to wait; not_sent: the request belongs to another tool; declined: the user did "
+        "not agree to spend the credits, nothing was sent"
     )
     reply: str = Field(description="The agent's answer, rewritten for tool use (no GUI steps)")
     changes: list[str] = Field(default_factory=list, description="Exact timeline changes")

@@ -17,6 +17,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from nemo_mcp.ledger import Entry, Ledger, clock
+from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,21 +84,30 @@ class NemoService:
         request_id: str | None = None,
     ) -> Ticket:
         """The ledger entry answering this message: found, or recorded to be sent once."""
-        from nemo_mcp.server.generation import message_key
-
         session = await self.client.session()
-        if request_id:
-            key = f"id:{request_id}"
-        else:
-            key = message_key(session.session_id, text, new_project=new_project)
-            if again:
-                key += f"|again:{uuid.uuid4().hex}"
+        key = _message_key(session.session_id, text, new_project, again, request_id)
         return await self.work.submit(
             "message",
             key,
             {"message": text, "new_project": new_project},
             session_id=session.session_id,
         )
+
+    async def find_message(
+        self,
+        text: str,
+        *,
+        new_project: bool = False,
+        again: bool = False,
+        request_id: str | None = None,
+    ) -> Entry | None:
+        """The ledger entry that would answer this message (so sending it costs nothing
+        more), or None when it would be a new request."""
+        if again and not request_id:
+            return None  # always a new request
+        session = await self.client.session()
+        key = _message_key(session.session_id, text, new_project, again, request_id)
+        return await self.ledger.find(user=self.user, kind="message", key=key, now=clock())
 
     async def submit_export(self, *, fmt: str, quality: str, fresh: bool) -> Ticket:
         """The ledger entry answering this export: a running one joined, or a new one."""
@@ -121,6 +131,17 @@ class NemoService:
         ]
 
 
+def _message_key(
+    session_id: str, text: str, new_project: bool, again: bool, request_id: str | None
+) -> str:
+    from nemo_mcp.server.generation import message_key
+
+    if request_id:
+        return f"id:{request_id}"
+    key = message_key(session_id, text, new_project=new_project)
+    return key + f"|again:{uuid.uuid4().hex}" if again else key
+
+
 def describe_entry(entry: Entry, line: str) -> str:
     """An unfinished entry in words: what it is, and how far it got."""
     if entry.kind == "render":
@@ -137,35 +158,39 @@ OpenUser = Callable[[Settings, str], Awaitable["tuple[NemoClient, Ledger]"]]
 class Services:
     """One `NemoService` per user: the local user, or one per HTTP bearer token.
 
-    Each HTTP user's state (client id, NemoVideo token, session, ledger) lives in its
-    own folder, named from a hash of their bearer token, so no user can reach another's
-    work.
+    What each served user gets (their own state folder and ledger, output folder,
+    upload folder and NemoVideo identity) is the `Exposure`'s decision; no user can
+    reach another's work.
     """
 
-    def __init__(self, settings: Settings, open_user: OpenUser, tasks: TaskGroup) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        open_user: OpenUser,
+        tasks: TaskGroup,
+        exposure: Exposure | None = None,
+    ) -> None:
         self.settings = settings
+        self.exposure = exposure or Exposure.local()
         self._open_user = open_user
         self._tasks = tasks
         self._services: dict[str | None, NemoService] = {}
         self._lock = anyio.Lock()
 
-    @property
-    def multi_user(self) -> bool:
-        return bool(self.settings.http_tokens)
-
     def peek(self, key: str | None = None) -> NemoService | None:
         """The service for `key` if it is open already; never opens one."""
         return self._services.get(key)
+
+    def opened(self) -> list[NemoService]:
+        """The services open now, in the order they were opened."""
+        return list(self._services.values())
 
     async def get(self, key: str | None = None) -> NemoService:
         async with self._lock:
             service = self._services.get(key)
             if service is None:
-                settings = self.settings
-                if key is not None:
-                    settings = settings.with_overrides(
-                        home=settings.home / "http-users" / key, client_id=None
-                    )
+                settings = self.exposure.user_settings(self.settings, key)
+                self.exposure.prepare(settings)
                 client, ledger = await self._open_user(settings, key or "")
                 service = NemoService(settings, client, ledger, self._tasks)
                 self._services[key] = service

@@ -82,12 +82,16 @@ def error_from(record: dict[str, Any]) -> NemoError:
     )
 
 
+def phase_words(entry: Entry) -> str:
+    """What the entry is doing now, in words."""
+    return str(entry.progress.get("phase") or _STATE_WORDS.get(entry.state, entry.state))
+
+
 def status_line(entry: Entry, now: float) -> str:
     """The entry's phase in words, with its elapsed time."""
-    progress = entry.progress
-    phase = str(progress.get("phase") or _STATE_WORDS.get(entry.state, entry.state))
+    phase = phase_words(entry)
     elapsed = format_duration(now - entry.created_at)
-    percent = progress.get("percent")
+    percent = entry.progress.get("percent")
     if isinstance(percent, (int, float)):
         return f"{phase}, {percent:.0f}% ({elapsed})"
     return f"{phase} ({elapsed})"
@@ -210,7 +214,11 @@ class Ticket:
 
     submission: Submission
     ask: str
-    delivered_before: bool = False
+
+    @property
+    def delivered_before(self) -> bool:
+        """Another call was given this entry's outcome before this one asked."""
+        return self.submission.delivered_before
 
     @property
     def entry(self) -> Entry:
@@ -259,6 +267,7 @@ class Work:
         self, kind: Kind, key: str, request: dict[str, Any], *, session_id: str | None
     ) -> Ticket:
         """Record the request (or find the entry answering it) and see that it runs."""
+        ask = uuid.uuid4().hex
         submission = await self.ledger.submit(
             user=self.user,
             kind=kind,
@@ -266,6 +275,7 @@ class Work:
             session_id=session_id,
             request=request,
             now=clock(),
+            ask=ask,
         )
         if submission.how == "full":
             raise InputError(
@@ -274,10 +284,8 @@ class Work:
                 "then ask again; nothing was sent."
             )
         assert submission.entry is not None
-        ask = uuid.uuid4().hex
-        delivered_before = await self.ledger.ask(submission.entry.id, ask, now=clock())
         self.start()
-        return Ticket(submission=submission, ask=ask, delivered_before=delivered_before)
+        return Ticket(submission=submission, ask=ask)
 
     async def deliver(self, ticket: Ticket) -> None:
         """Record that this call was given its entry's outcome."""
@@ -322,6 +330,21 @@ class Work:
     async def unfinished(self) -> list[Entry]:
         return await self.ledger.unfinished(self.user)
 
+    async def follow(
+        self, ticket: Ticket, budget: float, report: Report | None = None
+    ) -> tuple[Entry, int]:
+        """A call's answer: its entry once finished (delivered to this call; a failure is
+        raised as its own error), or as it stands after `budget` with how many entries
+        run before it."""
+        entry = await self.wait(ticket.entry.id, budget, report)
+        if not entry.finished:
+            queue = [e.id for e in await self.unfinished()]
+            return entry, queue.index(entry.id) if entry.id in queue else 0
+        await self.deliver(ticket)
+        if entry.error is not None:
+            raise error_from(entry.error)
+        return entry, 0
+
     # running -----------------------------------------------------------------------
     def start(self) -> None:
         """Make sure a runner works through this user's queue in this process."""
@@ -332,13 +355,12 @@ class Work:
     async def _runner(self) -> None:
         try:
             while True:
-                head = await self.ledger.head(self.user)
-                if head is None:
-                    return
-                claimed = await self.ledger.claim(
-                    head.id, self.owner, now=clock(), lease=self.lease
+                claimed = await self.ledger.claim_head(
+                    self.user, self.owner, now=clock(), lease=self.lease
                 )
                 if claimed is None:
+                    if await self.ledger.head(self.user) is None:
+                        return
                     # Another live process runs it: follow along until it is done or dies.
                     await self._pause()
                     continue
@@ -381,30 +403,20 @@ class Work:
     async def _finish(
         self, run: Run, outcome: dict[str, Any] | None, failure: NemoError | None
     ) -> None:
-        if failure is not None:
-            done = await self.ledger.update(
-                run.entry.id,
-                self.owner,
-                now=clock(),
-                lease=self.lease,
-                state="failed",
-                memo=run.memo,
-                progress=run.progress,
-                error=error_record(failure),
-                reusable=run.sticky,
-            )
-        else:
-            done = await self.ledger.update(
-                run.entry.id,
-                self.owner,
-                now=clock(),
-                lease=self.lease,
-                state="done",
-                memo=run.memo,
-                progress=run.progress,
-                outcome=outcome,
-                reusable=run.entry.kind == "message",
-            )
+        ending: dict[str, Any] = (
+            {"state": "failed", "error": error_record(failure), "reusable": run.sticky}
+            if failure is not None
+            else {"state": "done", "outcome": outcome, "reusable": run.entry.kind == "message"}
+        )
+        done = await self.ledger.update(
+            run.entry.id,
+            self.owner,
+            now=clock(),
+            lease=self.lease,
+            memo=run.memo,
+            progress=run.progress,
+            **ending,
+        )
         if done is None:
             log.warning("work %s finished, but another process had taken it over", run.entry.id)
         self.touch()
@@ -443,5 +455,6 @@ __all__ = [
     "error_from",
     "error_record",
     "format_duration",
+    "phase_words",
     "status_line",
 ]

@@ -1,11 +1,11 @@
-"""What every tool module shares: the caller's service, results, roots, annotations, progress."""
+"""What every tool module shares: the caller's service, results, roots, annotations, progress,
+how long a call waits, and the view the tools name."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -14,9 +14,10 @@ from mcp_types import CallToolResult, ContentBlock, ListRootsResult, TextContent
 from pydantic import BaseModel
 
 from nemo_mcp import redaction
+from nemo_mcp.errors import NemoError
 from nemo_mcp.server.boundary import tool_boundary
-from nemo_mcp.server.http import bearer, identity_key
-from nemo_mcp.server.paths import roots_from_uris
+from nemo_mcp.server.clients import caller_of, wait_budget
+from nemo_mcp.server.paths import FilePolicy, roots_from_uris
 from nemo_mcp.server.work import PROGRESS_EVERY
 
 if TYPE_CHECKING:
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
     from nemo_mcp.server.service import NemoService, Services
 
 MB = 1_000_000
+
+#: The studio view (`server/studio.py`): an MCP App hosts show beside the results of the
+#: tools that name it.
+STUDIO_URI: Final = "ui://nemovideo/studio"
+#: `meta=` of a tool whose results the studio shows.
+STUDIO_TOOL_META: Final[dict[str, Any]] = {"ui": {"resourceUri": STUDIO_URI}}
 
 #: What a waiting tool reports: progress, total (None when unknown), a phase in words.
 Report = Callable[[float, "float | None", str], Awaitable[None]]
@@ -34,27 +41,19 @@ def _services(ctx: Context) -> Services:
     return services
 
 
-def _user_key(ctx: Context, services: Services) -> str | None:
-    if not services.multi_user:
-        return None
-    token = bearer(ctx.headers)
-    # The HTTP gate lets no request without a token through; stdio has one user.
-    return identity_key(token) if token is not None else None
-
-
 async def service_of(ctx: Context) -> NemoService:
-    """The caller's service: per bearer token when serving several HTTP users."""
+    """The caller's service: per bearer token when served to others."""
     services = _services(ctx)
-    return await services.get(_user_key(ctx, services))
+    return await services.get(services.exposure.user_key(ctx.headers))
 
 
 def client_of(ctx: Context) -> NemoClient | None:
     """The caller's client if it is open already (for wording errors); never opens one."""
     try:
         services = _services(ctx)
-    except (KeyError, LookupError, AttributeError):
+        service = services.peek(services.exposure.user_key(ctx.headers))
+    except (KeyError, LookupError, AttributeError, NemoError):
         return None
-    service = services.peek(_user_key(ctx, services))
     return service.client if service is not None else None
 
 
@@ -82,18 +81,22 @@ def result(
 
 
 async def get_roots(ctx: Context) -> ListRoots | None:
-    """Ask the client for its roots when it declares the capability."""
+    """Ask a local client for its roots when it declares the capability.
+
+    A served client's roots describe its own machine, so it is never asked.
+    """
+    if _services(ctx).exposure.served:
+        return None
     caps = ctx.client_capabilities
     if caps is None or caps.roots is None:
         return None
     return ListRoots()
 
 
-def allowed_folders(service: NemoService, roots: ListRootsResult | None) -> list[Path]:
-    """Where local files may come from: the client's roots, else NEMO_UPLOAD_DIRS."""
-    if roots is not None:
-        return roots_from_uris([str(r.uri) for r in roots.roots])
-    return list(service.settings.upload_dirs)
+def file_policy(ctx: Context, service: NemoService, roots: ListRootsResult | None) -> FilePolicy:
+    """Where the caller's local files may come from, as the exposure decides."""
+    folders = None if roots is None else roots_from_uris([str(r.uri) for r in roots.roots])
+    return _services(ctx).exposure.file_policy(service.settings, folders)
 
 
 def hints(*, read_only: bool, idempotent: bool) -> ToolAnnotations:
@@ -119,6 +122,12 @@ def byte_progress(ctx: Context, doing: str) -> Callable[[int, int], Awaitable[No
             await ctx.report_progress(done, total or None, f"{doing}: {done / MB:.0f} MB")
 
     return update
+
+
+def budget(ctx: Context, service: NemoService) -> float:
+    """Seconds this call waits for its work before answering "still running": longer for
+    clients known to keep a call open (`server/clients.py`)."""
+    return wait_budget(caller_of(ctx), service.settings)
 
 
 def reporter(ctx: Context) -> Report:

@@ -8,7 +8,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
 from nemo_mcp.backend.models import Credits
+from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import CreditsOutput
+from nemo_mcp.server.spending import EDIT_COST
+from nemo_mcp.server.spending import NEW_CLIP_COST as GENERATION_COST
 from nemo_mcp.server.tools.common import guarded, hints, result, service_of
 
 NAME = "credits"
@@ -17,9 +21,6 @@ DESCRIPTION = (
     "Show the NemoVideo credit balance: available, frozen (held for work in progress) and "
     "total. Free. A new clip costs about 100 credits, an edit about 50, export nothing."
 )
-
-GENERATION_COST = 100
-EDIT_COST = 50
 
 
 def credits_output(balance: Credits, *, anonymous: bool, registration_link: str) -> CreditsOutput:
@@ -55,7 +56,10 @@ def credits_text(out: CreditsOutput) -> str:
 async def credits(ctx: Context) -> Annotated[CallToolResult, CreditsOutput]:
     service = await service_of(ctx)
     client = service.client
-    balance = await client.credits()
+    with time_bound(
+        service.settings.tool_timeout, api_url=client.api_url, what="reading the credits"
+    ):
+        balance = await client.credits()
     out = credits_output(
         balance, anonymous=client.anonymous, registration_link=client.registration_link()
     )
@@ -69,4 +73,5 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=True, idempotent=True),
+        icons=[icon("credits")],
     )

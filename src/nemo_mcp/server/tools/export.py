@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from nemo_mcp.backend.retry import time_bound
 from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput
-from nemo_mcp.server.tools.common import guarded, hints, reporter, result, service_of
-from nemo_mcp.server.work import error_from, status_line
+from nemo_mcp.server.tools.common import (
+    STUDIO_TOOL_META,
+    budget,
+    guarded,
+    hints,
+    reporter,
+    result,
+    service_of,
+)
+from nemo_mcp.server.work import status_line
 
 NAME = "export"
 TITLE = "Export the video as an MP4"
@@ -85,17 +96,17 @@ async def export(
     fresh: Fresh = False,
 ) -> Annotated[CallToolResult, ExportOutput]:
     service = await service_of(ctx)
-    ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
-    entry = await service.work.wait(ticket.entry.id, service.settings.tool_timeout, reporter(ctx))
+    waits = budget(ctx, service)  # longer for clients known to keep the call open
+    end = anyio.current_time() + waits
+    inline = min(waits, service.settings.tool_timeout)
+    with time_bound(inline, api_url=service.client.api_url, what="preparing the export"):
+        ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
+    left = max(0.0, end - anyio.current_time())
+    entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
     now = clock()
     if not entry.finished:
-        queue = [e.id for e in await service.work.unfinished()]
-        ahead = queue.index(entry.id) if entry.id in queue else 0
         out = pending_output(entry, ahead=ahead, now=now)
         return result(export_text(out), out, notices=service.take_notices())
-    await service.work.deliver(ticket)
-    if entry.error is not None:
-        raise error_from(entry.error)
     out = ExportOutput.model_validate(entry.outcome)
     return result(export_text(out), out, notices=service.take_notices())
 
@@ -107,4 +118,6 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=False, idempotent=True),
+        icons=[icon("export")],
+        meta=STUDIO_TOOL_META,
     )

@@ -1,20 +1,41 @@
-"""`generate`: any creative request or edit, sent once to the NemoVideo agent."""
+"""`generate`: any creative request or edit, sent once to the NemoVideo agent.
+
+Before the tool body runs, two resolvers (the SDK's `Resolve`, the same on the
+2026-07-28 protocol and the older handshake) read the script file, if one is given,
+inside the client's roots, and ask the user before a request that costs credits
+(`ask_before_spending`, rules in `server/spending.py`). Nothing is sent unless the user
+agrees.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
+import anyio
 import anyio.to_thread
+from mcp.server.elicitation import (
+    AcceptedElicitation,
+    CancelledElicitation,
+    DeclinedElicitation,
+)
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.resolve import Resolve
+from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
 from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field, StringConstraints
 
+from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.errors import BackendTimeoutError, NemoError
 from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.server import spending
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
+from nemo_mcp.server.spending import SpendConfirmation
 from nemo_mcp.server.tools.common import (
-    allowed_folders,
+    STUDIO_TOOL_META,
+    budget,
+    file_policy,
     get_roots,
     guarded,
     hints,
@@ -22,7 +43,9 @@ from nemo_mcp.server.tools.common import (
     result,
     service_of,
 )
-from nemo_mcp.server.work import Ticket, error_from, format_duration, status_line
+from nemo_mcp.server.work import Ticket, format_duration, status_line
+
+log = logging.getLogger(__name__)
 
 NAME = "generate"
 TITLE = "Generate or edit a video"
@@ -101,7 +124,7 @@ def pending_output(entry: Entry, *, ahead: int, now: float) -> GenerateOutput:
 
 def generate_text(out: GenerateOutput) -> str:
     """The agent's text for a `generate` result."""
-    if out.status == "not_sent":
+    if out.status in ("not_sent", "declined"):
         return out.reply
     lines = list(out.notes)
     if out.status == "queued":
@@ -164,6 +187,118 @@ RequestId = Annotated[
 ]
 
 
+def request_text(message: str, script: str | None) -> str:
+    """The words sent to the agent: the request, then the script when there is one."""
+    return f"{message}\n\nScript:\n{script}" if script else message
+
+
+def elicits_forms(ctx: Context) -> bool:
+    """Whether the client can be asked a question (form elicitation)."""
+    caps = ctx.client_capabilities
+    found = caps.elicitation if caps is not None else None
+    return found is not None and (found.form is not None or found.url is None)
+
+
+# resolvers: run before the body, on either protocol ---------------------------------
+async def script_roots(ctx: Context, script_file: str | None) -> ListRoots | None:
+    """The client's roots, asked for only when a script file is given."""
+    return await get_roots(ctx) if script_file else None
+
+
+@guarded("Reading the script")
+async def script_text(
+    ctx: Context,
+    script_file: str | None,
+    roots: Annotated[ListRootsResult | None, Resolve(script_roots)],
+) -> str | None:
+    """The script's text, from a file inside the client's roots (or NEMO_UPLOAD_DIRS)."""
+    if not script_file:
+        return None
+    from nemo_mcp.documents import read_script
+
+    service = await service_of(ctx)
+    checked = check_path(script_file, file_policy(ctx, service, roots), "script")
+    return await anyio.to_thread.run_sync(read_script, checked)
+
+
+@guarded("Checking the cost of the request")
+async def ask_before_spending(
+    ctx: Context,
+    message: str,
+    script_file: str | None,
+    new_project: bool,
+    again: bool,
+    request_id: str | None,
+    script: Annotated[str | None, Resolve(script_text)],
+) -> Elicit[SpendConfirmation] | None:
+    """The question to ask before a request that costs credits, or None to send it as is.
+
+    Asked only when the client supports elicitation, `NEMO_CONFIRM_SPENDING` says so,
+    the request is for the agent, and it is not in the ledger already (asking again
+    costs nothing)."""
+    if not elicits_forms(ctx):
+        return None
+    service = await service_of(ctx)
+    rule = service.settings.confirm_spending
+    if rule.mode == "never":
+        return None
+    if not script_file and _route(message) != "message":
+        return None  # answered without the agent (`not_sent`)
+    text = request_text(message, script)
+    client = service.client
+    budget = service.settings.tool_timeout
+    with time_bound(budget, api_url=client.api_url, what="opening the project"):
+        found = await service.find_message(
+            text, new_project=new_project, again=again, request_id=request_id
+        )
+    if found is not None:
+        return None
+    draft: Any = None
+    available: float | None = None
+
+    async def read_draft() -> None:
+        nonlocal draft
+        try:
+            draft = (await client.state()).state.draft
+        except NemoError as err:  # unknown: priced as a new clip, the higher estimate
+            log.info("could not read the timeline to price the request: %s", err)
+
+    async def read_balance() -> None:
+        nonlocal available
+        try:
+            available = (await client.credits()).available
+        except NemoError as err:
+            log.info("could not read the balance before asking: %s", err)
+
+    try:
+        with time_bound(budget, api_url=client.api_url, what="reading the balance"):
+            async with anyio.create_task_group() as reads:
+                reads.start_soon(read_draft)
+                reads.start_soon(read_balance)
+    except BackendTimeoutError as err:  # what was not read in time stays unknown
+        log.info("%s", err.message)
+    cost = spending.estimate(edit=spending.is_edit(draft, new_project=new_project))
+    if not spending.should_ask(rule, available=available, cost=cost.cost):
+        return None
+    words = spending.question(message, cost, available=available, anonymous=client.anonymous)
+    return Elicit(words, SpendConfirmation)
+
+
+Consent = AcceptedElicitation[SpendConfirmation] | DeclinedElicitation | CancelledElicitation | None
+
+
+def refusal(consent: Consent) -> str | None:
+    """`declined` or `cancelled` when the user did not agree to spend; None to send."""
+    if isinstance(consent, DeclinedElicitation):
+        return "declined"
+    if isinstance(consent, CancelledElicitation):
+        return "cancelled"
+    answer = consent.data if isinstance(consent, AcceptedElicitation) else None
+    if isinstance(answer, SpendConfirmation) and not answer.send:
+        return "declined"
+    return None
+
+
 @guarded("Sending the request to NemoVideo")
 async def generate(
     ctx: Context,
@@ -172,34 +307,36 @@ async def generate(
     new_project: NewProject = False,
     again: Again = False,
     request_id: RequestId = None,
-    roots: Annotated[ListRootsResult | None, Resolve(get_roots)] = None,
+    script: Annotated[str | None, Resolve(script_text)] = None,
+    consent: Annotated[Consent, Resolve(ask_before_spending)] = None,
 ) -> Annotated[CallToolResult, GenerateOutput]:
     service = await service_of(ctx)
-    text = message
-    if script_file:
-        from nemo_mcp.documents import read_script
-
-        checked = check_path(script_file, allowed_folders(service, roots))
-        script = await anyio.to_thread.run_sync(read_script, checked)
-        text = f"{text}\n\nScript:\n{script}"
-    elif (intent := _route(text)) != "message":
+    text = request_text(message, script)
+    if not script_file and (intent := _route(text)) != "message":
         out = GenerateOutput(
             status="not_sent", reply=NOT_SENT[intent], next_steps=[f"Call `{intent}`."]
         )
         return result(generate_text(out), out, notices=service.take_notices())
-    ticket = await service.submit_message(
-        text, new_project=new_project, again=again, request_id=request_id
-    )
-    entry = await service.work.wait(ticket.entry.id, service.settings.tool_timeout, reporter(ctx))
+    if (refused := refusal(consent)) is not None:
+        out = GenerateOutput(
+            status="declined",
+            reply=spending.not_sent_reply(refused),
+            next_steps=["Ask the user before calling `generate` again."],
+        )
+        return result(generate_text(out), out, notices=service.take_notices())
+    waits = budget(ctx, service)  # longer for clients known to keep the call open
+    end = anyio.current_time() + waits
+    inline = min(waits, service.settings.tool_timeout)
+    with time_bound(inline, api_url=service.client.api_url, what="opening the project"):
+        ticket = await service.submit_message(
+            text, new_project=new_project, again=again, request_id=request_id
+        )
+    left = max(0.0, end - anyio.current_time())
+    entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
     now = clock()
     if not entry.finished:
-        queue = [e.id for e in await service.work.unfinished()]
-        ahead = queue.index(entry.id) if entry.id in queue else 0
         out = pending_output(entry, ahead=ahead, now=now)
         return result(generate_text(out), out, notices=service.take_notices())
-    await service.work.deliver(ticket)
-    if entry.error is not None:
-        raise error_from(entry.error)
     out = GenerateOutput.model_validate(entry.outcome)
     out.notes = [*answer_notes(ticket, entry, now=now), *out.notes]
     return result(generate_text(out), out, notices=service.take_notices())
@@ -212,4 +349,6 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=False, idempotent=False),
+        icons=[icon("generate")],
+        meta=STUDIO_TOOL_META,
     )

@@ -8,8 +8,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
 from nemo_mcp.backend.models import StateSnapshot
+from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import TimelineOutput
-from nemo_mcp.server.tools.common import guarded, hints, result, service_of
+from nemo_mcp.server.tools.common import STUDIO_TOOL_META, guarded, hints, result, service_of
 
 NAME = "timeline"
 TITLE = "Show the timeline"
@@ -70,7 +72,9 @@ def timeline_text(out: TimelineOutput) -> str:
 @guarded("Reading the timeline")
 async def timeline(ctx: Context) -> Annotated[CallToolResult, TimelineOutput]:
     service = await service_of(ctx)
-    snapshot = await service.client.state()
+    budget = service.settings.tool_timeout
+    with time_bound(budget, api_url=service.client.api_url, what="reading the timeline"):
+        snapshot = await service.client.state()
     running = await service.running()
     out = timeline_output(snapshot, running=running, session_id=service.client.session_id)
     return result(timeline_text(out), out, notices=service.take_notices())
@@ -83,4 +87,6 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=True, idempotent=True),
+        icons=[icon("timeline")],
+        meta=STUDIO_TOOL_META,
     )

@@ -13,11 +13,13 @@ from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field
 
 from nemo_mcp.backend.models import UploadedFile
+from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
 from nemo_mcp.server.paths import classify
 from nemo_mcp.server.tools.common import (
-    allowed_folders,
     byte_progress,
+    file_policy,
     get_roots,
     guarded,
     hints,
@@ -33,8 +35,9 @@ DESCRIPTION = (
     "Upload local files (absolute paths) or http(s) URLs to the current NemoVideo project: "
     "videos (mp4, mov, avi, webm, mkv), images (jpg, png, gif, webp) or audio (mp3, wav, "
     "m4a, aac). Free. Local files must be inside the client's roots (or NEMO_UPLOAD_DIRS); "
-    "type and size are checked before anything is sent. Next: `generate` to use them "
-    "(e.g. 'animate this image into a 5-second video')."
+    "a server reached over the network takes http(s) URLs, or files in the user's upload "
+    "folder there. Type and size are checked before anything is sent. Next: `generate` to "
+    "use them (e.g. 'animate this image into a 5-second video')."
 )
 
 Sources = Annotated[
@@ -85,7 +88,7 @@ async def upload(
 ) -> Annotated[CallToolResult, UploadOutput]:
     service = await service_of(ctx)
     client = service.client
-    checked = classify(sources, allowed_folders(service, roots))
+    checked = classify(sources, file_policy(ctx, service, roots))
     paths = [s.path for s in checked if s.path is not None]
     urls = [s.url for s in checked if s.url is not None]
     client.check_files(paths)  # every local file, before any URL upload is sent
@@ -95,7 +98,15 @@ async def upload(
         log.info("uploaded %d files", len(paths))
         items += items_for([s.given for s in checked if s.path is not None], uploaded.files)
     if urls:
-        uploaded = await client.upload_urls(urls)
+        # NemoVideo fetches the URLs itself: the caller waits, so the tool's budget bounds it.
+        # (Local files are streamed from disk and take the time their size needs.)
+        with time_bound(
+            service.settings.tool_timeout,
+            api_url=client.api_url,
+            what="uploading the URLs",
+            idempotent=False,
+        ):
+            uploaded = await client.upload_urls(urls)
         items += items_for([s.given for s in checked if s.url is not None], uploaded.files)
     out = UploadOutput(
         files=items,
@@ -111,4 +122,5 @@ def register(mcp: MCPServer[Any]) -> None:
         title=TITLE,
         description=DESCRIPTION,
         annotations=hints(read_only=False, idempotent=False),
+        icons=[icon("upload")],
     )

@@ -1,0 +1,112 @@
+"""Reading answers under a size cap: no answer is held whole before its size is known.
+
+A gateway gone wrong can send hundreds of megabytes where a few hundred bytes
+were expected. Every JSON answer, refusal and error page is read as a stream
+and counted as it comes; past its cap the connection is closed and the call
+fails with `AnswerTooLargeError`. Downloads and uploads are streamed to and
+from disk elsewhere and are not capped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, cast
+
+import httpx
+
+from nemo_mcp.backend.envelope import make_error, parse_retry_after, read_envelope
+from nemo_mcp.errors import AnswerTooLargeError
+
+KIB = 1024
+MIB = 1024 * KIB
+#: The largest answer read: the state, with its draft, is the largest the contract has.
+ANSWER_LIMIT = 4 * MIB
+#: Answers of a few fields (credits, render status): far below this.
+SMALL_ANSWER_LIMIT = 64 * KIB
+
+
+def size_words(size: int) -> str:
+    """`4194304` -> "4 MiB", `65536` -> "64 KiB"."""
+    if size >= MIB:
+        return f"{round(size / MIB, 1):g} MiB"
+    if size >= KIB:
+        return f"{round(size / KIB, 1):g} KiB"
+    return f"{size} bytes"
+
+
+def _declared(response: httpx.Response) -> int | None:
+    """The Content-Length, when it counts the bytes we will read (no content coding)."""
+    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return None
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def too_large(response: httpx.Response, limit: int, what: str) -> AnswerTooLargeError:
+    host = response.url.netloc.decode("ascii", "replace") or "the backend"
+    return AnswerTooLargeError(
+        f"NemoVideo at {host} sent an answer of more than {size_words(limit)} ({what}); it was "
+        "dropped unread. That is usually a gateway or proxy failing: check NEMO_API_URL, then "
+        "try again in a minute.",
+        http_status=response.status_code,
+    )
+
+
+async def read_limited(response: httpx.Response, *, limit: int, what: str) -> bytes:
+    """The whole body of a streamed `response`, at most `limit` bytes once decoded.
+
+    Past `limit` (or when Content-Length announces more) the response is closed,
+    which drops its connection, and `AnswerTooLargeError` is raised. A
+    Content-Length that understates the body changes nothing: bytes are counted.
+    """
+    declared = _declared(response)
+    if declared is not None and declared > limit:
+        await response.aclose()
+        raise too_large(response, limit, what)
+    buffer = bytearray()
+    chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            if len(buffer) + len(chunk) > limit:
+                del buffer
+                await response.aclose()
+                raise too_large(response, limit, what)
+            buffer += chunk
+    return bytes(buffer)
+
+
+async def read_answer(response: httpx.Response, *, limit: int, what: str) -> Any:
+    """The `data` of a streamed JSON answer read under `limit`; the mapped error otherwise.
+
+    An error answer too large to read still fails as its HTTP status says (a 429
+    stays a rate limit, a 503 a server error); a success too large to read is an
+    `AnswerTooLargeError`.
+    """
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    request_id = response.headers.get("x-request-id")
+    try:
+        body = await read_limited(response, limit=limit, what=what)
+    except AnswerTooLargeError as err:
+        if response.is_success:
+            raise
+        raise make_error(
+            code=None,
+            http_status=response.status_code,
+            message=f"an error page of more than {size_words(limit)} ({what})",
+            request_id=request_id,
+            retry_after=retry_after,
+        ) from err
+    return read_envelope(response.status_code, body, request_id=request_id, retry_after=retry_after)
+
+
+__all__ = [
+    "ANSWER_LIMIT",
+    "SMALL_ANSWER_LIMIT",
+    "read_answer",
+    "read_limited",
+    "size_words",
+    "too_large",
+]
