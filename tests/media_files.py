@@ -6,7 +6,9 @@ left corner), so a test can tell frames, times and orientations apart.
 
 from __future__ import annotations
 
+import functools
 import math
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -130,6 +132,15 @@ def heic(path: Path, *, size: tuple[int, int] = (64, 48), orientation: int = 1) 
     exif[0x0112] = orientation
     photo.save(path, format="HEIF", exif=exif.tobytes(), quality=90)
     return path
+
+
+_made = tempfile.TemporaryDirectory(prefix="nemo-test-media-")  # removed at exit
+
+
+@functools.cache
+def sample_mp4() -> Path:
+    """A small real MP4 (1 s, 320x180, H.264 + AAC), made once per test process."""
+    return video(Path(_made.name) / "sample.mp4", seconds=1, options={"preset": "ultrafast"})
 
 
 def truncated(source: Path, target: Path, keep: float = 0.5) -> Path:
