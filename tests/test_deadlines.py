@@ -17,14 +17,9 @@ import anyio
 import httpx
 import pytest
 
+from nemo_mcp.backend.budget import time_bound, timeout_message
 from nemo_mcp.backend.client import NemoClient
-from nemo_mcp.backend.retry import (
-    Deadlines,
-    stream_open_deadlines,
-    time_bound,
-    timeout_message,
-    transfer_deadlines,
-)
+from nemo_mcp.backend.retry import Deadlines, stream_open_deadlines, transfer_deadlines
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
     BackendTimeoutError,

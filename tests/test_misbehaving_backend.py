@@ -22,8 +22,9 @@ import pytest
 from mcp_types import CallToolResult
 
 from nemo_mcp.backend import render as renders
+from nemo_mcp.backend.budget import host_of
 from nemo_mcp.backend.client import NemoClient
-from nemo_mcp.backend.retry import Deadlines, host_of
+from nemo_mcp.backend.retry import Deadlines
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
     AnswerTooLargeError,

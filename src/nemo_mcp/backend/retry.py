@@ -36,15 +36,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
+from nemo_mcp.backend.budget import host_of, timeout_message
 from nemo_mcp.errors import (
     AuthError,
     BackendTimeoutError,
@@ -135,27 +134,6 @@ def never_sent(err: httpx.HTTPError) -> bool:
     return isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
-def host_of(url: str) -> str:
-    return urlsplit(url).netloc or url
-
-
-def _seconds(value: float) -> str:
-    return f"{max(0.0, round(value, 1)):g}"
-
-
-def timeout_message(api_url: str, seconds: float | None, what: str, *, sent: bool) -> str:
-    """The agent-facing words for work that ran out of time; `sent` when the request
-    may have reached the backend (so it was not, and must not blindly be, sent again)."""
-    within = f"within {_seconds(seconds)} s" if seconds is not None else "in time"
-    head = f"NemoVideo at {host_of(api_url)} did not answer {within} ({what})"
-    if sent:
-        return (
-            f"{head}. The request may have reached it, so it was not sent again: check "
-            "`timeline` before trying again."
-        )
-    return f"{head}. Check the network or NEMO_API_URL and try again."
-
-
 def translate(
     err: httpx.HTTPError, *, api_url: str, what: str, sent: bool = False
 ) -> TransportError:
@@ -172,18 +150,6 @@ def translate(
         sent = sent and not isinstance(err, httpx.PoolTimeout)
         return BackendTimeoutError(timeout_message(api_url, None, what, sent=sent))
     return TransportError(f"the connection to {host} failed during {what}: {type(err).__name__}")
-
-
-@contextmanager
-def time_bound(
-    seconds: float, *, api_url: str, what: str, idempotent: bool = True
-) -> Iterator[None]:
-    """Bound the backend work in the block by `seconds` (a tool's budget); past it,
-    the work is abandoned and `BackendTimeoutError` says what to try."""
-    with anyio.CancelScope(deadline=anyio.current_time() + seconds) as scope:
-        yield
-    if scope.cancelled_caught:
-        raise BackendTimeoutError(timeout_message(api_url, seconds, what, sent=not idempotent))
 
 
 async def send_with_retries(

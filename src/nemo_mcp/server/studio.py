@@ -43,7 +43,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from nemo_mcp import redaction
-from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.errors import NemoError
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.boundary import message_for, tool_boundary

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
-from nemo_mcp.backend.models import Credits
-from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import CreditsOutput
 from nemo_mcp.server.spending import EDIT_COST
 from nemo_mcp.server.spending import NEW_CLIP_COST as GENERATION_COST
 from nemo_mcp.server.tools.common import guarded, hints, result, service_of
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.models import Credits
 
 NAME = "credits"
 TITLE = "Check credits"

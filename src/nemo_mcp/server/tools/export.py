@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput

@@ -24,7 +24,7 @@ from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
 from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field, StringConstraints
 
-from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.errors import BackendTimeoutError, NemoError
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import spending

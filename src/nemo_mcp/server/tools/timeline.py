@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 
-from nemo_mcp.backend.models import StateSnapshot
-from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import TimelineOutput
 from nemo_mcp.server.tools.common import STUDIO_TOOL_META, guarded, hints, result, service_of
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.models import StateSnapshot
 
 NAME = "timeline"
 TITLE = "Show the timeline"

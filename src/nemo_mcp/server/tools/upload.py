@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, ListRootsResult
 from pydantic import Field
 
-from nemo_mcp.backend.models import UploadedFile
-from nemo_mcp.backend.retry import time_bound
+from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
 from nemo_mcp.server.paths import classify
@@ -26,6 +25,9 @@ from nemo_mcp.server.tools.common import (
     result,
     service_of,
 )
+
+if TYPE_CHECKING:
+    from nemo_mcp.backend.models import UploadedFile
 
 log = logging.getLogger(__name__)
 
