@@ -18,6 +18,11 @@ second, a 12 MP HEIC photo, and a 1080p30 H.264/AAC file of 1 GB (about 5 minute
 
     .venv/bin/python bench/bench_media.py                 # everything
     .venv/bin/python bench/bench_media.py --skip-shrink   # all but the 1 GB shrink
+    .venv/bin/python bench/bench_media.py --startup-against ../other/.venv/bin/nemo-mcp
+
+The last form only compares cold starts: spawn -> `initialize` -> `tools/list` -> exit of
+this tree's `nemo-mcp` and another build's (a worktree without the media kit), alternately,
+20 runs each, in one script, so a busy machine slows both alike.
 """
 
 from __future__ import annotations
@@ -424,10 +429,45 @@ def renders(files: dict[str, Path], folder: Path) -> list[tuple[Any, ...]]:
     return rows
 
 
+def startup_against(other: str, runs: int) -> str:
+    """Median cold start of this tree's `nemo-mcp` and `other`, run alternately."""
+    from bench_startup import handshake
+
+    from _common import NEMO_MCP, server_env
+
+    seconds: dict[str, list[float]] = {"this tree": [], other: []}
+    with scratch() as home:
+        env = server_env("http://127.0.0.1:9", home)
+        for index in range(runs):
+            pair = [("this tree", NEMO_MCP), (other, other)]
+            for name, command in pair if index % 2 == 0 else pair[::-1]:
+                seconds[name].append(handshake([command], env)[0] * 1000)
+    rows = [
+        (name, f"{median(v):.0f}", f"{sorted(v)[int(len(v) * 0.9)]:.0f}")
+        for name, v in seconds.items()
+    ]
+    difference = median(seconds["this tree"]) - median(seconds[other])
+    return "\n".join(
+        [
+            f"Cold start, {runs} alternating runs each (spawn -> initialize -> tools/list -> exit):",
+            "",
+            table(["nemo-mcp", "median ms", "p90 ms"], rows),
+            "",
+            f"This tree minus the other: **{difference:+.0f} ms** (median).",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-shrink", action="store_true", help="leave out the 1 GB shrink")
     parser.add_argument("--limit-mb", type=int, default=200, help="shrink limit (200 or 500)")
+    parser.add_argument(
+        "--startup-against",
+        metavar="NEMO_MCP",
+        help="compare cold starts with another build's nemo-mcp, and stop",
+    )
+    parser.add_argument("--runs", type=int, default=20, help="runs each for --startup-against")
     parser.add_argument(
         "--worker-shrink", nargs=3, metavar=("SOURCE", "OUTPUT", "LIMIT"), help=argparse.SUPPRESS
     )
@@ -437,6 +477,9 @@ def main() -> None:
         shrink_worker(source, output, int(limit))
         return
     print(f"Machine: {machine()}\n")
+    if args.startup_against:
+        print(startup_against(args.startup_against, args.runs))
+        return
     files = inputs(with_big=not args.skip_shrink)
     with scratch() as folder:
         rows = contact_sheets(files, folder) + heic(files, folder) + renders(files, folder)
