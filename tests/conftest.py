@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from nemo_mcp.hosted.local import RedisServer, missing
 from nemo_mcp.sandbox.testing import SandboxServer
 
 from sandbox_client import Backend
@@ -26,6 +27,16 @@ FAST_SANDBOX = {
 def sandbox_server() -> Iterator[SandboxServer]:
     """One sandbox for the session; use `sandbox` in tests, which resets it."""
     with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One `redis-server` (deploy/redis.conf) on a free loopback port for the session,
+    in a temporary folder, ended afterwards; tests needing it skip where it is missing."""
+    if reason := missing("redis-server"):
+        pytest.skip(reason)
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
 
 

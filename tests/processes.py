@@ -25,6 +25,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from nemo_mcp.hosted.local import free_port
+
 needs_proc = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(),
     reason="finds and measures server processes through /proc (Linux only)",
@@ -134,16 +136,12 @@ def assert_all_whole(home: Path) -> None:
     assert not [n for n in files if ".tmp" in n or n.endswith(".part")], files
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_http(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Start `nemo-mcp serve --http` on a free loopback port, its stderr into `log`."""
-    port = free_port()
+def run_http(
+    env: dict[str, str], log: Path, *args: str, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `nemo-mcp serve --http` on `port` (default: a free loopback port), its stderr
+    into `log`."""
+    port = port or free_port()
     with log.open("wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", str(port), *args],

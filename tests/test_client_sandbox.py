@@ -223,9 +223,9 @@ async def test_second_instance_reuses_client_id_token_and_session(
 ) -> None:
     async with nemo(tmp_path, sandbox.url) as first:
         await first.state()
-        ids = (first.client_id, (await first.session()).session_id)
+        ids = (await first.client_id(), (await first.session()).session_id)
     async with nemo(tmp_path, sandbox.url) as second:
         await second.state()
-        assert (second.client_id, (await second.session()).session_id) == ids
+        assert (await second.client_id(), (await second.session()).session_id) == ids
     stats = sandbox.control.stats()
     assert stats["tokens_issued"] == 1 and stats["sessions_created"] == 1

@@ -55,10 +55,10 @@ async def test_token_client_id_and_session_persist_across_instances(tmp_path: Pa
     backend = FakeBackend()
     async with make_client(tmp_path, backend) as first:
         await first.state()
-        client_id = first.client_id
+        client_id = await first.client_id()
     async with make_client(tmp_path, backend) as second:
         await second.state()
-        assert second.client_id == client_id
+        assert await second.client_id() == client_id
     assert backend.count("/api/auth/anonymous-token") == 1
     assert backend.count("/api/tasks/me/with-session/nemo_agent") == 1
     folder = next((tmp_path / "home" / "nemo-mcp").iterdir())
@@ -211,7 +211,7 @@ async def test_session_lost_starts_new_session_and_says_so(tmp_path: Path) -> No
             await client.state()
         assert (await client.session()).session_id == "222"
         await client.state()
-    assert client.store.load_session().session_id == "222"  # type: ignore[union-attr]
+    assert (await client.store.load_session()).session_id == "222"  # type: ignore[union-attr]
 
 
 # messages -----------------------------------------------------------------------------

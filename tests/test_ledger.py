@@ -1,5 +1,7 @@
-"""The ledger's rules, one at a time, on a real SQLite file: submissions, claims, leases,
-order, idempotence, the bound, and leases for once-per-home work."""
+"""The ledger's rules, one at a time, on both stores (a real SQLite file, a real Redis):
+submissions, claims, leases, order, idempotence, the bound, and leases for once-per-home
+work. The one rule they differ on, by design: the SQLite ledger takes a dead local
+owner's claim over at once; the Redis ledger (replicas on other machines) by lease only."""
 
 from __future__ import annotations
 
@@ -7,26 +9,60 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from nemo_mcp.ledger import KEEP_SECONDS, MAX_WAITING, owner_is_dead_here
+from nemo_mcp.hosted.local import RedisServer
+from nemo_mcp.ledger import KEEP_SECONDS, MAX_WAITING, Ledger, owner_is_dead_here
 from nemo_mcp.ledger.sqlite import SqliteLedger
 
 NOW = 1_000_000.0
 P1, P2 = "elsewhere:1:a", "elsewhere:2:b"  # not this host: only leases decide
 
+#: Makes one ledger; two calls with the same name share one store (as two processes do).
+Opener = Callable[[str], Ledger]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def open_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    opened: list[Ledger] = []
+    clients = []
+    namespace = uuid.uuid4().hex
+    if request.param == "redis":
+        from redis.asyncio import Redis
+
+        from nemo_mcp.ledger.redis import RedisLedger
+
+        server: RedisServer = request.getfixturevalue("redis_server")
+
+        def opener(name: str) -> Ledger:
+            client = Redis.from_url(server.url, decode_responses=True)
+            clients.append(client)
+            opened.append(RedisLedger(client, f"test:{{{namespace}}}:{name}"))
+            return opened[-1]
+
+    else:
+
+        def opener(name: str) -> Ledger:
+            opened.append(SqliteLedger(tmp_path / f"{name}.sqlite3"))
+            return opened[-1]
+
+    yield opener
+    for ledger in opened:
+        await ledger.close()
+    for client in clients:
+        await client.aclose()
+
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[SqliteLedger]:
-    store = SqliteLedger(tmp_path / "ledger.sqlite3")
-    yield store
-    await store.close()
+def ledger(open_ledger: Opener) -> Ledger:
+    return open_ledger("ledger")
 
 
-async def ask(ledger: SqliteLedger, key: str, now: float = NOW) -> str:
+async def ask(ledger: Ledger, key: str, now: float = NOW) -> str:
     submission = await ledger.submit(
         user="u", kind="message", key=key, session_id="s", request={"message": key}, now=now
     )
@@ -34,7 +70,7 @@ async def ask(ledger: SqliteLedger, key: str, now: float = NOW) -> str:
     return submission.entry.id
 
 
-async def test_the_same_key_is_one_entry_until_it_is_forgotten(ledger: SqliteLedger) -> None:
+async def test_the_same_key_is_one_entry_until_it_is_forgotten(ledger: Ledger) -> None:
     first = await ledger.submit(
         user="u", kind="message", key="k", session_id="s", request={}, now=NOW
     )
@@ -58,7 +94,7 @@ async def test_the_same_key_is_one_entry_until_it_is_forgotten(ledger: SqliteLed
     assert later.how == "new"  # kept 30 minutes, then the same words are a new request
 
 
-async def test_a_failure_before_sending_is_not_reused(ledger: SqliteLedger) -> None:
+async def test_a_failure_before_sending_is_not_reused(ledger: Ledger) -> None:
     entry_id = await ask(ledger, "k")
     assert await ledger.claim(entry_id, P1, now=NOW, lease=20)
     await ledger.update(entry_id, P1, now=NOW, lease=20, state="failed", error={"m": "no credits"})
@@ -68,7 +104,7 @@ async def test_a_failure_before_sending_is_not_reused(ledger: SqliteLedger) -> N
     assert again.how == "new"
 
 
-async def test_only_the_head_runs_and_only_its_holder_changes_it(ledger: SqliteLedger) -> None:
+async def test_only_the_head_runs_and_only_its_holder_changes_it(ledger: Ledger) -> None:
     first, second = await ask(ledger, "a"), await ask(ledger, "b")
     assert await ledger.claim(second, P1, now=NOW, lease=20) is None  # not its turn
     assert await ledger.claim(first, P1, now=NOW, lease=20) is not None
@@ -85,7 +121,7 @@ async def test_only_the_head_runs_and_only_its_holder_changes_it(ledger: SqliteL
     assert (await ledger.head("u")).id == second  # type: ignore[union-attr]
 
 
-async def test_the_queue_is_bounded(ledger: SqliteLedger) -> None:
+async def test_the_queue_is_bounded(ledger: Ledger) -> None:
     ids = [await ask(ledger, f"k{n}") for n in range(1 + MAX_WAITING)]
     full = await ledger.submit(
         user="u", kind="message", key="one more", session_id="s", request={}, now=NOW
@@ -98,7 +134,7 @@ async def test_the_queue_is_bounded(ledger: SqliteLedger) -> None:
     assert other_user.how == "new"  # users have their own queues
 
 
-async def test_asks_and_deliveries(ledger: SqliteLedger) -> None:
+async def test_asks_and_deliveries(ledger: Ledger) -> None:
     entry_id = await ask(ledger, "k")
     assert await ledger.ask(entry_id, "call-1", now=NOW) is False
     assert await ledger.ask(entry_id, "call-2", now=NOW) is False
@@ -107,7 +143,7 @@ async def test_asks_and_deliveries(ledger: SqliteLedger) -> None:
     assert await ledger.ask(entry_id, "call-1", now=NOW) is False  # only others count
 
 
-async def test_named_leases(ledger: SqliteLedger) -> None:
+async def test_named_leases(ledger: Ledger) -> None:
     assert await ledger.lease("token", P1, now=NOW, seconds=30)
     assert not await ledger.lease("token", P2, now=NOW + 10, seconds=30)
     assert await ledger.lease("token", P1, now=NOW + 10, seconds=30)  # renewed by its holder
@@ -116,7 +152,9 @@ async def test_named_leases(ledger: SqliteLedger) -> None:
     assert await ledger.lease("token", P1, now=NOW + 42, seconds=30)  # P2's ran out
 
 
-async def test_a_dead_local_owner_is_taken_over_at_once(ledger: SqliteLedger) -> None:
+async def test_a_dead_local_owner(ledger: Ledger) -> None:
+    """SQLite: taken over at once. Redis: only when its lease runs out, since a replica
+    cannot tell a process elsewhere (or in another container) from a dead one."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     dead = f"{socket.gethostname()}:{child.pid}:x"
@@ -125,27 +163,31 @@ async def test_a_dead_local_owner_is_taken_over_at_once(ledger: SqliteLedger) ->
     assert not owner_is_dead_here(P1)
     entry_id = await ask(ledger, "k")
     assert await ledger.claim(entry_id, dead, now=NOW, lease=20)
-    taken = await ledger.claim(entry_id, live, now=NOW + 1, lease=20)  # no wait for the lease
+    assert await ledger.lease("token", dead, now=NOW, seconds=20)
+    taken = await ledger.claim(entry_id, live, now=NOW + 1, lease=20)
+    leased = await ledger.lease("token", live, now=NOW + 1, seconds=20)
+    if isinstance(ledger, SqliteLedger):
+        assert taken is not None and taken.owner == live  # no wait for the lease
+        assert leased
+        return
+    assert taken is None and not leased
+    taken = await ledger.claim(entry_id, live, now=NOW + 21, lease=20)
     assert taken is not None and taken.owner == live
+    assert await ledger.lease("token", live, now=NOW + 21, seconds=20)
 
 
-async def test_two_ledgers_on_one_file_agree(tmp_path: Path) -> None:
-    """Two connections (as two processes have) see one queue and one claim."""
-    one, two = SqliteLedger(tmp_path / "l.sqlite3"), SqliteLedger(tmp_path / "l.sqlite3")
-    try:
-        entry_id = await ask(one, "k")
-        again = await two.submit(
-            user="u", kind="message", key="k", session_id="s", request={}, now=NOW
-        )
-        assert again.entry and again.entry.id == entry_id
-        assert await one.claim(entry_id, P1, now=NOW, lease=20)
-        assert await two.claim(entry_id, P2, now=NOW, lease=20) is None
-    finally:
-        await one.close()
-        await two.close()
+async def test_two_ledgers_on_one_store_agree(open_ledger: Opener) -> None:
+    """Two connections (as two processes or replicas have) see one queue and one claim."""
+    one, two = open_ledger("shared"), open_ledger("shared")
+    entry_id = await ask(one, "k")
+    again = await two.submit(user="u", kind="message", key="k", session_id="s", request={}, now=NOW)
+    assert again.entry and again.entry.id == entry_id
+    assert await one.claim(entry_id, P1, now=NOW, lease=20)
+    assert await two.claim(entry_id, P2, now=NOW, lease=20) is None
+    assert (await two.get(entry_id)).owner == P1  # type: ignore[union-attr]
 
 
-async def test_renders_history_and_pruning(ledger: SqliteLedger) -> None:
+async def test_renders_history_and_pruning(ledger: Ledger) -> None:
     for n in range(3):
         submission = await ledger.submit(
             user="u", kind="render", key="render|mp4|high", session_id="s", request={}, now=NOW + n
@@ -161,3 +203,56 @@ async def test_renders_history_and_pruning(ledger: SqliteLedger) -> None:
     assert [e.memo["n"] for e in await ledger.renders("u")] == [0, 1, 2]
     assert await ledger.prune(now=NOW + 3 * KEEP_SECONDS) == 1  # the message; renders kept
     assert await ledger.get(old) is None and len(await ledger.renders("u")) == 3
+
+
+async def test_a_submission_with_ask_knows_an_earlier_delivery(ledger: Ledger) -> None:
+    first = await ledger.submit(
+        user="u", kind="message", key="k", session_id="s", request={}, now=NOW, ask="call-1"
+    )
+    assert first.entry is not None and not first.delivered_before
+    await ledger.deliver(first.entry.id, "call-1", now=NOW)
+    again = await ledger.submit(
+        user="u", kind="message", key="k", session_id="s", request={}, now=NOW, ask="call-2"
+    )
+    assert again.how == "unfinished" and again.delivered_before
+    mine = await ledger.submit(
+        user="u", kind="message", key="k", session_id="s", request={}, now=NOW, ask="call-1"
+    )
+    assert not mine.delivered_before  # its own delivery does not count
+
+
+async def test_only_the_newest_renders_are_kept(ledger: Ledger) -> None:
+    from nemo_mcp.ledger.sqlite import KEEP_RENDERS
+
+    ids = []
+    for n in range(KEEP_RENDERS + 2):
+        submission = await ledger.submit(
+            user="u", kind="render", key=f"render|{n}", session_id="s", request={}, now=NOW
+        )
+        assert submission.entry is not None
+        ids.append(submission.entry.id)
+        assert await ledger.claim(submission.entry.id, P1, now=NOW, lease=20)
+        await ledger.update(submission.entry.id, P1, now=NOW, lease=20, state="done")
+    running = await ledger.submit(
+        user="u", kind="render", key="running", session_id="s", request={}, now=NOW
+    )
+    assert running.entry is not None
+    assert await ledger.prune(now=NOW) == 3  # the oldest finished ones; never the running one
+    kept = [e.id for e in await ledger.renders("u", limit=KEEP_RENDERS + 3)]
+    assert kept == [*ids[3:], running.entry.id]
+    assert await ledger.get(ids[0]) is None
+    assert [e.id for e in await ledger.renders("u", limit=2)] == [ids[-1], running.entry.id]
+
+
+async def test_find_answers_as_submit_would_without_adding(ledger: Ledger) -> None:
+    assert await ledger.find(user="u", kind="message", key="k", now=NOW) is None
+    entry_id = await ask(ledger, "k")
+    found = await ledger.find(user="u", kind="message", key="k", now=NOW)
+    assert found is not None and found.id == entry_id
+    assert await ledger.find(user="u", kind="render", key="k", now=NOW) is None
+    await ledger.claim(entry_id, P1, now=NOW, lease=20)
+    await ledger.update(entry_id, P1, now=NOW, lease=20, state="done", reusable=True)
+    kept = await ledger.find(user="u", kind="message", key="k", now=NOW + KEEP_SECONDS)
+    assert kept is not None and kept.id == entry_id
+    assert await ledger.find(user="u", kind="message", key="k", now=NOW + KEEP_SECONDS + 1) is None
+    assert len(await ledger.unfinished("u")) == 0

@@ -7,7 +7,7 @@ executor): only the head of the queue may be claimed; `sending` is recorded befo
 message leaves; a process that takes over an entry left in `sending` sends it only when
 nothing shows it arrived, and one left in `streaming` is never sent again. The backend
 here records exactly what arrived, so the model's evidence is perfect; what is tested is
-the ledger: atomic submissions and claims, leases, order, idempotence.
+the ledger: atomic submissions and claims, leases, order, idempotence; on both stores.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -23,9 +24,16 @@ from typing import Any, TypeVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from nemo_mcp.ledger import LEASE_SECONDS
+from nemo_mcp.hosted.local import RedisServer
+from nemo_mcp.ledger import LEASE_SECONDS, Ledger
 from nemo_mcp.ledger.sqlite import SqliteLedger
 
 T = TypeVar("T")
@@ -68,13 +76,16 @@ class LedgerMachine(RuleBasedStateMachine):
         # In memory where there is a memory file system: the commits' fsyncs are not the test.
         shm = Path("/dev/shm")
         self.folder = tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None)
-        self.ledger = SqliteLedger(Path(self.folder.name) / "ledger.sqlite3")
+        self.ledger = self.open_ledger()
         self.now = 1_000_000.0
         self.processes = [Process("p0"), Process("p1")]
         self.backend = Backend()
         self.asks: list[tuple[str, str]] = []  # (entry id, the key its caller asked for)
         self.finished_order: list[int] = []
         self.counter = itertools.count()
+
+    def open_ledger(self) -> Ledger:
+        return SqliteLedger(Path(self.folder.name) / "ledger.sqlite3")
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -198,5 +209,25 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.finished_order == sorted(self.finished_order)
 
 
-LedgerMachine.TestCase.settings = settings(max_examples=250, stateful_step_count=20, deadline=None)
+class RedisLedgerMachine(LedgerMachine):
+    """The same interleavings on the Redis ledger (a fresh namespace each example)."""
+
+    url = ""
+
+    def open_ledger(self) -> Ledger:
+        from redis.asyncio import Redis
+
+        from nemo_mcp.ledger.redis import RedisLedger
+
+        client = Redis.from_url(self.url, decode_responses=True)
+        return RedisLedger(client, f"test:{{{uuid.uuid4().hex}}}", owns_client=True)
+
+
+SETTINGS = settings(max_examples=250, stateful_step_count=20, deadline=None)
+LedgerMachine.TestCase.settings = SETTINGS
 test_ledger_interleavings = LedgerMachine.TestCase
+
+
+def test_ledger_interleavings_in_redis(redis_server: RedisServer) -> None:
+    RedisLedgerMachine.url = redis_server.url
+    run_state_machine_as_test(RedisLedgerMachine, settings=SETTINGS)

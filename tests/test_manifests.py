@@ -150,7 +150,12 @@ def test_server_json_variables_are_described_and_optional() -> None:
     for var in server_env():
         assert var["description"].strip(), var["name"]
         assert var["isRequired"] is False, f"{var['name']}: nemo-mcp runs with no settings at all"
-        assert var["isSecret"] is (var["name"] in ("NEMO_TOKEN", "NEMO_HTTP_TOKENS")), var["name"]
+        secret = (
+            "NEMO_TOKEN",
+            "NEMO_HTTP_TOKENS",
+            "NEMO_STATE_URL",
+        )  # a Redis URL has its password
+        assert var["isSecret"] is (var["name"] in secret), var["name"]
 
 
 def test_server_json_defaults_are_the_real_defaults() -> None:

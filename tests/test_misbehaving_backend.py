@@ -195,7 +195,7 @@ async def test_every_json_route_is_read_under_its_cap(
                 await client.request(
                     "POST",
                     "/api/auth/anonymous-token",
-                    headers={"X-Client-Id": client.client_id},
+                    headers={"X-Client-Id": await client.client_id()},
                     idempotent=False,
                     auth=False,
                 )

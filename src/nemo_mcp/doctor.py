@@ -3,7 +3,8 @@
 Checks settings, how the server would be exposed (local or served to others,
 and any combination that must not start), SKILL.md identity and platform, the
 state folder and its permissions, the token (never printed), the output
-folder, and whether the backend answers. Exits non-zero when anything is
+folder, and whether the backend answers. Hosted, also whether Redis answers and
+keeps what it is given, and whether the OAuth issuer's signing keys can be read. Exits non-zero when anything is
 wrong; warnings are printed but do not fail.
 """
 
@@ -237,7 +238,119 @@ def run_checks(
                     "NEMO_UPLOAD_DIRS", False, f"{folder} is not a folder", "fix NEMO_UPLOAD_DIRS"
                 )
             )
+    if settings.state_url is not None:
+        checks.extend(anyio.run(_redis_checks, settings))
+    if settings.oauth_issuer is not None and settings.oauth_jwks_url is not None:
+        checks.extend(anyio.run(_oauth_checks, settings))
     checks.append(anyio.run(_backend, settings, identity, store))
+    return checks
+
+
+def _where(url: str) -> str:
+    """A Redis URL without its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
+async def _redis_checks(settings: Settings) -> list[Check]:
+    """NEMO_STATE_URL: Redis answers, keeps what it acknowledged, never evicts."""
+    from nemo_mcp.hosted.redis_state import connect
+
+    assert settings.state_url is not None
+    url = settings.state_url.get_secret_value()
+    try:
+        redis = connect(url)
+    except ValueError as err:
+        return [Check("NEMO_STATE_URL", False, f"not a usable Redis URL ({err})", "fix it")]
+    try:
+        with anyio.fail_after(5):
+            await redis.ping()
+            info = await redis.info("server")
+            try:
+                config = await redis.config_get("*")
+            except Exception:  # CONFIG may be forbidden to this user (ACL): said, not failed
+                config = None
+    except Exception as err:
+        return [
+            Check(
+                "NEMO_STATE_URL",
+                False,
+                f"Redis at {_where(url)} does not answer ({type(err).__name__})",
+                "start Redis (deploy/redis.conf), or fix the address and password",
+            )
+        ]
+    finally:
+        await redis.aclose()
+    checks = [Check("NEMO_STATE_URL", True, f"Redis {info.get('redis_version')} at {_where(url)}")]
+    if config is None:
+        checks.append(
+            Check("NEMO_STATE_URL", True, "cannot read Redis's settings (CONFIG)", warn=True)
+        )
+        return checks
+    if config.get("appendonly") != "yes":
+        checks.append(
+            Check(
+                "NEMO_STATE_URL",
+                True,
+                "Redis has no append-only file: a Redis crash loses recent work records",
+                warn=True,
+            )
+        )
+    if config.get("maxmemory-policy") != "noeviction":
+        checks.append(
+            Check(
+                "NEMO_STATE_URL",
+                False,
+                f"Redis may evict keys (maxmemory-policy {config.get('maxmemory-policy')}): "
+                "an evicted work record could be sent again",
+                "set maxmemory-policy noeviction (deploy/redis.conf)",
+            )
+        )
+    return checks
+
+
+async def _oauth_checks(settings: Settings) -> list[Check]:
+    """NEMO_OAUTH_*: the signing keys can be read; the resource is named as clients see it."""
+    assert settings.oauth_jwks_url is not None
+    checks = []
+    keys: object = None
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            response = await http.get(settings.oauth_jwks_url)
+        reason = f"HTTP {response.status_code}"
+        if response.status_code == 200:
+            keys = response.json().get("keys")
+    except (httpx.HTTPError, ValueError, AttributeError) as err:
+        reason = type(err).__name__
+    if not isinstance(keys, list) or not keys:
+        checks.append(
+            Check(
+                "NEMO_OAUTH_JWKS_URL",
+                False,
+                f"no signing keys at {settings.oauth_jwks_url} ({reason})",
+                "set it to the issuer's jwks_uri (in its /.well-known metadata)",
+            )
+        )
+    else:
+        checks.append(Check("NEMO_OAUTH_JWKS_URL", True, f"{len(keys)} signing key(s)"))
+    resource = f"{settings.public_url}/mcp"
+    audience = settings.oauth_audience or resource
+    checks.append(Check("OAuth", True, f"issuer {settings.oauth_issuer}, audience {audience}"))
+    if settings.public_url and settings.public_url.startswith("http://"):
+        checks.append(
+            Check("NEMO_PUBLIC_URL", True, "plain http: access tokens travel in clear", warn=True)
+        )
+    if not settings.oauth_scopes:
+        checks.append(
+            Check(
+                "NEMO_OAUTH_SCOPES",
+                True,
+                "no scope required: any token the issuer gives for this audience is accepted",
+                warn=True,
+            )
+        )
     return checks
 
 

@@ -105,6 +105,23 @@ class Settings:
     http_upload_root: Path | None = None
     #: Served mode: every HTTP user works in NEMO_TOKEN's one account (said explicitly).
     http_shared_account: bool = False
+    #: NEMO_OUTPUT_DIR was given (a hosted server saves exports only then: a shared volume).
+    output_dir_set: bool = False
+    #: Exports are downloaded into `output_dir`; else the render's URL is the result.
+    save_exports: bool = True
+    #: Hosted: every user's state and the work ledger in Redis (`redis://...`), shared by
+    #: every replica; None keeps them in files under NEMO_HOME.
+    state_url: SecretStr | None = None
+    #: OAuth 2.1 resource server: the authorization server whose JWT access tokens are
+    #: accepted, the audience they must be issued for, where its signing keys are, and
+    #: the scopes every token must carry.
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    oauth_jwks_url: str | None = None
+    oauth_scopes: tuple[str, ...] = ()
+    #: The server's public base URL (behind the load balancer or TLS proxy): the OAuth
+    #: resource is `<this>/mcp`.
+    public_url: str | None = None
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -179,6 +196,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["home"] = Path(home).expanduser()
     if (out := pick("output_dir", "NEMO_OUTPUT_DIR")) is not None:
         values["output_dir"] = Path(out).expanduser()
+        values["output_dir_set"] = True
     if (dirs := pick("upload_dirs", "NEMO_UPLOAD_DIRS")) is not None:
         values["upload_dirs"] = tuple(
             Path(p).expanduser() for p in dirs.split(os.pathsep) if p.strip()
@@ -209,4 +227,22 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["http_upload_root"] = Path(root).expanduser()
     if (shared := pick("http_shared_account", "NEMO_HTTP_SHARED_ACCOUNT")) is not None:
         values["http_shared_account"] = _switch("NEMO_HTTP_SHARED_ACCOUNT", shared)
+    if (state := pick("state_url", "NEMO_STATE_URL")) is not None:
+        if not state.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                "NEMO_STATE_URL must be a Redis URL (redis://, rediss:// or unix://), "
+                f"not {state.split(':', 1)[0]!r}"
+            )
+        values["state_url"] = SecretStr(state)
+    if (issuer := pick("oauth_issuer", "NEMO_OAUTH_ISSUER")) is not None:
+        _url("NEMO_OAUTH_ISSUER", issuer)  # checked; kept exactly, as `iss` is compared
+        values["oauth_issuer"] = issuer
+    if (audience := pick("oauth_audience", "NEMO_OAUTH_AUDIENCE")) is not None:
+        values["oauth_audience"] = audience
+    if (jwks := pick("oauth_jwks_url", "NEMO_OAUTH_JWKS_URL")) is not None:
+        values["oauth_jwks_url"] = _url("NEMO_OAUTH_JWKS_URL", jwks)
+    if (scopes := pick("oauth_scopes", "NEMO_OAUTH_SCOPES")) is not None:
+        values["oauth_scopes"] = tuple(s for s in scopes.replace(",", " ").split() if s)
+    if (public := pick("public_url", "NEMO_PUBLIC_URL")) is not None:
+        values["public_url"] = _url("NEMO_PUBLIC_URL", public)
     return Settings(**values)  # type: ignore[arg-type]

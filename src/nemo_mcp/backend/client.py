@@ -1,7 +1,8 @@
 """`NemoClient`: every endpoint of the NemoVideo contract over one `httpx.AsyncClient`.
 
 It owns authentication (NEMO_TOKEN, or an anonymous token fetched once per
-client id and persisted), the current session (persisted, replaced on 1002),
+client id and persisted), the current session (persisted, replaced on 1002) -
+both kept in a `ClientState` (files, or Redis when hosted) -
 the attribution headers, and the retry rules: 429 waits and retries once;
 GETs and polls retry 5xx and connection failures with bounded backoff; a
 request that may have reached the server is never sent again unless it is
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +56,8 @@ from nemo_mcp.errors import (
 from nemo_mcp.identity import SkillIdentity
 from nemo_mcp.ledger import new_owner
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import AuthRecord, Damaged, SessionRecord, Stamp, StateStore
+from nemo_mcp.state import ClientState, FileState, Record
+from nemo_mcp.store import AuthRecord, Damaged, SessionRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ _LEASE_WORDS = {"anonymous-token": "asking for the token", "session": "starting 
 
 
 class Leases(Protocol):
-    """Named leases shared by every process using one state folder (the ledger's)."""
+    """Named leases shared by every process using one user's state (the ledger's)."""
 
     async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool: ...
 
@@ -94,7 +96,7 @@ class NemoClient:
         self,
         settings: Settings,
         identity: SkillIdentity,
-        store: StateStore,
+        store: ClientState | StateStore,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
@@ -102,7 +104,7 @@ class NemoClient:
     ) -> None:
         self.settings = settings
         self.identity = identity
-        self.store = store
+        self.store: ClientState = FileState(store) if isinstance(store, StateStore) else store
         self.api_url = settings.api_url.rstrip("/")
         self._transport = transport
         self._sleep: Sleep = sleep or anyio.sleep
@@ -110,9 +112,9 @@ class NemoClient:
         self.leases = leases
         self._owner = new_owner()
         self._auth: AuthRecord | None = None
-        self._auth_stamp: Stamp | None = None
+        self._auth_stamp: Hashable = None
         self._session: SessionRecord | None = None
-        self._session_stamp: Stamp | None = None
+        self._session_stamp: Hashable = None
         self._auth_lock = anyio.Lock()
         self._session_lock = anyio.Lock()
         if settings.token is not None:
@@ -163,10 +165,9 @@ class NemoClient:
         """The current session's id, if one is open (no request is made)."""
         return self._session.session_id if self._session else None
 
-    @property
-    def client_id(self) -> str:
-        return self.store.client_id(
-            self.settings.client_id, token_exists=self.store.has_auth_file()
+    async def client_id(self) -> str:
+        return await self.store.client_id(
+            self.settings.client_id, token_exists=await self.store.has_auth()
         )
 
     async def token(self) -> str:
@@ -177,18 +178,22 @@ class NemoClient:
         if self.settings.token is not None:
             return self.settings.token.get_secret_value()
         cached = self._auth
-        if cached is not None and self._fresh(cached) and self._auth_stamp == self._stamp("auth"):
+        if (
+            cached is not None
+            and self._fresh(cached)
+            and self._auth_stamp == await self._stamp("auth")
+        ):
             return cached.token
         async with self._auth_lock:
-            stored = self._reload_auth()
+            stored = await self._reload_auth()
             if stored is not None and self._fresh(stored):
                 return stored.token
             async with self._home_lease("anonymous-token"):
-                stored = self._reload_auth()  # another process may have fetched it meanwhile
+                stored = await self._reload_auth()  # another process may have fetched it
                 if stored is not None and self._fresh(stored):
                     return stored.token
                 record = await self._fetch_anonymous_token(token_exists=False)
-                self._keep_auth(record)
+                await self._keep_auth(record)
                 return record.token
 
     async def renew(self, stale: str) -> None:
@@ -200,29 +205,29 @@ class NemoClient:
                 code=1001,
             )
         async with self._auth_lock, self._home_lease("anonymous-token"):
-            stored = self._reload_auth()
+            stored = await self._reload_auth()
             if stored is not None and stored.token != stale and self._fresh(stored):
                 return  # another call, or another process, renewed it meanwhile
-            self.store.clear_auth()
-            self._keep_auth(await self._fetch_anonymous_token(token_exists=True))
+            await self.store.clear_auth()
+            await self._keep_auth(await self._fetch_anonymous_token(token_exists=True))
 
     @staticmethod
     def _fresh(record: AuthRecord) -> bool:
         return not _expired(record.expires_at, time.time())
 
-    def _stamp(self, name: str) -> Stamp | None:
-        return self.store.stamp(f"{name}.json")
+    async def _stamp(self, record: Record) -> Hashable:
+        return await self.store.stamp(record)
 
-    def _reload_auth(self) -> AuthRecord | None:
-        stamp = self._stamp("auth")
-        record = self.store.load_auth()
+    async def _reload_auth(self) -> AuthRecord | None:
+        stamp = await self._stamp("auth")
+        record = await self.store.load_auth()
         if record is not None:
             self._auth, self._auth_stamp = record, stamp
             redaction.register(record.token)
         return record
 
-    def _keep_auth(self, record: AuthRecord) -> None:
-        self._auth, self._auth_stamp = record, self._stamp("auth")
+    async def _keep_auth(self, record: AuthRecord) -> None:
+        self._auth, self._auth_stamp = record, await self._stamp("auth")
         redaction.register(record.token)
 
     @asynccontextmanager
@@ -236,7 +241,7 @@ class NemoClient:
             if anyio.current_time() > deadline:
                 raise ConfigError(
                     f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
-                    f"{HOME_LEASE_WAIT:.0f} s (state folder {self.store.folder}); try again."
+                    f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
                 )
             await anyio.sleep(0.1)
         try:
@@ -246,7 +251,14 @@ class NemoClient:
                 await self.leases.release(name, self._owner)
 
     async def _fetch_anonymous_token(self, *, token_exists: bool) -> AuthRecord:
-        client_id = self.store.client_id(self.settings.client_id, token_exists=token_exists)
+        """Ask for an anonymous token (holding the home's lease); keep it before returning."""
+        client_id = await self.store.client_id(self.settings.client_id, token_exists=token_exists)
+        if not token_exists and client_id == await self.store.token_asked():
+            # A process died after asking with this id and before keeping the answer:
+            # the id's one token may be spent. Ask with a new id, where that is allowed.
+            client_id = await self.store.replace_client_id() or client_id
+            log.info("an earlier token request was never answered here; using a new client id")
+        await self.store.note_token_asked(client_id)  # recorded before the request leaves
         try:
             data = await self.request(
                 "POST",
@@ -264,7 +276,8 @@ class NemoClient:
         record = AuthRecord(
             token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
         )
-        self.store.save_auth(record)
+        await self.store.save_auth(record)
+        await self.store.note_token_asked(None)
         log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
         damaged, self.store.damaged_auth = self.store.damaged_auth, None
         if damaged is not None:
@@ -283,7 +296,7 @@ class NemoClient:
                 f"{damaged.moved_to}"
             )
         else:
-            where = f"is not in {self.store.folder} (it was deleted or never kept here)"
+            where = f"is not in {self.store.where} (it was deleted or never kept there)"
         return (
             "NemoVideo gives one free token per computer every 7 days, and this computer's "
             f"token {where}. Set NEMO_TOKEN to your token (from your NemoVideo account), or "
@@ -352,21 +365,21 @@ class NemoClient:
         """The current session: the saved one (re-read when another process changed it),
         else a new one, made once per home."""
         cached = self._session
-        if cached is not None and self._session_stamp == self._stamp("session"):
+        if cached is not None and self._session_stamp == await self._stamp("session"):
             return cached
         async with self._session_lock:
-            stored = self._reload_session()
+            stored = await self._reload_session()
             if stored is not None:
                 return stored
             async with self._home_lease("session"):
-                stored = self._reload_session()
+                stored = await self._reload_session()
                 if stored is None:
                     stored = await self._create_session()
                 return stored
 
-    def _reload_session(self) -> SessionRecord | None:
-        stamp = self._stamp("session")
-        record = self.store.load_session()
+    async def _reload_session(self) -> SessionRecord | None:
+        stamp = await self._stamp("session")
+        record = await self.store.load_session()
         damaged = self.store.damaged_session
         if record is None and damaged is not None:
             self.store.damaged_session = None  # said once; the next call starts afresh
@@ -404,8 +417,8 @@ class NemoClient:
             task_id=session.task_id,
             user_id=session.user_id or (self._auth.user_id if self._auth else None),
         )
-        self.store.save_session(record)
-        self._session, self._session_stamp = record, self._stamp("session")
+        await self.store.save_session(record)
+        self._session, self._session_stamp = record, await self._stamp("session")
         log.info("started NemoVideo session %s", record.session_id)
         return record
 
@@ -413,11 +426,11 @@ class NemoClient:
         """After a 1002: forget `lost` and start a new session (once, however many callers
         and processes)."""
         async with self._session_lock, self._home_lease("session"):
-            stored = self.store.load_session()
+            stored = await self.store.load_session()
             if stored is not None and stored.session_id != lost.session_id:
-                self._session, self._session_stamp = stored, self._stamp("session")
+                self._session, self._session_stamp = stored, await self._stamp("session")
                 return stored
-            self.store.clear_session()
+            await self.store.clear_session()
             return await self._create_session()
 
     async def session_lost(

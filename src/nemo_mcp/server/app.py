@@ -3,7 +3,11 @@
 Nothing happens at import time. The backend client opens when the server
 starts (the lifespan), together with the task group that runs long work.
 Resources show the caller's own state: served to others, the caller is the
-request's bearer token, as for the tools.
+request's bearer token (or OAuth subject), as for the tools.
+
+Each user's state is kept in files under NEMO_HOME (a SQLite ledger beside them),
+or, hosted, in Redis under keys derived from the user's key, shared by every replica.
+`GET /healthz` answers 200 while the server runs (and, hosted, reaches Redis).
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
 from nemo_mcp.errors import ConfigError, NemoError
+from nemo_mcp.hosted.serving import (
+    SharedKeyCodec,
+    oauth_resource_server,
+    redis_user,
+    shared_request_state,
+)
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Entry, Ledger, clock
 from nemo_mcp.redaction import RedactingFilter
@@ -33,9 +43,13 @@ from nemo_mcp.store import StateStore
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+    from redis.asyncio import Redis
+    from starlette.requests import Request
+    from starlette.responses import Response
 
     from nemo_mcp.backend.client import NemoClient
     from nemo_mcp.server.studio import PosterSource
+    from nemo_mcp.state import ClientState
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +139,15 @@ def create_server(
     )
     studio = studio_for(settings, poster_for=poster_for)
 
-    live: dict[str, Services] = {}  # static resources get no Context; they read this
+    live: dict[str, Any] = {}  # static resources get no Context; they read this
+    request_state = SharedKeyCodec() if exposure.hosted else None
 
     async def current() -> NemoService:
         """The caller's service (served: by the bearer token of the request being read)."""
         if "services" not in live:
             raise RuntimeError("the server is not running")
-        return await live["services"].get(exposure.user_key(_request_headers.get()))
+        services: Services = live["services"]
+        return await services.get(exposure.user_key(_request_headers.get()))
 
     async def read_draft() -> tuple[Any, str | None]:
         """The current draft, or why it cannot be read (for the resources)."""
@@ -146,29 +162,46 @@ def create_server(
     async def lifespan(_server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
         # Clients close after the task group has finished, never under a running job.
         async with AsyncExitStack() as clients:
+            redis: Redis | None = None
+            if exposure.hosted:
+                from nemo_mcp.hosted.redis_state import connect, request_state_keys
+
+                assert settings.state_url is not None and request_state is not None
+                redis = connect(settings.state_url.get_secret_value())
+                clients.push_async_callback(redis.aclose)
+                try:
+                    request_state.install(await request_state_keys(redis))
+                except Exception as err:  # unreachable or refusing: said once, plainly
+                    raise ConfigError(f"cannot use the Redis of NEMO_STATE_URL: {err}") from err
 
             async def open_user(user_settings: Settings, user: str) -> tuple[NemoClient, Ledger]:
                 # The HTTP stack and the ledger load with the first call, not at start-up.
                 from nemo_mcp.backend.client import NemoClient
-                from nemo_mcp.ledger.sqlite import SqliteLedger
 
-                store = StateStore(user_settings.home, user_settings.api_url)
-                ledger = SqliteLedger(store.ledger_path)
+                state: ClientState | StateStore
+                if redis is not None:
+                    state, ledger = redis_user(redis, user, user_settings.api_url)
+                    where = "in Redis"
+                else:
+                    from nemo_mcp.ledger.sqlite import SqliteLedger
+
+                    state = StateStore(user_settings.home, user_settings.api_url)
+                    ledger = SqliteLedger(state.ledger_path)
+                    where = str(state.ledger_path)
                 clients.push_async_callback(ledger.close)
                 try:
                     await ledger.prune(now=clock())
                 except Exception as err:  # a ledger that cannot be opened is said plainly
-                    raise ConfigError(
-                        f"cannot open the work ledger {store.ledger_path}: {err}"
-                    ) from err
+                    raise ConfigError(f"cannot open the work ledger {where}: {err}") from err
                 client = NemoClient(
-                    user_settings, identity, store, transport=transport, leases=ledger
+                    user_settings, identity, state, transport=transport, leases=ledger
                 )
                 return await clients.enter_async_context(client), ledger
 
             async with anyio.create_task_group() as tasks:
                 services = Services(settings, open_user, tasks, exposure)
                 live["services"] = services
+                live["redis"] = redis
                 try:
                     yield {"services": services, "identity": identity}
                 finally:
@@ -186,7 +219,28 @@ def create_server(
         log_level="WARNING",
         extensions=[studio.apps],
         middleware=[_keep_headers, studio.middleware],
+        **oauth_resource_server(settings, exposure),
+        request_state_security=(
+            None if request_state is None else shared_request_state(request_state)
+        ),
     )
+
+    @mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def healthz(_request: Request) -> Response:
+        """For the load balancer: 200 while this replica can serve (and reach Redis)."""
+        from starlette.responses import JSONResponse
+
+        if "services" not in live:
+            return JSONResponse({"ok": False, "why": "starting or stopping"}, status_code=503)
+        redis = live.get("redis")
+        if redis is not None:
+            try:
+                with anyio.fail_after(2):
+                    await redis.ping()
+            except Exception:
+                return JSONResponse({"ok": False, "why": "Redis does not answer"}, 503)
+        return JSONResponse({"ok": True})
+
     # Whatever handlers exist now (ours, or the SDK's default), none may print a token.
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):

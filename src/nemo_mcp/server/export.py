@@ -11,6 +11,10 @@ The entry's state says how far an earlier run got, and so what may happen now:
 - `rendering`: poll it to the end.
 - `downloading`: the render is done; download it again, never render again.
 
+A hosted server without an output folder (`settings.save_exports` off) downloads
+nothing: the render's URL is the result, and an earlier render of the same timeline is
+reused by its URL.
+
 A download is complete only when its size matches what the render reported (when it
 reported one). It streams into `.nemo-<render id>.part` beside its final name, and is
 moved there only when whole; stale parts are removed. Its size and SHA-256 are recorded,
@@ -80,7 +84,11 @@ def output_of(
         reused=reused,
         resumed=bool(memo.get("resumed")) and not reused,
         elapsed_seconds=round(elapsed, 1),
-        next_steps=["Share or open the saved MP4."],
+        next_steps=[
+            "Share or open the saved MP4."
+            if memo.get("file")
+            else "Download the MP4 from its URL, or open the project in the browser."
+        ],
     )
 
 
@@ -173,7 +181,7 @@ async def run_render(
             return earlier
     if run.state == "downloading" and run.memo.get("from_earlier"):
         try:
-            return (await _download(run, client, settings)).model_dump(mode="json")
+            return (await _deliver(run, client, settings)).model_dump(mode="json")
         except RenderError as err:
             # The earlier render's file is gone from the backend too: render it anew.
             log.info("could not download the earlier render again (%s); rendering", err.message)
@@ -185,7 +193,7 @@ async def run_render(
         await run.save(
             state="downloading", url=status.url, expected_size=status.size, rendered=True
         )
-    output = await _download(run, client, settings)
+    output = await _deliver(run, client, settings)
     return output.model_dump(mode="json")
 
 
@@ -219,9 +227,7 @@ async def _prepare(
     ]
     if not run.request.get("fresh"):
         for earlier in same:
-            if earlier.state == "done" and await anyio.to_thread.run_sync(
-                file_is_saved, earlier.memo
-            ):
+            if earlier.state == "done" and await _still_there(earlier.memo, settings):
                 link = await browser_link(client)
                 await run.save(**{**earlier.memo, "reused_from": earlier.id})
                 return output_of(earlier.memo, link=link, elapsed=0.0, reused=True).model_dump(
@@ -232,7 +238,7 @@ async def _prepare(
                 # Rendered, but its file was never saved, or is gone or changed since:
                 # download it again; never render it again.
                 kept = {k: v for k, v in earlier.memo.items() if k not in _SAVED}
-                await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+                await _check_output(settings)
                 await run.save(
                     state="downloading",
                     session_id=session.session_id,
@@ -241,9 +247,23 @@ async def _prepare(
                     **kept,
                 )
                 return None
-    await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+    await _check_output(settings)
     await _start(run, client, draft, session_id=session.session_id, digest=digest)
     return None
+
+
+async def _still_there(memo: dict[str, Any], settings: Settings) -> bool:
+    """Whether an earlier export can be given again: its file is still the one saved
+    (or, when nothing is saved, the render has its URL)."""
+    if not settings.save_exports:
+        return bool(memo.get("url"))
+    return await anyio.to_thread.run_sync(file_is_saved, memo)
+
+
+async def _check_output(settings: Settings) -> None:
+    """Before a render starts: the folder it will be saved in (when it will be saved)."""
+    if settings.save_exports:
+        await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
 
 
 #: What a saved download adds to a render's memo (and what reusing one must not copy).
@@ -257,7 +277,7 @@ async def _restart(run: Run, client: NemoClient, settings: Settings) -> None:
         draft = (await client.state()).state.draft
     for key in ("render_id", "url", "expected_size", "rendered", "from_earlier", "started_at"):
         run.memo.pop(key, None)
-    await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
+    await _check_output(settings)
     await _start(
         run,
         client,
@@ -344,6 +364,24 @@ async def _follow(run: Run, client: NemoClient, settings: Settings) -> RenderSta
             "`export` again to retry."
         )
     return status
+
+
+async def _deliver(run: Run, client: NemoClient, settings: Settings) -> ExportOutput:
+    """The finished render: downloaded and saved, or (nothing saved here) its URL."""
+    if settings.save_exports:
+        return await _download(run, client, settings)
+    render_id = str(run.memo["render_id"])
+    status = await renders.render_status(client, render_id)
+    url = status.url or run.memo.get("url")
+    if status.status != "completed" or not url:
+        raise RenderError(
+            f"The render {render_id} finished, but NemoVideo gives no URL for it now "
+            f"({status.status}). Call `export` with fresh=true to render it again (free)."
+        )
+    await run.save(url=url, size=status.size, finished_at=time.time())
+    run.memo.pop("draft", None)
+    link = await browser_link(client)
+    return output_of(run.memo, link=link, elapsed=run.elapsed, reused=False)
 
 
 async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportOutput:

@@ -1,10 +1,21 @@
 """Serving MCP over streamable HTTP: loopback by default, bearer tokens otherwise.
 
 On a loopback address the SDK checks Host and Origin against DNS rebinding.
-With `NEMO_HTTP_TOKENS` (required on any other address) the server is served
-to others (see `exposure`): every request must carry one of the tokens as a
-bearer token (`BearerGate`), each token is its own user, and an MCP session
-answers only to the token that opened it (`SessionOwners`).
+With `NEMO_HTTP_TOKENS` (required on any other address, unless OAuth is on) the
+server is served to others (see `exposure`): every request must carry one of the
+tokens as a bearer token (`BearerGate`), each token is its own user, and an MCP
+session answers only to the token that opened it (`SessionOwners`). With OAuth the
+SDK does both: its bearer middleware asks `hosted.oauth.JwtVerifier`, answers 401
+with the `resource_metadata` pointer, serves the RFC 9728 metadata, and binds each
+session to the principal that opened it.
+
+Across replicas: the 2026-07-28 protocol has no sessions, so any replica answers
+any request (a sealed `requestState` opens on every replica: its key is shared in
+Redis). An older client's session lives in the memory of the replica that opened
+it, together with its owner; the load balancer keeps the session's requests on
+that replica (`deploy/haproxy.cfg` sticks on `Mcp-Session-Id`), and any other
+replica answers 404 for it, as for any unknown session, whoever asks, so the client
+opens a new one. `GET /healthz` is open to the load balancer's checks.
 """
 
 from __future__ import annotations
@@ -19,9 +30,11 @@ from typing import Any
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nemo_mcp.server.exposure import Exposure, bearer, identity_key
+from nemo_mcp.server.exposure import Exposure, bearer, identity_key, known_token
 
 SESSION_HEADER = b"mcp-session-id"
+#: Paths answered without a bearer token (the load balancer's health checks).
+OPEN_PATHS = frozenset({"/healthz"})
 #: Sessions remembered per bearer token; opening more forgets that token's least recently used.
 SESSIONS_PER_USER = 256
 
@@ -56,14 +69,10 @@ class BearerGate:
         self._tokens = [t.get_secret_value().encode() for t in tokens]
 
     def allowed(self, token: str | None) -> bool:
-        if token is None:
-            return False
-        given = token.encode()
-        # Compare against every token so timing says nothing about which one matched.
-        return any([hmac.compare_digest(given, t) for t in self._tokens])
+        return token is not None and known_token(token, self._tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         if self.allowed(bearer(_headers(scope))):
@@ -170,11 +179,12 @@ class SessionOwners:
 
 
 def http_app(server: Any, exposure: Exposure, tokens: Sequence[SecretStr], *, host: str) -> ASGIApp:
-    """The ASGI app serving `server` at /mcp: gated and session-bound when served."""
+    """The ASGI app serving `server` at /mcp: gated and session-bound when served (by
+    the SDK's own auth when OAuth is on)."""
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path="/mcp", json_response=False, host=host
     )
-    if exposure.served:
+    if exposure.served and not exposure.oauth:
         app = BearerGate(SessionOwners(app), tokens)
     return app
 

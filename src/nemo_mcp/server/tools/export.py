@@ -27,8 +27,9 @@ from nemo_mcp.server.work import status_line
 NAME = "export"
 TITLE = "Export the video as an MP4"
 DESCRIPTION = (
-    "Render the current timeline to a video file and save it on this computer. Free (no "
-    "credits). Starts exactly one render per request; if the result says 'rendering', "
+    "Render the current timeline to a video file and save it on this computer (a hosted "
+    "server returns its URL instead). Free (no credits). Starts exactly one render per "
+    "request; if the result says 'rendering', "
     "call export again to keep waiting on the same render (it is never started twice). "
     "Returns the saved file path, the video URL and a link to open the project in the "
     "browser. Call after `generate`."
@@ -75,10 +76,8 @@ def export_text(out: ExportOutput) -> str:
             "to wait for it (no second render is started)."
         )
     size = f" ({out.size_bytes / 1_000_000:.1f} MB)" if out.size_bytes else ""
-    lines = [
-        ("Already exported this exact timeline: " if out.reused else "Video ready: ")
-        + f"{out.file}{size}",
-    ]
+    saved = f"{out.file}{size}" if out.file else f"rendered{size}, download it from its URL"
+    lines = [("Already exported this exact timeline: " if out.reused else "Video ready: ") + saved]
     if out.url:
         lines.append(f"URL: {out.url}")
     if out.browser_link:
