@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
     "ledger": ("Work ledger", "bench_ledger.py", []),
     "turns": ("Agent turns per video", "bench_turns.py", []),
     "hosted": ("Hosted: replicas behind HAProxy", "bench_hosted.py", []),
+    "media": ("Media kit and sandbox renders", "bench_media.py", []),
 }
 
 

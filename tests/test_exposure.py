@@ -20,10 +20,8 @@ from nemo_mcp.server.paths import FilePolicy, check_path, classify
 from nemo_mcp.settings import Settings, settings_from_env
 
 from mcp_harness import connect, make_settings, text_of
+from media_files import sample_mp4
 
-ASSET = (
-    Path(__file__).resolve().parents[1] / "src" / "nemo_mcp" / "sandbox" / "assets" / "sample.mp4"
-)
 TWO = "alice-secret-token-0123,bob-secret-token-4567"
 
 
@@ -279,7 +277,7 @@ def disk(tmp_path: Path) -> dict[str, Path]:
     for folder in places.values():
         folder.mkdir(parents=True)
     for folder in places.values():
-        shutil.copyfile(ASSET, folder / "clip.mp4")
+        shutil.copyfile(sample_mp4(), folder / "clip.mp4")
     (places["mine"] / "script.txt").write_text("a script\n")
     os.symlink(places["theirs"] / "clip.mp4", places["mine"] / "link.mp4")
     os.symlink(places["theirs"], places["mine"] / "their-folder")

@@ -28,11 +28,9 @@ from nemo_mcp.sandbox.testing import SandboxServer
 from nemo_mcp.server.exposure import identity_key
 
 from mcp_harness import text_of
+from media_files import sample_mp4
 from processes import end, http_server, run_http, server_env, wait_listening
 
-ASSET = (
-    Path(__file__).resolve().parents[1] / "src" / "nemo_mcp" / "sandbox" / "assets" / "sample.mp4"
-)
 NAMES = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")
 TOKENS = {name: f"{name}-secret-token-0123456789" for name in NAMES}
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -68,7 +66,7 @@ def operator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _serve(root: Path, sandbox: SandboxServer, **extra: str) -> Iterator[Served]:
     env = _env(root, sandbox, **extra)
     clip = Path(env["NEMO_UPLOAD_DIRS"]) / "clip.mp4"
-    shutil.copyfile(ASSET, clip)
+    shutil.copyfile(sample_mp4(), clip)
     (clip.parent / "script.txt").write_text("A city at night. Neon lights. Rain.\n")
     with http_server(env, root / "stderr.log") as url:
         yield Served(url=url, root=root, operator_clip=clip)
@@ -271,7 +269,7 @@ async def test_upload_folder_is_the_users_only_local_source(
         assert not (await alice.call_tool("credits", {})).is_error  # first use makes the folder
         assert stat.S_IMODE(folder["alice"].stat().st_mode) == 0o700
         mine = folder["alice"] / "mine.mp4"
-        shutil.copyfile(ASSET, mine)
+        shutil.copyfile(sample_mp4(), mine)
         uploaded = await alice.call_tool("upload", {"sources": [str(mine)]})
         assert not uploaded.is_error, text_of(uploaded)
     async with connect(with_folders.url, "bob", roots=["file:///"]) as (bob, seen):

@@ -214,14 +214,24 @@ def test_render_runs_to_completion(
     assert backend.credits()["available"] == 0  # export is free: only the generation was paid
 
 
-def test_served_mp4_is_a_real_h264_file(sandbox: SandboxServer, backend: Backend) -> None:
+def test_served_mp4_is_a_real_h264_file(
+    sandbox: SandboxServer, backend: Backend, tmp_path: Any
+) -> None:
+    from nemo_mcp.media.probing import probe
+
     sandbox.control.set(render_seconds=0)
     sid = backend.ready()
-    backend.render(sid, generate(backend, sid), "render_mp4")
-    data = httpx.get(f"{sandbox.url}/files/render_mp4.mp4").content
+    draft = generate(backend, sid)
+    backend.render(sid, draft, "render_mp4")
+    url = f"{sandbox.url}/files/render_mp4.mp4"
+    data = poll(lambda: (r := httpx.get(url)).status_code == 200 and r.content)
     size, kind, brand = int.from_bytes(data[:4], "big"), data[4:8], data[8:12]
     assert kind == b"ftyp" and brand in (b"isom", b"mp42") and 8 <= size <= 64
-    assert b"moov" in data and b"avc1" in data and b"mp4a" in data and len(data) < 150_000
+    (tmp_path / "out.mp4").write_bytes(data)
+    info = probe(tmp_path / "out.mp4")
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height, info.fps) == (640, 360, 24.0)
+    assert info.duration is not None and abs(info.duration - draft["d"] / 1000) <= 1 / 24
 
 
 def test_synthetic_output_of_any_size(sandbox: SandboxServer, backend: Backend) -> None:
@@ -414,8 +424,15 @@ def test_output_url_broken_leaves_the_fallback(sandbox: SandboxServer, backend: 
     sandbox.control.set(render_seconds=0)
     sid = backend.ready()
     backend.render(sid, generate(backend, sid), "render_b")
+    status = poll(
+        lambda: (
+            (s := backend.http.get("/api/render/proxy/lambda/render_b").json())["status"]
+            == "completed"
+            and s
+        )
+    )
     sandbox.control.fault("output_url_broken")
-    url = backend.http.get("/api/render/proxy/lambda/render_b").json()["output"]["url"]
+    url = status["output"]["url"]
     assert httpx.get(url).status_code == 404
     fallback = backend.http.get("/api/render/proxy/render_b/download")
     assert fallback.status_code == 200 and fallback.content[4:8] == b"ftyp"

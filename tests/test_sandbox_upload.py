@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import struct
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
 
-from nemo_mcp.sandbox.media import MB, SAMPLE
+from nemo_mcp.sandbox.media import MB
 from nemo_mcp.sandbox.testing import SandboxServer
 
+from media_files import video
 from processes import needs_proc
 from sandbox_client import Backend, generate
 
-PNG_1x1 = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-)
+
+def _png_1x1() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", (1, 1), (255, 0, 0, 255)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG_1x1 = _png_1x1()
 
 
 def multipart(files: list[tuple[str, int, bytes]]) -> tuple[str, int, Iterator[bytes]]:
@@ -52,7 +61,7 @@ def multipart(files: list[tuple[str, int, bytes]]) -> tuple[str, int, Iterator[b
     return f"multipart/form-data; boundary={boundary}", length, chunks()
 
 
-def post_files(backend: Backend, sid: str, files: list[tuple[str, int, bytes]]) -> dict:
+def post_files(backend: Backend, sid: str, files: list[tuple[str, int, bytes]]) -> dict[str, Any]:
     content_type, length, body = multipart(files)
     r = backend.http.post(
         f"/api/upload-video/nemo_agent/me/{sid}",
@@ -62,6 +71,15 @@ def post_files(backend: Backend, sid: str, files: list[tuple[str, int, bytes]]) 
     return {"status": r.status_code, **r.json()}
 
 
+@pytest.fixture(scope="module")
+def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A 3-second 640x360 H.264 MP4 at 30 fps, made once for the module."""
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    return video(
+        path, seconds=3, size=(640, 360), fps=30, audio=None, options={"preset": "ultrafast"}
+    ).read_bytes()
+
+
 def rss_peak_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -69,9 +87,11 @@ def rss_peak_kb() -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_files_are_probed_hashed_and_added_to_the_state(backend: Backend) -> None:
+def test_files_are_probed_hashed_and_added_to_the_state(
+    backend: Backend, sample_clip: bytes
+) -> None:
     sid = backend.ready()
-    sample = SAMPLE.read_bytes()
+    sample = sample_clip
     r = backend.http.post(
         f"/api/upload-video/nemo_agent/me/{sid}",
         files=[
@@ -88,8 +108,8 @@ def test_files_are_probed_hashed_and_added_to_the_state(backend: Backend) -> Non
         "file_type": "video",
         "cdn_url": clip["cdn_url"],
         "duration": 3.0,
-        "width": 1920,
-        "height": 1080,
+        "width": 640,
+        "height": 360,
         "fps": 30.0,
         "hash": hashlib.sha256(sample).hexdigest(),
     }
@@ -98,11 +118,11 @@ def test_files_are_probed_hashed_and_added_to_the_state(backend: Backend) -> Non
     assert backend.state(sid)["state"]["video_infos"] == data["files"]
 
 
-def test_uploaded_media_become_the_generated_timeline(backend: Backend) -> None:
+def test_uploaded_media_become_the_generated_timeline(backend: Backend, sample_clip: bytes) -> None:
     sid = backend.ready()
     backend.http.post(
         f"/api/upload-video/nemo_agent/me/{sid}",
-        files=[("files", ("a.mp4", SAMPLE.read_bytes())), ("files", ("b.png", PNG_1x1))],
+        files=[("files", ("a.mp4", sample_clip)), ("files", ("b.png", PNG_1x1))],
     )
     draft = generate(backend, sid, "make a video from my clips")
     video = draft["t"][0]["sg"]
@@ -149,7 +169,7 @@ def test_skill_limit_of_200_mb_is_answered_without_reading_on(sandbox: SandboxSe
 def test_a_300_mb_upload_streams_with_flat_memory(sandbox: SandboxServer, backend: Backend) -> None:
     sid = backend.ready()  # ai-generator-generator: a 500 MB limit
     size = 300 * MB
-    head = SAMPLE.read_bytes()[:32]  # an ftyp box, so the probe walks real boxes
+    head = struct.pack(">I4s4sI", 32, b"ftyp", b"isom", 0x200) + b"isomiso2avc1mp41"
     expected = hashlib.sha256(head)
     zeros = bytes(1024 * 1024)
     left = size - len(head)

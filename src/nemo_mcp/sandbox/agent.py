@@ -125,13 +125,16 @@ class Job:
         await asyncio.sleep(w.config.generation_seconds / 2)
 
         if sources:
-            clips = [(i["filename"], i["cdn_url"], _length_of(i)) for i in sources]
+            clips = [
+                (i["filename"], i["cdn_url"], _length_of(i), {"type": i["file_type"]})
+                for i in sources
+            ]
             response: dict[str, Any] = {"status": "success", "segments": len(clips)}
         else:
             clip_id = new_id("clip_")
-            w.world.clips.add(clip_id)
+            w.world.clips[clip_id] = (prompt, length)
             url = f"{w.base_url}/files/clips/{clip_id}.mp4"
-            clips = [(label, url, length)]
+            clips = [(label, url, length, {"prompt": prompt})]
             media = {
                 "id": clip_id,
                 "type": "video",

@@ -51,10 +51,13 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        for render in world.renders.values():
+            render.stop.set()
         jobs = list(world.jobs)
         for job in jobs:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
+        world.files.close()
 
     app = Starlette(routes=_routes(), lifespan=lifespan)
     app.state.world = world

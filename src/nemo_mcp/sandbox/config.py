@@ -197,6 +197,14 @@ class SandboxConfig(BaseModel):
     upload_limit_bytes: int | None = Field(
         default=None, ge=1, description="overrides the per-skill upload limit (500 or 200 MB)"
     )
+    keep_upload_bytes: int = Field(
+        default=100_000_000,
+        ge=0,
+        description="uploads up to this size are kept for renders (0: none are)",
+    )
+    keep_total_bytes: int = Field(
+        default=500_000_000, ge=0, description="all kept uploads together stay under this"
+    )
     faults: list[Fault] = Field(default_factory=list)
 
     def merged(self, changes: Mapping[str, Any]) -> SandboxConfig:

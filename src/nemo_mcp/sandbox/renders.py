@@ -1,10 +1,11 @@
 """Renders: start, status (in the three documented shapes), cancel, and the rendered file.
 
-A render's phase follows the clock (`pending`, `processing` with rising
-progress, then `completed` or `failed` after `render_seconds`). The file is
-the bundled sample MP4, or with `render_output_bytes` a synthetic stream of
-that size made while it is sent; `/files/<id>.mp4` (the output URL) and the
-download fallback serve the same bytes.
+A render's phase follows the clock (`pending`, `processing` with rising progress, then
+`completed` or `failed` after `render_seconds`), and it is `completed` only once its file
+exists. The file is the draft really drawn (see `rendering.py`: 640x360, 24 fps, H.264 and
+AAC), or with `render_output_bytes` a synthetic stream of that size made while it is sent;
+`/files/<id>.mp4` (the output URL) and the download fallback serve the same bytes. A
+generated clip's URL serves that clip alone.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
+from nemo_mcp.sandbox import rendering
 from nemo_mcp.sandbox.api import validated
-from nemo_mcp.sandbox.media import SAMPLE, sample_size, synthetic_stream
+from nemo_mcp.sandbox.media import synthetic_stream
 from nemo_mcp.sandbox.protocol import ApiError, Json
 from nemo_mcp.sandbox.routing import SKILL_HEADERS, Call, endpoint
 from nemo_mcp.sandbox.world import Render
@@ -38,7 +40,9 @@ def _ms(moment: float) -> int:
 
 
 def _output_size(render: Render) -> int:
-    return render.output_bytes if render.output_bytes is not None else sample_size()
+    if render.output_bytes is not None:
+        return render.output_bytes
+    return render.file.stat().st_size if render.file is not None else 0
 
 
 def status_body(call: Call, render: Render) -> dict[str, Any]:
@@ -63,7 +67,7 @@ def status_body(call: Call, render: Render) -> dict[str, Any]:
                 completedAt=_ms(render.completed_at()),
             )
         if status == "failed":
-            data["error"] = render.fail_error
+            data["error"] = render.error
         return {"success": True, "data": data}
     bare: dict[str, Any] = {"taskId": render.id, "status": status, "progress": progress}
     if status == "completed":
@@ -74,7 +78,7 @@ def status_body(call: Call, render: Render) -> dict[str, Any]:
             "format": render.output.get("format", "mp4"),
         }
     if status == "failed":
-        bare["error"] = render.fail_error
+        bare["error"] = render.error
     if call.config.render_status == "code":
         return {"code": 0, "message": "success", "data": bare}
     return bare
@@ -100,6 +104,13 @@ async def render_start(call: Call) -> dict[str, Any]:
         raise ApiError(400, "render id is empty: use render_<timestamp>")
     if not _ready(body.draft):
         raise ApiError(400, "the draft has no track with segments: nothing to render yet")
+    composition = rendering.composition_for(call.world, session, body.draft)
+    if composition.duration_ms > rendering.MAX_RENDER_MS:
+        raise ApiError(
+            400,
+            f"the draft is {composition.duration_ms / 60_000:.0f} minutes long; the sandbox "
+            f"renders at most {rendering.MAX_RENDER_MS // 60_000} minutes",
+        )
     failing = call.fault("render_fail")
     render = call.world.start_render(
         call.user,
@@ -110,6 +121,8 @@ async def render_start(call: Call) -> dict[str, Any]:
         call.config,
         str(failing.param("error")) if failing else None,
     )
+    if render.output_bytes is None and render.fail_error is None:
+        rendering.launch(call.world, render, composition)
     return {
         "id": render.id,
         "taskId": render.id,
@@ -132,6 +145,7 @@ async def render_cancel(call: Call) -> dict[str, Any]:
     status, _ = render.phase(time.monotonic())
     if status in ("pending", "processing"):
         render.cancelled_at = time.monotonic()
+        render.stop.set()
         status = "cancelled"
     return {"id": render.id, "status": status}
 
@@ -139,7 +153,8 @@ async def render_cancel(call: Call) -> dict[str, Any]:
 def file_response(request: Request, render: Render) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{render.id}.mp4"'}
     if render.output_bytes is None:
-        return FileResponse(SAMPLE, media_type="video/mp4", headers=headers)
+        assert render.file is not None, "a completed render has its file"
+        return FileResponse(render.file, media_type="video/mp4", headers=headers)
     headers["Content-Length"] = str(render.output_bytes)
     body = synthetic_stream(render.output_bytes) if request.method != "HEAD" else iter(())
     return StreamingResponse(body, media_type="video/mp4", headers=headers)
@@ -171,9 +186,12 @@ async def served_file(call: Call) -> Response:
         return _not_found(name)
     kind = call.request.path_params.get("kind")
     if kind is not None:
-        if kind != "clips" or name.removesuffix(".mp4") not in call.world.clips:
+        clip = None
+        if kind == "clips" and name.endswith(".mp4"):
+            clip = await rendering.clip_file(call.world, name.removesuffix(".mp4"))
+        if clip is None:
             return _not_found(f"{kind}/{name}")
-        return FileResponse(SAMPLE, media_type="video/mp4")
+        return FileResponse(clip, media_type="video/mp4")
     render = call.world.renders.get(name.removesuffix(".mp4"))
     if render is None or render.phase(time.monotonic())[0] != "completed":
         return _not_found(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,7 +51,8 @@ _SHORTER = re.compile(r"\bshorter\b", _F)
 _GENERATE = re.compile(
     r"\b(generate|create|make|produce|render)\b(?:\s+me)?\s+(?:a|an|another|one|new|a new|some)\s+"
     r"(?:[\w-]+\s+){0,3}?(?:video|clip|movie|film|animation|reel)s?\b"
-    r"|\bfrom (?:this|my|the following) (?:prompt|script)\b|^\s*(?:a\s+)?video\s+(?:of|about|showing)\b",
+    r"|\bfrom (?:this|my|the following) (?:prompt|script)\b"
+    r"|^\s*(?:a\s+)?video\s+(?:of|about|showing)\b",
     _F,
 )
 _VERB = re.compile(r"^\s*(?:please\s+)?(generate|create|produce)\b", _F)
@@ -178,7 +180,8 @@ def extract_prompt(text: str) -> str:
 
 
 def label_of(prompt: str) -> str:
-    """A short clip label: 'a futuristic city at sunset with cars' -> 'futuristic city at sunset'."""
+    """A short clip label: 'a futuristic city at sunset with cars' -> 'futuristic city at
+    sunset'."""
     words = prompt.replace(",", " ,").split()
     while words and words[0].lower() in ("a", "an", "the"):
         words.pop(0)
@@ -215,11 +218,17 @@ def _segment(start: int, length: int, meta: dict[str, Any]) -> dict[str, Any]:
     return {"id": new_id("seg_"), "s": start, "d": length, "m": meta}
 
 
-def raw_draft(title: str, clips: list[tuple[str, str, int]]) -> dict[str, Any]:
-    """A draft holding only the video track: `clips` are (name, url, ms) in order."""
+Clip = tuple[str, str, int] | tuple[str, str, int, Mapping[str, Any]]
+
+
+def raw_draft(title: str, clips: Sequence[Clip]) -> dict[str, Any]:
+    """A draft holding only the video track: `clips` are (name, url, ms[, more metadata]) in
+    order. Generated clips carry their `prompt`, uploads their `type` ("video", "image"),
+    in `m` beside `name` and `url` (the link a render finds the upload by)."""
     segments, start = [], 0
-    for name, url, length in clips:
-        segments.append(_segment(start, length, {"name": name, "url": url}))
+    for name, url, length, *more in clips:
+        extra = dict(more[0]) if more else {}
+        segments.append(_segment(start, length, {"name": name, "url": url, **extra}))
         start += length
     return {
         "t": [_track(VIDEO, "Video", segments)],
@@ -346,7 +355,8 @@ def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
                 None,
                 "remove_track",
                 {"track_type": tt},
-                f"There is no {what} to remove. Open the {'music' if tt == AUDIO else 'text'} panel to add one.",
+                f"There is no {what} to remove. Open the "
+                f"{'music' if tt == AUDIO else 'text'} panel to add one.",
             )
         return Applied(
             without(draft, tt),
@@ -399,7 +409,10 @@ def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
 
 
 # replies ----------------------------------------------------------------------------------
-RAW_READY = 'Your raw clip is ready: "{label}" ({seconds:g}s, 1920x1080). I\'m adding background music and a title now.'
+RAW_READY = (
+    'Your raw clip is ready: "{label}" ({seconds:g}s, 1920x1080). '
+    "I'm adding background music and a title now."
+)
 FINISHED = (
     "I added background music and a title. Preview in timeline, then click the Export "
     "button to download your video."
@@ -413,7 +426,8 @@ def chat_reply(text: str, draft: dict[str, Any] | None) -> str:
             t.get("m", {}).get("name", "Track") for t in (draft or {}).get("t", []) if t.get("sg")
         ]
         return (
-            f"Your video has {len(names)} track{'s' if len(names) != 1 else ''}: {', '.join(names)}. "
+            f"Your video has {len(names)} track{'s' if len(names) != 1 else ''}: "
+            f"{', '.join(names)}. "
             "Open the timeline panel to see them, or ask me to add music, change the title, "
             "adjust the volume or trim it. Click the Export button when you're done."
         )

@@ -12,14 +12,18 @@ import asyncio
 import copy
 import math
 import secrets
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from nemo_mcp.sandbox.config import Fault, SandboxConfig
+from nemo_mcp.sandbox.files import SandboxFiles
 from nemo_mcp.sandbox.protocol import ApiError
+from nemo_mcp.timeline.model import parse_draft
 
 REQUEST_LOG_SIZE = 500
 CANVAS = {"width": 1920, "height": 1080, "ratio": "16:9", "fps": 30}
@@ -95,7 +99,8 @@ class Session:
 
 @dataclass
 class Render:
-    """A render job; its phase is a function of the time since it started."""
+    """A render job. Its phase follows the clock (`seconds` from the start), but it is
+    `completed` only once its file exists: until then it stays `processing` at 99%."""
 
     id: str
     user_id: str
@@ -108,28 +113,51 @@ class Render:
     output_bytes: int | None
     fail_error: str | None = None
     cancelled_at: float | None = None
+    file: Path | None = None  # the rendered MP4, once it is written
+    render_error: str | None = None  # the drawing itself failed
+    finished_at: float | None = None  # wall clock time the file was ready
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def ready(self) -> bool:
+        return self.output_bytes is not None or self.file is not None
+
+    @property
+    def error(self) -> str | None:
+        return self.fail_error or self.render_error
+
+    def finish(self, path: Path) -> None:
+        self.file, self.finished_at = path, time.time()
 
     def phase(self, now: float) -> tuple[str, float]:
         """(status, progress 0-1) at monotonic time `now`."""
         if self.cancelled_at is not None:
             return "cancelled", self._fraction(self.cancelled_at)
         if now - self.started >= self.seconds:
-            return ("failed", 0.9) if self.fail_error else ("completed", 1.0)
+            if self.fail_error:
+                return "failed", 0.9
+            if self.ready:
+                return "completed", 1.0
+            if self.render_error:
+                return "failed", 0.9
+            return "processing", 0.99
         fraction = self._fraction(now)
         return ("pending", 0.0) if fraction < 0.1 else ("processing", fraction)
 
     def _fraction(self, now: float) -> float:
         if self.seconds <= 0:
-            return 1.0
+            return 0.99 if not self.ready else 1.0
         return max(0.0, min(0.99, (now - self.started) / self.seconds))
 
     def completed_at(self) -> float:
-        return self.created_at + self.seconds
+        return max(self.created_at + self.seconds, self.finished_at or 0.0)
 
     @property
     def duration(self) -> float:
         d = self.draft.get("d")
-        return round(d / 1000, 3) if isinstance(d, (int, float)) and d > 0 else 0.0
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and d > 0:
+            return round(d / 1000, 3)
+        return round(parse_draft(self.draft).duration_ms / 1000, 3)
 
 
 @dataclass
@@ -144,21 +172,27 @@ class World:
     def __init__(self, config: SandboxConfig) -> None:
         self.initial = config.model_copy(deep=True)
         self.jobs: set[asyncio.Task[None]] = set()
+        self.files = SandboxFiles()
+        self.renders: dict[str, Render] = {}
         self.reset()
 
     def reset(self, config: SandboxConfig | None = None) -> None:
-        """Everything back to the start (running agent work is cancelled)."""
+        """Everything back to the start (running agent work and renders are stopped, kept
+        uploads deleted; rendered files stay cached by content)."""
         for job in list(self.jobs):
             job.cancel()
         self.jobs.clear()
+        for render in self.renders.values():
+            render.stop.set()
+        self.files.clear_uploads()
         self.config = (config or self.initial).model_copy(deep=True)
         self.faults: list[ActiveFault] = [ActiveFault(f, f.times) for f in self.config.faults]
         self.tokens: dict[str, TokenRecord] = {}
         self.clients: dict[str, str] = {}
         self.users: dict[str, User] = {}
         self.sessions: dict[str, Session] = {}
-        self.renders: dict[str, Render] = {}
-        self.clips: set[str] = set()
+        self.renders = {}
+        self.clips: dict[str, tuple[str, int]] = {}  # generated clip id -> (prompt, ms)
         self.claims: dict[str, str] = {}
         self.requests: Counter[str] = Counter()
         self.faults_fired: Counter[str] = Counter()
@@ -308,6 +342,10 @@ class World:
         self.renders[render_id] = render
         self.renders_started += 1
         return render
+
+    def files_in_use(self) -> set[Path]:
+        """Rendered files that live renders serve (never evicted from the cache)."""
+        return {r.file for r in self.renders.values() if r.file is not None}
 
     def render_of(self, user: User, render_id: str) -> Render:
         render = self.renders.get(render_id)

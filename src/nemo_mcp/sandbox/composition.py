@@ -1,0 +1,160 @@
+"""What a render of a draft shows: the draft (read by `parse_draft`'s tolerant rules) turned
+into a `nemo_mcp.media.compose.Composition`. Pure: files are found by a resolver the caller
+gives.
+
+- Video tracks (`tt` 0) become shots, later tracks on top. A segment whose `m.url` names an
+  upload that was kept shows it: a photo slowly zooming or panning, a video as it is. An
+  upload that was not kept (a link, or over the caps) becomes a card with its file name. Any
+  other segment is a generated clip: a card showing its `m.prompt` (else its label), in a
+  colour of its own.
+- Text tracks (`tt` 7) become captions over their time ranges.
+- Audio tracks (`tt` 1) become a chord, chosen by the music's name, at the segment's volume
+  (else the track's, else full).
+- A segment of unknown length runs to the end of the draft. The length is the draft's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nemo_mcp.media.compose import (
+    CHORDS,
+    Caption,
+    Card,
+    Composition,
+    Footage,
+    Motion,
+    Shot,
+    Still,
+    Tone,
+    Visual,
+    palette,
+)
+from nemo_mcp.timeline.model import Segment, parse_draft, words
+
+WIDTH, HEIGHT, FPS = 640, 360, 24
+_MOTIONS: tuple[Motion, ...] = ("zoom_in", "pan_right", "zoom_out", "pan_left")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file a segment points at; `path` is None when its bytes were not kept."""
+
+    name: str
+    kind: str  # "video", "image" or "audio"
+    path: Path | None
+
+
+Resolver = Callable[[Segment], Upload | None]
+
+
+def meta(segment: Segment) -> dict[str, Any]:
+    found = segment.raw.get("m")
+    return found if isinstance(found, dict) else {}
+
+
+def segment_url(segment: Segment) -> str | None:
+    """The segment's media link: `m.url`, else `url`."""
+    for value in (meta(segment).get("url"), segment.raw.get("url")):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def prompt_of(segment: Segment) -> str | None:
+    """What a generated clip was made from: `m.prompt`, else `prompt`."""
+    for value in (meta(segment).get("prompt"), segment.raw.get("prompt")):
+        text = words(value)
+        if text:
+            return text
+    return None
+
+
+def _chord(name: str | None) -> int:
+    digest = hashlib.sha256((name or "").encode()).digest()
+    return digest[0] % len(CHORDS)
+
+
+def _visual(segment: Segment, upload: Upload | None, index: int) -> Visual:
+    if upload is not None and upload.path is not None and upload.kind == "image":
+        return Still(upload.path, _MOTIONS[index % len(_MOTIONS)])
+    if upload is not None and upload.path is not None and upload.kind == "video":
+        return Footage(upload.path)
+    if upload is not None:
+        return Card(upload.name, palette(f"{upload.name}|{index}"), drift=1 if index % 2 else -1)
+    text = prompt_of(segment) or segment.label or "generated clip"
+    return Card(text, palette(f"{text}|{index}"), drift=1 if index % 2 else -1)
+
+
+def composition_of(draft: object, resolve: Resolver) -> Composition:
+    """The composition a render of `draft` draws."""
+    parsed = parse_draft(draft)
+    end = parsed.duration_ms
+    shots: list[Shot] = []
+    captions: list[Caption] = []
+    tones: list[Tone] = []
+    clip = 0
+    for layer, track in enumerate(parsed.tracks):
+        for segment in track.segments:
+            length = segment.duration_ms
+            if length is None:
+                length = end - segment.start_ms
+            length = min(length, end - segment.start_ms)
+            if length <= 0:
+                continue
+            if track.kind == "video":
+                shots.append(
+                    Shot(segment.start_ms, length, _visual(segment, resolve(segment), clip), layer)
+                )
+                clip += 1
+            elif track.kind == "text":
+                text = segment.text or segment.label
+                if text:
+                    captions.append(Caption(segment.start_ms, length, text))
+            elif track.kind == "audio":
+                level = segment.volume if segment.volume is not None else track.volume
+                tones.append(
+                    Tone(
+                        segment.start_ms,
+                        length,
+                        1.0 if level is None else level,
+                        _chord(segment.label),
+                    )
+                )
+    return Composition(
+        duration_ms=end,
+        shots=tuple(shots),
+        captions=tuple(captions),
+        tones=tuple(tones),
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+    )
+
+
+def clip_composition(prompt: str, duration_ms: int) -> Composition:
+    """A generated clip alone, as its own URL serves it."""
+    return Composition(
+        duration_ms=duration_ms,
+        shots=(Shot(0, duration_ms, Card(prompt, palette(f"{prompt}|0"), drift=-1)),),
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+    )
+
+
+__all__ = [
+    "FPS",
+    "HEIGHT",
+    "WIDTH",
+    "Resolver",
+    "Upload",
+    "clip_composition",
+    "composition_of",
+    "prompt_of",
+    "segment_url",
+]
