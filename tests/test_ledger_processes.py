@@ -300,3 +300,34 @@ async def test_kill_mid_render_resumes_the_same_render(tmp_path: Path, sandbox: 
     assert out["render_id"] == (first["render_id"] or out["render_id"])
     assert sandbox.control.stats()["renders_started"] == 1
     assert_all_whole(home)
+
+
+async def test_kill_mid_download_downloads_again_and_never_renders_again(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    # 20 MB at 2 MB/s: the process is killed once the first 4 MB are written.
+    sandbox.control.set(generation_seconds=0.2, render_seconds=0.2, render_output_bytes=20_000_000)
+    env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.3")
+    home, out = Path(env["NEMO_HOME"]), Path(env["NEMO_OUTPUT_DIR"])
+
+    def part_size() -> int:
+        parts = list(out.glob(".nemo-*.part")) if out.exists() else []
+        return parts[0].stat().st_size if parts else 0
+
+    async with stdio_server(env) as (client, pid):
+        data(await settle(client, "generate", A))
+        sandbox.control.fault("download_slow", rate=2_000_000)
+        data(await client.call_tool("export", {}))
+        await until(lambda: part_size() >= 4_000_000)
+        kill(pid)
+    assert not list(out.glob("*.mp4"))  # the partial file never sits under a final name
+    async with stdio_server(env) as (client, _):
+        result = await settle(client, "export", {})
+    out_data = data(result)
+    assert out_data["status"] == "completed", text_of(result)
+    assert Path(out_data["file"]).stat().st_size == 20_000_000
+    assert sorted(p.name for p in out.iterdir()) == [Path(out_data["file"]).name]
+    stats = sandbox.control.stats()
+    assert stats["renders_started"] == 1
+    assert stats["requests"].get("file", 0) + stats["requests"].get("render_download", 0) == 2
+    assert_all_whole(home)

@@ -115,3 +115,50 @@ async def test_a_folder_that_fails_during_the_render_costs_no_second_render(
     assert done.structured_content["status"] == "completed"  # type: ignore[index]
     assert sandbox.control.stats()["renders_started"] == 1
     assert not list(small_disk.glob(".nemo-*"))
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+async def test_a_download_cut_short_is_never_saved_and_the_retry_renders_once(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    # Both ways to the file end cleanly after 1 MB of the 5 MB the render reported.
+    sandbox.control.set(generation_seconds=0.2, render_seconds=0.2, render_output_bytes=5_000_000)
+    out = tmp_path / "videos"
+    settings = make_settings(tmp_path, sandbox.url, output_dir=out, tool_timeout=20.0)
+    async with connect(settings) as session:
+        await session.call("generate", {"message": "a video of a quiet harbour"})
+        sandbox.control.fault("download_cut", times=None, bytes=1_000_000)
+        failed = await session.client.call_tool("export", {})
+        text = text_of(failed)
+        assert failed.is_error, text
+        assert "1,000,000 of 5,000,000 bytes" in text and "no new render" in text
+        assert _leftovers(out) == []  # nothing under a final name, no part left behind
+        sandbox.control.clear_faults()
+        done = await session.call("export")
+    saved = done.structured_content
+    assert saved is not None and saved["status"] == "completed", text_of(done)
+    assert Path(saved["file"]).stat().st_size == 5_000_000
+    assert _leftovers(out) == [Path(saved["file"]).name]
+    assert sandbox.control.stats()["renders_started"] == 1
+
+
+async def test_an_output_url_cut_short_falls_back_to_the_download_endpoint(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sandbox.control.set(generation_seconds=0.2, render_seconds=0.2, render_output_bytes=3_000_000)
+    out = tmp_path / "videos"
+    settings = make_settings(tmp_path, sandbox.url, output_dir=out, tool_timeout=20.0)
+    async with connect(settings) as session:
+        await session.call("generate", {"message": "a video of a quiet harbour"})
+        sandbox.control.fault("download_cut", route="file", bytes=500_000)
+        done = await session.call("export")
+    saved = done.structured_content
+    assert saved is not None and saved["status"] == "completed", text_of(done)
+    assert Path(saved["file"]).stat().st_size == 3_000_000
+    assert _leftovers(out) == [Path(saved["file"]).name]
+    requests = sandbox.control.stats()["requests"]
+    assert (requests.get("file"), requests.get("render_download")) == (1, 1)
+    assert sandbox.control.stats()["renders_started"] == 1

@@ -17,6 +17,11 @@ The faults of a misbehaving backend or gateway (routes in `FAULT_ROUTES`):
 - `drip` (`interval`): the route's real answer, status and headers at once,
   then its body one byte every `interval` seconds (no Content-Length); on
   `run_sse` the event stream itself trickles.
+- `download_cut` (`bytes`): a file download that ends cleanly after `bytes`
+  bytes (no Content-Length, so nothing but the size the render reported tells
+  it is short).
+- `download_slow` (`rate`): a file download sent at `rate` bytes a second, in
+  64 KiB pieces (a slow link, or a download long enough to interrupt).
 - `never_answer`: the connection and the request are accepted, then nothing
   is sent until the client leaves; the handler ends then (nothing is left
   running), and the request is logged with status 499.
@@ -63,13 +68,16 @@ FaultName = Literal[
     "huge_body",
     "drip",
     "never_answer",
+    "download_cut",
+    "download_slow",
 ]
 FAULTS: tuple[str, ...] = get_args(FaultName)
 
 _ALL = frozenset(ROUTES)
 _AUTHED = _ALL - {"anonymous_token", "file"}
 #: The routes that answer JSON (or, for `run_sse`, refuse in JSON): not the file downloads.
-_JSON = _ALL - {"render_download", "file"}
+_FILES = frozenset({"render_download", "file"})
+_JSON = _ALL - _FILES
 #: The routes each fault can fire on; `route="*"` means the first request to any of them.
 FAULT_ROUTES: dict[str, frozenset[str]] = {
     "token_expired": _AUTHED,
@@ -89,6 +97,8 @@ FAULT_ROUTES: dict[str, frozenset[str]] = {
     "huge_body": _JSON,
     "drip": _JSON,
     "never_answer": _ALL,
+    "download_cut": _FILES,
+    "download_slow": _FILES,
 }
 
 #: Parameters each fault takes, with their defaults.
@@ -102,6 +112,8 @@ FAULT_PARAMS: dict[str, dict[str, Any]] = {
     "render_fail": {"error": "render failed: composition timed out on the render node"},
     "huge_body": {"mb": 50.0, "content_length": False},
     "drip": {"interval": 1.0},
+    "download_cut": {"bytes": 1_000_000},
+    "download_slow": {"rate": 1_000_000},
 }
 
 

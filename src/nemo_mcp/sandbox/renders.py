@@ -11,10 +11,11 @@ generated clip's URL serves that clip alone.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ConfigDict
-from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from nemo_mcp.sandbox import rendering
@@ -150,14 +151,48 @@ async def render_cancel(call: Call) -> dict[str, Any]:
     return {"id": render.id, "status": status}
 
 
-def file_response(request: Request, render: Render) -> Response:
+def file_response(call: Call, render: Render) -> Response:
+    """The render's file, as a download: whole, or as the download faults shape it."""
     headers = {"Content-Disposition": f'attachment; filename="{render.id}.mp4"'}
-    if render.output_bytes is None:
-        assert render.file is not None, "a completed render has its file"
-        return FileResponse(render.file, media_type="video/mp4", headers=headers)
-    headers["Content-Length"] = str(render.output_bytes)
-    body = synthetic_stream(render.output_bytes) if request.method != "HEAD" else iter(())
-    return StreamingResponse(body, media_type="video/mp4", headers=headers)
+    cut, slow = call.fault("download_cut"), call.fault("download_slow")
+    if cut is None and slow is None:
+        if render.output_bytes is None:
+            assert render.file is not None, "a completed render has its file"
+            return FileResponse(render.file, media_type="video/mp4", headers=headers)
+        headers["Content-Length"] = str(render.output_bytes)
+    if call.request.method == "HEAD":
+        return Response(media_type="video/mp4", headers=headers)
+    limit = int(cut.param("bytes")) if cut is not None else None
+    rate = float(slow.param("rate")) if slow is not None else None
+    return StreamingResponse(
+        _shaped(_pieces(render), limit, rate), media_type="video/mp4", headers=headers
+    )
+
+
+def _pieces(render: Render, size: int = 64 * 1024) -> Iterator[bytes]:
+    if render.output_bytes is not None:
+        yield from synthetic_stream(render.output_bytes, chunk=size)
+        return
+    assert render.file is not None, "a completed render has its file"
+    with render.file.open("rb") as handle:
+        while piece := handle.read(size):
+            yield piece
+
+
+async def _shaped(
+    pieces: Iterator[bytes], limit: int | None, rate: float | None
+) -> AsyncIterator[bytes]:
+    """`pieces` cut after `limit` bytes and paced at `rate` bytes a second."""
+    sent = 0
+    for piece in pieces:
+        if limit is not None:
+            piece = piece[: max(0, limit - sent)]
+            if not piece:
+                return
+        sent += len(piece)
+        yield piece
+        if rate is not None:
+            await anyio.sleep(len(piece) / rate)
 
 
 @endpoint("render_download")
@@ -167,7 +202,7 @@ async def render_download(call: Call) -> Response:
     status, _ = render.phase(time.monotonic())
     if status != "completed":
         raise ApiError(409, f"render {render.id} is {status}; its file exists once it is completed")
-    return file_response(call.request, render)
+    return file_response(call, render)
 
 
 def _not_found(key: str) -> Response:
@@ -195,7 +230,7 @@ async def served_file(call: Call) -> Response:
     render = call.world.renders.get(name.removesuffix(".mp4"))
     if render is None or render.phase(time.monotonic())[0] != "completed":
         return _not_found(name)
-    return file_response(call.request, render)
+    return file_response(call, render)
 
 
 __all__ = [
