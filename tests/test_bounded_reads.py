@@ -6,11 +6,13 @@ while they are read, so each test also sees how much of a body was pulled.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import json
 import tracemalloc
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -285,3 +287,90 @@ def test_events_cut_at_every_point_of_a_real_frame_pair() -> None:
     for a, b in itertools.combinations(range(1, len(both)), 2):
         got = events_of([both[:a], both[a:b], both[b:]])
         assert len(got) == 2 and got[0] == got[1], (a, b)
+
+
+# Compressed answers ----------------------------------------------------------------------------
+BOMB = 256 * 1024 * 1024  # decoded size: 256 MiB of zeros in about 250 KiB of gzip
+
+
+class Pieces(httpx.AsyncByteStream):
+    """Fixed bytes sent in `size`-byte pieces; counts what was pulled."""
+
+    def __init__(self, data: bytes, size: int = 64 * 1024) -> None:
+        self.data, self.size, self.pulled = data, size, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.data), self.size):
+            self.pulled += len(self.data[start : start + self.size])
+            yield self.data[start : start + self.size]
+
+
+def bomb() -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1024 * 1024)
+    return b"".join(packer.compress(block) for _ in range(BOMB // len(block))) + packer.flush()
+
+
+async def peak_of(reading: Awaitable[Any]) -> int:
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(AnswerTooLargeError, StreamBrokenError):
+            await reading
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def test_a_compression_bomb_never_expands_past_the_cap() -> None:
+    # httpx decodes each network read whole: one 64 KiB read of this body is 64 MiB.
+    packed = bomb()
+    body = Pieces(packed)
+    peak = await peak_of(read(body, headers={"content-encoding": "gzip"}, limit=ANSWER_LIMIT))
+    assert peak < 3 * ANSWER_LIMIT, f"peak {peak / 2**20:.1f} MiB"
+    assert body.pulled < len(packed) // 2  # stopped soon after the cap, not at the end
+
+
+async def test_a_compressed_event_stream_is_capped_as_it_expands() -> None:
+    body = Pieces(bomb())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx.Response(200, headers=headers, stream=body)
+
+    async def consume() -> None:
+        async with (
+            httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+            http.stream("POST", "https://api.test/run_sse") as response,
+        ):
+            async for _ in event_source(response).aiter_sse():
+                pass
+
+    with pytest.raises(StreamBrokenError, match="more than 4 MiB"):
+        await consume()
+    body = Pieces(bomb())
+    assert await peak_of(consume()) < 3 * ANSWER_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pack"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),  # as the standard says: zlib-wrapped
+        ("deflate", lambda data: zlib.compress(data)[2:-4]),  # as some servers send it: raw
+    ],
+)
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+async def test_compressed_answers_read_whole(
+    encoding: str, pack: Callable[[bytes], bytes], piece: int
+) -> None:
+    answer = json.dumps({"code": 0, "data": {"draft": list(range(500))}}).encode()
+    got, _ = await read(
+        Pieces(pack(answer), piece), headers={"content-encoding": encoding}, limit=len(answer)
+    )
+    assert got == answer
+
+
+async def test_a_damaged_compressed_answer_is_a_decoding_error() -> None:
+    with pytest.raises(httpx.DecodingError, match="gzip coding is damaged"):
+        await read(Pieces(b"\x1f\x8b\x08\x00not gzip at all"), headers={"content-encoding": "gzip"})

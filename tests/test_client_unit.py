@@ -47,6 +47,8 @@ async def test_every_request_carries_token_and_attribution(tmp_path: Path) -> No
         assert request.headers["X-Skill-Source"] == "ai-video-generation-online"
         assert request.headers["X-Skill-Version"] == "1.0.0"
         assert request.headers["X-Skill-Platform"] == "unknown"
+        # Only the codings the body reader decodes a bounded step at a time.
+        assert request.headers["Accept-Encoding"] == "gzip, deflate"
     for request in rest:
         assert request.headers["Authorization"] == "Bearer nmv_usr_tok000001"
 

@@ -9,6 +9,7 @@ from disk elsewhere and are not capped here.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, cast
@@ -55,19 +56,90 @@ def too_large(response: httpx.Response, limit: int, what: str) -> AnswerTooLarge
     )
 
 
+#: The content codings this client accepts (`Accept-Encoding`); each is decoded by
+#: `decoded_chunks` a bounded step at a time.
+ACCEPTED_ENCODINGS = "gzip, deflate"
+#: The most one decoding step may produce.
+STEP = 64 * KIB
+
+
+#: A zlib header is two bytes; a wrong one is refused within them.
+_HEADER_BYTES = 2
+
+
+class _Inflater:
+    """gzip or deflate decoded piece by piece, never more than `room` bytes a step.
+
+    httpx decodes each network read whole, so 64 KiB of a compression bomb can become
+    64 MB in one step before anything counts it; here each step is bounded instead."""
+
+    def __init__(self, encoding: str) -> None:
+        self._deflate = encoding == "deflate"
+        self._head = b""  # the first bytes, kept until a zlib header is past doubt
+        # 32 + MAX_WBITS reads a zlib or a gzip header; plain deflate is retried raw.
+        self._inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        try:
+            out = self._inflate.decompress(data, room)
+        except zlib.error:
+            if not self._deflate or len(self._head) >= _HEADER_BYTES:
+                raise
+            self._deflate = False  # "deflate" sent without its zlib header: read it raw
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._inflate.decompress(self._head + data, room)
+        if self._deflate and len(self._head) < _HEADER_BYTES:
+            self._head += data[: _HEADER_BYTES - len(self._head)]
+        return out
+
+    @property
+    def pending(self) -> bytes:
+        return self._inflate.unconsumed_tail
+
+
+async def decoded_chunks(response: httpx.Response, step: int = STEP) -> AsyncGenerator[bytes, None]:
+    """The body of a streamed `response`, decoded, in pieces of at most `step` bytes
+    (identity bodies as the network reads them, at most 64 KiB each).
+
+    A coding other than gzip or deflate (never asked for) is left to httpx."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
+        return
+    inflater = _Inflater(encoding)
+    raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    async with aclosing(raw):
+        async for chunk in raw:
+            data = chunk
+            while data:
+                try:
+                    piece = inflater.feed(data, step)
+                except zlib.error as err:
+                    raise httpx.DecodingError(
+                        f"the answer's {encoding} coding is damaged", request=response.request
+                    ) from err
+                if piece:
+                    yield piece
+                data = inflater.pending
+
+
 async def read_limited(response: httpx.Response, *, limit: int, what: str) -> bytes:
     """The whole body of a streamed `response`, at most `limit` bytes once decoded.
 
     Past `limit` (or when Content-Length announces more) the response is closed,
     which drops its connection, and `AnswerTooLargeError` is raised. A
-    Content-Length that understates the body changes nothing: bytes are counted.
+    Content-Length that understates the body changes nothing: bytes are counted,
+    decoded, as they come.
     """
     declared = _declared(response)
     if declared is not None and declared > limit:
         await response.aclose()
         raise too_large(response, limit, what)
     buffer = bytearray()
-    chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    chunks = decoded_chunks(response)
     async with aclosing(chunks):
         async for chunk in chunks:
             if len(buffer) + len(chunk) > limit:
@@ -103,8 +175,10 @@ async def read_answer(response: httpx.Response, *, limit: int, what: str) -> Any
 
 
 __all__ = [
+    "ACCEPTED_ENCODINGS",
     "ANSWER_LIMIT",
     "SMALL_ANSWER_LIMIT",
+    "decoded_chunks",
     "read_answer",
     "read_limited",
     "size_words",

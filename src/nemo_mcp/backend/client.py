@@ -26,7 +26,12 @@ import anyio
 import httpx
 
 from nemo_mcp import __version__, redaction
-from nemo_mcp.backend.body import ANSWER_LIMIT, SMALL_ANSWER_LIMIT, read_answer
+from nemo_mcp.backend.body import (
+    ACCEPTED_ENCODINGS,
+    ANSWER_LIMIT,
+    SMALL_ANSWER_LIMIT,
+    read_answer,
+)
 from nemo_mcp.backend.models import (
     AnonymousToken,
     ClaimToken,
@@ -130,7 +135,11 @@ class NemoClient:
             base_url=self.api_url,
             timeout=CALL_TIMEOUT,
             transport=self._transport,
-            headers={**self.identity.headers(), "User-Agent": f"nemo-mcp/{__version__}"},
+            headers={
+                **self.identity.headers(),
+                "User-Agent": f"nemo-mcp/{__version__}",
+                "Accept-Encoding": ACCEPTED_ENCODINGS,
+            },
             follow_redirects=False,
         )
         return self

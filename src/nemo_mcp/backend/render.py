@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from nemo_mcp.backend.body import SMALL_ANSWER_LIMIT, read_answer
+from nemo_mcp.backend.body import SMALL_ANSWER_LIMIT, decoded_chunks, read_answer
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus, parse_render_status
 from nemo_mcp.backend.polling import AdaptivePoller
@@ -241,12 +242,13 @@ async def _fetch(
         # The socket's own chunks as they come: re-chunking them to a fixed size,
         # or a thread hop per write, costs more than the transfer itself.
         with open(dest, "wb") as handle:  # noqa: ASYNC230 - page-cache writes, measured faster
-            async for chunk in response.aiter_bytes():
-                handle.write(chunk)
-                written.digest.update(chunk)
-                written.size += len(chunk)
-                if on_progress is not None:
-                    on_progress(written.size, total)
+            async with aclosing(decoded_chunks(response)) as chunks:
+                async for chunk in chunks:
+                    handle.write(chunk)
+                    written.digest.update(chunk)
+                    written.size += len(chunk)
+                    if on_progress is not None:
+                        on_progress(written.size, total)
     if written.size == 0:
         raise RenderError("the file was empty")
     return written

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import cast
 
 import anyio
 import httpx
 from httpx_sse import ServerSentEvent
 
-from nemo_mcp.backend.body import ANSWER_LIMIT, read_answer
+from nemo_mcp.backend.body import ANSWER_LIMIT, decoded_chunks, read_answer
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.events import StreamEvent, decode_sse, is_meaningful
 from nemo_mcp.backend.retry import (
@@ -165,7 +164,7 @@ class BoundedEventSource:
 
     async def aiter_sse(self) -> AsyncIterator[ServerSentEvent]:
         reader = EventReader(self.limit)
-        chunks = cast(AsyncGenerator[bytes, None], self.response.aiter_bytes())
+        chunks = decoded_chunks(self.response)
         async with aclosing(chunks):
             async for chunk in chunks:
                 for sse in reader.feed(chunk):
@@ -192,7 +191,7 @@ async def _consume(
     begun: float | None = None  # when the event being received began
     with anyio.CancelScope(deadline=min(started + limits.idle, total_deadline)) as scope:
         try:
-            chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+            chunks = decoded_chunks(response)
             async with aclosing(chunks):
                 async for chunk in chunks:
                     events = reader.feed(chunk)
