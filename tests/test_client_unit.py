@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -538,3 +540,41 @@ async def test_wait_render_polls_until_done(tmp_path: Path) -> None:
             client, "r", started_at=0.0, on_status=on_status, clock=lambda: 1.0
         )
     assert final.status == "completed" and seen == [0.4, 0.8, 1.0]
+
+
+class Trickle(httpx.AsyncByteStream):
+    """`piece` bytes every `every` seconds, `count` times."""
+
+    def __init__(self, piece: int, every: float, count: int) -> None:
+        self.piece, self.every, self.count = piece, every, count
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.count):
+            await anyio.sleep(self.every)
+            yield b"v" * self.piece
+
+
+@pytest.mark.parametrize(("piece", "finishes"), [(10, False), (400, True)])
+async def test_a_download_is_held_to_a_least_average_speed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int, finishes: bool
+) -> None:
+    # Scaled down: a 0.3 s grace, then 1000 bytes/s on average; pieces every 50 ms.
+    monkeypatch.setattr(renders, "DOWNLOAD_GRACE", 0.3)
+    monkeypatch.setattr(renders, "MIN_TRANSFER_RATE", 1000)
+
+    def files(request: httpx.Request) -> httpx.Response | None:
+        if request.url.host == "cdn.test" or request.url.path.endswith("/download"):
+            body = Trickle(piece, 0.05, 40)  # 2 s in all: 200 or 8000 bytes/s
+            return httpx.Response(200, headers={"content-type": "video/mp4"}, stream=body)
+        return None
+
+    status = RenderStatus(id="r1", status="completed", progress=1, url="https://cdn.test/r1.mp4")
+    async with make_client(tmp_path, FakeBackend(script=[files])) as client:
+        if finishes:
+            saved = await renders.download(client, status, tmp_path / "out", stem="video")
+            assert saved.size == 40 * piece
+            return
+        with pytest.raises(RenderError, match=r"slowed below .* on average"):
+            await renders.download(client, status, tmp_path / "out", stem="video")
+    # Unbounded, both bodies would have ended whole after 2 s and been saved.
+    assert list((tmp_path / "out").iterdir()) == []

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import anyio
 import httpx
 
 from nemo_mcp.backend.body import SMALL_ANSWER_LIMIT, decoded_chunks, read_answer
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus, parse_render_status
 from nemo_mcp.backend.polling import AdaptivePoller
-from nemo_mcp.backend.retry import TRANSFER_TIMEOUT, translate
+from nemo_mcp.backend.retry import MIN_TRANSFER_RATE, TRANSFER_TIMEOUT, translate
 from nemo_mcp.errors import (
     AuthError,
     BackendError,
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Errors a new render id cannot fix.
 _FINAL = (AuthError, CreditsError, PlanError, RateLimitError, SessionNotFoundError, ClientIdError)
+#: How long a download may take before its average speed is held to `MIN_TRANSFER_RATE`.
+DOWNLOAD_GRACE = 120.0
 _last_id = 0
 
 
@@ -214,41 +217,60 @@ async def _fetch(
     on_progress: Callable[[int, int | None], None] | None,
     hops: int = 0,
 ) -> _Written:
-    """Stream `url` into `dest`; the bearer token goes only to the API host."""
+    """Stream `url` into `dest`; the bearer token goes only to the API host.
+
+    Bounded as a whole: after `DOWNLOAD_GRACE` seconds the average speed must stay
+    above `MIN_TRANSFER_RATE`, so a link that trickles ends instead of holding the
+    export for ever (each read has its own timeout besides)."""
     same_host = urlsplit(url).netloc in ("", urlsplit(client.api_url).netloc)
     headers = await client.authorized_headers() if same_host else {}
     written = _Written()
-    async with client.http.stream(
-        "GET", url, headers=headers, timeout=TRANSFER_TIMEOUT, follow_redirects=True
-    ) as response:
-        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if response.status_code != 200 or kind in ("application/json", "text/html", "text/plain"):
-            # Not the file: only a JSON answer (a link to it) is read, and under a cap.
-            if response.status_code == 200 and kind == "application/json":
-                data = await read_answer(
-                    response, limit=SMALL_ANSWER_LIMIT, what="reading the download link"
+    started = anyio.current_time()
+    with anyio.CancelScope(deadline=started + DOWNLOAD_GRACE) as scope:
+        async with client.http.stream(
+            "GET", url, headers=headers, timeout=TRANSFER_TIMEOUT, follow_redirects=True
+        ) as response:
+            kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if response.status_code != 200 or kind in (
+                "application/json",
+                "text/html",
+                "text/plain",
+            ):
+                # Not the file: only a JSON answer (a link to it) is read, and under a cap.
+                if response.status_code == 200 and kind == "application/json":
+                    data = await read_answer(
+                        response, limit=SMALL_ANSWER_LIMIT, what="reading the download link"
+                    )
+                    link = data.get("url") if isinstance(data, dict) else None
+                    if isinstance(link, str) and link != url and hops < 2:
+                        return await _fetch(
+                            client, link, dest, on_progress=on_progress, hops=hops + 1
+                        )
+                raise RenderError(
+                    f"the file answered HTTP {response.status_code} ({kind or 'no type'})"
                 )
-                link = data.get("url") if isinstance(data, dict) else None
-                if isinstance(link, str) and link != url and hops < 2:
-                    return await _fetch(client, link, dest, on_progress=on_progress, hops=hops + 1)
-            raise RenderError(
-                f"the file answered HTTP {response.status_code} ({kind or 'no type'})"
+            total = (
+                int(response.headers["content-length"])
+                if "content-length" in response.headers
+                else None
             )
-        total = (
-            int(response.headers["content-length"])
-            if "content-length" in response.headers
-            else None
+            # The socket's own chunks as they come: re-chunking them to a fixed size,
+            # or a thread hop per write, costs more than the transfer itself.
+            with open(dest, "wb") as handle:  # noqa: ASYNC230 - page-cache writes, measured faster
+                async with aclosing(decoded_chunks(response)) as chunks:
+                    async for chunk in chunks:
+                        handle.write(chunk)
+                        written.digest.update(chunk)
+                        written.size += len(chunk)
+                        scope.deadline = started + DOWNLOAD_GRACE + written.size / MIN_TRANSFER_RATE
+                        if on_progress is not None:
+                            on_progress(written.size, total)
+    if scope.cancelled_caught:
+        seconds = anyio.current_time() - started
+        raise RenderError(
+            f"the download slowed below {MIN_TRANSFER_RATE // 1024} KiB/s on average "
+            f"({written.size:,} bytes in {seconds:.0f} s) and was stopped"
         )
-        # The socket's own chunks as they come: re-chunking them to a fixed size,
-        # or a thread hop per write, costs more than the transfer itself.
-        with open(dest, "wb") as handle:  # noqa: ASYNC230 - page-cache writes, measured faster
-            async with aclosing(decoded_chunks(response)) as chunks:
-                async for chunk in chunks:
-                    handle.write(chunk)
-                    written.digest.update(chunk)
-                    written.size += len(chunk)
-                    if on_progress is not None:
-                        on_progress(written.size, total)
     if written.size == 0:
         raise RenderError("the file was empty")
     return written
