@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
     "turns": ("Agent turns per video", "bench_turns.py", []),
     "hosted": ("Hosted: replicas behind HAProxy", "bench_hosted.py", []),
     "media": ("Media kit and sandbox renders", "bench_media.py", []),
+    "tokens": ("Context cost of a demo session", "bench_tokens.py", []),
 }
 
 
