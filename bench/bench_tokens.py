@@ -10,7 +10,7 @@ renders). Every answer is counted as a client passes it to the model:
 - images: width x height / 750 tokens, after scaling to fit 1568 pixels on the long side
   (Anthropic's published formula for vision input);
 - structured content, which some clients also give the model: its JSON at 4 characters a
-  token, reported in its own column.
+  token, reported in its own column (with, for `tools/list`, the tools' output schemas).
 
     .venv/bin/python bench/bench_tokens.py
 """
@@ -94,15 +94,22 @@ def photo(folder: Path) -> Path:
     return path
 
 
-async def session(api_url: str, work: Path) -> tuple[int, list[Step]]:
+async def session(api_url: str, work: Path) -> tuple[tuple[int, int], list[Step]]:
     image = photo(work)  # the server may read files under `work`
     env = server_env(api_url, work, NEMO_TOOL_TIMEOUT="2", NEMO_RENDER_MIN_SECONDS="1")
     params = StdioServerParameters(command=PYTHON, args=["-m", "nemo_mcp"], env=env)
     steps: list[Step] = []
     async with Client(params) as client:
         listed = await client.list_tools()
-        listing = text_tokens(
-            json.dumps([t.model_dump(exclude_none=True, by_alias=True) for t in listed.tools])
+        # What clients give the model for each tool: its name, description and input
+        # schema; the output schemas (which few clients show the model) are counted apart.
+        shown = [
+            {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+            for t in listed.tools
+        ]
+        listing = (
+            text_tokens(json.dumps(shown)),
+            text_tokens(json.dumps([t.output_schema for t in listed.tools])),
         )
 
         async def call(what: str, tool: str, args: dict[str, Any], until: str = "") -> None:
@@ -130,8 +137,9 @@ async def session(api_url: str, work: Path) -> tuple[int, list[Step]]:
     return listing, steps
 
 
-def report(listing: int, steps: list[Step], seconds: float) -> str:
-    rows: list[list[Any]] = [["tools/list", listing, 0, listing, "-", "5 tools"]]
+def report(listings: tuple[int, int], steps: list[Step], seconds: float) -> str:
+    listing, schemas = listings
+    rows: list[list[Any]] = [["tools/list", listing, 0, listing, schemas, "5 tools"]]
     rows += [[s.what, s.text, s.images, s.content, s.structured, s.note] for s in steps]
     content = listing + sum(s.content for s in steps)
     structured = sum(s.structured for s in steps)
@@ -145,7 +153,8 @@ def report(listing: int, steps: list[Step], seconds: float) -> str:
             "images at width x height / 750).",
             table(head, rows),
             f"The whole session costs the agent about **{content} tokens** of content "
-            f"({structured} more where a client also passes structured content).",
+            f"({structured} more where a client also passes structured content, and {schemas} "
+            "for the output schemas where it shows those).",
         ]
     )
 
