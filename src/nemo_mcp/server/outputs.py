@@ -39,6 +39,12 @@ class UploadedItem(BaseModel):
     width: int | None = None
     height: int | None = None
     url: str | None = None
+    converted: Literal["converted", "shrunk"] | None = Field(
+        None,
+        description="converted: a HEIC photo was sent as JPEG, or an M4V as MP4; shrunk: a "
+        "video over the upload limit was re-encoded to fit. The original file is unchanged",
+    )
+    note: str | None = Field(None, description="What was done to the file before it was sent")
 
 
 class UploadOutput(BaseModel):
