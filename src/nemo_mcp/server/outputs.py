@@ -18,6 +18,9 @@ class GenerateOutput(BaseModel):
     changes: list[str] = Field(default_factory=list, description="Exact timeline changes")
     timeline: str = Field("", description="One-line timeline after the request")
     raw_clip_ready: bool = Field(False, description="The generated clip has landed on the timeline")
+    clip_url: str | None = Field(
+        None, description="The media link of the new video clip this request put on the timeline"
+    )
     recovered: bool = Field(
         False, description="The stream broke and the result was read from the timeline instead"
     )
