@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -27,6 +27,7 @@ from mcp_types import ImageContent, ResourceLink
 from nemo_mcp.errors import NemoError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The longest an export waits for its contact sheet.
 SHEET_SECONDS = 20.0
@@ -65,12 +66,16 @@ def _made_in_scratch(make: Callable[[Path], Any]) -> Picture:
         return Picture(out.read_bytes(), int(made.width), int(made.height))
 
 
-async def _bounded(make: Callable[[Path], Any], seconds: float) -> Picture:
-    """`make` in a worker thread; PreviewTimeout when it takes longer than `seconds`."""
-    with anyio.move_on_after(seconds) as scope:
-        return await anyio.to_thread.run_sync(_made_in_scratch, make, abandon_on_cancel=True)
-    assert scope.cancelled_caught
+async def in_worker(make: Callable[..., T], *args: Any, seconds: float) -> T:
+    """`make(*args)` in a worker thread; PreviewTimeout when it takes longer than `seconds`
+    (the thread is then left to finish on its own, its result dropped)."""
+    with anyio.move_on_after(seconds):
+        return await anyio.to_thread.run_sync(make, *args, abandon_on_cancel=True)
     raise PreviewTimeout(f"no picture within {seconds:g} s")
+
+
+async def _bounded(make: Callable[[Path], Any], seconds: float) -> Picture:
+    return await in_worker(_made_in_scratch, make, seconds=seconds)
 
 
 async def contact_sheet(
@@ -211,4 +216,5 @@ __all__ = [
     "contact_sheet",
     "export_preview",
     "file_link",
+    "in_worker",
 ]
