@@ -3,7 +3,7 @@ generated clip. The media kit makes them in a worker thread, within a time bound
 
 A video whose pictures cannot be read, or one that takes too long, gets no picture; the
 export says so in one line, `generate` says nothing (logged at debug). The media kit
-(PyAV, Pillow) is imported only when a picture is made.
+(PyAV, Pillow) and httpx are imported only when a picture is made, never at start-up.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
-import httpx
 from mcp_types import ImageContent, ResourceLink
 
 from nemo_mcp.errors import NemoError
@@ -153,6 +152,8 @@ def _suffix(url: str, content_type: str | None) -> str:
 
 async def _fetch(url: str, folder: Path, max_bytes: int, seconds: float) -> Path | None:
     """The clip at `url` saved in `folder`; None when it is missing or too large."""
+    import httpx  # not at start-up: the server opens its own client on first use
+
     async with (
         httpx.AsyncClient(timeout=seconds, follow_redirects=True) as http,
         http.stream("GET", url) as response,
@@ -185,6 +186,8 @@ async def clip_poster(
     max_bytes = CLIP_MAX_BYTES if max_bytes is None else max_bytes
     if urlsplit(url).scheme not in ("http", "https"):
         return None
+    import httpx
+
     from nemo_mcp import media
 
     folder = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp, "", "nemo-clip-"))

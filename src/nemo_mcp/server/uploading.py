@@ -14,6 +14,7 @@ The media kit (PyAV, Pillow) is imported here only when a local file is uploaded
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -160,13 +161,20 @@ async def prepare(
     return ready
 
 
+class ShrinkStopped(Exception):
+    """The upload was cancelled: the shrink stops at its next frame, leaving no output."""
+
+
 async def _shrunk(item: Prepared, folder: Path, limit: int, report: Report | None) -> Prepared:
     """Shrink one video in a worker thread, telling `report` how far it got (at most every
-    second or so, never once per frame)."""
+    second or so, never once per frame). A cancelled call stops the encoder too."""
     name = item.source.name
     last = [-PROGRESS_EVERY]
+    stop = threading.Event()
 
     def progress(fraction: float) -> None:
+        if stop.is_set():
+            raise ShrinkStopped
         now = time.monotonic()
         if report is None or (now - last[0] < PROGRESS_EVERY / 2 and fraction < 1.0):
             return
@@ -180,7 +188,12 @@ async def _shrunk(item: Prepared, folder: Path, limit: int, report: Report | Non
 
     if report is not None:
         await report(0.0, 100.0, f"shrinking {name} to fit the upload limit")
-    return await anyio.to_thread.run_sync(_shrink, item, folder, limit, progress)
+    try:
+        return await anyio.to_thread.run_sync(
+            _shrink, item, folder, limit, progress, abandon_on_cancel=True
+        )
+    finally:
+        stop.set()
 
 
 __all__ = [

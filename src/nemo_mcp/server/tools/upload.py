@@ -29,11 +29,11 @@ from nemo_mcp.server.tools.common import (
     result,
     service_of,
 )
-from nemo_mcp.server.uploading import Prepared, prepare
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.models import UploadedFile
     from nemo_mcp.server.service import NemoService
+    from nemo_mcp.server.uploading import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ async def upload(
 async def _upload_paths(
     ctx: Context, service: NemoService, local: Sequence[Source], *, shrink: bool
 ) -> list[UploadedItem]:
+    from nemo_mcp.server.uploading import prepare  # the media kit's side: on first use
+
     client = service.client
     paths = [s.path for s in local if s.path is not None]
     scratch = tempfile.mkdtemp(prefix="nemo-upload-")
