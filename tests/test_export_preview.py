@@ -148,3 +148,33 @@ async def test_generate_without_a_reachable_clip_shows_nothing(
     assert [block.type for block in made.content] == ["text"]
     assert took < 2.9  # gave up on the clip, did not wait for it
     assert sandbox.control.stats()["faults_fired"]
+
+
+def test_the_new_clip_is_the_first_video_link_not_there_before() -> None:
+    from nemo_mcp.server.generation import new_clip_url
+
+    def draft(*urls: str, music: str | None = None) -> dict[str, Any]:
+        tracks: list[dict[str, Any]] = [
+            {
+                "tt": 0,
+                "sg": [{"s": n * 1000, "d": 1000, "m": {"url": u}} for n, u in enumerate(urls)],
+            }
+        ]
+        if music:
+            tracks.append({"tt": 1, "sg": [{"s": 0, "d": 2000, "m": {"url": music}}]})
+        return {"t": tracks}
+
+    assert new_clip_url(None, draft("https://cdn.test/a.mp4")) == "https://cdn.test/a.mp4"
+    assert (
+        new_clip_url(
+            draft("https://cdn.test/a.mp4"),
+            draft("https://cdn.test/a.mp4", "https://cdn.test/b.mp4"),
+        )
+        == "https://cdn.test/b.mp4"
+    )
+    # An edit that adds music, or changes nothing on the video track, has no new clip.
+    same = draft("https://cdn.test/a.mp4")
+    assert (
+        new_clip_url(same, draft("https://cdn.test/a.mp4", music="https://cdn.test/m.mp3")) is None
+    )
+    assert new_clip_url(same, draft("file:///etc/passwd")) is None  # links only

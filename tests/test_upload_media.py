@@ -8,6 +8,7 @@ answer (it probes what it keeps) and its request counts.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,35 @@ def test_the_settings_read_the_environment() -> None:
     assert settings.shrink_videos and settings.upload_limit_bytes == 300_000
     plain = settings_from_env({})
     assert not plain.shrink_videos and plain.upload_limit_bytes is None
+
+
+async def test_a_cancelled_upload_stops_its_shrink(tmp_path: Path, noisy: Path) -> None:
+    """The encoder runs in a worker thread; cancelling the call stops it at its next frame."""
+    import threading
+
+    import anyio
+
+    from nemo_mcp import media
+    from nemo_mcp.identity import PROFILES
+    from nemo_mcp.server import uploading
+
+    stopped = threading.Event()
+
+    def endless(_source: Any, _output: Any, *, limit_bytes: int, progress: Any) -> Any:
+        try:
+            while True:  # an encoder that never finishes on its own
+                progress(0.5)
+                time.sleep(0.01)
+        except uploading.ShrinkStopped:
+            stopped.set()
+            raise
+
+    profile = next(iter(PROFILES.values())).limited_to(LIMIT)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(media, "shrink_video", endless)
+        with anyio.move_on_after(0.5):
+            await uploading.prepare([noisy], profile, scratch, shrink=True)
+            raise AssertionError("the shrink should still be running")
+        assert await anyio.to_thread.run_sync(stopped.wait, 5.0)
