@@ -19,6 +19,7 @@ from nemo_mcp.backend.retry import backoff
 from nemo_mcp.settings import Settings
 
 from mcp_harness import Session, connect, make_settings, text_of
+from media_files import sample_mp4
 
 #: Quicker than the shared defaults: the matrix has many rows.
 QUICK = {"generation_seconds": 0.15, "edit_seconds": 0.1, "render_seconds": 0.15}
@@ -279,7 +280,7 @@ async def _prepare(row: Row, session: Session, settings: Settings) -> dict[str, 
         return {"message": "a 10-second video of a city at night"}
     if row.tool == "upload":
         clip = settings.upload_dirs[0] / "clip.mp4"
-        clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 2048)
+        clip.write_bytes(sample_mp4().read_bytes())  # a real one: uploads are probed
         return {"sources": [str(clip)]}
     if row.tool == "export":
         made = await session.call("generate", {"message": "a short video of waves"})

@@ -181,6 +181,9 @@ async def test_one_user_cannot_upload_anothers_export(
         assert not exported.is_error, text_of(exported)
     saved = Path(exported.structured_content["file"])  # type: ignore[index]
     assert saved.is_file()
+    # Served: the contact sheet is shown, but no file:// link to the server's own disk.
+    kinds = [block.type for block in exported.content]
+    assert "image" in kinds and "resource_link" not in kinds, kinds
     assert saved.parent == served.outputs / identity_key(TOKENS["alice"])
     async with connect(served.url, "bob", roots=["file:///", saved.parent.as_uri()]) as (bob, _):
         _refused(await bob.call_tool("upload", {"sources": [str(saved)]}), URL_ONLY)

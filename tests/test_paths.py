@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mcp_harness import connect, make_settings, text_of
+from media_files import sample_mp4
 
 
 @dataclass
@@ -26,9 +27,10 @@ class Layout:
     elsewhere: Path
 
 
-def _write(path: Path, data: bytes = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 512) -> Path:
+def _write(path: Path, data: bytes | None = None) -> Path:
+    """A file at `path`: `data`, else a small real MP4 (uploads are probed before sending)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    path.write_bytes(sample_mp4().read_bytes() if data is None else data)
     return path
 
 

@@ -14,13 +14,17 @@ from mcp_types import ElicitResult, ListRootsResult, Root
 from nemo_mcp.server import create_server
 
 from mcp_harness import make_settings, text_of
+from media_files import image
 
 MODES = ["auto", "legacy"]
 
 
-def write(path: Path, text: str = "x" * 64) -> Path:
+def write(path: Path, text: str | None = None) -> Path:
+    """`text` at `path`; without it, a real PNG for a .png (uploads are probed first)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    if text is None and path.suffix == ".png":
+        return image(path)
+    path.write_text("x" * 64 if text is None else text, encoding="utf-8")
     return path
 
 

@@ -23,6 +23,7 @@ from nemo_mcp.server import create_server
 
 from conftest import Transcript
 from mcp_harness import connect, make_settings, text_of
+from media_files import sample_mp4
 from processes import server_env
 
 _CLAIM = re.compile(r"clm_[A-Za-z0-9_\-.%]+")
@@ -69,7 +70,7 @@ async def test_no_token_anywhere_in_a_whole_session(
     sandbox.control.set(initial_credits=1000, generation_seconds=0.3, render_seconds=0.3)
     settings = make_settings(tmp_path, sandbox.url)
     clip = settings.upload_dirs[0] / "clip.mp4"
-    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1024)
+    clip.write_bytes(sample_mp4().read_bytes())  # a real one: uploads are probed
     seen: set[str] = set()
     control = sandbox.control
     steps: list[tuple[str, dict[str, Any], tuple[str, str, dict[str, Any]] | None]] = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from nemo_mcp.replies.gui import has_gui_phrasing
 
 from mcp_harness import connect, make_settings, text_of
+from media_files import image, sample_mp4
 from processes import ledger_rows, until
 
 MODES = ["auto", "legacy"]
@@ -226,11 +228,20 @@ def write(path: Path, size: int = 16) -> Path:
     return path
 
 
+def real(path: Path) -> Path:
+    """A small real video or picture at `path` (uploads are probed before sending)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".mp4":
+        shutil.copyfile(sample_mp4(), path)
+        return path
+    return image(path)
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_upload_within_roots(tmp_path: Path, sandbox: Any, mode: str) -> None:
     root = tmp_path / "project"
-    clip = write(root / "clip.mp4", 2048)
-    photo = write(root / "photo.png", 512)
+    clip = real(root / "clip.mp4")
+    photo = real(root / "photo.png")
     async with connect(make_settings(tmp_path, sandbox.url), mode=mode, roots=[root]) as session:
         result = await session.call(
             "upload", {"sources": [str(clip), str(photo), "https://example.com/a.jpg"]}

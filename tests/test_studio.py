@@ -6,6 +6,7 @@ import base64
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
@@ -42,6 +43,7 @@ from nemo_mcp.server.studio import (
 from nemo_mcp.settings import Settings
 
 from mcp_harness import make_settings, text_of
+from media_files import sample_mp4
 from studio_harness import APPS, seed_render
 
 MODES = ["auto", "legacy"]
@@ -388,6 +390,33 @@ async def test_contact_sheets_come_from_the_media_kit_once_per_file(tmp_path: Pa
     assert await sheets(rendering) is None and await sheets(missing) is None
     assert await ContactSheets(lambda: None)(done) is None  # no media kit here
     assert len(kit.made) == 2
+
+
+async def test_contact_sheets_of_real_videos_from_the_media_kit(tmp_path: Path) -> None:
+    """The real kit: a sheet of a real MP4; none (no error) of bytes that are no video."""
+    video = tmp_path / "clip.mp4"
+    shutil.copyfile(sample_mp4(), video)
+    sheet = await ContactSheets()(ExportOutput(status="completed", render_id="r", file=str(video)))
+    assert sheet is not None and poster_uri(sheet).startswith("data:image/jpeg;base64,")
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(4096))
+    done = ExportOutput(status="completed", render_id="r", file=str(fake))
+    assert await ContactSheets()(done) is None
+
+
+async def test_a_slow_contact_sheet_is_given_up(tmp_path: Path) -> None:
+    class Slow:
+        def contact_sheet(self, source: Path, output: Path) -> None:
+            time.sleep(2)
+            Path(output).write_bytes(CONTACT_SHEET)
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 64)
+    started = time.monotonic()
+    sheets = ContactSheets(lambda: Slow(), seconds=0.2)
+    done = ExportOutput(status="completed", render_id="r", file=str(video))
+    assert await sheets(done) is None
+    assert time.monotonic() - started < 1.5
 
 
 # The pure parts -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ profile: one of the five public product faces of the backend.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path, PurePath
 from typing import Any
@@ -46,7 +46,13 @@ class Profile:
 
     @property
     def max_upload_label(self) -> str:
-        return f"{self.max_upload_bytes // MB} MB"
+        return f"{self.max_upload_bytes / MB:g} MB"
+
+    def limited_to(self, max_bytes: int | None) -> Profile:
+        """This profile with a lower per-file upload limit (never a higher one)."""
+        if max_bytes is None or max_bytes >= self.max_upload_bytes:
+            return self
+        return replace(self, max_upload_bytes=max_bytes)
 
 
 PROFILES: dict[str, Profile] = {

@@ -122,6 +122,11 @@ class Settings:
     #: The server's public base URL (behind the load balancer or TLS proxy): the OAuth
     #: resource is `<this>/mcp`.
     public_url: str | None = None
+    #: `upload` re-encodes a video over the upload limit into a copy that fits, as if every
+    #: call said `shrink: true` (the original is never changed).
+    shrink_videos: bool = False
+    #: A per-file upload limit below the product profile's own (bytes; None: the profile's).
+    upload_limit_bytes: int | None = None
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -158,6 +163,16 @@ def _switch(name: str, value: str) -> bool:
     if word in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be 1 or 0 (got {value!r})")
+
+
+def _megabytes(name: str, value: str) -> int:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of megabytes (got {value!r})") from None
+    if not 0 < number < float("inf"):
+        raise ConfigError(f"{name} must be above 0 (got {value!r})")
+    return max(1, round(number * 1_000_000))
 
 
 def _seconds_or_off(name: str, value: str) -> float:
@@ -245,4 +260,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["oauth_scopes"] = tuple(s for s in scopes.replace(",", " ").split() if s)
     if (public := pick("public_url", "NEMO_PUBLIC_URL")) is not None:
         values["public_url"] = _url("NEMO_PUBLIC_URL", public)
+    if (shrink := pick("shrink_videos", "NEMO_SHRINK_VIDEOS")) is not None:
+        values["shrink_videos"] = _switch("NEMO_SHRINK_VIDEOS", shrink)
+    if (limit := pick("upload_limit_mb", "NEMO_UPLOAD_LIMIT_MB")) is not None:
+        values["upload_limit_bytes"] = _megabytes("NEMO_UPLOAD_LIMIT_MB", limit)
     return Settings(**values)  # type: ignore[arg-type]

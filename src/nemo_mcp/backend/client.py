@@ -58,7 +58,7 @@ from nemo_mcp.errors import (
     SessionNotFoundError,
     StateDamagedError,
 )
-from nemo_mcp.identity import SkillIdentity
+from nemo_mcp.identity import Profile, SkillIdentity
 from nemo_mcp.ledger import new_owner
 from nemo_mcp.settings import Settings
 from nemo_mcp.state import ClientState, FileState, Record
@@ -503,9 +503,14 @@ class NemoClient:
         return f"{base}?bind={quote(self.user_id)}" if self.user_id else base
 
     # uploads ---------------------------------------------------------------------
+    @property
+    def upload_profile(self) -> Profile:
+        """The active profile, its upload limit lowered by NEMO_UPLOAD_LIMIT_MB if set."""
+        return self.identity.profile.limited_to(self.settings.upload_limit_bytes)
+
     def check_files(self, paths: Sequence[Path]) -> list[LocalFile]:
         """Check every file against the active profile before anything is sent."""
-        return [check_file(p, self.identity.profile) for p in paths]
+        return [check_file(p, self.upload_profile) for p in paths]
 
     async def upload_files(
         self,

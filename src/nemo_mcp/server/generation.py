@@ -92,6 +92,30 @@ def _has_video(draft: Any) -> bool:
     return any(t.kind == "video" and t.segments for t in parse_draft(draft).tracks)
 
 
+def _video_urls(draft: Any) -> list[str]:
+    """The media links of the clips on the video tracks (`m.url`, else `url`), in order."""
+    urls: list[str] = []
+    for track in parse_draft(draft).tracks:
+        if track.kind != "video":
+            continue
+        for segment in track.segments:
+            meta = segment.raw.get("m")
+            for value in (
+                meta.get("url") if isinstance(meta, dict) else None,
+                segment.raw.get("url"),
+            ):
+                if isinstance(value, str) and value.startswith(("http://", "https://")):
+                    urls.append(value)
+                    break
+    return urls
+
+
+def new_clip_url(before: Any, after: Any) -> str | None:
+    """The media link of the first video clip on the timeline that was not there before."""
+    seen = set(_video_urls(before))
+    return next((url for url in _video_urls(after) if url not in seen), None)
+
+
 def _same_draft(a: Any, b: Any) -> bool:
     return not diff(parse_draft(a), parse_draft(b))
 
@@ -322,6 +346,7 @@ def _report(
         changes=changes,
         timeline=summarize(draft),
         raw_clip_ready=_has_video(after),
+        clip_url=new_clip_url(gen.before, after),
         recovered=recovered,
         next_steps=steps,
         elapsed_seconds=round(run.elapsed, 1),

@@ -18,6 +18,9 @@ class GenerateOutput(BaseModel):
     changes: list[str] = Field(default_factory=list, description="Exact timeline changes")
     timeline: str = Field("", description="One-line timeline after the request")
     raw_clip_ready: bool = Field(False, description="The generated clip has landed on the timeline")
+    clip_url: str | None = Field(
+        None, description="The media link of the new video clip this request put on the timeline"
+    )
     recovered: bool = Field(
         False, description="The stream broke and the result was read from the timeline instead"
     )
@@ -39,6 +42,12 @@ class UploadedItem(BaseModel):
     width: int | None = None
     height: int | None = None
     url: str | None = None
+    converted: Literal["converted", "shrunk"] | None = Field(
+        None,
+        description="converted: a HEIC photo was sent as JPEG, or an M4V as MP4; shrunk: a "
+        "video over the upload limit was re-encoded to fit. The original file is unchanged",
+    )
+    note: str | None = Field(None, description="What was done to the file before it was sent")
 
 
 class UploadOutput(BaseModel):

@@ -63,6 +63,8 @@ POSTER_MAX_BYTES: Final = 1_500_000
 MAX_MEDIA_ORIGINS: Final = 32
 #: Contact sheets kept in memory (by file, size and modification time).
 SHEETS_KEPT: Final = 8
+#: The longest the view's state waits for a contact sheet (made in a worker thread).
+POSTER_SECONDS: Final = 20.0
 
 ServiceOf = Callable[[Context], Awaitable["NemoService"]]
 #: The contact sheet (JPEG bytes) of a completed export, or None when there is none.
@@ -274,12 +276,20 @@ def _sheet_of(kit: Any, video: Path) -> bytes:
 
 
 class ContactSheets:
-    """The contact sheet of a saved export, made by the media kit and kept in memory;
-    None without the kit or without a saved file."""
+    """The contact sheet of a saved export, made by the media kit in a worker thread within
+    `seconds` and kept in memory; None without the kit, without a saved file, or when the
+    file's pictures cannot be read in time."""
 
-    def __init__(self, kit: Callable[[], Any] = media_kit, *, kept: int = SHEETS_KEPT) -> None:
+    def __init__(
+        self,
+        kit: Callable[[], Any] = media_kit,
+        *,
+        kept: int = SHEETS_KEPT,
+        seconds: float = POSTER_SECONDS,
+    ) -> None:
         self._kit = kit
         self._kept = kept
+        self._seconds = seconds
         self._sheets: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
 
     async def __call__(self, export: ExportOutput) -> bytes | None:
@@ -297,7 +307,14 @@ class ContactSheets:
         if key in self._sheets:
             self._sheets.move_to_end(key)
             return self._sheets[key]
-        sheet = await anyio.to_thread.run_sync(_sheet_of, kit, video)
+        from nemo_mcp.media.errors import MediaError
+        from nemo_mcp.server.previews import PreviewTimeout, in_worker
+
+        try:
+            sheet = await in_worker(_sheet_of, kit, video, seconds=self._seconds)
+        except (MediaError, PreviewTimeout) as err:
+            log.info("no poster for %s: %s", video.name, err)  # the player shows none
+            return None
         self._sheets[key] = sheet
         while len(self._sheets) > self._kept:
             self._sheets.popitem(last=False)

@@ -80,6 +80,11 @@ def result(
     )
 
 
+def served(ctx: Context) -> bool:
+    """Whether callers are on other machines (the server's disk paths are not theirs)."""
+    return _services(ctx).exposure.served
+
+
 async def get_roots(ctx: Context) -> ListRoots | None:
     """Ask a local client for its roots when it declares the capability.
 

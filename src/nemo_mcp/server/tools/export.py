@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ContentBlock
 from pydantic import Field
 
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput
+from nemo_mcp.server.previews import Picture, export_preview, file_link
 from nemo_mcp.server.tools.common import (
     STUDIO_TOOL_META,
     budget,
@@ -20,6 +22,7 @@ from nemo_mcp.server.tools.common import (
     hints,
     reporter,
     result,
+    served,
     service_of,
 )
 from nemo_mcp.server.work import status_line
@@ -32,7 +35,8 @@ DESCRIPTION = (
     "request; if the result says 'rendering', "
     "call export again to keep waiting on the same render (it is never started twice). "
     "Returns the saved file path, the video URL and a link to open the project in the "
-    "browser. Call after `generate`."
+    "browser, with a contact sheet (a grid of frames) of the video to look at and, on this "
+    "computer, a link to the MP4 itself. Call after `generate`."
 )
 
 # One value reads as `const` in JSON Schema; `enum` is what clients show as a choice.
@@ -107,7 +111,27 @@ async def export(
         out = pending_output(entry, ahead=ahead, now=now)
         return result(export_text(out), out, notices=service.take_notices())
     out = ExportOutput.model_validate(entry.outcome)
-    return result(export_text(out), out, notices=service.take_notices())
+    text, blocks = await with_preview(export_text(out), out, remote=served(ctx))
+    return result(text, out, *blocks, notices=service.take_notices())
+
+
+async def with_preview(
+    text: str, out: ExportOutput, *, remote: bool
+) -> tuple[str, list[ContentBlock]]:
+    """A finished export's text and extra blocks: the saved MP4's contact sheet (or a line
+    saying why there is none) and, for a caller on this computer, a link to the file."""
+    if out.status != "completed" or not out.file:
+        return text, []
+    file = Path(out.file)
+    made = await export_preview(file)
+    blocks: list[ContentBlock] = []
+    if isinstance(made, Picture):
+        blocks.append(made.block())
+    else:
+        text = f"{text}\n{made}"
+    if not remote:  # a remote caller cannot open this server's disk
+        blocks.append(file_link(file, out.size_bytes))
+    return text, blocks
 
 
 def register(mcp: MCPServer[Any]) -> None:

@@ -31,6 +31,7 @@ from nemo_mcp.server import spending
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
+from nemo_mcp.server.previews import clip_poster
 from nemo_mcp.server.spending import SpendConfirmation
 from nemo_mcp.server.tools.common import (
     STUDIO_TOOL_META,
@@ -339,7 +340,10 @@ async def generate(
         return result(generate_text(out), out, notices=service.take_notices())
     out = GenerateOutput.model_validate(entry.outcome)
     out.notes = [*answer_notes(ticket, entry, now=now), *out.notes]
-    return result(generate_text(out), out, notices=service.take_notices())
+    # A look at the new clip when its link answers quickly; else nothing (logged at debug).
+    poster = await clip_poster(out.clip_url) if out.status == "completed" and out.clip_url else None
+    extra = [poster.block()] if poster is not None else []
+    return result(generate_text(out), out, *extra, notices=service.take_notices())
 
 
 def register(mcp: MCPServer[Any]) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, ListRootsResult
@@ -15,19 +18,22 @@ from pydantic import Field
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
-from nemo_mcp.server.paths import classify
+from nemo_mcp.server.paths import Source, classify
 from nemo_mcp.server.tools.common import (
     byte_progress,
     file_policy,
     get_roots,
     guarded,
     hints,
+    reporter,
     result,
     service_of,
 )
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.models import UploadedFile
+    from nemo_mcp.server.service import NemoService
+    from nemo_mcp.server.uploading import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +44,11 @@ DESCRIPTION = (
     "videos (mp4, mov, avi, webm, mkv), images (jpg, png, gif, webp) or audio (mp3, wav, "
     "m4a, aac). Free. Local files must be inside the client's roots (or NEMO_UPLOAD_DIRS); "
     "a server reached over the network takes http(s) URLs, or files in the user's upload "
-    "folder there. Type and size are checked before anything is sent. Next: `generate` to "
-    "use them (e.g. 'animate this image into a 5-second video')."
+    "folder there. Every local file is checked before anything is sent: content that does "
+    "not match its extension, or a damaged file, is refused; HEIC photos are sent as JPEG "
+    "and M4V videos as MP4 (the originals are untouched). A video over the upload limit is "
+    "refused unless `shrink` is true, which sends a re-encoded copy that fits. Next: "
+    "`generate` to use them (e.g. 'animate this image into a 5-second video')."
 )
 
 Sources = Annotated[
@@ -48,11 +57,26 @@ Sources = Annotated[
 ]
 
 
-def items_for(given: Sequence[str], files: Sequence[UploadedFile]) -> list[UploadedItem]:
-    """One item per source given, with what the backend said of it (in order)."""
+Shrink = Annotated[
+    bool,
+    Field(
+        description="Re-encode a video over the upload limit into a smaller copy that fits "
+        "(H.264; the original is unchanged). Off: such a video is refused"
+    ),
+]
+
+
+def items_for(
+    given: Sequence[str],
+    files: Sequence[UploadedFile],
+    prepared: Sequence[Prepared | None] = (),
+) -> list[UploadedItem]:
+    """One item per source given, with what the backend said of it (in order), and what
+    was done to it before it was sent."""
     items = []
     for n, source in enumerate(given):
         info = files[n] if n < len(files) else None
+        made = prepared[n] if n < len(prepared) else None
         items.append(
             UploadedItem(
                 source=source,
@@ -62,6 +86,8 @@ def items_for(given: Sequence[str], files: Sequence[UploadedFile]) -> list[Uploa
                 width=info.width if info else None,
                 height=info.height if info else None,
                 url=info.cdn_url if info else None,
+                converted=made.done if made else None,
+                note=made.note if made else None,
             )
         )
     return items
@@ -78,6 +104,8 @@ def upload_text(out: UploadOutput) -> str:
         if item.width and item.height:
             facts.append(f"{item.width}x{item.height}")
         lines.append(f"- {item.name or item.source} ({', '.join(facts)})")
+        if item.note:
+            lines.append(f"  {item.note} The original file is unchanged.")
     lines.extend(f"Next: {step}" for step in out.next_steps[:1])
     return "\n".join(lines)
 
@@ -86,35 +114,63 @@ def upload_text(out: UploadOutput) -> str:
 async def upload(
     ctx: Context,
     sources: Sources,
+    shrink: Shrink = False,
     roots: Annotated[ListRootsResult | None, Resolve(get_roots)] = None,
 ) -> Annotated[CallToolResult, UploadOutput]:
     service = await service_of(ctx)
-    client = service.client
     checked = classify(sources, file_policy(ctx, service, roots))
-    paths = [s.path for s in checked if s.path is not None]
-    urls = [s.url for s in checked if s.url is not None]
-    client.check_files(paths)  # every local file, before any URL upload is sent
+    local = [s for s in checked if s.path is not None]
+    links = [s for s in checked if s.url is not None]
     items: list[UploadedItem] = []
-    if paths:
-        uploaded = await client.upload_files(paths, on_progress=byte_progress(ctx, "uploading"))
-        log.info("uploaded %d files", len(paths))
-        items += items_for([s.given for s in checked if s.path is not None], uploaded.files)
-    if urls:
-        # NemoVideo fetches the URLs itself: the caller waits, so the tool's budget bounds it.
-        # (Local files are streamed from disk and take the time their size needs.)
-        with time_bound(
-            service.settings.tool_timeout,
-            api_url=client.api_url,
-            what="uploading the URLs",
-            idempotent=False,
-        ):
-            uploaded = await client.upload_urls(urls)
-        items += items_for([s.given for s in checked if s.url is not None], uploaded.files)
+    if local:
+        # Every local file is probed (and converted or shrunk) before any request leaves,
+        # the URLs' included.
+        items += await _upload_paths(
+            ctx, service, local, shrink=shrink or service.settings.shrink_videos
+        )
+    if links:
+        items += await _upload_urls(service, links)
     out = UploadOutput(
         files=items,
         next_steps=["Call `generate` and describe what to make with the uploads."],
     )
     return result(upload_text(out), out, notices=service.take_notices())
+
+
+async def _upload_paths(
+    ctx: Context, service: NemoService, local: Sequence[Source], *, shrink: bool
+) -> list[UploadedItem]:
+    from nemo_mcp.server.uploading import prepare  # the media kit's side: on first use
+
+    client = service.client
+    paths = [s.path for s in local if s.path is not None]
+    scratch = tempfile.mkdtemp(prefix="nemo-upload-")
+    try:
+        ready = await prepare(
+            paths, client.upload_profile, Path(scratch), shrink=shrink, report=reporter(ctx)
+        )
+        sent = [item.path for item in ready]
+        client.check_files(sent)
+        uploaded = await client.upload_files(sent, on_progress=byte_progress(ctx, "uploading"))
+    finally:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    log.info("uploaded %d files", len(paths))
+    return items_for([s.given for s in local], uploaded.files, ready)
+
+
+async def _upload_urls(service: NemoService, links: Sequence[Source]) -> list[UploadedItem]:
+    client = service.client
+    urls = [s.url for s in links if s.url is not None]
+    # NemoVideo fetches the URLs itself: the caller waits, so the tool's budget bounds it.
+    # (Local files are streamed from disk and take the time their size needs.)
+    with time_bound(
+        service.settings.tool_timeout,
+        api_url=client.api_url,
+        what="uploading the URLs",
+        idempotent=False,
+    ):
+        uploaded = await client.upload_urls(urls)
+    return items_for([s.given for s in links], uploaded.files)
 
 
 def register(mcp: MCPServer[Any]) -> None:
