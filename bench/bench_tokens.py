@@ -147,8 +147,7 @@ def report(listings: tuple[int, int], steps: list[Step], seconds: float) -> str:
     head = ["answer", "text tokens", "image tokens", "content tokens", "structured tokens", ""]
     return "\n\n".join(
         [
-            f"Command: `.venv/bin/python bench/bench_tokens.py` ({seconds:.0f} s).",
-            f"Machine: {machine()}.",
+            f"Machine: {machine()}",
             "One demo session over stdio against the sandbox (text at 4 characters a token; "
             "images at width x height / 750).",
             table(head, rows),
