@@ -157,11 +157,41 @@ def test_demo_cli_takes_a_face_or_all() -> None:
         parser.parse_args(["demo", "--all", "--skill", "ai-generator-generator"])
 
 
-def test_script_as_txt_and_docx_tell_the_same_story() -> None:
+def test_script_as_txt_and_docx_tell_the_same_story(tmp_path: Path) -> None:
     face = demo.FACES["free-video-generator-from-script"]
     stories = []
     for name in ("script.txt", "script.docx"):
-        path = Path(str(demo.resources.files("nemo_mcp").joinpath("demo_inputs"))) / name
+        path = tmp_path / name
+        path.write_bytes(demo.bundled(name))
         stories.append(scripted_agent.story_of(request_text(face.request, read_script(path))))
     assert stories[0] == stories[1] and stories[0] is not None
     assert stories[0].title == "Morning Brew" and len(stories[0].lines) == 4
+
+
+def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--all` runs the five faces in order, `--skill` just its own, no flag the text-prompt
+    face, each under the output folder given (the runs themselves are checked above)."""
+    import logging
+
+    from nemo_mcp import cli
+
+    asked: list[tuple[list[str], Path]] = []
+
+    def run(slugs: list[str], output_dir: Path, out: Any, config: Any = None) -> list[Any]:
+        asked.append((list(slugs), output_dir))
+        return []
+
+    monkeypatch.setattr(demo, "run", run)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for argv in (["--all"], ["--skill", "meta-video-generation-free"], []):
+            assert cli.main(["demo", "--output-dir", str(tmp_path), *argv]) == 0
+    finally:
+        root.handlers[:], root.level = handlers, level
+    assert asked == [
+        (list(PROFILES), tmp_path),
+        (["meta-video-generation-free"], tmp_path),
+        ([demo.DEFAULT_SKILL], tmp_path),
+    ]
+    assert cli.DEFAULT_DEMO_SKILL == demo.DEFAULT_SKILL
