@@ -15,6 +15,7 @@ what came back.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import tempfile
@@ -99,7 +100,6 @@ FACES: dict[str, Face] = {
         ),
     )
 }
-assert set(FACES) == set(PROFILES), "every product face has a demo"
 
 #: The default face's words (the README's first command).
 PROMPT = FACES[DEFAULT_SKILL].request
@@ -123,7 +123,8 @@ def _say(out: TextIO, text: str) -> None:
 
 
 def _text(result: Any) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
+    """A tool result's words (its pictures, if any, are left out)."""
+    return "\n".join(block.text for block in result.content if getattr(block, "text", None))
 
 
 def bundled(name: str) -> bytes:
@@ -194,7 +195,7 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
                 made = await call("generate", args)
             return made
 
-        step = iter(range(1, 10))
+        step = itertools.count(1)
         credits = await call("credits")
         _say(out, f"\n{next(step)}. credits\n{_text(credits)}")
         if face.uploads:
