@@ -57,8 +57,12 @@ def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path, sandbox: Any) ->
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    saved = list(out.glob("*.mp4"))
+    from nemo_mcp import demo
+
+    saved = list((out / demo.DEFAULT_SKILL).glob("*.mp4"))  # the text-prompt face's folder
     assert len(saved) == 1
+    sheets = list((out / demo.DEFAULT_SKILL).glob("*-contact-sheet.jpg"))
+    assert len(sheets) == 1 and f"Contact sheet: {sheets[0]}" in done.stdout
     # Byte for byte what the sandbox renders for the same conversation: the demo saved the
     # real render, not something else.
     expected = rendered_by_sandbox(sandbox)

@@ -219,3 +219,93 @@ def test_encode_styles() -> None:
         b"event: heartbeat\ndata: \n\n",
     ]
     assert heartbeat_frame("comment", 0, "typed") == b'data: {"type":"heartbeat"}\n\n'
+
+
+# stories: a script or a product description ------------------------------------------------
+SCRIPT_REQUEST = (
+    "turn my script into a video\n\nScript:\nMorning Brew\n\n# The shop opens.\n- Beans tumble.\n"
+    "Steam rises from the first cup, and the music plays."
+)
+
+
+def test_a_script_is_a_story_with_its_heading_as_title() -> None:
+    story = scripted_agent.story_of(SCRIPT_REQUEST)
+    assert story == scripted_agent.Story(
+        "Morning Brew",
+        (
+            "The shop opens.",
+            "Beans tumble.",
+            "Steam rises from the first cup, and the music plays.",
+        ),
+    )
+    # Always a new video, even over an existing one, and whatever words the script holds.
+    intent = scripted_agent.classify(SCRIPT_REQUEST, VIDEO_DRAFT)
+    assert intent.kind == "generate" and intent.story == story
+    assert intent.prompt == "turn my script into a video"
+
+
+def test_a_product_description_is_a_story() -> None:
+    text = (
+        "generate a 30-second promotional video from this product description: Trailrunner X\n"
+        "Light shoes. A grippy sole!"
+    )
+    story = scripted_agent.story_of(text)
+    assert story == scripted_agent.Story("Trailrunner X", ("Light shoes.", "A grippy sole!"))
+    assert scripted_agent.classify(text, None).story == story
+    assert scripted_agent.story_of("a video of a cat") is None
+    # A single line is all story, no title.
+    assert scripted_agent.story_of("x\n\nScript:\nOne line only") == scripted_agent.Story(
+        None, ("One line only",)
+    )
+
+
+def test_a_quoted_tagline_names_the_title() -> None:
+    assert scripted_agent.named_title('a video from my photos and tagline: "Go far"') == "Go far"
+    assert scripted_agent.named_title('a video of "Go far"') is None
+    # Words inside a script do not count.
+    assert scripted_agent.named_title('make it\n\nScript:\nthe title "No"\nmore') is None
+
+
+@pytest.mark.parametrize(("total", "count"), [(10_000, 3), (5_000, 2), (7, 3), (30_000, 7)])
+def test_shares_add_up(total: int, count: int) -> None:
+    parts = scripted_agent.shares(total, count)
+    assert len(parts) == count and sum(parts) == total and max(parts) - min(parts) <= 1
+
+
+def test_story_scenes_meet_their_captions() -> None:
+    story = scripted_agent.story_of(SCRIPT_REQUEST)
+    assert story is not None
+    scenes = scripted_agent.story_scenes(story, None)
+    total = scripted_agent.TITLE_MS + scripted_agent.LINE_MS * 3
+    assert sum(scenes) == total
+    clips = [(line, "u", ms) for line, ms in zip(story.lines, scenes, strict=True)]
+    draft = scripted_agent.with_captions(
+        scripted_agent.raw_draft("T", clips), story.lines, scripted_agent.captions_from(total)
+    )
+    video, captions = draft["t"][0]["sg"], draft["t"][1]["sg"]
+    assert draft["t"][1]["m"]["name"] == scripted_agent.CAPTIONS_TRACK
+    assert [c["m"]["text"] for c in captions] == list(story.lines)
+    assert captions[0]["s"] == scripted_agent.TITLE_MS  # after the title
+    assert [v["s"] + v["d"] for v in video] == [c["s"] + c["d"] for c in captions]
+    assert scripted_agent.story_scenes(story, 9_000) == [5_000, 2_000, 2_000]
+
+
+def test_title_edits_leave_captions_alone() -> None:
+    captioned = scripted_agent.with_captions(VIDEO_DRAFT, ["one", "two"], 3_000)
+    retitled = scripted_agent.apply_edit(captioned, scripted_agent.AddTitle("New"))
+    assert retitled.draft is not None
+    texts = [
+        (t["m"]["name"], [s["m"]["text"] for s in t["sg"]])
+        for t in retitled.draft["t"]
+        if t["tt"] == scripted_agent.TEXT
+    ]
+    assert texts == [("Title", ["New"]), ("Captions", ["one", "two"])]
+    removed = scripted_agent.apply_edit(captioned, scripted_agent.RemoveTitle())
+    assert removed.draft is not None
+    assert [t["m"]["name"] for t in removed.draft["t"] if t["tt"] == scripted_agent.TEXT] == [
+        "Captions"
+    ]
+    again = scripted_agent.apply_edit(removed.draft, scripted_agent.RemoveTitle())
+    assert again.draft is None and "no title" in again.reply
+    titled = scripted_agent.apply_edit(removed.draft, scripted_agent.AddTitle("Back"))
+    assert titled.draft is not None and "added the title" in titled.reply

@@ -14,6 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from nemo_mcp import __version__
+from nemo_mcp.identity import PROFILES
+
+#: The face `nemo-mcp demo` shows without `--skill` (nemo_mcp.demo.DEFAULT_SKILL).
+DEFAULT_DEMO_SKILL = "ai-generator-generator"
 
 SANDBOX_DESCRIPTION = (
     "A local NemoVideo backend that speaks the whole contract, with fault switches."
@@ -62,7 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_arguments(sandbox)
 
     demo = commands.add_parser("demo", help="the whole job offline, against the sandbox")
-    demo.add_argument("--output-dir", default=None, help="where to save the MP4")
+    demo.add_argument(
+        "--output-dir", default=None, help="where to save the MP4s (default ./nemo-demo)"
+    )
+    faces = demo.add_mutually_exclusive_group()
+    faces.add_argument(
+        "--skill",
+        default=None,
+        choices=list(PROFILES),
+        help=f"the product face to show (default {DEFAULT_DEMO_SKILL}: text prompts)",
+    )
+    faces.add_argument("--all", action="store_true", help="show the five product faces in turn")
 
     doctor = commands.add_parser(
         "doctor", help="check settings, exposure, state folder, token and backend"
@@ -127,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from nemo_mcp.demo import main as demo_main
 
-        return demo_main(output_dir=args.output_dir)
+        return demo_main(output_dir=args.output_dir, skill=args.skill, every=args.all)
     if args.command == "doctor":
         from nemo_mcp.doctor import main as doctor_main
 

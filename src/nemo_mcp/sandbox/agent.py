@@ -92,12 +92,13 @@ class Job:
     # generation ----------------------------------------------------------------------------
     async def _generate(self) -> None:
         w, session = self.work, self.work.session
-        prompt = w.intent.prompt
-        label = scripted_agent.label_of(prompt)
-        title = (
-            scripted_agent.quoted(w.text) if "title" in w.text.lower() else None
-        ) or scripted_agent.title_of(label)
-        length = scripted_agent.duration_of(w.text)
+        prompt, story = w.intent.prompt, w.intent.story
+        head = scripted_agent.request_of(w.text)
+        named = scripted_agent.named_title(w.text) or (story.title if story else None)
+        label = named or scripted_agent.label_of(prompt)
+        title = named or scripted_agent.title_of(label)
+        asked = scripted_agent.asked_ms(head)
+        length = scripted_agent.duration_of(head)
         sources = [i for i in session.video_infos if i.get("file_type") in ("video", "image")]
         audio = next((i for i in session.video_infos if i.get("file_type") == "audio"), None)
         music = (
@@ -125,28 +126,38 @@ class Job:
         await asyncio.sleep(w.config.generation_seconds / 2)
 
         if sources:
+            lengths = [_length_of(i) for i in sources]
+            if asked is not None and all(i["file_type"] == "image" for i in sources):
+                lengths = scripted_agent.shares(asked, len(sources))  # photos share the length
+            elif story is not None and asked is None:
+                least = scripted_agent.TITLE_MS + scripted_agent.LINE_MS * len(story.lines)
+                total = max(sum(lengths), least)
+                lengths = _stretched(lengths, sources, total)
             clips = [
-                (i["filename"], i["cdn_url"], _length_of(i), {"type": i["file_type"]})
-                for i in sources
+                (i["filename"], i["cdn_url"], ms, {"type": i["file_type"]})
+                for i, ms in zip(sources, lengths, strict=True)
             ]
             response: dict[str, Any] = {"status": "success", "segments": len(clips)}
+        elif story is not None:  # one generated scene per line
+            clips, made = [], []
+            for line, ms in zip(
+                story.lines, scripted_agent.story_scenes(story, asked), strict=True
+            ):
+                media = self._new_clip(line, ms)
+                made.append(media)
+                clips.append((scripted_agent.label_of(line), media["url"], ms, {"prompt": line}))
+            session.generated_media = [*session.generated_media, *made]
+            response = {"status": "success", "clips": made}
         else:
-            clip_id = new_id("clip_")
-            w.world.clips[clip_id] = (prompt, length)
-            url = f"{w.base_url}/files/clips/{clip_id}.mp4"
-            clips = [(label, url, length, {"prompt": prompt})]
-            media = {
-                "id": clip_id,
-                "type": "video",
-                "url": url,
-                "prompt": prompt,
-                "duration": length / 1000,
-                "width": 1920,
-                "height": 1080,
-            }
+            media = self._new_clip(prompt, length)
+            clips = [(label, media["url"], length, {"prompt": prompt})]
             session.generated_media = [*session.generated_media, media]
             response = {"status": "success", "clip": media}
-        session.draft = scripted_agent.raw_draft(title, clips)
+        raw = scripted_agent.raw_draft(title, clips)
+        if story is not None:
+            after = scripted_agent.captions_from(raw["d"])  # the title comes first
+            raw = scripted_agent.with_captions(raw, story.lines, after)
+        session.draft = raw
         self.emit(
             Result(
                 ((generate, "generate_video", response),),
@@ -169,11 +180,7 @@ class Job:
         )
         await asyncio.sleep(w.config.generation_seconds / 2)
 
-        base = (
-            session.draft
-            if scripted_agent.has_video(session.draft)
-            else scripted_agent.raw_draft(title, clips)
-        )
+        base = session.draft if scripted_agent.has_video(session.draft) else raw
         session.draft = scripted_agent.with_title(
             scripted_agent.with_music(base, music, audio["cdn_url"] if audio else None), title
         )
@@ -188,6 +195,20 @@ class Job:
         )
         self._settle(spent=True)
         self._say_last(scripted_agent.FINISHED)
+
+    def _new_clip(self, prompt: str, length: int) -> dict[str, Any]:
+        """A generated clip of `prompt`, served at its own URL: its `generated_media` entry."""
+        clip_id = new_id("clip_")
+        self.work.world.clips[clip_id] = (prompt, length)
+        return {
+            "id": clip_id,
+            "type": "video",
+            "url": f"{self.work.base_url}/files/clips/{clip_id}.mp4",
+            "prompt": prompt,
+            "duration": length / 1000,
+            "width": 1920,
+            "height": 1080,
+        }
 
     # edits -------------------------------------------------------------------------------------
     async def _edit(self) -> None:
@@ -219,6 +240,18 @@ class Job:
     async def _chat(self) -> None:
         await asyncio.sleep(self.work.config.edit_seconds / 2)
         self._say_last(scripted_agent.chat_reply(self.work.text, self.work.session.draft))
+
+
+def _stretched(lengths: list[int], sources: list[dict[str, Any]], total: int) -> list[int]:
+    """Photos lengthened evenly so the video lasts `total` ms; videos keep their own length."""
+    photos = [n for n, i in enumerate(sources) if i["file_type"] == "image"]
+    spare = total - sum(lengths)
+    if not photos or spare <= 0:
+        return lengths
+    longer = list(lengths)
+    for n, extra in zip(photos, scripted_agent.shares(spare, len(photos)), strict=True):
+        longer[n] += extra
+    return longer
 
 
 def _length_of(info: dict[str, Any]) -> int:

@@ -4,11 +4,18 @@ changes, and what the agent answers (in the backend's GUI phrasing).
 Drafts use the backend's short keys (`t`, `tt`, `sg`, `s`, `d`, `m`); every
 function returns a new draft and never changes the one it was given, and
 tracks and segments keep their `id` across edits.
+
+A request may bring words to tell rather than a prompt: a script (the text `generate` sends
+after "Script:") or a product description ("... from this product description: ..."). Its
+lines become a `Story`: a heading-like first line is the title, and every other line is shown
+as a caption over its share of the video after the title (over one generated scene per line,
+or over the uploaded photos when there are some).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +29,12 @@ TITLE_MS = 3_000
 DEFAULT_VOLUME = 0.35
 IMAGE_MS = 3_000
 CLIP_MS = 5_000
+LINE_MS = 4_000  # a story line's share of the video when no length is asked
+MAX_LINES = 12
+TITLE_TRACK = "Title"
+CAPTIONS_TRACK = "Captions"
+#: How `generate` sends a script file's text after the request (`request_text`).
+SCRIPT_MARK = "\n\nScript:\n"
 
 #: Music styles by keyword; genres come before moods, so "upbeat jazz" is jazz.
 MOODS: tuple[tuple[str, str], ...] = (
@@ -45,6 +58,11 @@ _LOUDER = re.compile(r"\b(louder|turn (?:it |the music )?up|increase the volume)
 _QUIETER = re.compile(
     r"\b(quieter|softer|turn (?:it |the music )?down|lower the (?:music|volume))\b", _F
 )
+_TITLED = re.compile(r"\b(title|tagline|slogan|headline)\b", _F)
+_DESCRIPTION = re.compile(r"\bdescription\s*:\s*(.+)$", _F | re.DOTALL)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_LINE_MARK = re.compile(r"^(?:#+|[-*\u2022]|\d+[.)])\s+")
+_TITLE_LINE = re.compile(r"^title\s*:\s*", _F)
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*-?\s*(?:s|secs?|seconds?)\b", _F)
 _TRIM = re.compile(r"\b(trim|cut|shorten)\b", _F)
 _SHORTER = re.compile(r"\bshorter\b", _F)
@@ -107,10 +125,19 @@ Edit = AddMusic | AddTitle | RemoveMusic | RemoveTitle | SetVolume | Trim
 
 
 @dataclass(frozen=True)
+class Story:
+    """Words brought to be told: the title they name (if any) and the lines to show."""
+
+    title: str | None
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Intent:
     kind: Literal["generate", "edit", "chat"]
     prompt: str = ""
     edits: tuple[Edit, ...] = ()
+    story: Story | None = None
 
 
 def quoted(text: str) -> str | None:
@@ -158,10 +185,53 @@ def has_video(draft: dict[str, Any] | None) -> bool:
     return any(t.get("tt") == VIDEO and t.get("sg") for t in (draft or {}).get("t", []))
 
 
+def request_of(text: str) -> str:
+    """The request's own words, without a script sent after them."""
+    return text.partition(SCRIPT_MARK)[0]
+
+
+def _story_lines(text: str) -> list[str]:
+    lines = []
+    for raw in text.splitlines():
+        line = " ".join(_LINE_MARK.sub("", raw.strip()).split())
+        if line:
+            lines.append(line)
+    return lines
+
+
+def story_of(text: str) -> Story | None:
+    """The script sent with `text`, else the product description it gives, as a `Story`."""
+    head, mark, script = text.partition(SCRIPT_MARK)
+    if mark:
+        lines = _story_lines(script)
+    else:
+        found = _DESCRIPTION.search(head)
+        if found is None:
+            return None
+        lines = [
+            part
+            for line in _story_lines(found.group(1).strip().strip("\"'“”"))
+            for part in _SENTENCE_END.split(line)
+            if part.strip()
+        ]
+    title = None
+    if len(lines) > 1 and (
+        _TITLE_LINE.match(lines[0])
+        or (len(lines[0].split()) <= 8 and not lines[0].endswith((".", "!", "?", ",", ";")))
+    ):
+        title = _TITLE_LINE.sub("", lines.pop(0)).strip().rstrip(":") or None
+    if not lines:
+        return None
+    return Story(title, tuple(lines[:MAX_LINES]))
+
+
 def classify(text: str, draft: dict[str, Any] | None) -> Intent:
-    """Generation, edit or chat: what the backend's agent would do with `text`."""
-    if _GENERATE.search(text):
-        return Intent("generate", prompt=extract_prompt(text))
+    """Generation, edit or chat: what the backend's agent would do with `text`.
+
+    A script sent with the request is always for a new video: that is what scripts are for."""
+    head = request_of(text)
+    if head != text or _GENERATE.search(head):
+        return Intent("generate", prompt=extract_prompt(head), story=story_of(text))
     edits = tuple(parse_edits(text))
     if has_video(draft):
         return Intent("edit", edits=edits) if edits else Intent("chat")
@@ -169,7 +239,7 @@ def classify(text: str, draft: dict[str, Any] | None) -> Intent:
         return Intent("chat")
     if edits and not _VERB.search(text):
         return Intent("chat")  # an edit with nothing to edit yet
-    return Intent("generate", prompt=extract_prompt(text))
+    return Intent("generate", prompt=extract_prompt(text), story=story_of(text))
 
 
 # words from a prompt ---------------------------------------------------------------------
@@ -201,12 +271,30 @@ def title_of(label: str) -> str:
     )
 
 
-def duration_of(text: str) -> int:
-    """Milliseconds asked for ('a 30-second clip'), within 3-60 s; else 10 s."""
+def asked_ms(text: str) -> int | None:
+    """Milliseconds asked for ('a 30-second clip'), within 3-60 s; None when none is."""
     match = _SECONDS.search(text)
     if not match:
-        return DEFAULT_MS
+        return None
     return int(min(60.0, max(3.0, float(match.group(1)))) * 1000)
+
+
+def duration_of(text: str) -> int:
+    """Milliseconds asked for ('a 30-second clip'), within 3-60 s; else 10 s."""
+    asked = asked_ms(text)
+    return DEFAULT_MS if asked is None else asked
+
+
+def named_title(text: str) -> str | None:
+    """The words a request quotes as its title, tagline or slogan."""
+    head = request_of(text)
+    return quoted(head) if _TITLED.search(head) else None
+
+
+def shares(total: int, count: int) -> list[int]:
+    """`total` ms cut into `count` whole-millisecond parts that add up to it exactly."""
+    edges = [round(total * n / count) for n in range(count + 1)]
+    return [b - a for a, b in itertools.pairwise(edges)]
 
 
 # drafts -----------------------------------------------------------------------------------
@@ -241,6 +329,46 @@ def _tracks(draft: dict[str, Any], tt: int) -> list[dict[str, Any]]:
     return [t for t in draft["t"] if t.get("tt") == tt]
 
 
+def _is_captions(track: dict[str, Any]) -> bool:
+    return track.get("tt") == TEXT and track.get("m", {}).get("name") == CAPTIONS_TRACK
+
+
+def _title_tracks(draft: dict[str, Any]) -> list[dict[str, Any]]:
+    """Text tracks holding a title (every text track but the captions)."""
+    return [t for t in _tracks(draft, TEXT) if not _is_captions(t)]
+
+
+def story_scenes(story: Story, asked: int | None) -> list[int]:
+    """The length of the scene of each of `story`'s lines, so that scene and caption meet: the
+    first scene also holds the title. `asked` (ms) is the whole video's length, when asked."""
+    count = len(story.lines)
+    total = asked or TITLE_MS + LINE_MS * count
+    after = captions_from(total)
+    lengths = shares(total - after, count)
+    lengths[0] += after
+    return lengths
+
+
+def captions_from(total: int) -> int:
+    """Where a story's captions start in a video of `total` ms: after the title."""
+    return TITLE_MS if total > TITLE_MS else 0
+
+
+def with_captions(draft: dict[str, Any], lines: Sequence[str], after: int = 0) -> dict[str, Any]:
+    """`draft` with `lines` as captions, in order, sharing the time from `after` (where the
+    title ends: text never covers text) to the end equally."""
+    new = copy.deepcopy(draft)
+    new["t"] = [t for t in new["t"] if not _is_captions(t)]
+    start = after if 0 <= after < new["d"] else 0
+    if lines:
+        segments = []
+        for line, length in zip(lines, shares(new["d"] - start, len(lines)), strict=True):
+            segments.append(_segment(start, length, {"text": line}))
+            start += length
+        new["t"].append(_track(TEXT, CAPTIONS_TRACK, segments))
+    return new
+
+
 def with_music(draft: dict[str, Any], name: str, url: str | None = None) -> dict[str, Any]:
     """`draft` with its BGM set to `name` (replacing any, keeping its volume)."""
     new = copy.deepcopy(draft)
@@ -264,20 +392,21 @@ def with_music(draft: dict[str, Any], name: str, url: str | None = None) -> dict
 
 def with_title(draft: dict[str, Any], text: str) -> dict[str, Any]:
     new = copy.deepcopy(draft)
-    old = _tracks(new, TEXT)
+    old = _title_tracks(new)
     length = min(TITLE_MS, new["d"])
     if old and old[0]["sg"]:
         old[0]["sg"][0]["m"] = {**old[0]["sg"][0]["m"], "text": text}
     elif old:
         old[0]["sg"] = [_segment(0, length, {"text": text})]
     else:
-        new["t"].append(_track(TEXT, "Title", [_segment(0, length, {"text": text})]))
+        new["t"].append(_track(TEXT, TITLE_TRACK, [_segment(0, length, {"text": text})]))
     return new
 
 
 def without(draft: dict[str, Any], tt: int) -> dict[str, Any]:
+    """`draft` without its tracks of type `tt` (for text: its titles; captions stay)."""
     new = copy.deepcopy(draft)
-    new["t"] = [t for t in new["t"] if t.get("tt") != tt]
+    new["t"] = [t for t in new["t"] if t.get("tt") != tt or (tt == TEXT and _is_captions(t))]
     return new
 
 
@@ -336,7 +465,7 @@ def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
         )
     if isinstance(edit, AddTitle):
         text = edit.text or draft.get("m", {}).get("title") or "My Video"
-        had = bool(_tracks(draft, TEXT))
+        had = bool(_title_tracks(draft))
         reply = (
             f'I changed the title to "{text}".'
             if had
@@ -350,7 +479,7 @@ def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
         )
     if isinstance(edit, (RemoveMusic, RemoveTitle)):
         tt, what = (AUDIO, "background music") if isinstance(edit, RemoveMusic) else (TEXT, "title")
-        if not _tracks(draft, tt):
+        if not (_tracks(draft, tt) if tt == AUDIO else _title_tracks(draft)):
             return Applied(
                 None,
                 "remove_track",
@@ -451,8 +580,11 @@ __all__ = [
     "RemoveMusic",
     "RemoveTitle",
     "SetVolume",
+    "Story",
     "Trim",
     "apply_edit",
+    "asked_ms",
+    "captions_from",
     "chat_reply",
     "classify",
     "duration_of",
@@ -460,10 +592,16 @@ __all__ = [
     "has_video",
     "label_of",
     "mood_music",
+    "named_title",
     "parse_edits",
     "quoted",
     "raw_draft",
+    "request_of",
+    "shares",
+    "story_of",
+    "story_scenes",
     "title_of",
+    "with_captions",
     "with_music",
     "with_title",
 ]
