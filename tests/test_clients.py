@@ -84,10 +84,12 @@ async def first_answer(
 
 
 def quick(tmp_path: Path, sandbox: Any, **overrides: Any) -> Settings:
-    sandbox.control.set(generation_seconds=0.8)
+    # The budget also bounds each backend call made inline (opening the project): it must
+    # stay well above a loaded machine's request time, and well below the generation.
+    sandbox.control.set(generation_seconds=1.6)
     tmp_path.mkdir(parents=True, exist_ok=True)
     return make_settings(
-        tmp_path, sandbox.url, **{"tool_timeout": 0.1, "long_tool_timeout": 10.0, **overrides}
+        tmp_path, sandbox.url, **{"tool_timeout": 0.5, "long_tool_timeout": 10.0, **overrides}
     )
 
 

@@ -225,14 +225,17 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
     sheet = video.with_name(f"{video.stem}-contact-sheet.jpg")
     await anyio.to_thread.run_sync(contact_sheet, video, sheet)
     await anyio.Path(sheet).chmod((await anyio.Path(video).stat()).st_mode & 0o777)
-    requests = (await sandbox.acontrol.requests())[seen_before:]
+    # The API's requests: the storage links (the video, a clip's preview) carry no headers.
+    requests = [
+        r for r in (await sandbox.acontrol.requests())[seen_before:] if r["route"] != "file"
+    ]
     sources = frozenset(r.get("skill_source") for r in requests)
     _say(out, f"\nSaved: {video} ({_size(video)})")
     _say(out, f"Contact sheet: {sheet} ({_size(sheet)})")
     _say(
         out,
         f"NemoVideo saw X-Skill-Source: {', '.join(sorted(str(s) for s in sources))} "
-        f"on {len(requests)} requests.",
+        f"on {len(requests)} API requests.",
     )
     return Saved(face.slug, video, sheet, dict(shown.structured_content), sources)
 
