@@ -2,7 +2,10 @@
 
 Starts a sandbox and `nemo-mcp serve --http --port <free>` pointed at it (each in its own
 process), then C concurrent SDK clients (`Client("http://127.0.0.1:PORT/mcp")`), each making
-K `credits` calls in a row. Then the same load on the do-nothing server's `ping` tool
+K `credits` calls in a row: once local (no bearer tokens: one user), once served to others
+(`NEMO_HTTP_TOKENS` with one token per client, so C users, each with their own state and
+NemoVideo identity, and sessions bound to their bearer). Then the same load on the do-nothing
+server's `ping` tool
 (`bench/noop_server.py --http`), the SDK's floor. Reports per-call latency p50/p99, wall time,
 calls/s, errors, and CPU per call of the server and of this (client) process.
 
@@ -18,10 +21,14 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
@@ -40,15 +47,34 @@ from _common import (
 )
 
 
+def bearer(n: int) -> str:
+    """The bearer token of served user `n` (a benchmark's own, never a real one)."""
+    return f"bench-user-{n:03d}-" + "x" * 24
+
+
+@asynccontextmanager
+async def connected(endpoint: str, token: str | None) -> AsyncIterator[Client]:
+    """The SDK's client over HTTP, sending `token` as its bearer when given."""
+    if token is None:
+        async with Client(endpoint) as client:
+            yield client
+        return
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http,
+        Client(streamable_http_client(endpoint, http_client=http)) as client,
+    ):
+        yield client
+
+
 async def load(
-    endpoint: str, tool: str, clients: int, calls: int
+    endpoint: str, tool: str, clients: int, calls: int, served: bool = False
 ) -> tuple[list[float], list[str], float]:
     latencies: list[float] = []
     errors: list[str] = []
 
-    async def one_client() -> None:
+    async def one_client(n: int) -> None:
         try:
-            async with Client(endpoint) as client:
+            async with connected(endpoint, bearer(n) if served else None) as client:
                 for _ in range(calls):
                     start = time.perf_counter()
                     result = await client.call_tool(tool, {})
@@ -58,12 +84,14 @@ async def load(
         except Exception as err:
             errors.append(f"{type(err).__name__}: {err}"[:200])
 
-    async with Client(endpoint) as warm:  # the server fetches its token once, first
-        await warm.call_tool(tool, {})
+    # The server fetches a NemoVideo token once per user, first (served: one per client).
+    for n in range(clients if served else 1):
+        async with connected(endpoint, bearer(n) if served else None) as warm:
+            await warm.call_tool(tool, {})
     start = time.perf_counter()
     async with anyio.create_task_group() as tasks:
-        for _ in range(clients):
-            tasks.start_soon(one_client)
+        for n in range(clients):
+            tasks.start_soon(one_client, n)
     return latencies, errors, time.perf_counter() - start
 
 
@@ -79,7 +107,7 @@ def own_cpu() -> float:
 
 
 def serve(
-    argv: list[str], env: dict[str, str], tool: str, clients: int, calls: int
+    argv: list[str], env: dict[str, str], tool: str, clients: int, calls: int, served: bool
 ) -> tuple[list[float], list[str], float, float, float]:
     """Start one HTTP server, load it, stop it: latencies, errors, wall, server and client CPU s."""
     port = free_port()
@@ -90,7 +118,7 @@ def serve(
         wait_http(f"http://127.0.0.1:{port}/mcp")
         server_before, client_before = cpu_seconds(server.pid), own_cpu()
         latencies, errors, wall = anyio.run(
-            load, f"http://127.0.0.1:{port}/mcp", tool, clients, calls
+            load, f"http://127.0.0.1:{port}/mcp", tool, clients, calls, served
         )
         return (
             latencies,
@@ -110,20 +138,30 @@ def run(clients: int, calls: int) -> str:
     all_errors: list[str] = []
     with sandbox_process() as api, scratch() as home:
         env = server_env(api, home)
+        tokens = ",".join(bearer(n) for n in range(clients))
+        served_env = {**server_env(api, home / "served"), "NEMO_HTTP_TOKENS": tokens}
+        nemo = [NEMO_MCP, "serve", "--http", "--host", "127.0.0.1", "--port"]
         setups = (
+            ("nemo-mcp `credits`, local (one user)", nemo, env, "credits", False),
             (
-                "nemo-mcp `credits`",
-                [NEMO_MCP, "serve", "--http", "--host", "127.0.0.1", "--port"],
+                f"nemo-mcp `credits`, served ({clients} bearer tokens, one user each)",
+                nemo,
+                served_env,
                 "credits",
+                True,
             ),
             (
                 "do-nothing `ping` (SDK floor)",
                 [PYTHON, str(ROOT / "bench" / "noop_server.py"), "--http"],
+                env,
                 "ping",
+                False,
             ),
         )
-        for name, argv, tool in setups:
-            latencies, errors, wall, server_cpu, client_cpu = serve(argv, env, tool, clients, calls)
+        for name, argv, setup_env, tool, served in setups:
+            latencies, errors, wall, server_cpu, client_cpu = serve(
+                argv, setup_env, tool, clients, calls, served
+            )
             ms = [v * 1000 for v in latencies]
             ok = ok and not errors and len(ms) == expected
             all_errors += errors
