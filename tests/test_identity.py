@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,32 @@ def test_profiles_match_the_seeds() -> None:
     }
     assert all(len(p.try_saying) >= 3 for p in PROFILES.values())
     assert PROFILES["free-video-generator-from-script"].accepts_scripts
+
+
+def test_a_remembered_identity_skips_the_yaml_parser_until_the_text_changes(
+    tmp_path: Path,
+) -> None:
+    skill = tmp_path / "SKILL.md"
+    skill.write_text("---\nname: image-to-video-by-prompt\nversion: 2.1.0\n---\n# x\n")
+    remembered = tmp_path / "home" / "nemo-mcp" / "skill-identity.json"
+    probe = (
+        "import sys; from pathlib import Path; from nemo_mcp.identity import load_identity; "
+        f"i = load_identity(skill_file=Path({str(skill)!r}), remembered=Path({str(remembered)!r})); "
+        "print(i.source, i.version, 'yaml' in sys.modules)"
+    )
+
+    def start() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() or done.stderr
+
+    assert start() == "image-to-video-by-prompt 2.1.0 True"  # read and checked once
+    assert start() == "image-to-video-by-prompt 2.1.0 False"  # then remembered
+    skill.write_text("---\nname: image-to-video-by-prompt\nversion: 2.2.0\n---\n# x\n")
+    assert start() == "image-to-video-by-prompt 2.2.0 True"  # a change is read again
+    skill.write_text("---\nname: [unclosed\n---\n")
+    assert "not valid YAML" in start()  # and checked: nothing remembered covers it
+    remembered.write_bytes(b"\xff not json")
+    skill.write_text("---\nname: image-to-video-by-prompt\nversion: 2.2.0\n---\n# x\n")
+    assert start() == "image-to-video-by-prompt 2.2.0 True"  # a damaged file is a miss

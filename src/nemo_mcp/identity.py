@@ -8,13 +8,15 @@ profile: one of the five public product faces of the backend.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path, PurePath
 from typing import Any
-
-import yaml
 
 from nemo_mcp.errors import SkillFileError
 
@@ -148,6 +150,8 @@ class SkillIdentity:
 
 def parse_frontmatter(text: str) -> dict[str, Any]:
     """Return the YAML frontmatter of a skill document as a mapping."""
+    import yaml  # not at start-up when the identity is remembered (`read_name_version`)
+
     match = _FRONTMATTER.match(text)
     if match is None:
         raise SkillFileError("SKILL.md has no YAML frontmatter between '---' lines")
@@ -172,6 +176,30 @@ def frontmatter_name_version(data: dict[str, Any]) -> tuple[str, str]:
     if version is None or isinstance(version, (dict, list, bool)) or not str(version).strip():
         raise SkillFileError("SKILL.md frontmatter has no 'version'")
     return name.strip(), str(version).strip()
+
+
+def read_name_version(text: str, remembered: Path | None = None) -> tuple[str, str]:
+    """`name` and `version` of a SKILL.md's text, read with a YAML parser.
+
+    With `remembered` (a small file in the state folder), the result for this exact text
+    (by its SHA-256) is kept there, so later starts skip loading the YAML parser (about
+    18 ms of a cold start). Any change to the text is read and checked again; a missing
+    or damaged file is only a cache miss."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if remembered is not None:
+        with contextlib.suppress(OSError, ValueError):
+            known = json.loads(remembered.read_text(encoding="utf-8"))
+            pair = known.get(digest) if isinstance(known, dict) else None
+            if isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair):
+                return pair[0], pair[1]
+    name, version = frontmatter_name_version(parse_frontmatter(text))
+    if remembered is not None:
+        with contextlib.suppress(OSError):
+            remembered.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            part = remembered.with_name(f".{remembered.name}.{os.getpid()}.part")
+            part.write_text(json.dumps({digest: [name, version]}), encoding="utf-8")
+            os.replace(part, remembered)
+    return name, version
 
 
 def default_skill_file() -> Path:
@@ -202,8 +230,9 @@ def load_identity(
     skill_source_override: str | None = None,
     skill_file: Path | None = None,
     install_path: str | PurePath | None = None,
+    remembered: Path | None = None,
 ) -> SkillIdentity:
-    """Resolve the attribution values once.
+    """Resolve the attribution values once (`remembered`: see `read_name_version`).
 
     `skill` (NEMO_SKILL) picks the profile; else the profile SKILL.md names.
     `skill_source_override` (SKILL_SOURCE) overrides the detected platform.
@@ -213,7 +242,7 @@ def load_identity(
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise SkillFileError(f"cannot read {path}: {err.strerror or err}") from err
-    name, version = frontmatter_name_version(parse_frontmatter(text))
+    name, version = read_name_version(text, remembered)
     slug = (skill or name).strip()
     if slug not in PROFILES:
         choices = ", ".join(PROFILES)

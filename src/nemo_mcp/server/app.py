@@ -135,7 +135,9 @@ def create_server(
 
     exposure = exposure or Exposure.local()
     identity = identity or load_identity(
-        skill=settings.skill, skill_source_override=settings.skill_source
+        skill=settings.skill,
+        skill_source_override=settings.skill_source,
+        remembered=settings.home / "nemo-mcp" / "skill-identity.json",
     )
     studio = studio_for(settings, poster_for=poster_for)
 
