@@ -401,3 +401,19 @@ async def test_a_300_mb_answer_leaves_the_server_memory_as_it_was(
     assert result.is_error and "sent an answer of more than 4 MiB" in text_of(result)
     assert sandbox.control.stats()["faults_fired"]["huge_body"] == 3
     assert kept < 50, f"{kept:.0f} MB more memory held after the call"
+
+
+@pytest.mark.parametrize("uri", ["nemo://timeline", "nemo://timeline.json"])
+async def test_a_timeline_resource_answers_within_the_budget(
+    tmp_path: Path, sandbox: SandboxServer, uri: str
+) -> None:
+    settings = make_settings(tmp_path, sandbox.url, tool_timeout=BUDGET)
+    async with connect(settings) as session:
+        assert not (await session.call("timeline")).is_error  # token and session first
+        sandbox.control.fault("never_answer", route="state", times=None)
+        start = time.monotonic()
+        read = await session.client.read_resource(uri)
+        took = time.monotonic() - start
+    text = read.contents[0].text  # type: ignore[union-attr]
+    assert took < BUDGET + MARGIN, took
+    assert f"did not answer within {BUDGET:g} s" in text and host_of(sandbox.url) in text, text

@@ -153,10 +153,16 @@ def create_server(
 
     async def read_draft() -> tuple[Any, str | None]:
         """The current draft, or why it cannot be read (for the resources)."""
+        from nemo_mcp.backend.budget import time_bound
+
         service: NemoService | None = None
         try:
             service = await current()
-            return (await service.client.state()).state.draft, None
+            # A resource answers within the tools' budget too, whatever the backend does.
+            with time_bound(
+                settings.tool_timeout, api_url=settings.api_url, what="reading the timeline"
+            ):
+                return (await service.client.state()).state.draft, None
         except NemoError as err:
             return None, message_for(err, service.client if service else None)
 
