@@ -137,7 +137,10 @@ def create_server(
     identity = identity or load_identity(
         skill=settings.skill,
         skill_source_override=settings.skill_source,
-        remembered=settings.home / "nemo-mcp" / "skill-identity.json",
+        # Hosted replicas keep nothing on their disks, this included.
+        remembered=(
+            None if settings.state_url else settings.home / "nemo-mcp" / "skill-identity.json"
+        ),
     )
     studio = studio_for(settings, poster_for=poster_for)
 
