@@ -8,6 +8,7 @@ uploaded photos' colours, the prompt on a generated clip).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,3 +196,15 @@ def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.Monke
         ([demo.DEFAULT_SKILL], tmp_path),
     ]
     assert cli.DEFAULT_DEMO_SKILL == demo.DEFAULT_SKILL
+
+
+def test_without_python_docx_the_script_goes_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plain `pip install nemo-mcp` has no `docs` extra: the demo sends the .txt twin.
+    assert demo.script_to_send("script.docx") == "script.docx"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "docx" else real(name, *a)
+    )
+    assert demo.script_to_send("script.docx") == "script.txt"
+    assert demo.script_to_send("script.txt") == "script.txt"
+    assert demo.bundled("script.txt")  # shipped with the package

@@ -15,6 +15,7 @@ what came back.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import sys
@@ -155,6 +156,14 @@ def _server_env(
     }
 
 
+def script_to_send(name: str) -> str:
+    """The bundled script to send: the .docx, or its .txt twin when python-docx (the
+    `docs` extra) is not installed to read it."""
+    if name.endswith(".docx") and importlib.util.find_spec("docx") is None:
+        return name.removesuffix(".docx") + ".txt"
+    return name
+
+
 async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, out: TextIO) -> Saved:
     from mcp import Client, StdioServerParameters
 
@@ -205,8 +214,9 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
         request: dict[str, Any] = {"message": face.request}
         with_script = ""
         if face.script:
-            request["script_file"] = str(inputs / face.script)
-            with_script = f" with the script {face.script}"
+            script = script_to_send(face.script)
+            request["script_file"] = str(inputs / script)
+            with_script = f" with the script {script}"
         _say(out, f"\n{next(step)}. generate: {face.request!r}{with_script}")
         _say(out, _text(await generate(request)))
         _say(out, f"\n{next(step)}. generate: {face.edit!r}")
