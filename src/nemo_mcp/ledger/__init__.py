@@ -26,6 +26,7 @@ concurrent processes and crashes; the hosted mode keeps the same ledger in Redis
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -234,6 +235,40 @@ class Ledger(Protocol):
     async def close(self) -> None: ...
 
 
+def dump_json(value: Any) -> str:
+    """A JSON column or field as both stores keep it: compact, anything else as text."""
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def changed_fields(
+    *,
+    state: State | None,
+    session_id: str | None,
+    progress: dict[str, Any] | None,
+    memo: dict[str, Any] | None,
+    outcome: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+    reusable: bool | None,
+) -> dict[str, str | bool]:
+    """The fields an `update` changes, in order: text as it is, mappings as JSON."""
+    changes: dict[str, str | bool] = {}
+    if state is not None:
+        changes["state"] = state
+    if session_id is not None:
+        changes["session_id"] = session_id
+    for name, value in (
+        ("progress", progress),
+        ("memo", memo),
+        ("outcome", outcome),
+        ("error", error),
+    ):
+        if value is not None:
+            changes[name] = dump_json(value)
+    if reusable is not None:
+        changes["reusable"] = reusable
+    return changes
+
+
 def clock() -> float:
     """Wall-clock seconds: entries are compared across processes and restarts."""
     return time.time()
@@ -249,7 +284,9 @@ __all__ = [
     "Ledger",
     "State",
     "Submission",
+    "changed_fields",
     "clock",
+    "dump_json",
     "new_owner",
     "owner_is_dead_here",
 ]

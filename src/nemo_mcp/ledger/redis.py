@@ -37,7 +37,17 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from nemo_mcp.ledger import FINAL, KEEP_SECONDS, MAX_WAITING, Entry, Kind, State, Submission
+from nemo_mcp.ledger import (
+    FINAL,
+    KEEP_SECONDS,
+    MAX_WAITING,
+    Entry,
+    Kind,
+    State,
+    Submission,
+    changed_fields,
+    dump_json,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -210,10 +220,6 @@ return gone
 """
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
-
-
 def _optional_json(raw: str) -> Any:
     return json.loads(raw) if raw else None
 
@@ -304,7 +310,7 @@ class RedisLedger:
                 key_field,
                 uuid.uuid4().hex,
                 session_id or "",
-                _json(request),
+                dump_json(request),
                 _number(now),
                 KEEP_SECONDS,
                 MAX_WAITING,
@@ -364,20 +370,16 @@ class RedisLedger:
         reusable: bool | None = None,
     ) -> Entry | None:
         changes: list[str] = []
-        if state is not None:
-            changes += ["state", state]
-        if session_id is not None:
-            changes += ["session_id", session_id]
-        for name, value in (
-            ("progress", progress),
-            ("memo", memo),
-            ("outcome", outcome),
-            ("error", error),
-        ):
-            if value is not None:
-                changes += [name, _json(value)]
-        if reusable is not None:
-            changes += ["reusable", "1" if reusable else "0"]
+        for name, value in changed_fields(
+            state=state,
+            session_id=session_id,
+            progress=progress,
+            memo=memo,
+            outcome=outcome,
+            error=error,
+            reusable=reusable,
+        ).items():
+            changes += [name, ("1" if value else "0") if isinstance(value, bool) else value]
         final = "1" if state in FINAL else "0"
         return _entry(
             await self._update(

@@ -37,6 +37,8 @@ from nemo_mcp.ledger import (
     Kind,
     State,
     Submission,
+    changed_fields,
+    dump_json,
     owner_is_dead_here,
 )
 
@@ -120,10 +122,6 @@ def _busy(err: sqlite3.OperationalError) -> bool:
     if code is not None:
         return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return str(err) in ("database is locked", "database table is locked")  # Python 3.10
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 class SqliteLedger:
@@ -238,7 +236,7 @@ class SqliteLedger:
         db.execute(
             "INSERT INTO work (id, user, kind, key, session_id, state, request, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-            (entry_id, user, kind, key, session_id, _dump(request), now, now),
+            (entry_id, user, kind, key, session_id, dump_json(request), now, now),
         )
         entry = self._row(db, entry_id)
         assert entry is not None
@@ -307,21 +305,21 @@ class SqliteLedger:
         error: dict[str, Any] | None = None,
         reusable: bool | None = None,
     ) -> Entry | None:
-        changes: dict[str, Any] = {"updated_at": now, "lease_until": now + lease}
-        if state is not None:
-            changes["state"] = state
-            if state in FINAL:
-                changes.update(finished_at=now, owner=None, lease_until=0.0)
-        if session_id is not None:
-            changes["session_id"] = session_id
-        for name, value in (("progress", progress), ("memo", memo)):
-            if value is not None:
-                changes[name] = _dump(value)
-        for name, value in (("outcome", outcome), ("error", error)):
-            if value is not None:
-                changes[name] = _dump(value)
-        if reusable is not None:
-            changes["reusable"] = int(reusable)
+        changes: dict[str, Any] = {
+            "updated_at": now,
+            "lease_until": now + lease,
+            **changed_fields(
+                state=state,
+                session_id=session_id,
+                progress=progress,
+                memo=memo,
+                outcome=outcome,
+                error=error,
+                reusable=reusable,
+            ),
+        }
+        if state in FINAL:
+            changes.update(finished_at=now, owner=None, lease_until=0.0)
         assignments = ", ".join(f"{name} = ?" for name in changes)
 
         durable = state in ("sending", "starting")
