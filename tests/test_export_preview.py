@@ -178,3 +178,20 @@ def test_the_new_clip_is_the_first_video_link_not_there_before() -> None:
         new_clip_url(same, draft("https://cdn.test/a.mp4", music="https://cdn.test/m.mp3")) is None
     )
     assert new_clip_url(same, draft("file:///etc/passwd")) is None  # links only
+
+
+@pytest.mark.parametrize(
+    ("left", "cap", "seconds"),
+    [
+        (None, 20.0, 20.0),  # no budget: the picture's own bound
+        (30.0, 20.0, 20.0),  # plenty left: still no more than its bound
+        (5.0, 20.0, 5.0),  # what is left of the call's budget
+        (0.5, 20.0, previews.PICTURE_FLOOR),  # spent: a short floor, then the answer
+        (-3.0, 4.0, previews.PICTURE_FLOOR),
+        (-3.0, 0.5, 0.5),  # a bound below the floor stays
+    ],
+)
+def test_a_picture_takes_what_is_left_of_the_budget(
+    left: float | None, cap: float, seconds: float
+) -> None:
+    assert previews.picture_seconds(left, cap) == seconds

@@ -14,6 +14,7 @@ import mimetypes
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 #: The longest an export waits for its contact sheet.
 SHEET_SECONDS = 20.0
+#: What a picture may take when the call's budget is spent (a sheet takes well under 1 s).
+PICTURE_FLOOR = 2.0
 #: Contact sheet of an export: 4 x 3 tiles 240 px wide (980 px wide for 16:9, ~100 KB).
 SHEET_COLUMNS, SHEET_ROWS, SHEET_TILE = 4, 3, 240
 #: A generated clip: fetched and its poster made within this, or no picture.
@@ -37,6 +40,13 @@ CLIP_SECONDS = 4.0
 #: The largest clip fetched for a poster.
 CLIP_MAX_BYTES = 40 * 1_000_000
 POSTER_WIDTH = 640
+
+
+def picture_seconds(left: float | None, cap: float) -> float:
+    """How long a picture may take: what is `left` of the call's budget (None: no
+    budget), within `cap`, and never less than `PICTURE_FLOOR`, so a call ends within
+    its budget plus that."""
+    return cap if left is None else min(cap, max(PICTURE_FLOOR, left))
 
 
 class PreviewTimeout(Exception):
@@ -108,12 +118,13 @@ def file_link(file: Path, size: int | None) -> ResourceLink:
     )
 
 
-async def export_preview(file: Path, *, seconds: float | None = None) -> Picture | str:
-    """The contact sheet of a saved export (within `seconds`, by default `SHEET_SECONDS`),
-    or the one line saying why there is none."""
+async def export_preview(file: Path, *, left: float | None = None) -> Picture | str:
+    """The contact sheet of a saved export, made in what is `left` of the call's budget
+    (see `picture_seconds`; at most `SHEET_SECONDS`), or the one line saying why there
+    is none."""
     from nemo_mcp.media import MediaError
 
-    seconds = SHEET_SECONDS if seconds is None else seconds
+    seconds = picture_seconds(left, SHEET_SECONDS)
     started = anyio.current_time()
     try:
         sheet = await contact_sheet(file, seconds=seconds)
@@ -154,6 +165,8 @@ async def _fetch(url: str, folder: Path, max_bytes: int, seconds: float) -> Path
     """The clip at `url` saved in `folder`; None when it is missing or too large."""
     import httpx  # not at start-up: the server opens its own client on first use
 
+    from nemo_mcp.backend.body import decoded_chunks
+
     async with (
         httpx.AsyncClient(timeout=seconds, follow_redirects=True) as http,
         http.stream("GET", url) as response,
@@ -167,8 +180,11 @@ async def _fetch(url: str, folder: Path, max_bytes: int, seconds: float) -> Path
             return None
         target = folder / f"clip{_suffix(url, response.headers.get('content-type'))}"
         got = 0
-        async with await anyio.open_file(target, "wb") as handle:
-            async for chunk in response.aiter_bytes():
+        async with (
+            await anyio.open_file(target, "wb") as handle,
+            aclosing(decoded_chunks(response)) as chunks,
+        ):
+            async for chunk in chunks:
                 got += len(chunk)
                 if got > max_bytes:
                     log.debug("clip %s: more than %d bytes", url, max_bytes)
@@ -178,11 +194,12 @@ async def _fetch(url: str, folder: Path, max_bytes: int, seconds: float) -> Path
 
 
 async def clip_poster(
-    url: str, *, seconds: float | None = None, max_bytes: int | None = None
+    url: str, *, left: float | None = None, max_bytes: int | None = None
 ) -> Picture | None:
-    """A poster frame of the clip at `url` when it can be fetched and read within
-    `seconds` (by default `CLIP_SECONDS`); None otherwise (logged at debug, never raised)."""
-    seconds = CLIP_SECONDS if seconds is None else seconds
+    """A poster frame of the clip at `url` when it can be fetched and read in what is
+    `left` of the call's budget (see `picture_seconds`; at most `CLIP_SECONDS`); None
+    otherwise (logged at debug, never raised)."""
+    seconds = picture_seconds(left, CLIP_SECONDS)
     max_bytes = CLIP_MAX_BYTES if max_bytes is None else max_bytes
     if urlsplit(url).scheme not in ("http", "https"):
         return None
@@ -212,6 +229,7 @@ async def clip_poster(
 
 __all__ = [
     "CLIP_SECONDS",
+    "PICTURE_FLOOR",
     "SHEET_SECONDS",
     "Picture",
     "PreviewTimeout",

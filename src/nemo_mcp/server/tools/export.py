@@ -111,19 +111,22 @@ async def export(
         out = pending_output(entry, ahead=ahead, now=now)
         return result(export_text(out), out, notices=service.take_notices())
     out = ExportOutput.model_validate(entry.outcome)
-    text, blocks = await with_preview(export_text(out), out, remote=served(ctx))
+    text, blocks = await with_preview(
+        export_text(out), out, remote=served(ctx), left=end - anyio.current_time()
+    )
     return result(text, out, *blocks, notices=service.take_notices())
 
 
 async def with_preview(
-    text: str, out: ExportOutput, *, remote: bool
+    text: str, out: ExportOutput, *, remote: bool, left: float
 ) -> tuple[str, list[ContentBlock]]:
-    """A finished export's text and extra blocks: the saved MP4's contact sheet (or a line
-    saying why there is none) and, for a caller on this computer, a link to the file."""
+    """A finished export's text and extra blocks: the saved MP4's contact sheet, made in
+    what is `left` of the call's budget (or a line saying why there is none), and, for a
+    caller on this computer, a link to the file."""
     if out.status != "completed" or not out.file:
         return text, []
     file = Path(out.file)
-    made = await export_preview(file)
+    made = await export_preview(file, left=left)
     blocks: list[ContentBlock] = []
     if isinstance(made, Picture):
         blocks.append(made.block())

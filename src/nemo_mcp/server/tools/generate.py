@@ -341,7 +341,9 @@ async def generate(
     out = GenerateOutput.model_validate(entry.outcome)
     out.notes = [*answer_notes(ticket, entry, now=now), *out.notes]
     # A look at the new clip when its link answers quickly; else nothing (logged at debug).
-    poster = await clip_poster(out.clip_url) if out.status == "completed" and out.clip_url else None
+    poster = None
+    if out.status == "completed" and out.clip_url:
+        poster = await clip_poster(out.clip_url, left=end - anyio.current_time())
     extra = [poster.block()] if poster is not None else []
     return result(generate_text(out), out, *extra, notices=service.take_notices())
 
