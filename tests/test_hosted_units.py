@@ -189,6 +189,27 @@ async def test_keys_are_fetched_again_for_a_new_key_id(issuer: Issuer) -> None:
     assert len(fetched) == 2
 
 
+async def test_a_key_set_over_its_cap_is_never_read_whole(issuer: Issuer) -> None:
+    import httpx
+
+    from nemo_mcp.hosted.oauth import MAX_JWKS_BYTES
+
+    pulled = []
+
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            while True:  # a key set that never ends
+                pulled.append(64 * 1024)
+                yield b" " * (64 * 1024)
+
+    def jwks(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=Endless())
+
+    verifier = _verifier(issuer, transport=httpx.MockTransport(jwks))
+    assert await verifier.verify_token(issuer.token("erin", audience=AUDIENCE)) is None
+    assert sum(pulled) <= MAX_JWKS_BYTES + 64 * 1024  # stopped at the cap
+
+
 # RedisState -----------------------------------------------------------------------------
 @pytest.fixture
 async def redis(redis_server: RedisServer) -> AsyncIterator[Any]:

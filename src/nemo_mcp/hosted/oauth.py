@@ -32,6 +32,8 @@ import jwt
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 
+from nemo_mcp.backend.body import read_limited
+from nemo_mcp.errors import AnswerTooLargeError
 from nemo_mcp.server.exposure import identity_key, known_token
 
 log = logging.getLogger(__name__)
@@ -183,11 +185,22 @@ class JwtVerifier:
         """Read the JWKS; on failure keep the keys held (and try again later)."""
         self._fetched = time.monotonic()
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=10.0) as http:
-                response = await http.get(self.jwks_url, headers={"Accept": "application/json"})
-            if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:
-                raise ValueError(f"HTTP {response.status_code}, {len(response.content)} bytes")
-            document = json.loads(response.content)
+            async with (
+                httpx.AsyncClient(transport=self._transport, timeout=10.0) as http,
+                http.stream(
+                    "GET", self.jwks_url, headers={"Accept": "application/json"}
+                ) as response,
+            ):
+                if response.status_code != 200:
+                    raise ValueError(f"HTTP {response.status_code}")
+                # Read under a cap as it comes, as every answer is (`backend/body.py`).
+                try:
+                    body = await read_limited(
+                        response, limit=MAX_JWKS_BYTES, what="reading the signing keys"
+                    )
+                except AnswerTooLargeError:
+                    raise ValueError(f"more than {MAX_JWKS_BYTES:,} bytes") from None
+            document = json.loads(body)
             keys: dict[str | None, tuple[jwt.PyJWK, str | None]] = {}
             for item in document.get("keys", []):
                 if item.get("use", "sig") != "sig":
