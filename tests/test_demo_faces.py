@@ -103,6 +103,8 @@ def test_face_saves_the_video_its_timeline_describes(
     assert one.sheet.read_bytes()[:3] == b"\xff\xd8\xff"
     assert one.sheet.stat().st_size < 1_000_000
     assert f"Contact sheet: {one.sheet}" in printed and f"Saved: {one.video}" in printed
+    # Each request went to the backend once: the request and the edit, one render.
+    assert (one.messages_sent, one.renders_started) == (2, 1)
 
     # The title shows over its range, and not after it.
     title = track(timeline, "Title")["segments"][0]

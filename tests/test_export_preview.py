@@ -78,6 +78,8 @@ async def test_export_shows_the_contact_sheet_and_links_the_file(
     [shown] = _images(again)
     assert shown.size == sheet.size
     assert [_path(x) for x in _links(again)] == [saved]
+    stats = sandbox.control.stats()
+    assert stats["renders_started"] == 1 and len(stats["messages"]) == 1  # each once
 
 
 async def test_a_render_that_is_no_video_is_saved_and_the_preview_skipped(
@@ -96,6 +98,7 @@ async def test_a_render_that_is_no_video_is_saved_and_the_preview_skipped(
     skipped = [line for line in text_of(exported).splitlines() if "Preview skipped" in line]
     assert len(skipped) == 1 and "saved" in skipped[0]
     assert [_path(x) for x in _links(exported)] == [saved.resolve()]
+    assert sandbox.control.stats()["renders_started"] == 1  # saved, never rendered again
 
 
 async def test_a_slow_preview_is_given_up_within_its_bound(

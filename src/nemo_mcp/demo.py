@@ -110,13 +110,16 @@ EDIT = FACES[DEFAULT_SKILL].edit
 @dataclass(frozen=True)
 class Saved:
     """One face's result: the MP4, its contact sheet, the timeline the demo was shown (the
-    `timeline` tool's structured output) and the `X-Skill-Source` values the backend saw."""
+    `timeline` tool's structured output), the `X-Skill-Source` values the backend saw,
+    and how many messages it was sent and renders it was asked to start."""
 
     slug: str
     video: Path
     sheet: Path
     timeline: dict[str, Any]
     skill_sources: frozenset[str | None]
+    messages_sent: int
+    renders_started: int
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -240,14 +243,16 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
         r for r in (await sandbox.acontrol.requests())[seen_before:] if r["route"] != "file"
     ]
     sources = frozenset(r.get("skill_source") for r in requests)
+    routes = [r["route"] for r in requests]
+    sent, renders = routes.count("run_sse"), routes.count("render_start")
     _say(out, f"\nSaved: {video} ({_size(video)})")
     _say(out, f"Contact sheet: {sheet} ({_size(sheet)})")
     _say(
         out,
         f"NemoVideo saw X-Skill-Source: {', '.join(sorted(str(s) for s in sources))} "
-        f"on {len(requests)} API requests.",
+        f"on {len(requests)} API requests: {sent} messages sent, {renders} render started.",
     )
-    return Saved(face.slug, video, sheet, dict(shown.structured_content), sources)
+    return Saved(face.slug, video, sheet, dict(shown.structured_content), sources, sent, renders)
 
 
 async def _run(
