@@ -46,7 +46,7 @@ def test_one_live_token_per_client(sandbox: SandboxServer, backend: Backend, mod
     backend.login()
     r = backend.http.post("/api/auth/anonymous-token", headers={"X-Client-Id": backend.client_id})
     assert r.status_code == (429 if mode == "http" else 200) and r.json()["code"] == 429
-    assert 7 * 24 * 3600 - 60 < int(r.headers["Retry-After"]) <= 7 * 24 * 3600
+    assert "Retry-After" not in r.headers  # the contract promises none there
     assert sandbox.control.stats()["tokens_issued"] == 1
 
 

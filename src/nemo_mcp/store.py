@@ -46,8 +46,12 @@ PRIVATE = 0o600
 MAX_STATE_BYTES = 64 * 1024
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _SALVAGE = {
-    key: re.compile(rf'"{key}"\s*:\s*"?([0-9A-Za-z_-]{{1,64}})')
-    for key in ("session_id", "task_id")
+    **{
+        key: re.compile(rf'"{key}"\s*:\s*"?([0-9A-Za-z_-]{{1,64}})')
+        for key in ("session_id", "task_id")
+    },
+    # A token's expiry says when a new free one can be had (one per 7 days).
+    "expires_at": re.compile(r'"expires_at"\s*:\s*"([0-9T:.+Z-]{10,40})"'),
 }
 
 

@@ -94,6 +94,22 @@ def _expired(expires_at: str | None, now: float) -> bool:
     return moment.timestamp() - EXPIRY_MARGIN <= now
 
 
+def _free_again(expires_at: str | None, retry_after: float | None) -> str | None:
+    """When this computer may have a free token again, as a UTC date, if known: the
+    backend's `Retry-After`, else the old token's expiry (read from what was left of it)."""
+    moment: datetime | None = None
+    if retry_after is not None:
+        moment = datetime.fromtimestamp(time.time() + retry_after, tz=timezone.utc)
+    elif expires_at:
+        try:
+            moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else None
+
+
 class NemoClient:
     """The NemoVideo backend, as typed async calls. Use as an async context manager."""
 
@@ -275,10 +291,13 @@ class NemoClient:
                 headers={"X-Client-Id": client_id},
                 idempotent=True,
                 auth=False,
+                # The 7-day rule: no wait inside a tool call clears it (the contract's
+                # "wait 30 s and retry once" is for the other 429s); the next call may ask again.
+                wait_on_429=False,
             )
         except RateLimitError as err:
             raise RateLimitError(
-                self._one_token_message(), code=429, retry_after=err.retry_after
+                self._one_token_message(err.retry_after), code=429, retry_after=err.retry_after
             ) from err
         token = parse_wire(AnonymousToken, data, what="the token request")
         redaction.register(token.token)
@@ -297,19 +316,28 @@ class NemoClient:
             )
         return record
 
-    def _one_token_message(self) -> str:
+    def _one_token_message(self, retry_after: float | None) -> str:
+        """One sentence for the 7-day rule: which token is gone, the rule, what to do."""
         damaged = self.store.damaged_auth
         if damaged is not None:
-            where = (
-                f"was in {damaged.path}, which was damaged ({damaged.problem}) and moved aside to "
-                f"{damaged.moved_to}"
+            aside = f"moved aside to {damaged.moved_to}" if damaged.moved_to else "left in place"
+            gone = (
+                f"The saved NemoVideo token in {damaged.path} was damaged ({damaged.problem}) "
+                f"and {aside}"
             )
+            expires = damaged.salvaged.get("expires_at")
         else:
-            where = f"is not in {self.store.where} (it was deleted or never kept there)"
+            gone = f"The saved NemoVideo token is missing from {self.store.where}"
+            expires = None
+        until = _free_again(expires, retry_after)
+        wait = (
+            f"wait until {until} and try again"
+            if until
+            else "try again once 7 days have passed since its token was fetched"
+        )
         return (
-            "NemoVideo gives one free token per computer every 7 days, and this computer's "
-            f"token {where}. Set NEMO_TOKEN to your token (from your NemoVideo account), or "
-            "try again after the 7 days."
+            f"{gone}, and NemoVideo gives one free token per computer every 7 days, so set "
+            f"NEMO_TOKEN to your NemoVideo account's token, or {wait}."
         )
 
     async def authorized_headers(self) -> dict[str, str]:
@@ -330,12 +358,13 @@ class NemoClient:
         deadlines: Deadlines | None = None,
         max_bytes: int = ANSWER_LIMIT,
         what: str | None = None,
+        wait_on_429: bool = True,
     ) -> Any:
         """Send one call and return its `data`, under the retry policy (`retry.py`).
 
         The answer is read as a stream and refused past `max_bytes`; the call is
         bounded by `deadlines` (by default a short call's, or a transfer's for
-        `body`'s size).
+        `body`'s size); `wait_on_429=False` says a 429 at once instead of waiting.
         """
         label = what or f"{method} {path.split('?')[0]}"
 
@@ -367,6 +396,7 @@ class NemoClient:
             idempotent=idempotent,
             auth=auth,
             deadlines=deadlines,
+            wait_on_429=wait_on_429,
         )
 
     # sessions ------------------------------------------------------------------

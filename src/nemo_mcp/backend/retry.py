@@ -20,7 +20,10 @@ The policy, for a call that carries the bearer token:
 
 - 1001 (token expired or invalid): renew the token once, with the same client
   id, and send again: the backend refused the call, so nothing happened;
-- 429 (rate limited): wait once (`Retry-After`, else 30 s) and send again;
+- 429 (rate limited): wait once (`Retry-After`, else 30 s) and send again,
+  when the wait fits what is left of the call's time (the tool's budget
+  included); else the 429 is said at once. The anonymous token's 429 (the
+  7-day rule, which no wait inside a call can clear) is said at once too;
 - a connection that never opened: send again, with backoff (it never left);
 - 5xx, broken connections and attempts out of time: send again with backoff
   only when the call is idempotent (reads, polls, token requests); a message or
@@ -160,12 +163,14 @@ async def send_with_retries(
     idempotent: bool,
     auth: bool = True,
     deadlines: Deadlines = CALL_DEADLINES,
+    wait_on_429: bool = True,
 ) -> T:
     """Run `attempt(token)` under the policy above and return its result.
 
     `attempt` sends the call once: it returns the answer, raises the mapped
     `NemoError` when the backend refused it, or lets an `httpx.HTTPError` out.
-    Each attempt gets `deadlines.attempt`, the whole call `deadlines.total`.
+    Each attempt gets `deadlines.attempt`, the whole call `deadlines.total`;
+    `wait_on_429=False` raises a 429 at once.
     """
     started = anyio.current_time()
     tries = 0
@@ -180,8 +185,9 @@ async def send_with_retries(
     with anyio.CancelScope(deadline=started + deadlines.total) as whole:
 
         def fits(wait: float) -> bool:
-            """Whether waiting `wait` seconds still leaves time for another attempt."""
-            return anyio.current_time() + wait < whole.deadline
+            """Whether waiting `wait` seconds still leaves time for another attempt, within
+            this call's deadline and any the caller set (a tool's budget)."""
+            return anyio.current_time() + wait < anyio.current_effective_deadline()
 
         while True:
             tries += 1
@@ -216,7 +222,7 @@ async def send_with_retries(
                 await client.renew(token)
             elif isinstance(failure, RateLimitError):
                 wait = failure.retry_after if failure.retry_after is not None else RATE_LIMIT_WAIT
-                if rate_retried or not fits(wait):
+                if rate_retried or not wait_on_429 or not fits(wait):
                     raise failure
                 rate_retried = True
                 log.info("rate limited on %s; retrying once in %.0f s", what, wait)

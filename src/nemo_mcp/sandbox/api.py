@@ -45,7 +45,9 @@ async def anonymous_token(call: Call) -> dict[str, Any]:
     client_id = call.header("x-client-id")
     if client_id is None:
         raise ApiError(400, "X-Client-Id header is required: send a UUID identifying this client")
-    record, user = call.world.issue_anonymous_token(client_id, call.config.token_ttl)
+    record, user = call.world.issue_anonymous_token(
+        client_id, call.config.token_ttl, retry_after=call.config.token_retry_after
+    )
     return {
         "token": record.token,
         "user_id": user.user_id,

@@ -193,6 +193,11 @@ class SandboxConfig(BaseModel):
     generation_cost: int = Field(default=100, ge=0)
     edit_cost: int = Field(default=50, ge=0)
     token_ttl: float = Field(default=7 * 24 * 3600.0, ge=0, description="seconds a token lives")
+    token_retry_after: bool = Field(
+        default=False,
+        description="the anonymous token's 429 names its wait in Retry-After (the contract "
+        "promises no such header)",
+    )
     generation_seconds: float = Field(default=3.0, ge=0)
     edit_seconds: float = Field(default=0.5, ge=0)
     render_seconds: float = Field(default=3.0, ge=0)

@@ -131,13 +131,13 @@ def _fault_response(fault: Fault, config: SandboxConfig) -> Response:
     if fault.name == "malformed_json":
         return Response(TRUNCATED_JSON, status_code=200, media_type="application/json")
     if fault.name == "rate_limited":
-        retry = str(fault.param("retry_after"))
+        retry = fault.param("retry_after")  # none: a bare 429, as the contract allows
         return error_response(
             ApiError(
                 429,
                 "rate limited: too many requests",
                 http_status=429,
-                headers={"Retry-After": retry},
+                headers={"Retry-After": str(retry)} if retry is not None else None,
             ),
             config,
         )

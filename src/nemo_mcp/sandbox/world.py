@@ -223,8 +223,13 @@ class World:
         return [{**a.fault.model_dump(), "remaining": a.remaining} for a in self.faults]
 
     # tokens and users ------------------------------------------------------------------
-    def issue_anonymous_token(self, client_id: str, ttl: float) -> tuple[TokenRecord, User]:
-        """A new token for `client_id`, unless it already holds a live one (429)."""
+    def issue_anonymous_token(
+        self, client_id: str, ttl: float, *, retry_after: bool = False
+    ) -> tuple[TokenRecord, User]:
+        """A new token for `client_id`, unless it already holds a live one (429).
+
+        The 429 is bare, as the contract promises no `Retry-After` there; with
+        `retry_after` it names the seconds until the client's token expires."""
         now = time.time()
         for record in self.tokens.values():
             if record.client_id == client_id and record.live(now):
@@ -233,7 +238,7 @@ class World:
                     429,
                     "rate limited: one anonymous token per client every 7 days, and this "
                     "client already holds a valid one",
-                    headers={"Retry-After": str(wait)},
+                    headers={"Retry-After": str(wait)} if retry_after else None,
                 )
         user_id = self.clients.get(client_id)
         if user_id is None:
