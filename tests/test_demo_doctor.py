@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import importlib
 import io
 import os
 import stat
@@ -83,6 +85,37 @@ def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path, sandbox: Any) ->
     assert not (tmp_path / ".config" / "nemovideo").exists(), (
         "the demo must not touch the user's state"
     )
+
+
+def test_a_failing_demo_says_why_in_one_sentence(tmp_path: Path) -> None:
+    """The cause under the MCP client's task groups, never "unhandled errors in a TaskGroup"."""
+    from nemo_mcp import demo
+    from nemo_mcp.sandbox.config import SandboxConfig
+
+    out = io.StringIO()
+    broke = SandboxConfig(initial_credits=0, generation_seconds=0.2)  # generation refused
+    assert demo.main(str(tmp_path), out, config=broke) == 1
+    (line,) = [t for t in out.getvalue().splitlines() if t.startswith("Demo failed")]
+    assert "TaskGroup" not in line and "sub-exception" not in line
+    assert line == (
+        f"Demo failed: the {demo.DEFAULT_SKILL} face stopped: generate answered: Out of credits "
+        "(the free trial's 100 credits are used up)."
+    )
+    assert "Traceback" not in out.getvalue()
+
+
+def test_the_cause_of_a_missing_file_is_named() -> None:
+    from nemo_mcp.demo import cause_of
+
+    try:
+        open("/nonexistent/inputs/script.docx")  # noqa: SIM115
+    except OSError as err:
+        missing = err
+    # The builtin from Python 3.11; anyio brings the backport before it.
+    groups = getattr(builtins, "BaseExceptionGroup", None)
+    groups = groups or importlib.import_module("exceptiongroup").BaseExceptionGroup
+    group = groups("unhandled errors in a TaskGroup", [missing])
+    assert cause_of(group) == "/nonexistent/inputs/script.docx: no such file or directory"
 
 
 def run_doctor(env: dict[str, str], **how: Any) -> tuple[int, str]:

@@ -8,7 +8,6 @@ uploaded photos' colours, the prompt on a generated clip).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,13 +199,15 @@ def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.Monke
     assert cli.DEFAULT_DEMO_SKILL == demo.DEFAULT_SKILL
 
 
-def test_without_python_docx_the_script_goes_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A plain `pip install nemo-mcp` has no `docs` extra: the demo sends the .txt twin.
-    assert demo.script_to_send("script.docx") == "script.docx"
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "docx" else real(name, *a)
-    )
-    assert demo.script_to_send("script.docx") == "script.txt"
-    assert demo.script_to_send("script.txt") == "script.txt"
-    assert demo.bundled("script.txt")  # shipped with the package
+def test_the_script_face_reads_documents_in_a_plain_install() -> None:
+    """python-docx and pypdf come with `pip install nemo-mcp` itself (no extra), so the
+    script face sends its .docx as it is."""
+    from importlib.metadata import requires
+
+    plain = {
+        r.split(";")[0].split(">")[0].split("=")[0].strip().lower()
+        for r in requires("nemo-mcp") or []
+        if "extra ==" not in r
+    }
+    assert {"python-docx", "pypdf"} <= plain
+    assert demo.FACES["free-video-generator-from-script"].script == "script.docx"

@@ -499,8 +499,8 @@ def test_missing_extras_say_how_to_install(
     with pytest.raises(InputError) as caught:
         read_script(path)
     assert str(caught.value) == (
-        f"Reading {name} needs {library}: install the document extras with "
-        "`pip install 'nemo-mcp[docs]'`, or paste the text"
+        f"Reading {name} needs {library}: reinstall nemo-mcp "
+        "(`pip install --force-reinstall nemo-mcp`), or paste the text"
     )
 
 

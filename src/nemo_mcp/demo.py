@@ -15,9 +15,9 @@ what came back.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -159,14 +159,6 @@ def _server_env(
     }
 
 
-def script_to_send(name: str) -> str:
-    """The bundled script to send: the .docx, or its .txt twin when python-docx (the
-    `docs` extra) is not installed to read it."""
-    if name.endswith(".docx") and importlib.util.find_spec("docx") is None:
-        return name.removesuffix(".docx") + ".txt"
-    return name
-
-
 async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, out: TextIO) -> Saved:
     from mcp import Client, StdioServerParameters
 
@@ -198,7 +190,8 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
         async def call(name: str, args: dict[str, Any] | None = None) -> Any:
             result = await client.call_tool(name, args or {}, progress_callback=progress)
             if result.is_error:
-                raise RuntimeError(f"{name} failed: {_text(result)}")
+                said = _text(result).removeprefix(f"Error executing tool {name}: ")
+                raise RuntimeError(f"{name} answered: {said}")
             return result
 
         async def generate(args: dict[str, Any]) -> Any:
@@ -217,9 +210,8 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
         request: dict[str, Any] = {"message": face.request}
         with_script = ""
         if face.script:
-            script = script_to_send(face.script)
-            request["script_file"] = str(inputs / script)
-            with_script = f" with the script {script}"
+            request["script_file"] = str(inputs / face.script)
+            with_script = f" with the script {face.script}"
         _say(out, f"\n{next(step)}. generate: {face.request!r}{with_script}")
         _say(out, _text(await generate(request)))
         _say(out, f"\n{next(step)}. generate: {face.edit!r}")
@@ -255,12 +247,44 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
     return Saved(face.slug, video, sheet, dict(shown.structured_content), sources, sent, renders)
 
 
+class DemoFailed(Exception):
+    """A face's run stopped; the message is one sentence naming the face and the cause."""
+
+
+def _innermost(err: BaseException) -> BaseException:
+    """The error under any exception groups (the MCP client's task groups wrap what
+    failed inside them): the first one that is an error, not a cancellation."""
+    while isinstance(inner := getattr(err, "exceptions", None), (list, tuple)) and inner:
+        real = [e for e in inner if isinstance(e, Exception)]
+        err = (real or list(inner))[0]
+    return err
+
+
+#: Where one sentence ends and the next begins (not inside a file name or a number).
+_NEXT_SENTENCE = re.compile(r"(?<=[a-z)\]])\.\s+(?=[A-Z])")
+
+
+def cause_of(err: BaseException) -> str:
+    """What went wrong, in one sentence: the innermost error's own first sentence, or for a
+    file error the file and the system's words."""
+    err = _innermost(err)
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        text = f"{where}{err.strerror.lower()}"
+    else:
+        text = str(err) or type(err).__name__
+    return _NEXT_SENTENCE.split(" ".join(text.split()), maxsplit=1)[0].rstrip(".")
+
+
 async def _run(
     slugs: Sequence[str], sandbox: SandboxServer, home: Path, target: Path, out: TextIO
 ) -> list[Saved]:
     saved = []
     for slug in slugs:
-        saved.append(await _face(FACES[slug], sandbox, home / slug, target / slug, out))
+        try:
+            saved.append(await _face(FACES[slug], sandbox, home / slug, target / slug, out))
+        except Exception as err:
+            raise DemoFailed(f"the {slug} face stopped: {cause_of(err)}") from err
     return saved
 
 
@@ -306,7 +330,7 @@ def main(
             raise ValueError(f"no such face {skill!r}; choose one of: {', '.join(FACES)}")
         saved = run(slugs, target, out, config)
     except Exception as err:  # the demo explains failures; it never shows a traceback
-        _say(out, f"\nDemo failed: {err}")
+        _say(out, f"\nDemo failed: {cause_of(err)}.")
         return 1
     _say(out, "\nDone:")
     for one in saved:

@@ -8,8 +8,8 @@ Text files must be UTF-8 (a UTF-8 BOM is removed) or carry a UTF-16/UTF-32 BOM. 
 refused rather than guessed: decoding a GBK or Windows-1252 script as Latin-1 would silently send
 mojibake to a generation that costs credits, so the user is asked to save the file as UTF-8.
 
-Word and PDF support needs the optional extras (`pip install 'nemo-mcp[docs]'`): python-docx and
-pypdf are imported only when such a file is read.
+Word and PDF support comes from python-docx and pypdf (dependencies of nemo-mcp itself), imported
+only when such a file is read.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ SCRIPT_SUFFIXES = (".txt", ".md", ".docx", ".pdf")
 MAX_SCRIPT_CHARS = 20_000
 DEFAULT_MAX_BYTES = 10 * 1000 * 1000
 
-_EXTRAS_HINT = "install the document extras with `pip install 'nemo-mcp[docs]'`, or paste the text"
+# Both come with nemo-mcp itself: missing, the install is broken, not incomplete.
+_EXTRAS_HINT = "reinstall nemo-mcp (`pip install --force-reinstall nemo-mcp`), or paste the text"
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
     (codecs.BOM_UTF32_BE, "utf-32-be"),
