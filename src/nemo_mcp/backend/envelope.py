@@ -10,6 +10,7 @@ that is not JSON at all. `read_envelope` is the only place that knows this, and
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from nemo_mcp.errors import (
@@ -75,6 +76,29 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
+#: What a refusal means when it carries no code (the documented `{"success": false,
+#: "error": "..."}`, perhaps with HTTP 200): its words, matched against each meaning.
+_MEANINGS: tuple[tuple[int, re.Pattern[str]], ...] = tuple(
+    (code, re.compile(pattern))
+    for code, pattern in (
+        (1002, r"\bsession\b.*\b(not found|expired|removed|gone)\b|\bno such session\b"),
+        (1001, r"\btoken\b.*\b(expired|invalid|revoked|missing)\b|\b(expired|invalid) token\b"),
+        (2001, r"\b(insufficient|out of|not enough|no)\b.*\bcredits?\b"),
+        (4001, r"\bunsupported file type\b|\bfile type\b.*\bnot supported\b"),
+        (4002, r"\btoo large\b|\bexceeds\b.*\blimit\b"),
+        (402, r"\bfree plan\b|\bexport blocked\b"),
+        (429, r"\brate limit|\btoo many requests\b"),
+        (400, r"\bx-client-id\b"),
+    )
+)
+
+
+def meaning_of(words: str) -> int | None:
+    """The backend code a refusal's words name, if they name one."""
+    low = words.lower()
+    return next((code for code, pattern in _MEANINGS if pattern.search(low)), None)
+
+
 def make_error(
     *,
     code: int | None,
@@ -83,7 +107,9 @@ def make_error(
     request_id: str | None = None,
     retry_after: float | None = None,
 ) -> NemoError:
-    """The one mapping from a backend code (else the HTTP status) to an exception."""
+    """The one mapping from a backend code (else the words, else the HTTP status) to an
+    exception. The words count only where a status leaves the meaning open: never over a
+    gateway's 429 or 5xx."""
     key = code if code not in (None, 0) else http_status
     text = message or ""
     low = text.lower()
@@ -93,6 +119,8 @@ def make_error(
         "request_id": request_id,
         "from_backend": True,
     }
+    if code in (None, 0) and (http_status is None or http_status < 500) and http_status != 429:
+        key = meaning_of(text) or key
     if key == 1001 or (key == 401 and code in (None, 0, 401)):
         return AuthError(text or "token expired or invalid", **ctx)
     if key == 1002 or (key == 404 and "session" in low):

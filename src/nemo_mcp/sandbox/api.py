@@ -61,11 +61,10 @@ async def create_session(call: Call) -> dict[str, Any]:
     """A new agent session (a project with an empty timeline) for the caller."""
     body = validated(SessionBody, await call.json(required=False))
     session = call.world.new_session(call.user, body.task_name, body.language)
-    return {
-        "task_id": session.task_id,
-        "session_id": session.session_id,
-        "user_id": call.user.user_id,
-    }
+    answer = {"task_id": session.task_id, "session_id": session.session_id}
+    if call.config.session_user_id:
+        answer["user_id"] = call.user.user_id
+    return answer
 
 
 @endpoint("claim_token")

@@ -22,6 +22,11 @@ The faults of a misbehaving backend or gateway (routes in `FAULT_ROUTES`):
   it is short).
 - `download_slow` (`rate`): a file download sent at `rate` bytes a second, in
   64 KiB pieces (a slow link, or a download long enough to interrupt).
+- `error_frame` (`message`, `code`, `form`): the stream ends with a failure after the
+  first event: `form=error` is the gateway's `{"error": ..., "code": ...}` frame,
+  `form=adk` a model failure as an ADK event (`errorCode`, `errorMessage`).
+- `rate_limited` (`retry_after`): a 429 from the gateway with that `Retry-After`;
+  `retry_after=none` sends it bare, as the contract allows.
 - `never_answer`: the connection and the request are accepted, then nothing
   is sent until the client leaves; the handler ends then (nothing is left
   running), and the request is logged with status 499.
@@ -107,7 +112,11 @@ FAULT_PARAMS: dict[str, dict[str, Any]] = {
     "server_error": {"status": 500},
     "slow": {"delay": 1.0},
     "stream_drop": {"after": 2},
-    "error_frame": {"message": "agent execution failed: the model is overloaded", "code": 503},
+    "error_frame": {
+        "message": "agent execution failed: the model is overloaded",
+        "code": 503,
+        "form": "error",
+    },
     "heartbeats_only": {"duration": 1.0},
     "render_fail": {"error": "render failed: composition timed out on the render node"},
     "huge_body": {"mb": 50.0, "content_length": False},
@@ -115,6 +124,10 @@ FAULT_PARAMS: dict[str, dict[str, Any]] = {
     "download_cut": {"bytes": 1_000_000},
     "download_slow": {"rate": 1_000_000},
 }
+
+
+#: The two forms a failure in the message stream comes in (`error_frame`'s `form`).
+FORMS = ("error", "adk")
 
 
 class Fault(BaseModel):
@@ -160,6 +173,8 @@ class Fault(BaseModel):
                 f"fault {self.name} cannot fire on route {self.route!r}; "
                 f"it applies to: {', '.join(sorted(allowed))}"
             )
+        if self.name == "error_frame" and self.params.get("form", "error") not in FORMS:
+            raise ValueError(f"fault error_frame takes form={' or form='.join(FORMS)}")
         known = FAULT_PARAMS.get(self.name, {})
         unknown = set(self.params) - set(known)
         if unknown:
@@ -211,6 +226,23 @@ class SandboxConfig(BaseModel):
     silent_edits: bool = False
     trailing_issue: bool = False
     render_output_bytes: int | None = Field(default=None, ge=1)
+    # The optional parts of the contract's answers, each of which may be left out:
+    render_output_facts: bool = Field(
+        default=True,
+        description="a completed render's status gives the output's duration and size "
+        "(shape 2 of the contract documents neither)",
+    )
+    render_failure_reason: bool = Field(
+        default=True, description="a failed render's status carries `error` (it may not)"
+    )
+    success_error_code: bool = Field(
+        default=True,
+        description='the success envelope\'s error keeps the backend code beside "error" '
+        '(the documented form is only {"success": false, "error": "..."})',
+    )
+    session_user_id: bool = Field(
+        default=True, description="the session answer carries `user_id` (maybe, says the contract)"
+    )
     upload_limit_bytes: int | None = Field(
         default=None, ge=1, description="overrides the per-skill upload limit (500 or 200 MB)"
     )

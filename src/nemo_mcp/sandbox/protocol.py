@@ -84,7 +84,10 @@ def ok_response(data: Any, config: SandboxConfig) -> Response:
 
 def error_body(code: int, message: str, config: SandboxConfig) -> dict[str, Any]:
     if config.envelope == "success":
-        # The code is kept beside `error` so the meaning survives an HTTP 200.
+        # The code is kept beside `error` so the meaning survives an HTTP 200, unless the
+        # documented form is asked for (then only the status and the words carry it).
+        if not config.success_error_code:
+            return {"success": False, "error": message}
         return {"success": False, "error": message, "code": code}
     return {"code": code, "message": message}
 

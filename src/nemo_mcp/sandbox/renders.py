@@ -46,6 +46,13 @@ def _output_size(render: Render) -> int:
     return render.file.stat().st_size if render.file is not None else 0
 
 
+def _facts(call: Call, render: Render) -> dict[str, Any]:
+    """The output's duration and size, where the configured answer gives them."""
+    if not call.config.render_output_facts:
+        return {}
+    return {"duration": render.duration, "size": _output_size(render)}
+
+
 def status_body(call: Call, render: Render) -> dict[str, Any]:
     """The render's status in the configured shape (bare, success, or a code envelope)."""
     status, fraction = render.phase(time.monotonic())
@@ -61,24 +68,19 @@ def status_body(call: Call, render: Render) -> dict[str, Any]:
             "createdAt": _ms(render.created_at),
         }
         if status == "completed":
-            data.update(
-                outputUrl=url,
-                duration=render.duration,
-                size=_output_size(render),
-                completedAt=_ms(render.completed_at()),
-            )
-        if status == "failed":
+            data.update(outputUrl=url, **_facts(call, render))
+            data["completedAt"] = _ms(render.completed_at())
+        if status == "failed" and call.config.render_failure_reason:
             data["error"] = render.error
         return {"success": True, "data": data}
     bare: dict[str, Any] = {"taskId": render.id, "status": status, "progress": progress}
     if status == "completed":
         bare["output"] = {
             "url": url,
-            "duration": render.duration,
-            "size": _output_size(render),
+            **_facts(call, render),
             "format": render.output.get("format", "mp4"),
         }
-    if status == "failed":
+    if status == "failed" and call.config.render_failure_reason:
         bare["error"] = render.error
     if call.config.render_status == "code":
         return {"code": 0, "message": "success", "data": bare}

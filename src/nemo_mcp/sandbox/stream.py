@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +22,7 @@ from starlette.responses import StreamingResponse
 from nemo_mcp.sandbox.agent import Job, Work, plan
 from nemo_mcp.sandbox.api import validated
 from nemo_mcp.sandbox.config import Fault, SandboxConfig
-from nemo_mcp.sandbox.events import encode, frame, heartbeat_frame
+from nemo_mcp.sandbox.events import AUTHOR, encode, frame, heartbeat_frame
 from nemo_mcp.sandbox.protocol import ApiError, DetailError
 from nemo_mcp.sandbox.routing import Call, endpoint
 
@@ -114,12 +116,30 @@ async def job_frames(
             yield data
             sent += 1
         if error is not None:
-            yield frame({"error": str(error.param("message")), "code": error.param("code")})
+            yield failure_frame(error, job.invocation)
             job.cancel()
             return
     if drop is not None:
         yield b'data: {"content":{"parts":[{"te'
         raise StreamCut()
+
+
+def failure_frame(fault: Fault, invocation: str) -> bytes:
+    """The `error_frame` fault's frame: the gateway's error frame, or the model's failure
+    as an ADK event (`errorCode`, `errorMessage`)."""
+    message, code = str(fault.param("message")), fault.param("code")
+    if fault.param("form") == "adk":
+        return frame(
+            {
+                "errorCode": str(code),
+                "errorMessage": message,
+                "invocationId": invocation,
+                "author": AUTHOR,
+                "id": secrets.token_hex(8),
+                "timestamp": time.time(),
+            }
+        )
+    return frame({"error": message, "code": code})
 
 
 async def heartbeats_only(duration: float, config: SandboxConfig) -> AsyncIterator[bytes]:
