@@ -6,6 +6,7 @@ src/nemo_mcp/sandbox/SANDBOX.md."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from mcp_harness import connect, make_settings, text_of
+from media_files import sample_mp4
 from sandbox_client import Backend, generate, payloads, poll
 
 PROMPT = "a video of a red lighthouse at dusk"
@@ -172,6 +174,24 @@ def test_a_refusal_without_a_code_is_read_by_its_words(status: int, words: str, 
     assert type(caught.value).__name__ == kind
 
 
+async def test_the_backends_own_type_and_size_refusals_name_what_to_do(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """4001 (a link the client cannot check) and 4002 (the backend's limit below the
+    client's): the accepted formats; the limit, compress or trim. Each sent once."""
+    settings = make_settings(tmp_path, sandbox.url)
+    clip = settings.upload_dirs[0] / "clip.mp4"
+    clip.write_bytes(sample_mp4().read_bytes())
+    async with connect(settings) as session:
+        kind = await session.call("upload", {"sources": ["https://cdn.example.test/a.exe"]})
+        sandbox.control.set(upload_limit_bytes=1000)
+        size = await session.call("upload", {"sources": [str(clip)]})
+    assert kind.is_error and "Accepted: mp4, mov" in text_of(kind), text_of(kind)
+    assert size.is_error and "0.001 MB limit" in text_of(size), text_of(size)
+    assert "Compress or trim it" in text_of(size)
+    assert sandbox.control.stats()["requests"]["upload"] == 2
+
+
 # The switches themselves: each lean form really lacks its part on the wire. ------------------
 def reached(backend: Backend, render_id: str, status: str) -> dict[str, Any]:
     """The render's status (success shape) once it reads `status`."""
@@ -219,3 +239,24 @@ def test_the_adk_failure_event_on_the_wire(sandbox: Any, backend: Backend) -> No
     last = payloads(raw)[-1]
     assert last["errorCode"] == "503" and "overloaded" in last["errorMessage"]
     assert "error" not in last and last["author"] == "nemo_agent"
+
+
+def test_the_sandbox_rule_table_names_real_tests() -> None:
+    """Every test the rule table (src/nemo_mcp/sandbox/SANDBOX.md) names exists, with
+    every fault-matrix row and parameter it names; every switch it names is a setting."""
+    from nemo_mcp.sandbox import config
+
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "src" / "nemo_mcp" / "sandbox" / "SANDBOX.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(test_\w+)::(test_\w+)(?:\[([^\]]*)\])?`", table)
+    assert len(named) > 60
+    for module, name, params in named:
+        source = (root / "tests" / f"{module}.py").read_text(encoding="utf-8")
+        assert re.search(rf"^(async )?def {name}\(", source, re.M), f"{module}::{name}"
+        for row in filter(None, re.split(r",\s*", params)):
+            if "*" not in row and module == "test_faults":
+                assert f'"{row}": Row(' in source, f"{module}::{name}[{row}]"
+    switches = set(re.findall(r"`(\w+)=", table))
+    faults = set(re.findall(r"fault `(\w+)", table))
+    assert switches <= set(config.SandboxConfig.model_fields) | {"retry_after", "form"}
+    assert faults <= set(config.FAULTS)
