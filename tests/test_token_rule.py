@@ -114,3 +114,21 @@ async def test_a_bare_429_elsewhere_waits_only_when_the_wait_fits_the_budget(
     assert "rate limiting" in text_of(bare) and "did not answer" not in text_of(bare)
     assert not short.is_error, text_of(short)
     assert credit_reads(sandbox)[before:] == [429, 429, 200]
+
+
+async def test_a_refused_token_whose_renewal_meets_the_429_says_so(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """1001, then the renewal refused by the 7-day rule: the token was refused (not
+    missing), in one sentence, at once; the call was not sent again."""
+    settings = await prepared(tmp_path, sandbox)
+    expires = expiry_of(state_file(settings, "auth.json"))
+    sandbox.control.fault("token_expired", route="credits")
+    sandbox.control.fault("rate_limited", route="anonymous_token", retry_after=None)
+    async with connect(settings) as session:
+        refused, took = await timed(session, "credits")
+    text = text_of(refused)
+    assert took < FIRST_CALL_SECONDS and refused.is_error and one_sentence(text), text
+    assert "refused this computer's saved token" in text and "missing" not in text
+    day = expires.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    assert f"wait until {day}" in text and "NEMO_TOKEN" in text

@@ -98,8 +98,9 @@ def _free_again(expires_at: str | None, retry_after: float | None) -> str | None
     """When this computer may have a free token again, as a UTC date, if known: the
     backend's `Retry-After`, else the old token's expiry (read from what was left of it)."""
     moment: datetime | None = None
+    now = time.time()
     if retry_after is not None:
-        moment = datetime.fromtimestamp(time.time() + retry_after, tz=timezone.utc)
+        moment = datetime.fromtimestamp(now + retry_after, tz=timezone.utc)
     elif expires_at:
         try:
             moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
@@ -107,7 +108,9 @@ def _free_again(expires_at: str | None, retry_after: float | None) -> str | None
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else None
+    if moment is None or moment.timestamp() <= now:  # unknown, or already past
+        return None
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class NemoClient:
@@ -297,7 +300,9 @@ class NemoClient:
             )
         except RateLimitError as err:
             raise RateLimitError(
-                self._one_token_message(err.retry_after), code=429, retry_after=err.retry_after
+                self._one_token_message(err.retry_after, refused=token_exists),
+                code=429,
+                retry_after=err.retry_after,
             ) from err
         token = parse_wire(AnonymousToken, data, what="the token request")
         redaction.register(token.token)
@@ -316,10 +321,14 @@ class NemoClient:
             )
         return record
 
-    def _one_token_message(self, retry_after: float | None) -> str:
-        """One sentence for the 7-day rule: which token is gone, the rule, what to do."""
+    def _one_token_message(self, retry_after: float | None, *, refused: bool = False) -> str:
+        """One sentence for the 7-day rule: which token is gone (refused, damaged or
+        missing), the rule, what to do."""
         damaged = self.store.damaged_auth
-        if damaged is not None:
+        if refused:
+            gone = "NemoVideo refused this computer's saved token (expired or invalid)"
+            expires = self._auth.expires_at if self._auth is not None else None
+        elif damaged is not None:
             aside = f"moved aside to {damaged.moved_to}" if damaged.moved_to else "left in place"
             gone = (
                 f"The saved NemoVideo token in {damaged.path} was damaged ({damaged.problem}) "
