@@ -60,7 +60,11 @@ for face in $faces; do
         exit 1
     fi
     grep -qF "Saved: $video" "$work/demo.log" || { echo "check-install: $video was not reported" >&2; exit 1; }
-    echo "$video"
+    if [ "$(head -c 8 "$video" | tail -c 4)" != "ftyp" ]; then
+        echo "check-install: $video is not an MP4" >&2
+        exit 1
+    fi
+    echo "$video ($(wc -c <"$video") bytes)"
     count=$((count + 1))
 done
 [ "$count" -eq 5 ] || { echo "check-install: $count faces, expected 5" >&2; exit 1; }
