@@ -13,7 +13,7 @@ import httpx
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.identity import load_identity
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 API = "https://api.test"
 Handler = Callable[[httpx.Request], httpx.Response | None]

@@ -50,6 +50,7 @@ from nemo_mcp.backend.retry import (
     transfer_deadlines,
 )
 from nemo_mcp.backend.upload import LocalFile, MultipartBody, OnProgress, check_file
+from nemo_mcp.client_state import ClientState, FileState, Record
 from nemo_mcp.errors import (
     AuthError,
     ConfigError,
@@ -61,8 +62,7 @@ from nemo_mcp.errors import (
 from nemo_mcp.identity import Profile, SkillIdentity
 from nemo_mcp.ledger import new_owner
 from nemo_mcp.settings import Settings
-from nemo_mcp.state import ClientState, FileState, Record
-from nemo_mcp.store import AuthRecord, Damaged, SessionRecord, StateStore
+from nemo_mcp.state_files import AuthRecord, Damaged, SessionRecord, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.client_state import ClientState
     from nemo_mcp.server.studio import PosterSource
-    from nemo_mcp.state import ClientState
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def create_server(
         async with AsyncExitStack() as clients:
             redis: Redis | None = None
             if exposure.hosted:
-                from nemo_mcp.hosted.redis_state import connect, request_state_keys
+                from nemo_mcp.hosted.redis_client_state import connect, request_state_keys
 
                 assert settings.state_url is not None and request_state is not None
                 redis = connect(settings.state_url.get_secret_value())
