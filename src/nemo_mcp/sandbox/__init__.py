@@ -2,10 +2,7 @@
 
 It speaks the whole contract (every documented envelope, status shape and
 stream style), runs a scripted agent, and injects faults on request. Serve
-it with `nemo_mcp.sandbox.testing.SandboxServer` or `python -m nemo_mcp.sandbox`.
+it with `nemo_mcp.sandbox.testing.SandboxServer` or `python -m nemo_mcp.sandbox`;
+`nemo_mcp.sandbox.app.create_app` is the ASGI app. Importing the package loads
+nothing else, so the command line can read the sandbox's options cheaply.
 """
-
-from nemo_mcp.sandbox.app import create_app
-from nemo_mcp.sandbox.config import Fault, SandboxConfig
-
-__all__ = ["Fault", "SandboxConfig", "create_app"]
