@@ -20,8 +20,8 @@ from pydantic import SecretStr
 from nemo_mcp import doctor
 from nemo_mcp.errors import ConfigError
 from nemo_mcp.hosted.local import RedisServer
-from nemo_mcp.hosted.oauth import JwtVerifier, principal_key
-from nemo_mcp.server.exposure import decide, identity_key
+from nemo_mcp.hosted.oauth import JwtVerifier
+from nemo_mcp.server.exposure import decide, identity_key, principal_key
 from nemo_mcp.settings import settings_from_env
 from nemo_mcp.state_files import AuthRecord, SessionRecord
 
