@@ -46,10 +46,10 @@ from nemo_mcp import redaction
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.errors import NemoError
 from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.server import calls
 from nemo_mcp.server.boundary import message_for, tool_boundary
+from nemo_mcp.server.calls import STUDIO_TOOL_META, STUDIO_URI
 from nemo_mcp.server.outputs import ExportOutput, TimelineOutput
-from nemo_mcp.server.tools import common
-from nemo_mcp.server.tools.common import STUDIO_TOOL_META, STUDIO_URI
 
 if TYPE_CHECKING:
     from nemo_mcp.server.service import NemoService, Services
@@ -340,7 +340,7 @@ class Studio:
         html: str | None = None,
     ) -> None:
         self.api_url = api_url
-        self._service_of = service_of or common.service_of
+        self._service_of = service_of or calls.service_of
         self._poster_for = poster_for
         self._media: dict[str, None] = {}  # insertion-ordered, oldest first
         self.apps = Apps()
@@ -415,7 +415,7 @@ class Studio:
 
     async def gather(self, service: NemoService) -> StudioState:
         """The studio's state for one user, every part read independently."""
-        from nemo_mcp.server.tools.timeline import timeline_output
+        from nemo_mcp.server.snapshots import timeline_output
 
         client = service.client
         problems: list[str] = []
@@ -493,9 +493,9 @@ class Studio:
                 "For the studio view: the timeline, credits, running work and newest export "
                 "(with its contact sheet) in one answer. Free and read-only."
             ),
-            annotations=common.hints(read_only=True, idempotent=True),
+            annotations=calls.hints(read_only=True, idempotent=True),
         )
-        @tool_boundary("Reading the studio's state", common.client_of)
+        @tool_boundary("Reading the studio's state", calls.client_of)
         async def studio_state_tool(ctx: Context) -> Annotated[CallToolResult, StudioState]:
             state = await self.gather(await self._service_of(ctx))
             return CallToolResult(
