@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from nemo_mcp.hosted.local import RedisServer, missing
+from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.sandbox.testing import SandboxServer
 
 from sandbox_client import Backend
@@ -79,6 +80,7 @@ def transcript() -> Iterator[Transcript]:
     Attach it before the server is built, as a real log handler would be.
     """
     capture = Transcript()
+    capture.addFilter(RedactingFilter())  # as the handler `nemo-mcp` logs through has
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(capture)

@@ -32,7 +32,6 @@ from nemo_mcp.hosted.serving import (
 )
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Entry, Ledger, clock
-from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.exposure import Exposure
@@ -129,7 +128,9 @@ def create_server(
     with the studio view for hosts that support MCP Apps.
 
     `transport` (an httpx transport) and `poster_for` (the view's contact sheets, else
-    the media kit's) are for tests.
+    the media kit's) are for tests. The process's logging is left as it is: the entry
+    point configures it (`nemo-mcp` logs through `redaction.RedactingFilter`; give your
+    own handlers one too).
     """
     from nemo_mcp.server.studio import studio_for
 
@@ -252,10 +253,6 @@ def create_server(
                 return JSONResponse({"ok": False, "why": "Redis does not answer"}, 503)
         return JSONResponse({"ok": True})
 
-    # Whatever handlers exist now (ours, or the SDK's default), none may print a token.
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
     tools.register(mcp)
 
     @mcp.resource(
