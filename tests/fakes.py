@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,12 @@ class Sleeps:
 
 
 def make_client(
-    tmp_path: Path, backend: FakeBackend, *, sleeps: Sleeps | None = None, **overrides: Any
+    tmp_path: Path,
+    backend: FakeBackend,
+    *,
+    sleeps: Sleeps | None = None,
+    clock: Callable[[], float] = time.time,
+    **overrides: Any,
 ) -> NemoClient:
     settings = Settings(
         api_url=API, home=tmp_path / "home", output_dir=tmp_path / "out", **overrides
@@ -99,4 +105,5 @@ def make_client(
         StateStore(settings.home, settings.api_url),
         transport=httpx.MockTransport(backend.handle),
         sleep=sleeps or Sleeps(),
+        clock=clock,
     )

@@ -106,6 +106,7 @@ class NemoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         leases: Leases | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.identity = identity
@@ -113,6 +114,8 @@ class NemoClient:
         self.api_url = settings.api_url.rstrip("/")
         self._transport = transport
         self._sleep: Sleep = sleep or anyio.sleep
+        #: The wall clock (seconds since the epoch) a token's expiry is read against.
+        self._clock = clock
         self._http: httpx.AsyncClient | None = None
         self.leases = leases
         self._owner = new_owner()
@@ -220,9 +223,8 @@ class NemoClient:
             await self.store.clear_auth()
             await self._keep_auth(await self._fetch_anonymous_token(token_exists=True))
 
-    @staticmethod
-    def _fresh(record: AuthRecord) -> bool:
-        return not _expired(record.expires_at, time.time())
+    def _fresh(self, record: AuthRecord) -> bool:
+        return not _expired(record.expires_at, self._clock())
 
     async def _stamp(self, record: Record) -> Hashable:
         return await self.store.stamp(record)
