@@ -47,6 +47,8 @@ class FakeBackend:
     requests: list[httpx.Request] = field(default_factory=list)
     script: list[Handler] = field(default_factory=list)
     tokens_issued: int = 0
+    #: When the anonymous tokens it gives expire.
+    token_expires_at: str = "2099-01-01T00:00:00Z"
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -61,7 +63,7 @@ class FakeBackend:
                 {
                     "token": f"nmv_usr_tok{self.tokens_issued:06d}",
                     "user_id": "anon_1",
-                    "expires_at": "2099-01-01T00:00:00Z",
+                    "expires_at": self.token_expires_at,
                     "credits": 100,
                 }
             )

@@ -85,22 +85,7 @@ async def test_a_token_near_its_expiry_is_replaced_before_use(tmp_path: Path) ->
     token_path = "/api/auth/anonymous-token"
     expiry = datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
     now = expiry - 3600
-    backend = FakeBackend()
-
-    def expiring(request: httpx.Request) -> httpx.Response | None:
-        if request.url.path != token_path:
-            return None
-        backend.tokens_issued += 1
-        return ok(
-            {
-                "token": f"nmv_usr_exp{backend.tokens_issued:06d}",
-                "user_id": "anon_1",
-                "expires_at": "2030-01-01T00:00:00Z",
-                "credits": 100,
-            }
-        )
-
-    backend.script.append(expiring)
+    backend = FakeBackend(token_expires_at="2030-01-01T00:00:00Z")
     async with make_client(tmp_path, backend, clock=lambda: now) as client:
         await client.credits()
         await client.credits()
@@ -108,7 +93,7 @@ async def test_a_token_near_its_expiry_is_replaced_before_use(tmp_path: Path) ->
         now = expiry - 200  # within the 300 s margin
         await client.credits()
     assert backend.count(token_path) == 2
-    assert backend.requests[-1].headers["Authorization"] == "Bearer nmv_usr_exp000002"
+    assert backend.requests[-1].headers["Authorization"] == "Bearer nmv_usr_tok000002"
 
 
 async def test_1001_renews_once_with_same_client_id(tmp_path: Path) -> None:
