@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -156,14 +155,13 @@ async def test_generate_without_a_reachable_clip_shows_nothing(
     else:
         sandbox.control.fault("slow", route="file", times=None, delay=3.0)
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
-        started = time.monotonic()
         made = await _generated(session)
-        took = time.monotonic() - started
     out = made.structured_content
     assert out is not None and out["status"] == "completed" and out["clip_url"]
+    # Gave up on the clip: had it waited the 3 s, the clip would have come and its
+    # picture been shown.
     assert _images(made) == []
     assert [block.type for block in made.content] == ["text"]
-    assert took < 2.9  # gave up on the clip, did not wait for it
     assert sandbox.control.stats()["faults_fired"]
 
 
