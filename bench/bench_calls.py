@@ -93,7 +93,7 @@ async def layers(url: str, home: Path, calls: int) -> dict[str, list[float]]:
     from nemo_mcp.identity import load_identity
     from nemo_mcp.server import create_server
     from nemo_mcp.settings import Settings
-    from nemo_mcp.store import StateStore
+    from nemo_mcp.state_files import StateStore
 
     headers, _ = login(url)
     settings = Settings(

@@ -34,7 +34,7 @@ from nemo_mcp.backend.events import ReplyAssembler, TextEvent, decode_sse
 from nemo_mcp.backend.stream import event_source, send_message
 from nemo_mcp.identity import load_identity
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, median, scratch, table

@@ -31,7 +31,7 @@ from nemo_mcp.backend.models import parse_render_status
 from nemo_mcp.backend.render import download
 from nemo_mcp.identity import load_identity
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 
 def peak_kib() -> int:

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from nemo_mcp import redaction
 from nemo_mcp.hosted.local import RedisServer, missing
+from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.sandbox.testing import SandboxServer
 
 from sandbox_client import Backend
@@ -38,6 +40,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         pytest.skip(reason)
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_from_other_tests() -> Iterator[None]:
+    """Each test starts with no registered secret: one test's tokens must never hide
+    another's leak (a test finds what its own run registered, and nothing else)."""
+    redaction.forget_all()
+    yield
+    redaction.forget_all()
 
 
 @pytest.fixture
@@ -79,6 +90,7 @@ def transcript() -> Iterator[Transcript]:
     Attach it before the server is built, as a real log handler would be.
     """
     capture = Transcript()
+    capture.addFilter(RedactingFilter())  # as the handler `nemo-mcp` logs through has
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(capture)

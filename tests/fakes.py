@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.identity import load_identity
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 API = "https://api.test"
 Handler = Callable[[httpx.Request], httpx.Response | None]
@@ -46,6 +47,8 @@ class FakeBackend:
     requests: list[httpx.Request] = field(default_factory=list)
     script: list[Handler] = field(default_factory=list)
     tokens_issued: int = 0
+    #: When the anonymous tokens it gives expire.
+    token_expires_at: str = "2099-01-01T00:00:00Z"
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -60,7 +63,7 @@ class FakeBackend:
                 {
                     "token": f"nmv_usr_tok{self.tokens_issued:06d}",
                     "user_id": "anon_1",
-                    "expires_at": "2099-01-01T00:00:00Z",
+                    "expires_at": self.token_expires_at,
                     "credits": 100,
                 }
             )
@@ -88,7 +91,12 @@ class Sleeps:
 
 
 def make_client(
-    tmp_path: Path, backend: FakeBackend, *, sleeps: Sleeps | None = None, **overrides: Any
+    tmp_path: Path,
+    backend: FakeBackend,
+    *,
+    sleeps: Sleeps | None = None,
+    clock: Callable[[], float] = time.time,
+    **overrides: Any,
 ) -> NemoClient:
     settings = Settings(
         api_url=API, home=tmp_path / "home", output_dir=tmp_path / "out", **overrides
@@ -99,4 +107,5 @@ def make_client(
         StateStore(settings.home, settings.api_url),
         transport=httpx.MockTransport(backend.handle),
         sleep=sleeps or Sleeps(),
+        clock=clock,
     )

@@ -41,7 +41,7 @@ from starlette.types import ASGIApp
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.ledger.sqlite import SqliteLedger
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

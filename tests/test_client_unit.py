@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
@@ -76,6 +77,23 @@ async def test_configured_client_id_is_sent(tmp_path: Path) -> None:
     async with make_client(tmp_path, backend, client_id="my-client") as client:
         await client.credits()
     assert backend.requests[0].headers["X-Client-Id"] == "my-client"
+
+
+async def test_a_token_near_its_expiry_is_replaced_before_use(tmp_path: Path) -> None:
+    """Read against the client's clock (injected): an hour before the expiry the saved token
+    is used; within the margin before it, a new one is asked for first."""
+    token_path = "/api/auth/anonymous-token"
+    expiry = datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
+    now = expiry - 3600
+    backend = FakeBackend(token_expires_at="2030-01-01T00:00:00Z")
+    async with make_client(tmp_path, backend, clock=lambda: now) as client:
+        await client.credits()
+        await client.credits()
+        assert backend.count(token_path) == 1  # still an hour to go: kept
+        now = expiry - 200  # within the 300 s margin
+        await client.credits()
+    assert backend.count(token_path) == 2
+    assert backend.requests[-1].headers["Authorization"] == "Bearer nmv_usr_tok000002"
 
 
 async def test_1001_renews_once_with_same_client_id(tmp_path: Path) -> None:

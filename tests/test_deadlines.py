@@ -29,7 +29,7 @@ from nemo_mcp.errors import (
 )
 from nemo_mcp.identity import load_identity
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 from fakes import API, FakeBackend, Sleeps, fail
 

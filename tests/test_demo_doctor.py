@@ -227,7 +227,7 @@ def test_doctor_finds_each_problem(
 
 
 def test_doctor_finds_unsafe_state_permissions(tmp_path: Path, healthy_env: dict[str, str]) -> None:
-    from nemo_mcp.store import AuthRecord, StateStore
+    from nemo_mcp.state_files import AuthRecord, StateStore
 
     store = StateStore(Path(healthy_env["NEMO_HOME"]), healthy_env["NEMO_API_URL"])
     store.save_auth(AuthRecord(token="nmv_usr_x" * 4))

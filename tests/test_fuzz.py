@@ -41,7 +41,7 @@ from nemo_mcp.backend.stream import StreamLimits, event_source, send_message
 from nemo_mcp.errors import NemoError
 from nemo_mcp.identity import load_identity
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 from nemo_mcp.timeline import describe, diff, parse_draft, summarize, view
 
 from mcp_harness import connect, make_settings, text_of

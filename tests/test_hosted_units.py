@@ -20,10 +20,10 @@ from pydantic import SecretStr
 from nemo_mcp import doctor
 from nemo_mcp.errors import ConfigError
 from nemo_mcp.hosted.local import RedisServer
-from nemo_mcp.hosted.oauth import JwtVerifier, principal_key
-from nemo_mcp.server.exposure import decide, identity_key
+from nemo_mcp.hosted.oauth import JwtVerifier
+from nemo_mcp.server.exposure import decide, identity_key, principal_key
 from nemo_mcp.settings import settings_from_env
-from nemo_mcp.store import AuthRecord, SessionRecord
+from nemo_mcp.state_files import AuthRecord, SessionRecord
 
 from hosted_harness import Issuer
 
@@ -221,7 +221,7 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Any]:
 
 
 async def test_redis_state_keeps_records_and_says_when_they_change(redis: Any) -> None:
-    from nemo_mcp.hosted.redis_state import RedisState
+    from nemo_mcp.hosted.redis_client_state import RedisState
 
     prefix = f"nemo:{{{uuid.uuid4().hex}}}"
     one, two = RedisState(redis, prefix, "b"), RedisState(redis, prefix, "b")
@@ -240,7 +240,7 @@ async def test_redis_state_keeps_records_and_says_when_they_change(redis: Any) -
 
 
 async def test_a_damaged_redis_record_is_set_aside_and_said_once(redis: Any) -> None:
-    from nemo_mcp.hosted.redis_state import RedisState
+    from nemo_mcp.hosted.redis_client_state import RedisState
 
     prefix = f"nemo:{{{uuid.uuid4().hex}}}"
     state = RedisState(redis, prefix, "b")
@@ -262,7 +262,7 @@ async def test_a_damaged_redis_record_is_set_aside_and_said_once(redis: Any) -> 
 async def test_a_request_state_sealed_by_one_replica_opens_on_another(redis: Any) -> None:
     from mcp.server.request_state import AESGCMRequestStateCodec, InvalidRequestState
 
-    from nemo_mcp.hosted.redis_state import request_state_keys
+    from nemo_mcp.hosted.redis_client_state import request_state_keys
 
     one = AESGCMRequestStateCodec(await request_state_keys(redis))
     two = AESGCMRequestStateCodec(await request_state_keys(redis))
@@ -315,7 +315,7 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
     asks with a new client id; without the record the user could get no token at all."""
     from nemo_mcp.backend.client import NemoClient
     from nemo_mcp.errors import RateLimitError
-    from nemo_mcp.hosted.redis_state import RedisState
+    from nemo_mcp.hosted.redis_client_state import RedisState
     from nemo_mcp.identity import load_identity
     from nemo_mcp.ledger.redis import RedisLedger
     from nemo_mcp.settings import Settings
@@ -354,7 +354,7 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
 
 async def test_the_redis_password_never_reaches_a_log_line() -> None:
     from nemo_mcp import redaction
-    from nemo_mcp.hosted.redis_state import connect
+    from nemo_mcp.hosted.redis_client_state import connect
 
     client = connect("redis://:s3cret%2Fredis-pw@127.0.0.1:1/0")
     await client.aclose()

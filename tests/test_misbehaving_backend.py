@@ -36,7 +36,7 @@ from nemo_mcp.identity import load_identity
 from nemo_mcp.sandbox.config import Fault
 from nemo_mcp.sandbox.testing import SandboxServer
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 from conftest import FAST_SANDBOX
 from fakes import Sleeps

@@ -10,7 +10,7 @@ import pytest
 
 from nemo_mcp.cli import build_parser
 from nemo_mcp.identity import PROFILES
-from nemo_mcp.sandbox.__main__ import config_from
+from nemo_mcp.sandbox.options import config_from
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from nemo_mcp.sandbox.__main__ import config_from
+from nemo_mcp.sandbox.options import config_from
 from nemo_mcp.sandbox.testing import SandboxServer
 
 from sandbox_client import Backend, generate, poll

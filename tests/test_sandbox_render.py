@@ -17,7 +17,8 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from nemo_mcp.media.compose import Caption, Card, Composition, Footage, Shot, Still
-from nemo_mcp.sandbox import create_app, rendering
+from nemo_mcp.sandbox import rendering
+from nemo_mcp.sandbox.app import create_app
 from nemo_mcp.sandbox.composition import Upload, composition_of
 from nemo_mcp.sandbox.config import SandboxConfig
 from nemo_mcp.sandbox.files import SandboxFiles

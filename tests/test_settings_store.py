@@ -10,7 +10,7 @@ import pytest
 
 from nemo_mcp.errors import ConfigError
 from nemo_mcp.settings import DEFAULT_API_URL, settings_from_env
-from nemo_mcp.store import (
+from nemo_mcp.state_files import (
     AuthRecord,
     SessionRecord,
     StateStore,

@@ -6,7 +6,7 @@ import base64
 import re
 import shutil
 import subprocess
-import time
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp_types import CallToolResult
 
 from nemo_mcp.ledger import Entry
 from nemo_mcp.server import create_server
+from nemo_mcp.server.exposure import identity_key
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.studio import (
     MAX_MEDIA_ORIGINS,
@@ -29,8 +32,8 @@ from nemo_mcp.server.studio import (
     STUDIO_TOOL_META,
     STUDIO_URI,
     ContactSheets,
-    Studio,
     StudioCredits,
+    media_csp,
     media_origin,
     newest_export,
     playable_url,
@@ -44,6 +47,7 @@ from nemo_mcp.settings import Settings
 
 from mcp_harness import make_settings, text_of
 from media_files import sample_mp4
+from processes import http_server, server_env
 from studio_harness import APPS, seed_render
 
 MODES = ["auto", "legacy"]
@@ -332,15 +336,43 @@ async def test_media_origins_in_the_ledger_widen_the_csp(tmp_path: Path, sandbox
     assert (listed[STUDIO_URI].meta or {})["ui"]["csp"]["resourceDomains"] == widened
 
 
-def test_the_csp_keeps_the_newest_media_origins() -> None:
-    async def unused(_ctx: Any) -> Any:
-        raise AssertionError("not called")
+async def test_one_users_media_never_widens_another_users_csp(tmp_path: Path, sandbox: Any) -> None:
+    """Served to two bearer tokens: each caller's view allows their own renders' media."""
+    tokens = ("alice-secret-token-123", "bob-secret-token-456")
+    env = server_env(tmp_path, sandbox, NEMO_HTTP_TOKENS=",".join(tokens))
+    alice_home = tmp_path / "home" / "http-users" / identity_key(tokens[0])
+    alice = settings_for(tmp_path, sandbox).with_overrides(home=alice_home)
+    await seed_render(alice, url="https://cdn.alice.test/renders/render_1.mp4")
 
-    studio = Studio(api_url="https://api.example.test", service_of=unused, html="<p>view</p>")
-    studio.note_media(*(f"https://cdn{n}.example.test/v.mp4" for n in range(MAX_MEDIA_ORIGINS)))
-    studio.note_media("https://cdn0.example.test/again.mp4", "https://late.example.test/v.mp4")
-    studio.note_media("javascript:alert(1)", None, "https://*.example.test/x")
-    domains = studio.csp().resource_domains or []
+    async def view_csp(token: str, *, call_first: bool) -> tuple[Any, Any]:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http,
+            Client(
+                streamable_http_client(url, http_client=http),  # type: ignore[arg-type]
+                extensions=[APPS],
+            ) as client,
+        ):
+            if call_first:  # the user's service is open on the server from now on
+                assert not (await client.call_tool("timeline", {})).is_error
+            read = (await client.read_resource(STUDIO_URI)).contents[0].meta or {}
+            listed = {str(r.uri): r for r in (await client.list_resources()).resources}
+            return read["ui"]["csp"], (listed[STUDIO_URI].meta or {})["ui"]["csp"]
+
+    with http_server(env, tmp_path / "stderr.log") as url:
+        alice_read, alice_listed = await view_csp(tokens[0], call_first=True)
+        bob_read, bob_listed = await view_csp(tokens[1], call_first=False)
+        bob_after_a_call = await view_csp(tokens[1], call_first=True)
+    mine = {"resourceDomains": sorted(["https://cdn.alice.test", sandbox.url])}
+    assert alice_read == alice_listed == mine
+    assert bob_read == bob_listed == {"resourceDomains": [sandbox.url]}
+    assert bob_after_a_call == (bob_read, bob_read)
+
+
+def test_the_csp_keeps_the_newest_media_origins() -> None:
+    urls = [f"https://cdn{n}.example.test/v.mp4" for n in range(MAX_MEDIA_ORIGINS)]
+    urls += ["https://cdn0.example.test/again.mp4", "https://late.example.test/v.mp4"]
+    urls += ["javascript:alert(1)", None, "https://*.example.test/x"]
+    domains = media_csp("https://api.example.test", urls).resource_domains or []
     assert len(domains) == MAX_MEDIA_ORIGINS + 1  # and the API's
     assert "https://api.example.test" in domains and "https://late.example.test" in domains
     assert "https://cdn0.example.test" in domains  # seen again: recent
@@ -405,18 +437,28 @@ async def test_contact_sheets_of_real_videos_from_the_media_kit(tmp_path: Path) 
 
 
 async def test_a_slow_contact_sheet_is_given_up(tmp_path: Path) -> None:
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+
     class Slow:
         def contact_sheet(self, source: Path, output: Path) -> None:
-            time.sleep(2)
-            Path(output).write_bytes(CONTACT_SHEET)
+            entered.set()
+            try:
+                release.wait(timeout=10)  # held until the answer is in (10 s at most)
+                Path(output).write_bytes(CONTACT_SHEET)
+            finally:
+                finished.set()
 
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 64)
-    started = time.monotonic()
     sheets = ContactSheets(lambda: Slow(), seconds=0.2)
     done = ExportOutput(status="completed", render_id="r", file=str(video))
-    assert await sheets(done) is None
-    assert time.monotonic() - started < 1.5
+    try:
+        sheet = await sheets(done)
+        answered_while_making = entered.is_set() and not finished.is_set()
+    finally:
+        release.set()
+    assert finished.wait(timeout=30)  # the abandoned worker ends
+    assert sheet is None and answered_while_making  # given up, not waited for
 
 
 # The pure parts -------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from nemo_mcp.errors import (
 from nemo_mcp.ledger import Entry, Submission
 from nemo_mcp.server.boundary import message_for, tool_boundary, unexpected_message
 from nemo_mcp.server.outputs import ExportOutput, GenerateOutput, UploadOutput
+from nemo_mcp.server.snapshots import records, timeline_output
 from nemo_mcp.server.tools.credits import credits_output, credits_text
 from nemo_mcp.server.tools.export import export_text
 from nemo_mcp.server.tools.generate import answer_notes, generate_text, pending_output
-from nemo_mcp.server.tools.timeline import records, timeline_output, timeline_text
+from nemo_mcp.server.tools.timeline import timeline_text
 from nemo_mcp.server.tools.upload import items_for, upload_text
 from nemo_mcp.server.work import Ticket
 

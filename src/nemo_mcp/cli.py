@@ -15,35 +15,10 @@ from collections.abc import Sequence
 
 from nemo_mcp import __version__
 from nemo_mcp.identity import PROFILES
+from nemo_mcp.sandbox import options as sandbox_options
 
 #: The face `nemo-mcp demo` shows without `--skill` (nemo_mcp.demo.DEFAULT_SKILL).
 DEFAULT_DEMO_SKILL = "ai-generator-generator"
-
-SANDBOX_DESCRIPTION = (
-    "A local NemoVideo backend that speaks the whole contract, with fault switches."
-)
-
-
-def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
-    """The sandbox's options: `nemo-mcp sandbox` and `python -m nemo_mcp.sandbox` share them."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config field, e.g. envelope=success or render_seconds=10 (repeatable)",
-    )
-    parser.add_argument(
-        "--fault",
-        dest="faults",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help='a fault to queue, e.g. "rate_limited;route=credits;times=2;retry_after=3"',
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
 
     sandbox = commands.add_parser(
-        "sandbox", help="run the local sandbox backend", description=SANDBOX_DESCRIPTION
+        "sandbox", help="run the local sandbox backend", description=sandbox_options.DESCRIPTION
     )
-    add_sandbox_arguments(sandbox)
+    sandbox_options.add_arguments(sandbox)
 
     demo = commands.add_parser("demo", help="the whole job offline, against the sandbox")
     demo.add_argument(

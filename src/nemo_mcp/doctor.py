@@ -25,7 +25,7 @@ from nemo_mcp import __version__
 from nemo_mcp.errors import ConfigError, NemoError, SkillFileError
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.settings import Settings, settings_from_env
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 
 @dataclass
@@ -256,7 +256,7 @@ def _where(url: str) -> str:
 
 async def _redis_checks(settings: Settings) -> list[Check]:
     """NEMO_STATE_URL: Redis answers, keeps what it acknowledged, never evicts."""
-    from nemo_mcp.hosted.redis_state import connect
+    from nemo_mcp.hosted.redis_client_state import connect
 
     assert settings.state_url is not None
     url = settings.state_url.get_secret_value()

@@ -30,6 +30,13 @@ def register(secret: str | None) -> None:
             _known.add(secret)
 
 
+def forget_all() -> None:
+    """Forget every registered secret (the token shapes are still masked): a test starts
+    with none, so what one test registered never hides a leak in another."""
+    with _lock:
+        _known.clear()
+
+
 def redact(text: str, *, claims: bool = True) -> str:
     """`text` with every registered secret and every token-shaped string masked.
 

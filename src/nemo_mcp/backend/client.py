@@ -1,9 +1,10 @@
 """`NemoClient`: every endpoint of the NemoVideo contract over one `httpx.AsyncClient`.
 
-It owns authentication (NEMO_TOKEN, or an anonymous token fetched once per
-client id and persisted), the current session (persisted, replaced on 1002) -
-both kept in a `ClientState` (files, or Redis when hosted) -
-the attribution headers, and the retry rules: 429 waits and retries once;
+Who the client is (NEMO_TOKEN, or an anonymous token fetched once per client id and
+persisted) lives apart, in `auth.py`, which sends through this client's one request
+path. This client owns the HTTP: the current session (persisted, replaced on 1002;
+kept beside the token in a `ClientState`, files or Redis when hosted), the attribution
+headers, and the retry rules: 429 waits and retries once;
 GETs and polls retry 5xx and connection failures with bounded backoff; a
 request that may have reached the server is never sent again unless it is
 safe to repeat. Every answer is read under a size cap (`body.py`) and every
@@ -15,17 +16,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
-from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import anyio
 import httpx
 
-from nemo_mcp import __version__, redaction
+from nemo_mcp import __version__
+from nemo_mcp.backend.auth import Credentials, HomeLeases, Leases
 from nemo_mcp.backend.body import (
     ACCEPTED_ENCODINGS,
     ANSWER_LIMIT,
@@ -33,7 +33,6 @@ from nemo_mcp.backend.body import (
     read_answer,
 )
 from nemo_mcp.backend.models import (
-    AnonymousToken,
     ClaimToken,
     Credits,
     Session,
@@ -50,67 +49,15 @@ from nemo_mcp.backend.retry import (
     transfer_deadlines,
 )
 from nemo_mcp.backend.upload import LocalFile, MultipartBody, OnProgress, check_file
-from nemo_mcp.errors import (
-    AuthError,
-    ConfigError,
-    InputError,
-    RateLimitError,
-    SessionNotFoundError,
-    StateDamagedError,
-)
+from nemo_mcp.client_state import ClientState, FileState, Record
+from nemo_mcp.errors import InputError, SessionNotFoundError, StateDamagedError
 from nemo_mcp.identity import Profile, SkillIdentity
-from nemo_mcp.ledger import new_owner
 from nemo_mcp.settings import Settings
-from nemo_mcp.state import ClientState, FileState, Record
-from nemo_mcp.store import AuthRecord, Damaged, SessionRecord, StateStore
+from nemo_mcp.state_files import Damaged, SessionRecord, StateStore
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
-#: Renew a stored anonymous token this long before it expires.
-EXPIRY_MARGIN = 300.0
-#: How long a process waits for another one asking for the token or making the session.
-HOME_LEASE_WAIT = 90.0
-_LEASE_WORDS = {"anonymous-token": "asking for the token", "session": "starting a project"}
-
-
-class Leases(Protocol):
-    """Named leases shared by every process using one user's state (the ledger's)."""
-
-    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool: ...
-
-    async def release(self, name: str, owner: str) -> None: ...
-
-
-def _expired(expires_at: str | None, now: float) -> bool:
-    if not expires_at:
-        return False
-    try:
-        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp() - EXPIRY_MARGIN <= now
-
-
-def _free_again(expires_at: str | None, retry_after: float | None) -> str | None:
-    """When this computer may have a free token again, as a UTC date, if known: the
-    backend's `Retry-After`, else the old token's expiry (read from what was left of it)."""
-    moment: datetime | None = None
-    now = time.time()
-    if retry_after is not None:
-        moment = datetime.fromtimestamp(now + retry_after, tz=timezone.utc)
-    elif expires_at:
-        try:
-            moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-    if moment is None or moment.timestamp() <= now:  # unknown, or already past
-        return None
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class NemoClient:
@@ -125,6 +72,7 @@ class NemoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         leases: Leases | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.identity = identity
@@ -133,16 +81,14 @@ class NemoClient:
         self._transport = transport
         self._sleep: Sleep = sleep or anyio.sleep
         self._http: httpx.AsyncClient | None = None
-        self.leases = leases
-        self._owner = new_owner()
-        self._auth: AuthRecord | None = None
-        self._auth_stamp: Hashable = None
+        self.home = HomeLeases(leases, self.store)
+        #: Who this client is: its token (`clock`: the wall clock its expiry is read against).
+        self.credentials = Credentials(
+            settings, self.store, self.home, self._ask_token, clock=clock
+        )
         self._session: SessionRecord | None = None
         self._session_stamp: Hashable = None
-        self._auth_lock = anyio.Lock()
         self._session_lock = anyio.Lock()
-        if settings.token is not None:
-            redaction.register(settings.token.get_secret_value())
 
     async def sleep(self, seconds: float) -> None:
         """Wait between retries (tests pass a recorder instead of sleeping)."""
@@ -177,15 +123,15 @@ class NemoClient:
             raise RuntimeError("NemoClient is not open; use 'async with NemoClient(...)'")
         return self._http
 
-    # authentication ----------------------------------------------------------
+    # authentication (`auth.Credentials`) -----------------------------------------
     @property
     def anonymous(self) -> bool:
-        return self.settings.token is None
+        return self.credentials.anonymous
 
     @property
     def user_id(self) -> str | None:
-        if self._auth is not None and self._auth.user_id:
-            return self._auth.user_id
+        if self.credentials.user_id:
+            return self.credentials.user_id
         return self._session.user_id if self._session else None
 
     @property
@@ -194,160 +140,30 @@ class NemoClient:
         return self._session.session_id if self._session else None
 
     async def client_id(self) -> str:
-        return await self.store.client_id(
-            self.settings.client_id, token_exists=await self.store.has_auth()
-        )
+        return await self.credentials.client_id()
 
     async def token(self) -> str:
-        """The bearer token: NEMO_TOKEN, else the saved anonymous one, else a new one.
-
-        The saved token is re-read when another process changed it, and a new one is
-        asked for once per home, whichever process gets there first."""
-        if self.settings.token is not None:
-            return self.settings.token.get_secret_value()
-        cached = self._auth
-        if (
-            cached is not None
-            and self._fresh(cached)
-            and self._auth_stamp == await self._stamp("auth")
-        ):
-            return cached.token
-        async with self._auth_lock:
-            stored = await self._reload_auth()
-            if stored is not None and self._fresh(stored):
-                return stored.token
-            async with self._home_lease("anonymous-token"):
-                stored = await self._reload_auth()  # another process may have fetched it
-                if stored is not None and self._fresh(stored):
-                    return stored.token
-                record = await self._fetch_anonymous_token(token_exists=False)
-                await self._keep_auth(record)
-                return record.token
+        """The bearer token (`Credentials.token`)."""
+        return await self.credentials.token()
 
     async def renew(self, stale: str) -> None:
-        """Replace a token the backend refused (1001), once, with the same client id."""
-        if self.settings.token is not None:
-            raise AuthError(
-                "NEMO_TOKEN was refused by NemoVideo (expired or invalid). Set a valid token, "
-                "or unset NEMO_TOKEN to use a free anonymous one.",
-                code=1001,
-            )
-        async with self._auth_lock, self._home_lease("anonymous-token"):
-            stored = await self._reload_auth()
-            if stored is not None and stored.token != stale and self._fresh(stored):
-                return  # another call, or another process, renewed it meanwhile
-            await self.store.clear_auth()
-            await self._keep_auth(await self._fetch_anonymous_token(token_exists=True))
+        """Replace a token the backend refused (1001), once (`Credentials.renew`)."""
+        await self.credentials.renew(stale)
 
-    @staticmethod
-    def _fresh(record: AuthRecord) -> bool:
-        return not _expired(record.expires_at, time.time())
+    async def _ask_token(self, client_id: str) -> Any:
+        return await self.request(
+            "POST",
+            "/api/auth/anonymous-token",
+            headers={"X-Client-Id": client_id},
+            idempotent=True,
+            auth=False,
+            # The 7-day rule: no wait inside a tool call clears it (the contract's
+            # "wait 30 s and retry once" is for the other 429s); the next call may ask again.
+            wait_on_429=False,
+        )
 
     async def _stamp(self, record: Record) -> Hashable:
         return await self.store.stamp(record)
-
-    async def _reload_auth(self) -> AuthRecord | None:
-        stamp = await self._stamp("auth")
-        record = await self.store.load_auth()
-        if record is not None:
-            self._auth, self._auth_stamp = record, stamp
-            redaction.register(record.token)
-        return record
-
-    async def _keep_auth(self, record: AuthRecord) -> None:
-        self._auth, self._auth_stamp = record, await self._stamp("auth")
-        redaction.register(record.token)
-
-    @asynccontextmanager
-    async def _home_lease(self, name: str) -> AsyncIterator[None]:
-        """Hold the named lease of this home (shared by every process using it)."""
-        if self.leases is None:
-            yield
-            return
-        deadline = anyio.current_time() + HOME_LEASE_WAIT
-        while not await self.leases.lease(name, self._owner, now=time.time(), seconds=60.0):
-            if anyio.current_time() > deadline:
-                raise ConfigError(
-                    f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
-                    f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
-                )
-            await anyio.sleep(0.1)
-        try:
-            yield
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.leases.release(name, self._owner)
-
-    async def _fetch_anonymous_token(self, *, token_exists: bool) -> AuthRecord:
-        """Ask for an anonymous token (holding the home's lease); keep it before returning."""
-        client_id = await self.store.client_id(self.settings.client_id, token_exists=token_exists)
-        if not token_exists and client_id == await self.store.token_asked():
-            # A process died after asking with this id and before keeping the answer:
-            # the id's one token may be spent. Ask with a new id, where that is allowed.
-            client_id = await self.store.replace_client_id() or client_id
-            log.info("an earlier token request was never answered here; using a new client id")
-        await self.store.note_token_asked(client_id)  # recorded before the request leaves
-        try:
-            data = await self.request(
-                "POST",
-                "/api/auth/anonymous-token",
-                headers={"X-Client-Id": client_id},
-                idempotent=True,
-                auth=False,
-                # The 7-day rule: no wait inside a tool call clears it (the contract's
-                # "wait 30 s and retry once" is for the other 429s); the next call may ask again.
-                wait_on_429=False,
-            )
-        except RateLimitError as err:
-            raise RateLimitError(
-                self._one_token_message(err.retry_after, refused=token_exists),
-                code=429,
-                retry_after=err.retry_after,
-            ) from err
-        token = parse_wire(AnonymousToken, data, what="the token request")
-        redaction.register(token.token)
-        record = AuthRecord(
-            token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
-        )
-        await self.store.save_auth(record)
-        await self.store.note_token_asked(None)
-        log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
-        damaged, self.store.damaged_auth = self.store.damaged_auth, None
-        if damaged is not None:
-            self.store.note(
-                f"The saved NemoVideo token ({damaged.path}) was damaged ({damaged.problem}) and "
-                f"was moved aside to {damaged.moved_to}; a new free token was fetched for this "
-                "computer with its client id."
-            )
-        return record
-
-    def _one_token_message(self, retry_after: float | None, *, refused: bool = False) -> str:
-        """One sentence for the 7-day rule: which token is gone (refused, damaged or
-        missing), the rule, what to do."""
-        damaged = self.store.damaged_auth
-        if refused:
-            gone = "NemoVideo refused this computer's saved token (expired or invalid)"
-            expires = self._auth.expires_at if self._auth is not None else None
-        elif damaged is not None:
-            aside = f"moved aside to {damaged.moved_to}" if damaged.moved_to else "left in place"
-            gone = (
-                f"The saved NemoVideo token in {damaged.path} was damaged ({damaged.problem}) "
-                f"and {aside}"
-            )
-            expires = damaged.salvaged.get("expires_at")
-        else:
-            gone = f"The saved NemoVideo token is missing from {self.store.where}"
-            expires = None
-        until = _free_again(expires, retry_after)
-        wait = (
-            f"wait until {until} and try again"
-            if until
-            else "try again once 7 days have passed since its token was fetched"
-        )
-        return (
-            f"{gone}, and NemoVideo gives one free token per computer every 7 days, so set "
-            f"NEMO_TOKEN to your NemoVideo account's token, or {wait}."
-        )
 
     async def authorized_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token()}"}
@@ -419,7 +235,7 @@ class NemoClient:
             stored = await self._reload_session()
             if stored is not None:
                 return stored
-            async with self._home_lease("session"):
+            async with self.home.hold("session"):
                 stored = await self._reload_session()
                 if stored is None:
                     stored = await self._create_session()
@@ -448,7 +264,7 @@ class NemoClient:
 
     async def new_session(self) -> SessionRecord:
         """Start a fresh project explicitly; the previous one stays on the server."""
-        async with self._session_lock, self._home_lease("session"):
+        async with self._session_lock, self.home.hold("session"):
             return await self._create_session()
 
     async def _create_session(self) -> SessionRecord:
@@ -463,7 +279,7 @@ class NemoClient:
         record = SessionRecord(
             session_id=session.session_id,
             task_id=session.task_id,
-            user_id=session.user_id or (self._auth.user_id if self._auth else None),
+            user_id=session.user_id or self.credentials.user_id,
         )
         await self.store.save_session(record)
         self._session, self._session_stamp = record, await self._stamp("session")
@@ -473,7 +289,7 @@ class NemoClient:
     async def replace_lost_session(self, lost: SessionRecord) -> SessionRecord:
         """After a 1002: forget `lost` and start a new session (once, however many callers
         and processes)."""
-        async with self._session_lock, self._home_lease("session"):
+        async with self._session_lock, self.home.hold("session"):
             stored = await self.store.load_session()
             if stored is not None and stored.session_id != lost.session_id:
                 self._session, self._session_stamp = stored, await self._stamp("session")

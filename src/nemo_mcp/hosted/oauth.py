@@ -8,8 +8,9 @@ with the `resource_metadata` pointer; a token lacking a required scope is answer
 `insufficient_scope` (RFC 6750 section 3.1, and the MCP authorization spec's scope
 challenge), also with the pointer.
 
-The user is the token's subject at its issuer: `principal_key` hashes the two, so the
-same person keeps their state across token refreshes, and no two issuers' subjects mix.
+The user is the token's subject at its issuer: `server.exposure.principal_key` hashes the
+two, so the same person keeps their state across token refreshes, and no two issuers'
+subjects mix.
 Static bearer tokens (`NEMO_HTTP_TOKENS`) may be accepted beside the JWTs; each stays
 the user it is without OAuth (the same key, the same state).
 
@@ -34,7 +35,7 @@ from pydantic import SecretStr
 
 from nemo_mcp.backend.body import read_limited
 from nemo_mcp.errors import AnswerTooLargeError
-from nemo_mcp.server.exposure import identity_key, known_token
+from nemo_mcp.server.exposure import STATIC_ISSUER, identity_key, known_token
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +52,12 @@ ALGORITHMS = (
     "ES512",
     "EdDSA",
 )
-#: The issuer a static bearer token's principal carries: never an OAuth issuer's URL.
-STATIC_ISSUER = "nemo-mcp:static-token"
 STATIC_CLIENT = "nemo-mcp-static-token"
 KEYS_SECONDS = 600.0
 REFETCH_SECONDS = 30.0
 LEEWAY_SECONDS = 30
 #: A JWKS document is a few KB; refuse anything absurd.
 MAX_JWKS_BYTES = 256 * 1024
-
-
-def principal_key(token: AccessToken) -> str:
-    """The user key of a verified token: its subject at its issuer (hashed)."""
-    issuer = str((token.claims or {}).get("iss") or "")
-    if issuer == STATIC_ISSUER and token.subject:
-        return token.subject  # a static token's key, as without OAuth
-    return identity_key(f"oauth\0{issuer}\0{token.subject or ''}")
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
@@ -215,4 +206,4 @@ class JwtVerifier:
         self._keys = keys
 
 
-__all__ = ["ALGORITHMS", "STATIC_ISSUER", "JwtVerifier", "principal_key"]
+__all__ = ["ALGORITHMS", "STATIC_ISSUER", "JwtVerifier"]

@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import backend_key
+from nemo_mcp.state_files import backend_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from nemo_mcp.client_state import ClientState
     from nemo_mcp.ledger import Ledger
-    from nemo_mcp.state import ClientState
 
 
 def redis_user(redis: Redis, user: str, api_url: str) -> tuple[ClientState, Ledger]:
     """A hosted user's state and ledger, under keys derived from their user key."""
-    from nemo_mcp.hosted.redis_state import RedisState, user_prefix
+    from nemo_mcp.hosted.redis_client_state import RedisState, user_prefix
     from nemo_mcp.ledger.redis import RedisLedger
 
     prefix = user_prefix(user)

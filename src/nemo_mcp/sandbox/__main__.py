@@ -13,10 +13,9 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from nemo_mcp.cli import SANDBOX_DESCRIPTION as DESCRIPTION
-from nemo_mcp.cli import add_sandbox_arguments
 from nemo_mcp.sandbox.app import create_app
-from nemo_mcp.sandbox.config import SandboxConfig, parse_assignments, parse_fault_spec
+from nemo_mcp.sandbox.config import SandboxConfig
+from nemo_mcp.sandbox.options import DESCRIPTION, add_arguments, config_from
 
 
 def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> int:
@@ -46,23 +45,14 @@ def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The same options as `nemo-mcp sandbox` (defined once, in `nemo_mcp.cli`)."""
+    """The same options as `nemo-mcp sandbox` (defined once, in `nemo_mcp.sandbox.options`)."""
     parser = argparse.ArgumentParser(prog="python -m nemo_mcp.sandbox", description=DESCRIPTION)
-    add_sandbox_arguments(parser)
+    add_arguments(parser)
     return parser
 
 
-def config_from(settings: Sequence[str], faults: Sequence[str]) -> SandboxConfig:
-    changes: dict[str, object] = {}
-    for item in settings:
-        changes.update(parse_assignments(item, separator="\0"))
-    config = SandboxConfig().merged(changes)
-    config.faults = [parse_fault_spec(spec) for spec in faults]
-    return config
-
-
 def run_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Serve with the options `add_sandbox_arguments` parsed; a bad option exits with why."""
+    """Serve with the options `options.add_arguments` parsed; a bad option exits with why."""
     try:
         config = config_from(args.settings, args.faults)
     except ValueError as err:

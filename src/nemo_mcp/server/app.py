@@ -32,14 +32,13 @@ from nemo_mcp.hosted.serving import (
 )
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Entry, Ledger, clock
-from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
-from nemo_mcp.store import StateStore
+from nemo_mcp.state_files import StateStore
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -48,8 +47,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.client_state import ClientState
     from nemo_mcp.server.studio import PosterSource
-    from nemo_mcp.state import ClientState
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +128,9 @@ def create_server(
     with the studio view for hosts that support MCP Apps.
 
     `transport` (an httpx transport) and `poster_for` (the view's contact sheets, else
-    the media kit's) are for tests.
+    the media kit's) are for tests. The process's logging is left as it is: the entry
+    point configures it (`nemo-mcp` logs through `redaction.RedactingFilter`; give your
+    own handlers one too).
     """
     from nemo_mcp.server.studio import studio_for
 
@@ -175,7 +176,7 @@ def create_server(
         async with AsyncExitStack() as clients:
             redis: Redis | None = None
             if exposure.hosted:
-                from nemo_mcp.hosted.redis_state import connect, request_state_keys
+                from nemo_mcp.hosted.redis_client_state import connect, request_state_keys
 
                 assert settings.state_url is not None and request_state is not None
                 redis = connect(settings.state_url.get_secret_value())
@@ -252,10 +253,6 @@ def create_server(
                 return JSONResponse({"ok": False, "why": "Redis does not answer"}, 503)
         return JSONResponse({"ok": True})
 
-    # Whatever handlers exist now (ours, or the SDK's default), none may print a token.
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
     tools.register(mcp)
 
     @mcp.resource(

@@ -10,7 +10,10 @@
   the argument and what is expected (`argument_problem`): no validator wording,
   no echoed input, no library links. When a free trial runs out of credits and the
   client supports URL elicitation, it also offers the registration link that way
-  (`offer_registration`); the text answer is the same either way.
+  (`offer_registration`); the text answer is the same either way. Building one
+  leaves the process's logging as it was: the SDK's constructor would install a
+  root handler where there is none, and logging is the entry point's to configure
+  (`cli.setup_logging`).
 
 Every message passes through `redaction.redact`, so no token can reach the agent.
 """
@@ -303,6 +306,18 @@ def registration_answer(context: Context[Any, Any]) -> str | None:
 class NemoServer(MCPServer[Any]):
     """`MCPServer` whose argument errors read as one plain sentence for the agent, and
     which offers the registration link by URL elicitation when the trial runs out."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The SDK's constructor calls `logging.basicConfig`, which gives a root logger
+        # without handlers one of its own, printing unredacted: put the root back.
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            for handler in [h for h in root.handlers if h not in handlers]:
+                root.removeHandler(handler)
+            root.setLevel(level)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

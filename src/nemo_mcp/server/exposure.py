@@ -31,12 +31,19 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nemo_mcp.errors import ConfigError, InputError
 from nemo_mcp.server.paths import FilePolicy
 from nemo_mcp.settings import Settings
 
+if TYPE_CHECKING:
+    from mcp.server.auth.provider import AccessToken
+
 log = logging.getLogger(__name__)
+
+#: The issuer a static bearer token's principal carries: never an OAuth issuer's URL.
+STATIC_ISSUER = "nemo-mcp:static-token"
 
 
 def identity_key(token: str) -> str:
@@ -59,6 +66,15 @@ def bearer(headers: Mapping[str, str] | None) -> str | None:
     if not isinstance(value, str) or not value.lower().startswith("bearer "):
         return None
     return value[7:].strip() or None
+
+
+def principal_key(token: AccessToken) -> str:
+    """The user key of a verified OAuth token (`hosted.oauth` verifies it): its subject at
+    its issuer (hashed); a static bearer token's principal keeps that token's key."""
+    issuer = str((token.claims or {}).get("iss") or "")
+    if issuer == STATIC_ISSUER and token.subject:
+        return token.subject  # a static token's key, as without OAuth
+    return identity_key(f"oauth\0{issuer}\0{token.subject or ''}")
 
 
 def is_loopback(host: str) -> bool:
@@ -107,8 +123,6 @@ class Exposure:
             return None
         if self.oauth:
             from mcp.server.auth.middleware.auth_context import get_access_token
-
-            from nemo_mcp.hosted.oauth import principal_key
 
             verified = get_access_token()
             if verified is None:  # the SDK lets none through; this is the last line

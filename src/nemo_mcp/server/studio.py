@@ -10,8 +10,9 @@ for everything through the app-only `studio_state` tool and calls `export` itsel
 
 `studio_state` reads the work ledger: running work with its phase and percent, the newest
 render of the current session, the credits and the timeline. The view's CSP allows media
-from the API's origin and from the media origins of renders in the ledger, nothing else
-and never `*`; the middleware brings it up to date before the view's resource is read.
+from the API's origin and from the media origins of the caller's own renders in the
+ledger, nothing else and never `*`; the middleware writes it into the answer each time
+the view is listed or read (nothing is kept between requests, nothing is shared by users).
 Clients that did not negotiate MCP Apps are not shown the view or `studio_state`; their
 tools answer exactly as without the studio.
 """
@@ -38,7 +39,6 @@ import anyio.to_thread
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.resources import Resource
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
@@ -46,10 +46,10 @@ from nemo_mcp import redaction
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.errors import NemoError
 from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.server import calls
 from nemo_mcp.server.boundary import message_for, tool_boundary
+from nemo_mcp.server.calls import STUDIO_TOOL_META, STUDIO_URI
 from nemo_mcp.server.outputs import ExportOutput, TimelineOutput
-from nemo_mcp.server.tools import common
-from nemo_mcp.server.tools.common import STUDIO_TOOL_META, STUDIO_URI
 
 if TYPE_CHECKING:
     from nemo_mcp.server.service import NemoService, Services
@@ -234,6 +234,38 @@ def media_origin(url: str | None) -> str | None:
     return f"{scheme}://{host}"
 
 
+def media_csp(api_url: str, media_urls: Sequence[str | None]) -> ResourceCsp:
+    """A CSP allowing media from the API's origin and from the origins of `media_urls`
+    (oldest first): the `MAX_MEDIA_ORIGINS` most recently seen."""
+    recent: dict[str, None] = {}  # insertion-ordered, oldest first
+    for origin in map(media_origin, media_urls):
+        if origin is not None:
+            recent.pop(origin, None)
+            recent[origin] = None  # now the most recent
+    kept = list(recent)[-MAX_MEDIA_ORIGINS:]
+    return ResourceCsp(resource_domains=resource_domains(api_url, kept))
+
+
+def with_csp(answer: HandlerResult, field: str, csp: ResourceCsp) -> HandlerResult:
+    """A `resources/read` (`field` "contents") or `resources/list` ("resources") answer
+    whose view carries `csp`; everything else as it was."""
+    if isinstance(answer, BaseModel):
+        answer = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if not isinstance(answer, dict) or not isinstance(answer.get(field), list):
+        return answer
+    shown = dict(answer)
+    items = []
+    for item in shown[field]:
+        if isinstance(item, Mapping) and item.get("uri") == STUDIO_URI:
+            meta = dict(item.get("_meta") or {})
+            ui = dict(meta.get("ui") or {})
+            ui["csp"] = csp.model_dump(by_alias=True, exclude_none=True)
+            item = {**item, "_meta": {**meta, "ui": ui}}
+        items.append(item)
+    shown[field] = items
+    return shown
+
+
 def resource_domains(api_url: str, media_urls: Iterable[str | None] = ()) -> list[str]:
     """The origins the view may load media from: the API's and each media URL's, sorted."""
     origins = {media_origin(api_url), *(media_origin(url) for url in media_urls)}
@@ -327,8 +359,8 @@ class Studio:
     and the middleware that keeps its CSP current and hides it from clients without Apps.
 
     `service_of` gives the caller's `NemoService` (by default the tools' own); `poster_for`
-    gives a completed export's contact sheet. `note_media` widens the view's CSP to a media
-    URL's origin.
+    gives a completed export's contact sheet. The view's CSP is each caller's own, made
+    from their renders when they list or read it: nothing one user renders widens another's.
     """
 
     def __init__(
@@ -340,9 +372,8 @@ class Studio:
         html: str | None = None,
     ) -> None:
         self.api_url = api_url
-        self._service_of = service_of or common.service_of
+        self._service_of = service_of or calls.service_of
         self._poster_for = poster_for
-        self._media: dict[str, None] = {}  # insertion-ordered, oldest first
         self.apps = Apps()
         self.apps.add_html_resource(
             STUDIO_URI,
@@ -350,72 +381,55 @@ class Studio:
             name="studio",
             title="NemoVideo studio",
             description="The project's video, timeline, credits and running work",
-            csp=self.csp(),
+            csp=self.csp_for(()),  # the API's origin; each caller's read adds their media's
             prefers_border=True,
         )
-        self._resource: Resource = self.apps.resources()[-1].resource
         self._register_state_tool()
 
-    def csp(self) -> ResourceCsp:
-        return ResourceCsp(resource_domains=resource_domains(self.api_url, self._media))
+    def csp_for(self, renders: Sequence[Entry]) -> ResourceCsp:
+        """The view's CSP for one user: the API's origin and their renders' media origins
+        (playable URLs only)."""
+        return media_csp(
+            self.api_url, [playable_url(e.memo.get("url"), self.api_url) for e in renders]
+        )
 
-    def note_media(self, *urls: str | None) -> None:
-        """Allow the view to load media from these URLs' origins from now on (the
-        `MAX_MEDIA_ORIGINS` seen most recently)."""
-        before = list(self._media)
-        for origin in map(media_origin, urls):
-            if origin is not None:
-                self._media.pop(origin, None)
-                self._media[origin] = None  # now the most recent
-        for old in list(self._media)[: max(len(self._media) - MAX_MEDIA_ORIGINS, 0)]:
-            del self._media[old]
-        if set(self._media) == set(before):
-            return
-        meta = dict(self._resource.meta or {})
-        meta["ui"] = {
-            **meta.get("ui", {}),
-            "csp": self.csp().model_dump(by_alias=True, exclude_none=True),
-        }
-        self._resource.meta = meta  # one assignment: a concurrent read sees old or new, whole
-
-    def note_renders(self, renders: Iterable[Entry]) -> None:
-        """Allow the media of these render entries (playable URLs only), oldest first."""
-        self.note_media(*(playable_url(e.memo.get("url"), self.api_url) for e in renders))
-
-    async def refresh(self, services: Services | None, *, open_local: bool = False) -> None:
-        """Note the media of every open user's renders; `open_local`: open the local user
-        first (when not served to others), so a view read before any tool call knows them too."""
+    async def caller_csp(
+        self, services: Services | None, headers: Mapping[str, str] | None, *, open_: bool
+    ) -> ResourceCsp:
+        """The CSP for the caller of this request, from their own renders: `open_` opens
+        their service if need be (reading the view), else only an open one counts. Without
+        a caller it is the API's origin alone."""
         if services is None:
-            return
-        if open_local and not services.exposure.served:
-            try:
-                await services.get(None)
-            except Exception:  # the tool calls will say what is wrong with the state
-                log.info("could not open the local user for the view's CSP", exc_info=True)
-        for service in services.opened():
-            try:
-                self.note_renders(await service.ledger.renders(service.user))
-            except Exception:  # an unreadable ledger only means no new origins
-                log.info("could not read the renders for the view's CSP", exc_info=True)
+            return self.csp_for(())
+        try:
+            key = services.exposure.user_key(headers)
+            service = await services.get(key) if open_ else services.peek(key)
+            renders = await service.ledger.renders(service.user) if service else []
+        except Exception:  # the tool calls will say what is wrong; no origin is added
+            log.info("could not read the caller's renders for the view's CSP", exc_info=True)
+            renders = []
+        return self.csp_for(renders)
 
     async def middleware(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        """Server middleware: a current CSP before the view is listed or read, and no view
-        for clients that did not negotiate MCP Apps."""
+        """Server middleware: the caller's own CSP on the view when it is listed or read, and
+        no view for clients that did not negotiate MCP Apps."""
+        answer = await call_next(ctx)
         if ctx.method in ("resources/read", "resources/list"):
             lifespan = ctx.lifespan_context
             services = lifespan.get("services") if isinstance(lifespan, Mapping) else None
-            reading = ctx.method == "resources/read" and (ctx.params or {}).get("uri") == STUDIO_URI
-            await self.refresh(services, open_local=reading)
-        answer = await call_next(ctx)
+            reading = ctx.method == "resources/read"
+            headers = getattr(ctx.request, "headers", None)
+            csp = await self.caller_csp(services, headers, open_=reading)
+            answer = with_csp(answer, "contents" if reading else "resources", csp)
         if ctx.method in ("tools/list", "resources/list") and not client_supports_apps(ctx):
             return without_the_view(answer)
         return answer
 
     async def gather(self, service: NemoService) -> StudioState:
         """The studio's state for one user, every part read independently."""
-        from nemo_mcp.server.tools.timeline import timeline_output
+        from nemo_mcp.server.snapshots import timeline_output
 
         client = service.client
         problems: list[str] = []
@@ -459,7 +473,6 @@ class Studio:
         session_id = timeline.session_id if timeline is not None else client.session_id
         queue = await service.work.unfinished()
         renders = await service.ledger.renders(service.user)
-        self.note_renders(renders)
         export = newest_export(renders, queue, session_id, now)
         playable = playable_url(export.url, self.api_url) if export is not None else None
         poster = None
@@ -493,9 +506,9 @@ class Studio:
                 "For the studio view: the timeline, credits, running work and newest export "
                 "(with its contact sheet) in one answer. Free and read-only."
             ),
-            annotations=common.hints(read_only=True, idempotent=True),
+            annotations=calls.hints(read_only=True, idempotent=True),
         )
-        @tool_boundary("Reading the studio's state", common.client_of)
+        @tool_boundary("Reading the studio's state", calls.client_of)
         async def studio_state_tool(ctx: Context) -> Annotated[CallToolResult, StudioState]:
             state = await self.gather(await self._service_of(ctx))
             return CallToolResult(
@@ -572,6 +585,7 @@ __all__ = [
     "StudioCredits",
     "StudioExport",
     "StudioState",
+    "media_csp",
     "media_origin",
     "newest_export",
     "playable_url",

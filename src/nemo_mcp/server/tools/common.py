@@ -1,60 +1,40 @@
-"""What every tool module shares: the caller's service, results, roots, annotations, progress,
-how long a call waits, and the view the tools name."""
+"""What every tool module shares: results, roots, progress and how long a call waits; and,
+from `server.calls` (which the studio shares too), the caller's service, annotations and
+the view the tools name."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import ListRoots
-from mcp_types import CallToolResult, ContentBlock, ListRootsResult, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ContentBlock, ListRootsResult, TextContent
 from pydantic import BaseModel
 
 from nemo_mcp import redaction
-from nemo_mcp.errors import NemoError
 from nemo_mcp.server.boundary import tool_boundary
+from nemo_mcp.server.calls import (
+    STUDIO_TOOL_META,
+    STUDIO_URI,
+    client_of,
+    hints,
+    service_of,
+    services_of,
+)
 from nemo_mcp.server.clients import caller_of, wait_budget
 from nemo_mcp.server.paths import FilePolicy, roots_from_uris
 from nemo_mcp.server.work import PROGRESS_EVERY
 
 if TYPE_CHECKING:
-    from nemo_mcp.backend.client import NemoClient
-    from nemo_mcp.server.service import NemoService, Services
+    from nemo_mcp.server.service import NemoService
 
 MB = 1_000_000
 
-#: The studio view (`server/studio.py`): an MCP App hosts show beside the results of the
-#: tools that name it.
-STUDIO_URI: Final = "ui://nemovideo/studio"
-#: `meta=` of a tool whose results the studio shows.
-STUDIO_TOOL_META: Final[dict[str, Any]] = {"ui": {"resourceUri": STUDIO_URI}}
-
 #: What a waiting tool reports: progress, total (None when unknown), a phase in words.
 Report = Callable[[float, "float | None", str], Awaitable[None]]
-
-
-def _services(ctx: Context) -> Services:
-    services: Services = ctx.request_context.lifespan_context["services"]
-    return services
-
-
-async def service_of(ctx: Context) -> NemoService:
-    """The caller's service: per bearer token when served to others."""
-    services = _services(ctx)
-    return await services.get(services.exposure.user_key(ctx.headers))
-
-
-def client_of(ctx: Context) -> NemoClient | None:
-    """The caller's client if it is open already (for wording errors); never opens one."""
-    try:
-        services = _services(ctx)
-        service = services.peek(services.exposure.user_key(ctx.headers))
-    except (KeyError, LookupError, AttributeError, NemoError):
-        return None
-    return service.client if service is not None else None
 
 
 def guarded(work: str) -> Callable[[Any], Any]:
@@ -82,7 +62,7 @@ def result(
 
 def served(ctx: Context) -> bool:
     """Whether callers are on other machines (the server's disk paths are not theirs)."""
-    return _services(ctx).exposure.served
+    return services_of(ctx).exposure.served
 
 
 async def get_roots(ctx: Context) -> ListRoots | None:
@@ -90,7 +70,7 @@ async def get_roots(ctx: Context) -> ListRoots | None:
 
     A served client's roots describe its own machine, so it is never asked.
     """
-    if _services(ctx).exposure.served:
+    if services_of(ctx).exposure.served:
         return None
     caps = ctx.client_capabilities
     if caps is None or caps.roots is None:
@@ -101,17 +81,7 @@ async def get_roots(ctx: Context) -> ListRoots | None:
 def file_policy(ctx: Context, service: NemoService, roots: ListRootsResult | None) -> FilePolicy:
     """Where the caller's local files may come from, as the exposure decides."""
     folders = None if roots is None else roots_from_uris([str(r.uri) for r in roots.roots])
-    return _services(ctx).exposure.file_policy(service.settings, folders)
-
-
-def hints(*, read_only: bool, idempotent: bool) -> ToolAnnotations:
-    """Honest annotations: nothing here destroys data; everything talks to NemoVideo."""
-    return ToolAnnotations(
-        read_only_hint=read_only,
-        destructive_hint=False,
-        idempotent_hint=idempotent,
-        open_world_hint=True,
-    )
+    return services_of(ctx).exposure.file_policy(service.settings, folders)
 
 
 def byte_progress(ctx: Context, doing: str) -> Callable[[int, int], Awaitable[None]]:
@@ -140,3 +110,22 @@ def reporter(ctx: Context) -> Report:
         await ctx.report_progress(progress, total, message)
 
     return report
+
+
+__all__ = [
+    "MB",
+    "STUDIO_TOOL_META",
+    "STUDIO_URI",
+    "Report",
+    "budget",
+    "byte_progress",
+    "client_of",
+    "file_policy",
+    "get_roots",
+    "guarded",
+    "hints",
+    "reporter",
+    "result",
+    "served",
+    "service_of",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
@@ -10,10 +10,8 @@ from mcp_types import CallToolResult
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import TimelineOutput
+from nemo_mcp.server.snapshots import timeline_output
 from nemo_mcp.server.tools.common import STUDIO_TOOL_META, guarded, hints, result, service_of
-
-if TYPE_CHECKING:
-    from nemo_mcp.backend.models import StateSnapshot
 
 NAME = "timeline"
 TITLE = "Show the timeline"
@@ -22,37 +20,6 @@ DESCRIPTION = (
     "whether it is ready to export, uploads, generated media, and any work still running. "
     "Free and read-only; use it to check status at any time."
 )
-
-
-def records(value: Any, limit: int = 50) -> list[dict[str, Any]]:
-    """The objects in a state field that may be a list, a mapping of objects, or one object."""
-    if isinstance(value, dict):
-        objects = all(isinstance(v, dict) for v in value.values())
-        value = list(value.values()) if objects else [value]
-    if not isinstance(value, list):
-        return []
-    return [v for v in value if isinstance(v, dict)][:limit]
-
-
-def timeline_output(
-    snapshot: StateSnapshot, *, running: list[str], session_id: str | None
-) -> TimelineOutput:
-    """The structured timeline of a state snapshot."""
-    from nemo_mcp.timeline import describe, parse_draft, summarize, view
-
-    draft = parse_draft(snapshot.state.draft)
-    dumped = view(draft).model_dump(mode="json")
-    return TimelineOutput(
-        summary=summarize(draft),
-        detail=describe(draft),
-        ready_for_export=draft.ready,
-        duration_seconds=round(draft.duration_ms / 1000, 3) if draft.duration_ms else 0.0,
-        tracks=list(dumped.get("tracks", [])),
-        uploads=records(snapshot.state.video_infos),
-        generated_media=records(snapshot.state.generated_media),
-        running=running,
-        session_id=snapshot.session_id or session_id,
-    )
 
 
 def timeline_text(out: TimelineOutput) -> str:

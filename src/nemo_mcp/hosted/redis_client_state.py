@@ -29,9 +29,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from nemo_mcp.client_state import Record
 from nemo_mcp.errors import ConfigError
-from nemo_mcp.state import Record
-from nemo_mcp.store import MAX_STATE_BYTES, AuthRecord, Damaged, SessionRecord, valid_client_id
+from nemo_mcp.state_files import (
+    MAX_STATE_BYTES,
+    AuthRecord,
+    Damaged,
+    SessionRecord,
+    valid_client_id,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,8 +1,8 @@
 """Where one user's client id, NemoVideo token and session are kept: the `ClientState`
 protocol `NemoClient` uses.
 
-Two stores keep them: files under `NEMO_HOME` (`FileState`, over `store.StateStore`,
-the default), and Redis when hosted (`hosted.redis_state.RedisState`), shared by every
+Two stores keep them: files under `NEMO_HOME` (`FileState`, over `state_files.StateStore`,
+the default), and Redis when hosted (`hosted.redis_client_state.RedisState`), shared by every
 replica. Both move a damaged record aside and say so once (`take_notices`), and both
 give a cheap `stamp` that changes whenever another process or replica writes a record,
 so a cached token or session is re-read exactly when it changed.
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Literal, Protocol
 
-from nemo_mcp.store import AuthRecord, Damaged, SessionRecord, StateStore
+from nemo_mcp.state_files import AuthRecord, Damaged, SessionRecord, StateStore
 
 Record = Literal["auth", "session"]
 
