@@ -10,8 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from processes import http_server, needs_proc, server_env
-from tasks_client import TASKS, TasksClient, text_of
+import pytest
+
+from processes import (
+    end,
+    http_server,
+    kill,
+    ledger_rows,
+    needs_proc,
+    run_http,
+    server_env,
+    until,
+    wait_listening,
+)
+from tasks_client import TASKS, RpcError, TasksClient, text_of
 
 pytestmark = needs_proc
 
@@ -53,3 +65,143 @@ async def test_generate_answers_a_task_completed_with_its_result(
     assert "Video" in text_of(result) or result["structuredContent"]["changes"]
     assert sent(sandbox) == [A["message"]]
     assert client.sent["tools/call"] == 2
+
+
+async def test_a_task_outlives_a_killed_server(tmp_path: Path, sandbox: Any) -> None:
+    """SIGKILL while the agent works; the next process answers the same task id, the work
+    recovered from the ledger (never sent again), the result inlined."""
+    sandbox.control.set(generation_seconds=1.5)
+    env = server_env(tmp_path, sandbox)
+    home = Path(env["NEMO_HOME"])
+    log = tmp_path / "server.log"
+    process, port = run_http(env, log)
+    try:
+        wait_listening(process, port, log)
+        async with TasksClient(f"http://127.0.0.1:{port}/mcp") as client:
+            made = await client.call("generate", A)
+            await until(lambda: ledger_rows(home)[0]["state"] == "streaming")
+        kill(process.pid)
+    finally:
+        end(process)
+    with http_server(env, tmp_path / "again.log") as url:
+        async with TasksClient(url) as client:
+            done = await client.poll(made["taskId"])
+    assert done["status"] == "completed", done
+    assert done["result"]["structuredContent"]["status"] == "completed"
+    assert sent(sandbox) == [A["message"]] and requests(sandbox, "run_sse") == 1
+
+
+async def test_export_as_a_task_renders_once_saves_and_inlines_the_previews(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    env = server_env(tmp_path, sandbox)
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as client:
+            made = await client.poll((await client.call("generate", A))["taskId"])
+            assert made["status"] == "completed"
+            task = await client.call("export", {})
+            assert task["resultType"] == "task"
+            done = await client.poll(task["taskId"])
+    assert done["status"] == "completed", done
+    result = done["result"]
+    out = result["structuredContent"]
+    assert out["status"] == "completed" and Path(out["file"]).stat().st_size == out["size_bytes"]
+    kinds = [block["type"] for block in result["content"]]
+    assert "image" in kinds and "resource_link" in kinds, kinds  # contact sheet, local file
+    assert sandbox.control.stats()["renders_started"] == 1
+
+
+async def test_cancel_of_a_render_stops_it_at_the_backend(tmp_path: Path, sandbox: Any) -> None:
+    sandbox.control.set(render_seconds=20.0)
+    env = server_env(tmp_path, sandbox)
+    home = Path(env["NEMO_HOME"])
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as client:
+            await client.poll((await client.call("generate", A))["taskId"])
+            task = await client.call("export", {})
+            await until(lambda: ledger_rows(home)[-1]["state"] == "rendering")
+            assert await client.cancel(task["taskId"]) == {"resultType": "complete", **_meta(task)}
+            done = await client.poll(task["taskId"])
+    assert done["status"] == "cancelled", done
+    assert "stopped at NemoVideo" in done["statusMessage"] and "result" not in done
+    assert requests(sandbox, "render_cancel") == 1
+    assert sandbox.control.stats()["renders_started"] == 1
+    assert not list((tmp_path / "out").glob("*.mp4"))
+
+
+async def test_cancel_of_a_queued_message_sends_nothing(tmp_path: Path, sandbox: Any) -> None:
+    sandbox.control.set(generation_seconds=1.5)
+    env = server_env(tmp_path, sandbox)
+    b = {"message": "add rain sounds"}
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as client:
+            first = await client.call("generate", A)
+            queued = await client.call("generate", b)
+            assert "waiting for its turn" in queued["statusMessage"]
+            await client.cancel(queued["taskId"])
+            cancelled = await client.get(queued["taskId"])
+            done = await client.poll(first["taskId"])
+    assert cancelled["status"] == "cancelled" and "nothing was sent" in cancelled["statusMessage"]
+    assert done["status"] == "completed"
+    assert sent(sandbox) == [A["message"]] and requests(sandbox, "run_sse") == 1
+
+
+async def test_cancel_after_the_message_left_goes_on_and_says_why(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sandbox.control.set(generation_seconds=1.5)
+    env = server_env(tmp_path, sandbox)
+    home = Path(env["NEMO_HOME"])
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as client:
+            task = await client.call("generate", A)
+            await until(lambda: ledger_rows(home)[0]["state"] == "streaming")
+            await client.cancel(task["taskId"])
+            going = await client.get(task["taskId"])
+            done = await client.poll(task["taskId"])
+    assert going["status"] == "working" and "cannot be unsent" in going["statusMessage"]
+    assert done["status"] == "completed" and "before the cancel came" in done["statusMessage"]
+    assert done["result"]["structuredContent"]["status"] == "completed"
+    assert sent(sandbox) == [A["message"]]
+
+
+async def test_task_ids_are_their_users_own(tmp_path: Path, sandbox: Any) -> None:
+    """Another bearer's task id is answered exactly as one never made: -32602."""
+    alice, bob = "alice-secret-token-0123", "bob-secret-token-4567"
+    env = server_env(tmp_path, sandbox, NEMO_HTTP_TOKENS=f"{alice},{bob}")
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url, token=alice) as mine, TasksClient(url, token=bob) as other:
+            task = await mine.call("generate", A)
+            answers = []
+            for client, task_id in ((other, task["taskId"]), (mine, "no-such-task")):
+                for ask in (client.get, client.cancel):
+                    with pytest.raises(RpcError) as caught:
+                        await ask(task_id)
+                    answers.append((caught.value.code, caught.value.message))
+            assert (await mine.poll(task["taskId"]))["status"] == "completed"
+    assert len(set(answers)) == 1 and answers[0][0] == -32602, answers
+    assert sent(sandbox) == [A["message"]]
+
+
+async def test_clients_without_the_extension_get_what_they_always_got(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="5")
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as aware, TasksClient(url, tasks=False) as plain:
+            task = await aware.call("generate", A)
+            with pytest.raises(RpcError) as caught:
+                await plain.get(task["taskId"])
+            answer = await plain.call("generate", A)  # joins the same work, answered plainly
+            credits = await aware.call("credits")  # a quick tool: plain even when declared
+    assert caught.value.code == -32021
+    assert caught.value.data == {"requiredCapabilities": {"extensions": {TASKS: {}}}}
+    assert answer["resultType"] == "complete" and "taskId" not in answer
+    assert answer["structuredContent"]["status"] == "completed"
+    assert credits["resultType"] == "complete" and "taskId" not in credits
+    assert sent(sandbox) == [A["message"]]
+
+
+def _meta(result: dict[str, Any]) -> dict[str, Any]:
+    """The server's `_meta` stamp on a 2026-07-28 result."""
+    return {"_meta": result["_meta"]} if "_meta" in result else {}

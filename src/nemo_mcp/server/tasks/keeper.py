@@ -69,6 +69,10 @@ ALREADY_SENT = (
     "A cancel was asked, but the request had already been sent to NemoVideo and a sent "
     "request cannot be unsent; this task goes on and ends with its result."
 )
+TOO_LATE = {
+    "message": "Completed: the request had been sent before the cancel came, so it went on.",
+    "render": "Completed: the render finished before the cancel could stop it.",
+}
 CANCELLING = "Cancelling the render at NemoVideo (asked {ago} ago)."
 RENDER_CANCELLED = "Cancelled: the render was stopped at NemoVideo; no file was saved."
 RENDER_DONE = (
@@ -199,9 +203,7 @@ class TaskKeeper:
             dumped = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
             ended = replace(record, status="completed", result=bounded(dumped))
             if record.cancel_asked is not None:
-                ended.message = (
-                    "Completed: the work was too far along to stop when the cancel came."
-                )
+                ended.message = TOO_LATE[entry.kind]
         ended.updated_at = now
         saved = await self.store(service).save(ended)
         if saved is not None and saved.status == "completed" and entry is not None:
