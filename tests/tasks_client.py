@@ -32,10 +32,19 @@ class RpcError(Exception):
 class TasksClient:
     """Requests to one MCP endpoint; `tasks` declares the extension on each request."""
 
-    def __init__(self, url: str, *, tasks: bool = True, token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        tasks: bool = True,
+        token: str | None = None,
+        capabilities: dict[str, Any] | None = None,
+    ) -> None:
         self.url = url
         self.tasks = tasks
         self.token = token
+        #: Other capabilities declared on every request (e.g. `elicitation`).
+        self.capabilities = capabilities or {}
         self.sent: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._http = httpx.AsyncClient(timeout=60.0)
@@ -47,7 +56,9 @@ class TasksClient:
         await self._http.aclose()
 
     def _meta(self, tasks: bool) -> dict[str, Any]:
-        capabilities: dict[str, Any] = {"extensions": {TASKS: {}}} if tasks else {}
+        capabilities: dict[str, Any] = dict(self.capabilities)
+        if tasks:
+            capabilities["extensions"] = {TASKS: {}}
         return {
             "io.modelcontextprotocol/protocolVersion": VERSION,
             "io.modelcontextprotocol/clientInfo": {"name": "tasks-test", "version": "1"},
@@ -80,8 +91,12 @@ class TasksClient:
         result: dict[str, Any] = message["result"]
         return result
 
-    async def call(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-        return await self.request("tools/call", {"name": name, "arguments": arguments or {}})
+    async def call(
+        self, name: str, arguments: dict[str, Any] | None = None, **more: Any
+    ) -> dict[str, Any]:
+        """`tools/call`; `more` adds params (a retry's `inputResponses`, `requestState`)."""
+        params = {"name": name, "arguments": arguments or {}, **more}
+        return await self.request("tools/call", params)
 
     async def get(self, task_id: str, *, tasks: bool | None = None) -> dict[str, Any]:
         return await self.request("tasks/get", {"taskId": task_id}, tasks=tasks)

@@ -205,3 +205,34 @@ async def test_clients_without_the_extension_get_what_they_always_got(
 def _meta(result: dict[str, Any]) -> dict[str, Any]:
     """The server's `_meta` stamp on a 2026-07-28 result."""
     return {"_meta": result["_meta"]} if "_meta" in result else {}
+
+
+async def test_the_question_before_spending_comes_before_any_task(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """Asked on the call itself (multi round-trip): a decline makes no task and sends
+    nothing; a yes is answered with the task."""
+    env = server_env(tmp_path, sandbox, NEMO_CONFIRM_SPENDING="always")
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url, capabilities={"elicitation": {"form": {}}}) as client:
+            answers = []
+            for reply in ({"action": "decline"}, {"action": "accept", "content": {"send": True}}):
+                asked = await client.call("generate", A)
+                assert asked["resultType"] == "input_required", asked
+                (key,) = asked["inputRequests"]
+                answers.append(
+                    await client.call(
+                        "generate",
+                        A,
+                        inputResponses={key: reply},
+                        requestState=asked.get("requestState"),
+                    )
+                )
+                if reply["action"] == "decline":
+                    assert sent(sandbox) == []
+            declined, accepted = answers
+            done = await client.poll(accepted["taskId"])
+    assert declined["resultType"] == "complete" and "taskId" not in declined
+    assert declined["structuredContent"]["status"] == "declined"
+    assert accepted["resultType"] == "task" and done["status"] == "completed"
+    assert sent(sandbox) == [A["message"]]

@@ -1,0 +1,58 @@
+"""Tasks on a hosted deployment: kept in Redis, so any replica answers for any task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from nemo_mcp.hosted.local import RedisServer
+from nemo_mcp.sandbox.testing import SandboxServer
+
+from hosted_harness import Replicas
+from processes import needs_proc
+from tasks_client import RpcError, TasksClient
+
+pytestmark = needs_proc
+
+ANN, BEN = "ann-hosted-task-secret-0123", "ben-hosted-task-secret-4567"
+
+
+@pytest.fixture(scope="module")
+def two(
+    tmp_path_factory: pytest.TempPathFactory,
+    sandbox_server: SandboxServer,
+    redis_server: RedisServer,
+) -> Iterator[Replicas]:
+    running = Replicas(
+        root=tmp_path_factory.mktemp("tasks"),
+        sandbox=sandbox_server,
+        extra={"NEMO_STATE_URL": redis_server.url, "NEMO_HTTP_TOKENS": f"{ANN},{BEN}"},
+        count=2,
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+async def test_a_task_made_on_one_replica_completes_through_another(
+    two: Replicas, sandbox: Any
+) -> None:
+    sandbox.control.set(generation_seconds=1.0)
+    one, other = (replica.url for replica in two.all)
+    message = {"message": "a kite over the dunes"}
+    async with TasksClient(one, token=ANN) as first, TasksClient(other, token=ANN) as second:
+        made = await first.call("generate", message)
+        assert made["resultType"] == "task"
+        done = await second.poll(made["taskId"])
+        async with TasksClient(other, token=BEN) as stranger:
+            with pytest.raises(RpcError) as caught:
+                await stranger.get(made["taskId"])
+    assert done["status"] == "completed", done
+    assert done["result"]["structuredContent"]["status"] == "completed"
+    assert caught.value.code == -32602
+    assert [m["text"] for m in sandbox.control.stats()["messages"]] == [message["message"]]
+    assert two.homes_hold_no_state() == []  # the task is in Redis, not on a replica's disk
