@@ -236,3 +236,26 @@ async def test_the_question_before_spending_comes_before_any_task(
     assert declined["structuredContent"]["status"] == "declined"
     assert accepted["resultType"] == "task" and done["status"] == "completed"
     assert sent(sandbox) == [A["message"]]
+
+
+async def test_cancel_stops_nothing_another_call_waits_for(tmp_path: Path, sandbox: Any) -> None:
+    """A render another caller (without a task) waits for goes on: only the task ends."""
+    sandbox.control.set(render_seconds=3.0)
+    env = server_env(tmp_path, sandbox)
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as aware, TasksClient(url, tasks=False) as plain:
+            await aware.poll((await aware.call("generate", A))["taskId"])
+            waiting = await plain.call("export", {})
+            assert waiting["structuredContent"]["status"] == "rendering"
+            task = await aware.call("export", {})  # joins the same render
+            await aware.cancel(task["taskId"])
+            cancelled = await aware.get(task["taskId"])
+            for _ in range(60):
+                saved = await plain.call("export", {})
+                if saved["structuredContent"]["status"] == "completed":
+                    break
+    assert cancelled["status"] == "cancelled" and "another call waits" in cancelled["statusMessage"]
+    assert saved["structuredContent"]["status"] == "completed"
+    assert (
+        requests(sandbox, "render_cancel") == 0 and sandbox.control.stats()["renders_started"] == 1
+    )

@@ -52,6 +52,8 @@ class _Offer:
 
     keeper: TaskKeeper
     tool: str
+    #: The request declared the extension (else the call is answered as always).
+    declared: bool
     made: tuple[TaskRecord, Entry] | None = field(default=None)
 
 
@@ -77,6 +79,9 @@ async def offer(
     always. `remote`: the caller is on another machine (no local file link)."""
     slot = _offer.get()
     if slot is None or ticket.entry.finished:
+        return None
+    if not slot.declared:
+        await slot.keeper.wait_on(service, ticket)  # a cancel must not stop its work
         return None
     slot.made = await slot.keeper.create(service, ticket, slot.tool, remote=remote)
     record = slot.made[0]
@@ -106,9 +111,9 @@ class TasksExtension(Extension):
         ctx: ServerRequestContext[Any, Any],
         call_next: CallNext,
     ) -> HandlerResult:
-        if params.name not in self.keeper.finishers or not declares_tasks(ctx):
+        if params.name not in self.keeper.finishers:
             return await call_next(ctx)
-        slot = _Offer(self.keeper, params.name)
+        slot = _Offer(self.keeper, params.name, declares_tasks(ctx))
         reset = _offer.set(slot)
         try:
             answer = await call_next(ctx)

@@ -12,9 +12,10 @@ as far as the work allows.
   task, and the ledger records it as delivered. The process that made the task does
   this as the job ends; any other process (a restart, another replica) does it when it
   is first asked and nobody has yet.
-- **Cancelled**: a queued entry is dropped from the ledger (nothing was sent); a render
-  is cancelled at the backend, and the task ends `cancelled` once the entry shows the
-  render stopped; a message already sent cannot be unsent, so the task goes on and
+- **Cancelled**: when another call (without a task) waits for the same work, only this
+  task ends. Otherwise a queued entry is dropped from the ledger (nothing was sent); a
+  render is cancelled at the backend, and the task ends `cancelled` once the entry shows
+  the render stopped; a message already sent cannot be unsent, so the task goes on and
   says so. A cancel never sends anything.
 """
 
@@ -73,6 +74,10 @@ TOO_LATE = {
     "message": "Completed: the request had been sent before the cancel came, so it went on.",
     "render": "Completed: the render finished before the cancel could stop it.",
 }
+SHARED = (
+    "Cancelled for this task only: another call waits for the same work, so it goes on "
+    "for that call (nothing was stopped, nothing more is sent)."
+)
 CANCELLING = "Cancelling the render at NemoVideo (asked {ago} ago)."
 RENDER_CANCELLED = "Cancelled: the render was stopped at NemoVideo; no file was saved."
 RENDER_DONE = (
@@ -152,6 +157,10 @@ class TaskKeeper:
         self._follow(service, record)
         entry = await service.ledger.get(record.entry)
         return record, entry or ticket.entry
+
+    async def wait_on(self, service: NemoService, ticket: Ticket) -> None:
+        """Note a call without a task waiting for the ticket's entry."""
+        await self.store(service).wait_on(ticket.entry.id, ticket.ask, now=clock())
 
     def _follow(self, service: NemoService, record: TaskRecord) -> anyio.Event:
         """Finish the task in this process as its entry ends (once per process)."""
@@ -272,6 +281,10 @@ class TaskKeeper:
         entry = await service.ledger.get(record.entry)
         if entry is None or entry.finished:
             return  # too late: the result is there already
+        if await store.waiters(entry.id) - {record.ask}:
+            # Another call waits for this work: only this task ends; the work goes on.
+            await store.save(replace(record, status="cancelled", message=SHARED, updated_at=now))
+            return
         if entry.state == "queued":
             why = DROPPED[entry.kind]
             # Recorded first: whoever finishes the task then knows the drop was a cancel.

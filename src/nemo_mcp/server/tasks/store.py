@@ -12,6 +12,10 @@ Two rules hold in both stores, atomically:
   work finds the task already following it and answers with that task;
 - `save` changes only a `working` task: once a task is terminal (its result stored,
   or cancelled), it stays as it is.
+
+Beside the tasks, each store notes the calls without a task that asked for an entry
+(`wait_on`): while the entry is unfinished, none of them has been given its outcome, so
+they still wait for it, and a cancel must not stop the work under them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,14 @@ class TaskStore(Protocol):
         returned (None if the task is gone)."""
         ...
 
+    async def wait_on(self, entry: str, ask: str, *, now: float) -> None:
+        """Note that a call without a task (ask id `ask`) waits for `entry`."""
+        ...
+
+    async def waiters(self, entry: str) -> set[str]:
+        """The ask ids of the calls without a task noted as waiting for `entry`."""
+        ...
+
     async def prune(self, *, now: float) -> None:
         """Forget tasks older than their time to live."""
         ...
@@ -59,7 +71,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     created_at REAL NOT NULL,
     body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tasks_entry ON tasks (entry, status)
+CREATE INDEX IF NOT EXISTS tasks_entry ON tasks (entry, status);
+CREATE TABLE IF NOT EXISTS waiters (
+    entry TEXT NOT NULL,
+    ask TEXT NOT NULL,
+    asked_at REAL NOT NULL,
+    PRIMARY KEY (entry, ask)
+)
 """
 
 
@@ -136,9 +154,26 @@ class SqliteTaskStore:
 
         return await self._run(work)
 
+    async def wait_on(self, entry: str, ask: str, *, now: float) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR IGNORE INTO waiters (entry, ask, asked_at) VALUES (?, ?, ?)",
+                (entry, ask, now),
+            )
+
+        await self._run(work)
+
+    async def waiters(self, entry: str) -> set[str]:
+        def work(db: sqlite3.Connection) -> set[str]:
+            rows = db.execute("SELECT ask FROM waiters WHERE entry = ?", (entry,)).fetchall()
+            return {str(row[0]) for row in rows}
+
+        return await self._run(work)
+
     async def prune(self, *, now: float) -> None:
         def work(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM tasks WHERE created_at < ?", (now - TTL_SECONDS,))
+            db.execute("DELETE FROM waiters WHERE asked_at < ?", (now - TTL_SECONDS,))
 
         await self._run(work)
 
@@ -201,6 +236,16 @@ class RedisTaskStore:
     async def save(self, record: TaskRecord) -> TaskRecord | None:
         body = await self._save(keys=[self._task(record.id)], args=[record.dumps()])
         return TaskRecord.loads(body) if body else None
+
+    async def wait_on(self, entry: str, ask: str, *, now: float) -> None:
+        key = f"{self.prefix}:waiters:{entry}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, ask)
+            pipe.expire(key, TTL_SECONDS)
+            await pipe.execute()
+
+    async def waiters(self, entry: str) -> set[str]:
+        return {str(ask) for ask in await self.redis.smembers(f"{self.prefix}:waiters:{entry}")}
 
     async def prune(self, *, now: float) -> None:
         """Nothing to do: Redis expires each task with its time to live."""
