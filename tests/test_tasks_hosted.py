@@ -10,7 +10,7 @@ import pytest
 from nemo_mcp.hosted.local import RedisServer
 from nemo_mcp.sandbox.testing import SandboxServer
 
-from hosted_harness import Replicas
+from hosted_harness import Replicas, replicas
 from processes import needs_proc
 from tasks_client import RpcError, TasksClient
 
@@ -20,29 +20,24 @@ ANN, BEN = "ann-hosted-task-secret-0123", "ben-hosted-task-secret-4567"
 
 
 @pytest.fixture(scope="module")
-def two(
+def hosted(
     tmp_path_factory: pytest.TempPathFactory,
     sandbox_server: SandboxServer,
     redis_server: RedisServer,
 ) -> Iterator[Replicas]:
-    running = Replicas(
-        root=tmp_path_factory.mktemp("tasks"),
-        sandbox=sandbox_server,
-        extra={"NEMO_STATE_URL": redis_server.url, "NEMO_HTTP_TOKENS": f"{ANN},{BEN}"},
-        count=2,
-    )
-    try:
-        running.start()
+    tokens = f"{ANN},{BEN}"
+    root = tmp_path_factory.mktemp("tasks")
+    with replicas(
+        root, sandbox_server, NEMO_STATE_URL=redis_server.url, NEMO_HTTP_TOKENS=tokens
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def test_a_task_made_on_one_replica_completes_through_another(
-    two: Replicas, sandbox: Any
+    hosted: Replicas, sandbox: Any
 ) -> None:
     sandbox.control.set(generation_seconds=1.0)
-    one, other = (replica.url for replica in two.all)
+    one, other = hosted.all[0].url, hosted.all[1].url
     message = {"message": "a kite over the dunes"}
     async with TasksClient(one, token=ANN) as first, TasksClient(other, token=ANN) as second:
         made = await first.call("generate", message)
@@ -55,4 +50,4 @@ async def test_a_task_made_on_one_replica_completes_through_another(
     assert done["result"]["structuredContent"]["status"] == "completed"
     assert caught.value.code == -32602
     assert [m["text"] for m in sandbox.control.stats()["messages"]] == [message["message"]]
-    assert two.homes_hold_no_state() == []  # the task is in Redis, not on a replica's disk
+    assert hosted.homes_hold_no_state() == []  # the task is in Redis, not on a replica's disk

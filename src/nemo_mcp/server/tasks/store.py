@@ -20,8 +20,11 @@ they still wait for it, and a cancel must not stop the work under them.
 
 from __future__ import annotations
 
+import itertools
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -81,6 +84,22 @@ CREATE TABLE IF NOT EXISTS waiters (
 """
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class SqliteTaskStore:
     """Tasks in a SQLite file (0600), safe under concurrent processes."""
 
@@ -93,15 +112,17 @@ class SqliteTaskStore:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path.touch(mode=0o600, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            for statement in _SCHEMA.split(";"):
-                db.execute(statement)
-            self._db = db
+            # Two processes opening a new file together race to switch it to WAL, and
+            # SQLite answers the loser "locked" at once: it tries again, briefly.
+            for attempt in itertools.count():
+                try:
+                    self._db = _open(self.path)
+                    break
+                except sqlite3.OperationalError as err:
+                    if "locked" not in str(err) or attempt >= 200:
+                        raise
+                    time.sleep(random.uniform(0.005, 0.05))
+        assert self._db is not None
         return self._db
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
