@@ -179,8 +179,12 @@ async def test_task_ids_are_their_users_own(tmp_path: Path, sandbox: Any) -> Non
                         await ask(task_id)
                     answers.append((caught.value.code, caught.value.message))
             assert (await mine.poll(task["taskId"]))["status"] == "completed"
+            exported = await mine.poll((await mine.call("export", {}))["taskId"])
     assert len(set(answers)) == 1 and answers[0][0] == -32602, answers
     assert sent(sandbox) == [A["message"]]
+    # A served user's result never links to this server's disk; the contact sheet stays.
+    kinds = [block["type"] for block in exported["result"]["content"]]
+    assert "resource_link" not in kinds and "image" in kinds, kinds
 
 
 async def test_clients_without_the_extension_get_what_they_always_got(
@@ -192,9 +196,17 @@ async def test_clients_without_the_extension_get_what_they_always_got(
             task = await aware.call("generate", A)
             with pytest.raises(RpcError) as caught:
                 await plain.get(task["taskId"])
+            refused = []
+            for method in ("tasks/update", "tasks/cancel"):
+                with pytest.raises(RpcError) as other:
+                    await plain.request(method, {"taskId": task["taskId"], "inputResponses": {}})
+                refused.append(other.value.code)
+            update = {"taskId": task["taskId"], "inputResponses": {"none": {"action": "accept"}}}
+            acknowledged = await aware.request("tasks/update", update)
             answer = await plain.call("generate", A)  # joins the same work, answered plainly
             credits = await aware.call("credits")  # a quick tool: plain even when declared
-    assert caught.value.code == -32021
+    assert caught.value.code == -32021 and refused == [-32021, -32021]
+    assert acknowledged["resultType"] == "complete"  # nothing here ever waits for input
     assert caught.value.data == {"requiredCapabilities": {"extensions": {TASKS: {}}}}
     assert answer["resultType"] == "complete" and "taskId" not in answer
     assert answer["structuredContent"]["status"] == "completed"
