@@ -51,3 +51,24 @@ async def test_a_task_made_on_one_replica_completes_through_another(
     assert caught.value.code == -32602
     assert [m["text"] for m in sandbox.control.stats()["messages"]] == [message["message"]]
     assert hosted.homes_hold_no_state() == []  # the task is in Redis, not on a replica's disk
+
+
+async def test_a_task_outlives_the_replica_that_made_it(hosted: Replicas, sandbox: Any) -> None:
+    """The replica running the job is SIGKILLed: another takes the work over from the
+    shared ledger when its lease runs out, and answers the same task id; one message."""
+    sandbox.control.set(generation_seconds=1.5)
+    message = {"message": "a lantern festival at dusk"}
+    try:
+        async with (
+            TasksClient(hosted.all[0].url, token=BEN) as first,
+            TasksClient(hosted.all[1].url, token=BEN) as second,
+        ):
+            await second.call("credits")  # the user is known there already, idle
+            made = await first.call("generate", message)
+            hosted.kill(0)
+            done = await second.poll(made["taskId"])
+    finally:
+        hosted.restart(0)
+    assert done["status"] == "completed", done
+    assert done["result"]["structuredContent"]["status"] == "completed"
+    assert [m["text"] for m in sandbox.control.stats()["messages"]] == [message["message"]]

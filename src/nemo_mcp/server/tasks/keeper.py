@@ -231,6 +231,10 @@ class TaskKeeper:
         entry = None
         if not record.terminal:
             entry = await service.ledger.get(record.entry)
+            if entry is not None and not entry.finished:
+                # As asking again does: a runner here takes the work over if the process
+                # running it died (its lease runs out), else follows along.
+                service.work.start()
             if entry is None or entry.finished:
                 # Ended: finished here (at once when it is quick), or by the process
                 # already doing it.
