@@ -271,3 +271,25 @@ async def test_cancel_stops_nothing_another_call_waits_for(tmp_path: Path, sandb
     assert (
         requests(sandbox, "render_cancel") == 0 and sandbox.control.stats()["renders_started"] == 1
     )
+
+
+async def test_a_render_the_backend_will_not_cancel_goes_on_and_says_so(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sandbox.control.set(render_seconds=3.0)
+    env = server_env(tmp_path, sandbox)
+    home = Path(env["NEMO_HOME"])
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as client:
+            await client.poll((await client.call("generate", A))["taskId"])
+            sandbox.control.fault("server_error", route="render_cancel", times=None)
+            task = await client.call("export", {})
+            await until(lambda: ledger_rows(home)[-1]["state"] == "rendering")
+            await client.cancel(task["taskId"])
+            going = await client.get(task["taskId"])
+            done = await client.poll(task["taskId"])
+    assert going["status"] == "working" and "could not be cancelled" in going["statusMessage"]
+    assert done["status"] == "completed" and "finished before the cancel" in done["statusMessage"]
+    assert done["result"]["structuredContent"]["status"] == "completed"
+    assert requests(sandbox, "render_cancel") >= 1
+    assert sandbox.control.stats()["renders_started"] == 1

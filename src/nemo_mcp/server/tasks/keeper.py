@@ -31,6 +31,7 @@ from urllib.parse import quote
 import anyio
 from mcp_types import CallToolResult, TextContent
 
+from nemo_mcp import redaction
 from nemo_mcp.backend.polling import AdaptivePoller
 from nemo_mcp.errors import NemoError
 from nemo_mcp.ledger import Entry, Ledger, clock
@@ -43,7 +44,7 @@ from nemo_mcp.server.tasks.records import (
     new_task_id,
 )
 from nemo_mcp.server.tasks.store import TaskStore, store_for
-from nemo_mcp.server.work import Ticket, error_from, error_record, format_duration, status_line
+from nemo_mcp.server.work import Ticket, error_from, error_record, status_line
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -78,7 +79,11 @@ SHARED = (
     "Cancelled for this task only: another call waits for the same work, so it goes on "
     "for that call (nothing was stopped, nothing more is sent)."
 )
-CANCELLING = "Cancelling the render at NemoVideo (asked {ago} ago)."
+CANCELLING = "Cancelling the render at NemoVideo."
+NOT_CANCELLED = (
+    "The render could not be cancelled at NemoVideo ({why}); it goes on, and this task "
+    "ends with its result."
+)
 RENDER_CANCELLED = "Cancelled: the render was stopped at NemoVideo; no file was saved."
 RENDER_DONE = (
     "Cancelled: the render had already finished, so it is only being saved for whoever "
@@ -261,9 +266,7 @@ class TaskKeeper:
             if entry is not None and entry.finished:
                 words = "finished; preparing the result"
             if record.message:
-                words = record.message.format(
-                    ago=format_duration(now - (record.cancel_asked or now))
-                )
+                words = record.message
                 words += f" Meanwhile: {status_line(entry, now)}." if entry is not None else ""
             task["statusMessage"] = words
         elif record.message:
@@ -319,6 +322,8 @@ class TaskKeeper:
             await cancel_render(service.client, render_id)
         except NemoError as err:
             log.info("could not cancel render %s: %s", render_id, err)
+            refused = NOT_CANCELLED.format(why=redaction.redact(err.message))
+            await store.save(replace(record, cancel_asked=now, message=refused, updated_at=now))
 
 
 def _dropped(entry: Entry) -> bool:
