@@ -13,6 +13,12 @@ so the turn counts are those of the full times and a run takes about a minute.
 code path as before the change); "after" is the default. Each client asks for progress
 (a progress token on every call), as all of them do.
 
+A task-aware client (Claude Code, which runs MCP Tasks in the background) is measured
+over streamable HTTP with the 2026-07-28 protocol (`nemo-mcp serve --http`): "before" its
+requests do not declare the Tasks extension (the agent calls again on "running", as
+today); "after" they do, so `generate` and `export` each answer with a task the host
+polls (`tasks/get`, not model turns) until the result is inlined.
+
     .venv/bin/python bench/bench_turns.py                  # scaled to 1/20
     .venv/bin/python bench/bench_turns.py --scale 1        # real time, about 15 minutes
 """
@@ -20,17 +26,34 @@ code path as before the change); "after" is the default. Each client asks for pr
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
+import httpx
 from mcp import Client, StdioServerParameters
 from mcp_types import Implementation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NEMO_MCP, machine, sandbox_process, scratch, server_env, table
+from _common import (
+    NEMO_MCP,
+    free_port,
+    machine,
+    sandbox_process,
+    scratch,
+    server_env,
+    stop,
+    table,
+    wait_http,
+)
 
 GENERATION = 120.0
 RENDER = 60.0
@@ -117,6 +140,164 @@ async def one_video(url: str, home: Path, name: str, *, after: bool, scale: floa
     return Run(name, after, calls["generate"], calls["export"], notices, silence, seconds, size)
 
 
+TASKS = "io.modelcontextprotocol/tasks"
+#: The task-aware client: (clientInfo name, what it is).
+TASK_CLIENT = ("claude-code", "Claude Code: runs MCP Tasks in the background")
+
+
+@dataclass
+class TaskRun:
+    tasks: bool
+    generate_calls: int
+    export_calls: int
+    polls: int
+    seconds: float
+    size: int
+
+    @property
+    def turns(self) -> int:
+        return self.generate_calls + self.export_calls
+
+
+class Rpc:
+    """JSON-RPC of the 2026-07-28 protocol over streamable HTTP, the envelope on every
+    request, the Tasks extension declared when `tasks` is on."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, *, tasks: bool) -> None:
+        self.http, self.url, self.tasks = http, url, tasks
+        self.ids = itertools.count(1)
+
+    async def __call__(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        capabilities = {"extensions": {TASKS: {}}} if self.tasks else {}
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": TASK_CLIENT[0], "version": "2.1"},
+            "io.modelcontextprotocol/clientCapabilities": capabilities,
+        }
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": method,
+            "Mcp-Name": str(params.get("name") or params.get("taskId")),
+        }
+        n = next(self.ids)
+        body = {"jsonrpc": "2.0", "id": n, "method": method, "params": {**params, "_meta": meta}}
+        response = await self.http.post(self.url, json=body, headers=headers)
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            datas = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+            answer = next(m for m in map(json.loads, datas) if m.get("id") == n)
+        else:
+            answer = response.json()
+        if "error" in answer:
+            raise SystemExit(f"{method} failed: {answer['error']}")
+        result: dict[str, Any] = answer["result"]
+        return result
+
+
+@contextmanager
+def serve_http(env: dict[str, str]) -> Iterator[str]:
+    """`nemo-mcp serve --http` on a free loopback port; yields its MCP URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [NEMO_MCP, "serve", "--http", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop(server)
+
+
+async def one_video_tasks(url: str, home: Path, *, tasks: bool, scale: float) -> TaskRun:
+    env = server_env(
+        url,
+        home,
+        NEMO_TOOL_TIMEOUT=f"{TOOL_TIMEOUT * scale:g}",
+        NEMO_RENDER_MIN_SECONDS=f"{RENDER_MIN * scale:g}",
+        NEMO_CONFIRM_SPENDING="never",
+    )
+    calls = {"generate": 0, "export": 0}
+    polls = 0
+    with serve_http(env) as mcp_url:
+        start = time.perf_counter()
+        async with httpx.AsyncClient(timeout=600.0) as http:
+            rpc = Rpc(http, mcp_url, tasks=tasks)
+
+            async def until_done(tool: str, args: dict[str, Any]) -> dict[str, Any]:
+                nonlocal polls
+                while True:
+                    calls[tool] += 1  # a model turn
+                    result = await rpc("tools/call", {"name": tool, "arguments": args})
+                    while "taskId" in result:  # a task, as made or as polled
+                        if result["status"] == "completed":
+                            result = result["result"]
+                            break
+                        if result["status"] != "working":
+                            raise SystemExit(f"{tool} task ended {result['status']}")
+                        await anyio.sleep(result["pollIntervalMs"] / 1000)
+                        polls += 1  # the host's, in the background: no model turn
+                        result = await rpc("tasks/get", {"taskId": result["taskId"]})
+                    if result.get("isError"):
+                        raise SystemExit(f"{tool} failed: {result['content']}")
+                    data: dict[str, Any] = result["structuredContent"]
+                    if data.get("status") == "completed":
+                        return data
+
+            await until_done("generate", {"message": "a 10-second video of a city at night"})
+            exported = await until_done("export", {})
+        seconds = time.perf_counter() - start
+    size = Path(str(exported["file"])).stat().st_size
+    if size != exported["size_bytes"]:
+        raise SystemExit(f"{exported['file']}: {size} bytes, {exported['size_bytes']} reported")
+    return TaskRun(tasks, calls["generate"], calls["export"], polls, seconds, size)
+
+
+async def measure_tasks(scale: float) -> list[TaskRun]:
+    config = {
+        "generation_seconds": GENERATION * scale,
+        "render_seconds": RENDER * scale,
+        "heartbeat_interval": min(0.25, 5 * scale),
+    }
+    runs = []
+    with sandbox_process(**config) as url, scratch() as folder:
+        for tasks in (False, True):
+            home = folder / ("tasks" if tasks else "plain")
+            home.mkdir()
+            runs.append(await one_video_tasks(url, home, tasks=tasks, scale=scale))
+    return runs
+
+
+def report_tasks(runs: list[TaskRun], scale: float) -> str:
+    before, after = runs
+    heading = [
+        "client (`clientInfo.name`), 2026-07-28 over HTTP",
+        "turns without Tasks (generate + export)",
+        "turns with Tasks",
+        "with Tasks: host polls (`tasks/get`)",
+        "seconds without / with (unscaled)",
+    ]
+    row = [
+        f"`{TASK_CLIENT[0]}`: {TASK_CLIENT[1]}",
+        f"{before.turns} ({before.generate_calls} + {before.export_calls})",
+        f"{after.turns} ({after.generate_calls} + {after.export_calls})",
+        str(after.polls),
+        f"{before.seconds / scale:.0f} / {after.seconds / scale:.0f}",
+    ]
+    return "\n".join(
+        [
+            "The same video for a task-aware client: each tool call is one model turn; the "
+            "host's task polls are not.",
+            "",
+            table(heading, [row]),
+            "",
+            f"Both runs saved their MP4 ({', '.join(str(r.size) for r in runs)} bytes).",
+        ]
+    )
+
+
 async def measure(scale: float) -> list[Run]:
     runs = []
     config = {
@@ -176,6 +357,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"Machine: {machine()}")
     print(report(anyio.run(measure, args.scale), args.scale))
+    print()
+    print(report_tasks(anyio.run(measure_tasks, args.scale), args.scale))
 
 
 if __name__ == "__main__":

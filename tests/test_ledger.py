@@ -106,6 +106,24 @@ async def test_a_failure_before_sending_is_not_reused(ledger: Ledger) -> None:
     assert again.how == "new"
 
 
+async def test_a_cancel_drops_only_queued_work_and_its_holder_cannot_send_it(
+    ledger: Ledger,
+) -> None:
+    first, second = await ask(ledger, "a"), await ask(ledger, "b")
+    assert await ledger.claim(first, P1, now=NOW, lease=20) is not None  # claimed, still queued
+    dropped = await ledger.drop(first, now=NOW + 1, error={"message": "cancelled"})
+    assert dropped is not None and dropped.state == "failed" and dropped.finished
+    assert dropped.error == {"message": "cancelled"} and dropped.owner is None
+    # The runner that claimed it records `sending` before sending: refused, so never sent.
+    assert await ledger.update(first, P1, now=NOW + 2, lease=20, state="sending") is None
+    assert (await ledger.head("u")).id == second  # type: ignore[union-attr]
+    assert await ledger.claim(second, P1, now=NOW + 2, lease=20) is not None
+    await ledger.update(second, P1, now=NOW + 2, lease=20, state="sending")
+    assert await ledger.drop(second, now=NOW + 3, error={}) is None  # it may have left
+    assert await ledger.drop(first, now=NOW + 3, error={}) is None  # already over
+    assert [e.id for e in await ledger.unfinished("u")] == [second]
+
+
 async def test_only_the_head_runs_and_only_its_holder_changes_it(ledger: Ledger) -> None:
     first, second = await ask(ledger, "a"), await ask(ledger, "b")
     assert await ledger.claim(second, P1, now=NOW, lease=20) is None  # not its turn

@@ -209,6 +209,13 @@ class Ledger(Protocol):
         claim. None when `owner` no longer holds it (nothing is changed then)."""
         ...
 
+    async def drop(self, entry_id: str, *, now: float, error: dict[str, Any]) -> Entry | None:
+        """End a `queued` entry as failed with `error` (a cancel), whoever claims it:
+        nothing of it has left, since its executor records another state before
+        anything is sent, and that update then finds it finished. None when the entry
+        is no longer queued (nothing is changed then)."""
+        ...
+
     async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
         """Record that a call (`ask_id`) waits for `entry_id`; True if another call was
         already given its outcome (it was delivered before)."""

@@ -191,6 +191,23 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1
 return 0
 """
 
+#: A queued entry ended as failed (a cancel), whoever claims it; false if not queued.
+_DROP = (
+    _ENTRY
+    + """
+local p, id, now, error = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = p .. ':e:' .. id
+local found = redis.call('HMGET', key, 'state', 'finished_at', 'user', 'kind')
+if found[1] ~= 'queued' or found[2] ~= '' then return false end
+redis.call('HSET', key, 'state', 'failed', 'error', error, 'finished_at', now,
+  'updated_at', now, 'owner', '', 'lease_until', 0)
+redis.call('ZREM', p .. ':q:' .. found[3], id)
+if found[4] == 'message' then redis.call('ZADD', p .. ':done', now, id) end
+redis.call('HINCRBY', key, 'version', 1)
+return entry(p, id)
+"""
+)
+
 _PRUNE = """
 local p, before, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local gone = 0
@@ -280,6 +297,7 @@ class RedisLedger:
         self._lease = redis.register_script(_LEASE)
         self._release = redis.register_script(_RELEASE)
         self._prune = redis.register_script(_PRUNE)
+        self._drop = redis.register_script(_DROP)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -394,6 +412,10 @@ class RedisLedger:
                 ]
             )
         )
+
+    async def drop(self, entry_id: str, *, now: float, error: dict[str, Any]) -> Entry | None:
+        found = await self._drop(args=[self.prefix, entry_id, _number(now), dump_json(error)])
+        return _entry(found) if found else None
 
     async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
         given = self._key("d", entry_id)

@@ -337,6 +337,19 @@ class SqliteLedger:
 
         return await self._run(work)
 
+    async def drop(self, entry_id: str, *, now: float, error: dict[str, Any]) -> Entry | None:
+        def work(db: sqlite3.Connection) -> Entry | None:
+            with _transaction(db):
+                cursor = db.execute(
+                    "UPDATE work SET state = 'failed', error = ?, finished_at = ?, "
+                    "updated_at = ?, owner = NULL, lease_until = 0, version = version + 1 "
+                    f"WHERE id = ? AND state = 'queued' AND {_UNFINISHED}",
+                    (dump_json(error), now, now, entry_id),
+                )
+                return self._row(db, entry_id) if cursor.rowcount == 1 else None
+
+        return await self._run(work)
+
     async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with _transaction(db):

@@ -229,7 +229,7 @@ def create_server(
         icons=[icon("server")],
         lifespan=lifespan,
         log_level="WARNING",
-        extensions=[studio.apps],
+        extensions=[studio.apps, tools.tasks_extension()],
         middleware=[_keep_headers, studio.middleware],
         **oauth_resource_server(settings, exposure),
         request_state_security=(

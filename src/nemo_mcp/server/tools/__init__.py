@@ -15,6 +15,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 
+from nemo_mcp.server.tasks import TasksExtension
 from nemo_mcp.server.tools import credits, export, generate, timeline, upload
 
 MODULES = (generate, upload, export, credits, timeline)
@@ -24,3 +25,10 @@ def register(mcp: MCPServer[Any]) -> None:
     """Add the five tools to `mcp`."""
     for module in MODULES:
         module.register(mcp)
+
+
+def tasks_extension() -> TasksExtension:
+    """The Tasks extension for the two tools whose work outlasts a call."""
+    return TasksExtension(
+        {generate.NAME: generate.finished_result, export.NAME: export.finished_result}
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -12,6 +12,7 @@ from pydantic import Field
 
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.server import tasks
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.previews import Picture, export_preview, file_link
@@ -26,6 +27,9 @@ from nemo_mcp.server.tools.common import (
     service_of,
 )
 from nemo_mcp.server.work import status_line
+
+if TYPE_CHECKING:
+    from nemo_mcp.server.service import NemoService
 
 NAME = "export"
 TITLE = "Export the video as an MP4"
@@ -104,16 +108,24 @@ async def export(
     inline = min(waits, service.settings.tool_timeout)
     with time_bound(inline, api_url=service.client.api_url, what="preparing the export"):
         ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
+    if (task := await tasks.offer(ctx, service, ticket, remote=served(ctx))) is not None:
+        return task
     left = max(0.0, end - anyio.current_time())
     entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
     now = clock()
     if not entry.finished:
         out = pending_output(entry, ahead=ahead, now=now)
         return result(export_text(out), out, notices=service.take_notices())
+    return await finished_result(service, entry, served(ctx), end - anyio.current_time())
+
+
+async def finished_result(
+    service: NemoService, entry: Entry, remote: bool, left: float
+) -> CallToolResult:
+    """A finished export's result (also a task's), built for its caller: `remote` callers
+    get no link to this server's disk."""
     out = ExportOutput.model_validate(entry.outcome)
-    text, blocks = await with_preview(
-        export_text(out), out, remote=served(ctx), left=end - anyio.current_time()
-    )
+    text, blocks = await with_preview(export_text(out), out, remote=remote, left=left)
     return result(text, out, *blocks, notices=service.take_notices())
 
 

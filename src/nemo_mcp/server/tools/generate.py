@@ -10,7 +10,7 @@ agrees.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -27,7 +27,7 @@ from pydantic import Field, StringConstraints
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.errors import BackendTimeoutError, NemoError
 from nemo_mcp.ledger import Entry, clock
-from nemo_mcp.server import spending
+from nemo_mcp.server import spending, tasks
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
@@ -42,9 +42,13 @@ from nemo_mcp.server.tools.common import (
     hints,
     reporter,
     result,
+    served,
     service_of,
 )
 from nemo_mcp.server.work import Ticket, format_duration, status_line
+
+if TYPE_CHECKING:
+    from nemo_mcp.server.service import NemoService
 
 log = logging.getLogger(__name__)
 
@@ -332,18 +336,31 @@ async def generate(
         ticket = await service.submit_message(
             text, new_project=new_project, again=again, request_id=request_id
         )
+    if (task := await tasks.offer(ctx, service, ticket, remote=served(ctx))) is not None:
+        return task
     left = max(0.0, end - anyio.current_time())
     entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
     now = clock()
     if not entry.finished:
         out = pending_output(entry, ahead=ahead, now=now)
         return result(generate_text(out), out, notices=service.take_notices())
+    notes = answer_notes(ticket, entry, now=now)
+    return await finished_result(
+        service, entry, served(ctx), end - anyio.current_time(), notes=notes
+    )
+
+
+async def finished_result(
+    service: NemoService, entry: Entry, remote: bool, left: float, *, notes: list[str] | None = None
+) -> CallToolResult:
+    """A finished message's result (also a task's): the reply, changes, timeline, and a
+    look at the new clip when its link answers within `left` seconds."""
     out = GenerateOutput.model_validate(entry.outcome)
-    out.notes = [*answer_notes(ticket, entry, now=now), *out.notes]
+    out.notes = [*(notes or []), *out.notes]
     # A look at the new clip when its link answers quickly; else nothing (logged at debug).
     poster = None
     if out.status == "completed" and out.clip_url:
-        poster = await clip_poster(out.clip_url, left=end - anyio.current_time())
+        poster = await clip_poster(out.clip_url, left=left)
     extra = [poster.block()] if poster is not None else []
     return result(generate_text(out), out, *extra, notices=service.take_notices())
 
