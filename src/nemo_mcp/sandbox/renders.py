@@ -10,6 +10,7 @@ generated clip's URL serves that clip alone.
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -233,11 +234,28 @@ async def served_file(call: Call) -> Response:
     return file_response(call, render)
 
 
+@endpoint("file", auth=False)
+async def served_upload(call: Call) -> Response:
+    """An upload at its `cdn_url` (`/cdn/uploads/<first 16 of its SHA-256>/<name>`), as the
+    CDN serves it (no token): what a hand-off to an editor downloads."""
+    digest: str = call.request.path_params["digest"]
+    name: str = call.request.path_params["name"]
+    if call.fault("output_url_broken") is not None:
+        return _not_found(name)
+    uploads = call.world.files.uploads
+    kept = next((k for sha, k in uploads.items() if len(digest) == 16 and sha[:16] == digest), None)
+    if kept is None or not kept.path.is_file():
+        return _not_found(f"uploads/{digest}/{name}")
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return FileResponse(kept.path, media_type=kind)
+
+
 __all__ = [
     "render_cancel",
     "render_download",
     "render_start",
     "render_status",
     "served_file",
+    "served_upload",
     "status_body",
 ]

@@ -11,6 +11,7 @@ from mcp_types import CallToolResult, ContentBlock
 from pydantic import Field
 
 from nemo_mcp.backend.budget import time_bound
+from nemo_mcp.handoff.folder import answer
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput
@@ -29,6 +30,13 @@ from nemo_mcp.server.work import status_line
 
 NAME = "export"
 TITLE = "Export the video as an MP4"
+#: The hand-off (nemo_mcp.handoff): `format` names a timeline format instead of a video.
+HANDOFF_DESCRIPTION = (
+    " To finish the video by hand in an editor, `format` 'otio' (DaVinci Resolve), 'fcpxml' "
+    "(Final Cut Pro, DaVinci Resolve) or 'xml' (Final Cut 7 XML, for Premiere Pro) renders "
+    "nothing and costs nothing: it saves a folder with the timeline file, its media and a "
+    "README, and says what the format could not hold."
+)
 DESCRIPTION = (
     "Render the current timeline to a video file and save it on this computer (a hosted "
     "server returns its URL instead). Free (no credits). Starts exactly one render per "
@@ -37,11 +45,15 @@ DESCRIPTION = (
     "Returns the saved file path, the video URL and a link to open the project in the "
     "browser, with a contact sheet (a grid of frames) of the video to look at and, on this "
     "computer, a link to the MP4 itself. Call after `generate`."
-)
+) + HANDOFF_DESCRIPTION
 
 # One value reads as `const` in JSON Schema; `enum` is what clients show as a choice.
 Format = Annotated[
-    Literal["mp4"], Field(description="Container", json_schema_extra={"enum": ["mp4"]})
+    Literal["mp4", "otio", "fcpxml", "xml"],
+    Field(
+        description="mp4: render the video; otio, fcpxml or xml: hand the timeline to an "
+        "editor (a folder with the timeline file and its media; no render)"
+    ),
 ]
 Quality = Annotated[Literal["high", "medium", "low"], Field(description="Render quality")]
 Fresh = Annotated[
@@ -91,6 +103,17 @@ def export_text(out: ExportOutput) -> str:
     return "\n".join(lines)
 
 
+def handoff_text(out: ExportOutput) -> str:
+    """The agent's text for a finished hand-off (nemo_mcp.handoff)."""
+    return answer(
+        fmt=out.handoff_format or "",
+        folder=out.folder or "",
+        file=out.file or "",
+        not_carried=out.not_carried,
+        reused=out.reused,
+    )
+
+
 @guarded("Exporting the video")
 async def export(
     ctx: Context,
@@ -111,6 +134,8 @@ async def export(
         out = pending_output(entry, ahead=ahead, now=now)
         return result(export_text(out), out, notices=service.take_notices())
     out = ExportOutput.model_validate(entry.outcome)
+    if out.folder:  # a hand-off: a folder for an editor, no video to look at
+        return result(handoff_text(out), out, notices=service.take_notices())
     text, blocks = await with_preview(
         export_text(out), out, remote=served(ctx), left=end - anyio.current_time()
     )
