@@ -8,6 +8,7 @@ the SDK's `Client` against the sandbox, for the draft of each of the five demo f
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +247,7 @@ def test_each_format_reads_back_to_the_frame(fmt: str) -> None:
     else:
         assert volumes_of(back, fmt) == [pytest.approx(0.35)]
         assert not any("plays at" in note for note in notes)
-    assert any("flattened: the titles' and captions' style" in note for note in notes)
+    assert any("Flattened: the titles' and captions' style" in note for note in notes)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -434,3 +435,30 @@ async def test_nothing_to_hand_off_says_so(tmp_path: Path, sandbox: Any) -> None
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         refused = await session.call("export", {"format": "otio"})
     assert refused.is_error and "Nothing to hand off yet" in text_of(refused)
+
+
+@pytest.mark.slow
+def test_the_demo_hands_off_and_prints_the_folders(tmp_path: Path) -> None:
+    from nemo_mcp.cli import build_parser
+    from nemo_mcp.sandbox.config import SandboxConfig
+
+    args = build_parser().parse_args(["demo", "--skill", "ai-video-generation-online", "--handoff"])
+    assert args.handoff and args.skill == "ai-video-generation-online"
+    quick = SandboxConfig(
+        initial_credits=300, generation_seconds=0.4, edit_seconds=0.2, render_seconds=0.5
+    )
+    out = io.StringIO()
+    code = demo.main(
+        str(tmp_path), out, skill="ai-video-generation-online", config=quick, handoff=True
+    )
+    printed = out.getvalue()
+    assert code == 0, printed
+    assert "The hand-offs sent 0 messages and started 0 renders." in printed
+    face = tmp_path / "ai-video-generation-online"
+    for fmt in FORMATS:
+        [line] = [x for x in printed.splitlines() if x.startswith(f"Handed off ({fmt}): ")]
+        folder = Path(line.split(": ", 1)[1])
+        assert folder.parent == face and f"  {folder}" in printed.split("Done:")[1]
+        [timeline] = folder.glob("*" + ADAPTERS[fmt][1])  # type: ignore[index]
+        assert otio.adapters.read_from_file(str(timeline), adapter_name=ADAPTERS[fmt][0])  # type: ignore[index]
+        assert (folder / "README.md").is_file() and len(list((folder / "media").iterdir())) == 3

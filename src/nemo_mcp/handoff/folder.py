@@ -128,7 +128,8 @@ def answer(*, fmt: str, folder: str, file: str, not_carried: Sequence[str], reus
         "relink if the editor asks.",
     ]
     if not_carried:
-        lines.append("Not carried over: " + " ".join(not_carried))
+        lines.append("Not carried over (also in the README):")
+        lines += [f"- {note}" for note in not_carried]
     else:
         lines.append("Everything carried over.")
     return "\n".join(lines)

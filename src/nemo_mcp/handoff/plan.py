@@ -232,7 +232,7 @@ def percent(volume: float) -> str:
 def volume_notes(lanes: Iterable[Lane]) -> list[str]:
     """Each clip's volume other than 100%, in words (for a format that cannot hold volume)."""
     return [
-        f'volume: "{clip.name}" on {lane.name} plays at {percent(clip.volume)} in NemoVideo; '
+        f'Volume: "{clip.name}" on {lane.name} plays at {percent(clip.volume)} in NemoVideo; '
         "set it in the editor."
         for lane in lanes
         for clip in lane.clips

@@ -117,9 +117,10 @@ def _marker(mark: Mark, start: int, fps: float) -> otio.schema.Marker:
     return otio.schema.Marker(
         name=mark.text,
         marked_range=_range(start, mark.duration, fps),
-        color=otio.schema.MarkerColor.PURPLE
+        # Neither red nor green: FCPXML makes those to-do markers.
+        color=otio.schema.MarkerColor.CYAN
         if mark.track == "Captions"
-        else otio.schema.MarkerColor.RED,
+        else otio.schema.MarkerColor.PURPLE,
         metadata={NAMESPACE: {"track": mark.track}},
     )
 
@@ -180,7 +181,7 @@ def not_carried(plan: Plan, fmt: Format) -> list[str]:
     if plan.marks:
         where = "markers on the timeline" if fmt != "fcpxml" else "markers on the video clips"
         notes.append(
-            f"flattened: the titles' and captions' style (font, size, colour, position); "
+            f"Flattened: the titles' and captions' style (font, size, colour, position); "
             f"their {len(plan.marks)} texts are {where}, at their times."
         )
     if fmt == "fcpxml":
