@@ -462,3 +462,27 @@ def test_the_demo_hands_off_and_prints_the_folders(tmp_path: Path) -> None:
         [timeline] = folder.glob("*" + ADAPTERS[fmt][1])  # type: ignore[index]
         assert otio.adapters.read_from_file(str(timeline), adapter_name=ADAPTERS[fmt][0])  # type: ignore[index]
         assert (folder / "README.md").is_file() and len(list((folder / "media").iterdir())) == 3
+
+
+async def test_a_broken_download_is_continued_in_the_same_folder(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    _demo_credits(sandbox)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        await _face(session, demo.FACES["meta-video-generation-free"], tmp_path / "uploads")
+        sandbox.control.fault("download_cut", route="file", bytes=100)
+        broken = await session.call("export", {"format": "otio"})
+        fetched = _fetched(sandbox)
+        again = await session.call("export", {"format": "otio"})
+    assert broken.is_error and "Call `export` with format otio again" in text_of(broken)
+    out = again.structured_content
+    assert not again.is_error and out is not None
+    # The folder the broken attempt made is the one finished; no other was made.
+    assert Path(out["folder"]).name in text_of(broken)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [Path(out["folder"]).name]
+    assert _fetched(sandbox) - fetched == 3  # the three photos, each once
+    assert sorted(p.name for p in (Path(out["folder"]) / "media").iterdir()) == [
+        "01-shoe-red.png", "02-shoe-blue.png", "03-shoe-green.png"
+    ]  # fmt: skip
+    assert not list(Path(out["folder"]).rglob("*.part"))
+    assert sandbox.control.stats()["renders_started"] == 0

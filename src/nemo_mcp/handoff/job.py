@@ -123,8 +123,29 @@ async def run_handoff(
                     await run.save(**{**memo, "reused_from": earlier.id})
                     return _handed(memo, reused=True)
         await anyio.to_thread.run_sync(checks.folder, settings.output_dir, None)
-        title = parsed.title or "nemovideo"
-        folder = await anyio.to_thread.run_sync(new_folder, settings.output_dir, title, fmt)
+        # A hand-off of this timeline that failed part way (a download that broke) is
+        # continued in its folder, keeping the media it saved.
+        unfinished = next(
+            (
+                e.memo
+                for e in reversed(history)
+                if e.state == "failed"
+                and e.session_id == session.session_id
+                and e.memo.get("digest") == digest
+                and e.memo.get("format") == fmt
+                and e.memo.get("folder")
+                and not e.memo.get("file")
+            ),
+            None,
+        )
+        if unfinished is not None and not await anyio.Path(str(unfinished["folder"])).is_dir():
+            unfinished = None
+        if unfinished is not None:
+            folder, media = Path(str(unfinished["folder"])), dict(unfinished.get("media") or {})
+        else:
+            title = parsed.title or "nemovideo"
+            folder = await anyio.to_thread.run_sync(new_folder, settings.output_dir, title, fmt)
+            media = {}
         await run.save(
             state="downloading",
             session_id=session.session_id,
@@ -132,7 +153,7 @@ async def run_handoff(
             digest=digest,
             draft=draft,
             folder=str(folder),
-            media={},
+            media=media,
             started_at=time.time(),
         )
     return await _write(run, client, draft, checks, fmt)

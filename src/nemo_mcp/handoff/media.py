@@ -2,8 +2,10 @@
 
 Each distinct http(s) link of the draft is downloaded once, with the export's own download
 (`backend.render.download`: a `.part` file moved to its name only when whole, bounded in time
-and here in size, the token sent only to the API host), then checked by its first bytes: what
-is not a picture, a video or a sound is removed and refused. Its size and SHA-256 are recorded,
+and here in size, the token sent only to the API host), then checked: its first bytes must be
+a picture, a video or a sound, and the media kit must read it through (the draft gives no
+size to hold a download to, so this is what finds one cut short); else it is removed and
+refused. Its size and SHA-256 are recorded,
 so a hand-off taken up again after a stop keeps every file still the one saved instead of
 fetching it again.
 """
@@ -65,22 +67,31 @@ def wanted(plan: Plan) -> list[Wanted]:
     return [Wanted(n, url, clip) for n, (url, clip) in enumerate(first.items(), start=1)]
 
 
-def checked_type(path: Path) -> Path:
-    """Refuse a download that is not media; give a file whose extension says otherwise the
-    one its bytes say (an editor goes by the extension). Blocking."""
+def checked_media(path: Path) -> Path:
+    """Refuse a download that is not whole media (its first bytes say what it is, then the
+    media kit reads it through, as it reads an upload: a clean but early end of a download
+    is found here); a file whose extension says otherwise gets the one its bytes say (an
+    editor goes by the extension). Blocking."""
+    from nemo_mcp.media import probe
+    from nemo_mcp.media.errors import MediaError
+
     with path.open("rb") as handle:
         found = sniff(handle.read(HEAD_BYTES))
     if found is None or found.kind is None:
         path.unlink(missing_ok=True)
         raise RenderError("the file is not a picture, a video or a sound")
     expected = EXTENSIONS.get(path.suffix.lower().lstrip("."))
-    if expected is not None and expected.family == found.family:
-        return path
-    renamed = path.with_suffix(f".{found.ext}")
-    if renamed.exists():
-        return path
-    os.replace(path, renamed)
-    return renamed
+    if expected is None or expected.family != found.family:
+        renamed = path.with_suffix(f".{found.ext}")
+        if not renamed.exists():
+            os.replace(path, renamed)
+            path = renamed
+    try:
+        probe(path)
+    except MediaError:
+        path.unlink(missing_ok=True)
+        raise RenderError(f"{path.name} came damaged or incomplete") from None
+    return path
 
 
 Saved = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -121,7 +132,7 @@ async def save_media(
             fallback=False,
             max_bytes=MAX_MEDIA_BYTES,
         )
-        path = await anyio.to_thread.run_sync(checked_type, got.path)
+        path = await anyio.to_thread.run_sync(checked_media, got.path)
         relative = path.relative_to(folder).as_posix()
         record = {"file": str(path), "relative": relative, "size": got.size, "sha256": got.sha256}
         await saved(item.url, record)
@@ -129,4 +140,4 @@ async def save_media(
     return where
 
 
-__all__ = ["MAX_MEDIA_BYTES", "MEDIA_FOLDER", "Wanted", "checked_type", "save_media", "wanted"]
+__all__ = ["MAX_MEDIA_BYTES", "MEDIA_FOLDER", "Wanted", "checked_media", "save_media", "wanted"]
