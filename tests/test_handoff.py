@@ -9,20 +9,30 @@ the SDK's `Client` against the sandbox, for the draft of each of the five demo f
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import opentimelineio as otio
 import pytest
 
 from nemo_mcp import demo
+from nemo_mcp.backend.models import RenderStatus
+from nemo_mcp.backend.render import download
+from nemo_mcp.errors import RenderError
 from nemo_mcp.handoff import FORMATS, missing_sentence
 from nemo_mcp.handoff.folder import ADAPTERS, timeline_text
+from nemo_mcp.handoff.media import checked_media
 from nemo_mcp.handoff.plan import Clip, Lane, Mark, frame_rate, plan, to_frames
 from nemo_mcp.handoff.timeline import NAMESPACE, build, not_carried
+from nemo_mcp.ledger import Entry
+from nemo_mcp.server.studio import newest_export
 from nemo_mcp.timeline import parse_draft
 
+from fakes import API, FakeBackend, make_client
 from mcp_harness import connect, make_settings, text_of
+from media_files import image, sample_mp4, truncated
 
 FPS = 30
 
@@ -486,3 +496,107 @@ async def test_a_broken_download_is_continued_in_the_same_folder(
     ]  # fmt: skip
     assert not list(Path(out["folder"]).rglob("*.part"))
     assert sandbox.control.stats()["renders_started"] == 0
+
+
+# the media check and the download bound --------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "make", "saved_as"),
+    [
+        ("clip.mp4", lambda p: shutil.copy(sample_mp4(), p), "clip.mp4"),
+        # An extension that disagrees with the bytes: named by what the bytes are.
+        ("photo.mp4", lambda p: image(p.with_suffix(".png")).rename(p), "photo.png"),
+        ("photo.png", lambda p: image(p), "photo.png"),
+    ],
+)
+def test_a_download_is_kept_as_what_its_bytes_are(
+    name: str, make: Any, saved_as: str, tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    make(path)
+    assert checked_media(path) == tmp_path / saved_as and (tmp_path / saved_as).is_file()
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda p: p.write_bytes(b"<html>not found</html>" * 40), "not a picture"),
+        (lambda p: truncated(sample_mp4(), p, keep=0.6), "damaged or incomplete"),
+        (
+            lambda p: truncated(image(p.with_name("whole.png")), p, keep=0.5),
+            "damaged or incomplete",
+        ),
+    ],
+)
+def test_a_download_that_is_not_whole_media_is_removed(
+    make: Any, said: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "media.mp4"
+    make(path)
+    with pytest.raises(RenderError) as refused:
+        checked_media(path)
+    assert said in refused.value.message
+    assert list(tmp_path.glob("media.*")) == []
+
+
+async def test_a_media_download_over_its_bound_is_not_kept(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    body = b"\x89PNG\r\n\x1a\n" + b"\0" * 5000
+    backend.script.append(
+        lambda r: (
+            httpx.Response(200, content=body, headers={"content-type": "image/png"})
+            if r.url.path == "/media/big.png"
+            else None
+        )
+    )
+    status = RenderStatus(id="media-1", status="completed", url=f"{API}/media/big.png")
+    async with make_client(tmp_path, backend) as client:
+        with pytest.raises(RenderError) as refused:
+            await download(
+                client, status, tmp_path / "m", stem="big", suffix=".png", fallback=False,
+                max_bytes=1000,
+            )  # fmt: skip
+        assert "larger than 1,000 bytes" in refused.value.message
+        assert backend.count("/media/big.png") == 1  # no fallback to a render's download link
+        assert list((tmp_path / "m").iterdir()) == []
+        saved = await download(
+            client, status, tmp_path / "m", stem="big", suffix=".png", fallback=False,
+            max_bytes=6000,
+        )  # fmt: skip
+    assert saved.size == len(body) and saved.path.read_bytes() == body
+
+
+# what the other tools and the studio say -------------------------------------------------
+async def test_the_timeline_says_the_handoff_is_there_once_ready(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    _demo_credits(sandbox)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        empty = text_of(await session.call("timeline"))
+        await _face(session, demo.FACES["ai-generator-generator"], tmp_path / "uploads")
+        ready = text_of(await session.call("timeline"))
+        tools = {t.name: t for t in (await session.client.list_tools()).tools}
+    assert "format 'otio'" not in empty
+    assert "`export` with format 'otio' (DaVinci Resolve)" in ready and "'xml' (Premiere" in ready
+    assert "'fcpxml' (Final Cut Pro" in (tools["export"].description or "")
+
+
+def _entry(seq: int, request: dict[str, Any], outcome: dict[str, Any]) -> Entry:
+    return Entry(
+        id=f"e{seq}", user="", seq=seq, kind="render", key=f"render|{request['format']}|high",
+        session_id="s", state="done", request=request, created_at=seq, updated_at=seq,
+        outcome=outcome,
+    )  # fmt: skip
+
+
+def test_the_studio_never_shows_a_handoff_as_the_video() -> None:
+    video = _entry(
+        1, {"format": "mp4"}, {"status": "completed", "render_id": "r1", "file": "v.mp4"}
+    )
+    handed = _entry(
+        2,
+        {"format": "fcpxml"},
+        {"status": "completed", "render_id": "", "file": "t.fcpxml", "folder": "t-fcpxml"},
+    )
+    shown = newest_export([video, handed], [], "s", now=10.0)
+    assert shown is not None and shown.render_id == "r1" and shown.file == "v.mp4"
+    assert newest_export([handed], [], "s", now=10.0) is None
