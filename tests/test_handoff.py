@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -306,13 +308,18 @@ def test_without_the_packages_the_answer_says_how_to_install(
 
 
 # through the SDK's Client against the sandbox, for each demo face -----------------------
-def _demo_credits(sandbox: Any) -> None:
+@asynccontextmanager
+async def faced(tmp_path: Path, sandbox: Any, slug: str, **settings: Any) -> AsyncIterator[Any]:
+    """A session on the sandbox whose project holds the draft of the face `slug` (made with
+    the credits the demo's account starts with)."""
     sandbox.control.set(initial_credits=300)
+    async with connect(make_settings(tmp_path, sandbox.url, **settings)) as session:
+        await _face(session, demo.FACES[slug], tmp_path / "uploads")
+        yield session
 
 
 async def _face(session: Any, face: demo.Face, uploads: Path) -> None:
-    """The face's own steps, as its demo takes them: uploads, the request, the edit (with the
-    credits the demo's account starts with)."""
+    """The face's own steps, as its demo takes them: uploads, the request, the edit."""
     for name in face.inputs:
         (uploads / name).write_bytes(demo.bundled(name))
     if face.uploads:
@@ -335,10 +342,7 @@ def _frames(seconds: float) -> int:
 
 @pytest.mark.parametrize("slug", list(demo.FACES))
 async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, sandbox: Any) -> None:
-    settings = make_settings(tmp_path, sandbox.url)
-    _demo_credits(sandbox)
-    async with connect(settings) as session:
-        await _face(session, demo.FACES[slug], tmp_path / "uploads")
+    async with faced(tmp_path, sandbox, slug) as session:
         shown = (await session.call("timeline")).structured_content
         before = sandbox.control.stats()
         handed = {fmt: await session.call("export", {"format": fmt}) for fmt in FORMATS}
@@ -352,7 +356,7 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
         assert not result.is_error, text_of(result)
         out = result.structured_content
         folder, file = Path(out["folder"]), Path(out["file"])
-        assert folder.parent == settings.output_dir and file.parent == folder
+        assert folder.parent == tmp_path / "out" and file.parent == folder
         assert file.suffix == ADAPTERS[fmt][1] and out["render_id"] == ""  # type: ignore[index]
         back = otio.adapters.read_from_file(str(file), adapter_name=ADAPTERS[fmt][0])  # type: ignore[index]
         # Video and audio: tracks, clip count, positions and lengths to the frame, in points.
@@ -408,9 +412,7 @@ def _fetched(sandbox: Any) -> int:
 async def test_the_same_timeline_again_is_the_same_folder_unless_fresh(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    _demo_credits(sandbox)
-    async with connect(make_settings(tmp_path, sandbox.url)) as session:
-        await _face(session, demo.FACES["image-to-video-by-prompt"], tmp_path / "uploads")
+    async with faced(tmp_path, sandbox, "image-to-video-by-prompt") as session:
         first = (await session.call("export", {"format": "fcpxml"})).structured_content
         fetched = _fetched(sandbox)
         again = await session.call("export", {"format": "fcpxml"})
@@ -430,18 +432,15 @@ async def test_the_same_timeline_again_is_the_same_folder_unless_fresh(
 async def test_a_hosted_server_without_a_shared_volume_hands_off_nothing(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    settings = make_settings(tmp_path, sandbox.url, save_exports=False)
-    _demo_credits(sandbox)
-    async with connect(settings) as session:
-        await _face(session, demo.FACES["ai-generator-generator"], tmp_path / "uploads")
+    async with faced(tmp_path, sandbox, "ai-generator-generator", save_exports=False) as session:
         refused = await session.call("export", {"format": "xml"})
     assert refused.is_error
     assert "NEMO_OUTPUT_DIR to a shared volume" in text_of(refused)
-    assert not settings.output_dir.exists() or not any(settings.output_dir.iterdir())
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())
 
 
 async def test_nothing_to_hand_off_says_so(tmp_path: Path, sandbox: Any) -> None:
-    _demo_credits(sandbox)
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         refused = await session.call("export", {"format": "otio"})
     assert refused.is_error and "Nothing to hand off yet" in text_of(refused)
@@ -477,9 +476,7 @@ def test_the_demo_hands_off_and_prints_the_folders(tmp_path: Path) -> None:
 async def test_a_broken_download_is_continued_in_the_same_folder(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    _demo_credits(sandbox)
-    async with connect(make_settings(tmp_path, sandbox.url)) as session:
-        await _face(session, demo.FACES["meta-video-generation-free"], tmp_path / "uploads")
+    async with faced(tmp_path, sandbox, "meta-video-generation-free") as session:
         sandbox.control.fault("download_cut", route="file", bytes=100)
         broken = await session.call("export", {"format": "otio"})
         fetched = _fetched(sandbox)
@@ -569,10 +566,10 @@ async def test_a_media_download_over_its_bound_is_not_kept(tmp_path: Path) -> No
 async def test_the_timeline_says_the_handoff_is_there_once_ready(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    _demo_credits(sandbox)
+    sandbox.control.set(initial_credits=300)  # before the account is made
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         empty = text_of(await session.call("timeline"))
-        await _face(session, demo.FACES["ai-generator-generator"], tmp_path / "uploads")
+    async with faced(tmp_path, sandbox, "ai-generator-generator") as session:
         ready = text_of(await session.call("timeline"))
         tools = {t.name: t for t in (await session.client.list_tools()).tools}
     assert "format 'otio'" not in empty
