@@ -29,7 +29,9 @@ from nemo_mcp.handoff.media import checked_media
 from nemo_mcp.handoff.plan import Clip, Lane, Mark, frame_rate, plan, to_frames
 from nemo_mcp.handoff.timeline import NAMESPACE, build, not_carried
 from nemo_mcp.ledger import Entry
+from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.studio import newest_export
+from nemo_mcp.server.tools.export import handoff_waiting
 from nemo_mcp.timeline import parse_draft
 
 from fakes import API, FakeBackend, make_client
@@ -597,3 +599,22 @@ def test_the_studio_never_shows_a_handoff_as_the_video() -> None:
     shown = newest_export([video, handed], [], "s", now=10.0)
     assert shown is not None and shown.render_id == "r1" and shown.file == "v.mp4"
     assert newest_export([handed], [], "s", now=10.0) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "ahead", "said"),
+    [
+        ("queued", 1, "Queued: 1 earlier request runs first on this project, then the hand-off."),
+        ("queued", 2, "Queued: 2 earlier requests run first"),
+        ("rendering", 0, "Handing off: downloading media 2 of 3 (1s)."),
+    ],
+)
+def test_a_handoff_under_way_says_so_not_rendering(status: str, ahead: int, said: str) -> None:
+    out = ExportOutput(
+        status=status, render_id="", ahead=ahead, progress="downloading media 2 of 3 (1s)"
+    )  # type: ignore[arg-type]
+    text = handoff_waiting(out, "xml")
+    assert said in text and "Rendering" not in text
+    assert text.endswith(
+        "Call `export` with format xml again to wait for it (nothing is rendered)."
+    )

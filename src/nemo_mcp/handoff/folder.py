@@ -133,3 +133,14 @@ def answer(*, fmt: str, folder: str, file: str, not_carried: Sequence[str], reus
     else:
         lines.append("Everything carried over.")
     return "\n".join(lines)
+
+
+def waiting(*, fmt: str, queued: bool, ahead: int, progress: str) -> str:
+    """The agent's text for a hand-off still waiting its turn or under way."""
+    again = f"Call `export` with format {fmt} again to wait for it (nothing is rendered)."
+    if queued:
+        earlier = "request runs" if ahead == 1 else "requests run"
+        return (
+            f"Queued: {ahead} earlier {earlier} first on this project, then the hand-off. {again}"
+        )
+    return f"Handing off: {progress}. {again}"

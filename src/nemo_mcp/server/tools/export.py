@@ -11,7 +11,7 @@ from mcp_types import CallToolResult, ContentBlock
 from pydantic import Field
 
 from nemo_mcp.backend.budget import time_bound
-from nemo_mcp.handoff.folder import answer
+from nemo_mcp.handoff.folder import answer, waiting
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput
@@ -114,6 +114,11 @@ def handoff_text(out: ExportOutput) -> str:
     )
 
 
+def handoff_waiting(out: ExportOutput, fmt: str) -> str:
+    """The agent's text for a hand-off still queued or under way."""
+    return waiting(fmt=fmt, queued=out.status == "queued", ahead=out.ahead, progress=out.progress)
+
+
 @guarded("Exporting the video")
 async def export(
     ctx: Context,
@@ -132,7 +137,8 @@ async def export(
     now = clock()
     if not entry.finished:
         out = pending_output(entry, ahead=ahead, now=now)
-        return result(export_text(out), out, notices=service.take_notices())
+        text = export_text(out) if format == "mp4" else handoff_waiting(out, format)
+        return result(text, out, notices=service.take_notices())
     out = ExportOutput.model_validate(entry.outcome)
     if out.folder:  # a hand-off: a folder for an editor, no video to look at
         return result(handoff_text(out), out, notices=service.take_notices())
