@@ -16,6 +16,7 @@ from the server's modules.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,8 +222,6 @@ async def _write(
 
 def _record(path: Path) -> dict[str, Any]:
     """A saved file's record (path, size, SHA-256), as the export keeps one. Blocking."""
-    import hashlib
-
     digest = hashlib.sha256(path.read_bytes())
     return {"file": str(path), "size": path.stat().st_size, "sha256": digest.hexdigest()}
 

@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import anyio.to_thread
+
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus
@@ -28,8 +30,9 @@ from nemo_mcp.media.formats import EXTENSIONS, HEAD_BYTES, sniff
 
 #: The folder beside the timeline file holding its media (references are relative to it).
 MEDIA_FOLDER = "media"
-#: The largest single media file a hand-off downloads.
+#: The largest single media file a hand-off downloads, and the most files.
 MAX_MEDIA_BYTES = 2 * 1024**3
+MAX_MEDIA_FILES = 500
 _DEFAULT_SUFFIX = {"image": ".png", "audio": ".mp3"}
 
 
@@ -111,8 +114,8 @@ async def save_media(
 
     `kept` holds the records of files saved by an earlier run of the same hand-off; one
     `still_there` is kept. `saved(url, record)` is awaited after each download (to record it)."""
-    import anyio.to_thread
-
+    if len(items) > MAX_MEDIA_FILES:
+        raise RenderError(f"the draft links {len(items)} media files, more than {MAX_MEDIA_FILES}")
     target = folder / MEDIA_FOLDER
     where: dict[str, str] = {}
     for item in items:
@@ -140,4 +143,12 @@ async def save_media(
     return where
 
 
-__all__ = ["MAX_MEDIA_BYTES", "MEDIA_FOLDER", "Wanted", "checked_media", "save_media", "wanted"]
+__all__ = [
+    "MAX_MEDIA_BYTES",
+    "MAX_MEDIA_FILES",
+    "MEDIA_FOLDER",
+    "Wanted",
+    "checked_media",
+    "save_media",
+    "wanted",
+]

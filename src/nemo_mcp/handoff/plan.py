@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from nemo_mcp.timeline.model import Draft, Segment, Track, number, words
+from nemo_mcp.timeline.model import Draft, Segment, Track, number
 
 DEFAULT_FPS = 30.0
 #: Rates an editor's timeline can be set to; a draft's rate outside them reads as none.
@@ -252,5 +252,4 @@ __all__ = [
     "plan",
     "to_frames",
     "volume_notes",
-    "words",
 ]
