@@ -79,5 +79,5 @@ async def test_format_and_quality_are_enums_in_the_schema(tmp_path: Path, sandbo
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         tools = {t.name: t for t in (await session.client.list_tools()).tools}
     props = tools["export"].input_schema["properties"]
-    assert props["format"]["enum"] == ["mp4"]
+    assert props["format"]["enum"] == ["mp4", "otio", "fcpxml", "xml"]
     assert props["quality"]["enum"] == ["high", "medium", "low"]

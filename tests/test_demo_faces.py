@@ -177,24 +177,32 @@ def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.Monke
 
     from nemo_mcp import cli
 
-    asked: list[tuple[list[str], Path]] = []
+    asked: list[tuple[list[str], Path, bool]] = []
 
-    def run(slugs: list[str], output_dir: Path, out: Any, config: Any = None) -> list[Any]:
-        asked.append((list(slugs), output_dir))
+    def run(
+        slugs: list[str], output_dir: Path, out: Any, config: Any = None, *, handoff: bool = False
+    ) -> list[Any]:
+        asked.append((list(slugs), output_dir, handoff))
         return []
 
     monkeypatch.setattr(demo, "run", run)
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        for argv in (["--all"], ["--skill", "meta-video-generation-free"], []):
+        for argv in (
+            ["--all"],
+            ["--skill", "meta-video-generation-free"],
+            [],
+            ["--skill", "ai-video-generation-online", "--handoff"],
+        ):
             assert cli.main(["demo", "--output-dir", str(tmp_path), *argv]) == 0
     finally:
         root.handlers[:], root.level = handlers, level
     assert asked == [
-        (list(PROFILES), tmp_path),
-        (["meta-video-generation-free"], tmp_path),
-        ([demo.DEFAULT_SKILL], tmp_path),
+        (list(PROFILES), tmp_path, False),
+        (["meta-video-generation-free"], tmp_path, False),
+        ([demo.DEFAULT_SKILL], tmp_path, False),
+        (["ai-video-generation-online"], tmp_path, True),
     ]
     assert cli.DEFAULT_DEMO_SKILL == demo.DEFAULT_SKILL
 

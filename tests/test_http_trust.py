@@ -196,6 +196,20 @@ async def test_one_user_cannot_upload_anothers_export(
     assert len(stats["messages"]) == 1  # alice's request; nothing of bob's was sent
 
 
+async def test_a_served_users_handoff_lands_in_their_own_folder(
+    served: Served, sandbox: SandboxServer
+) -> None:
+    async with connect(served.url, "grace") as (grace, _):
+        made = await grace.call_tool("generate", {"message": "a video of a harbour at dawn"})
+        assert not made.is_error, text_of(made)
+        handed = await grace.call_tool("export", {"format": "xml"})
+        assert not handed.is_error, text_of(handed)
+    folder = Path(handed.structured_content["folder"])  # type: ignore[index]
+    assert folder.parent == served.outputs / identity_key(TOKENS["grace"])
+    assert [p.suffix for p in (folder / "media").iterdir()] == [".mp4"]  # the generated clip
+    assert sandbox.control.stats()["renders_started"] == 0
+
+
 async def test_resources_show_only_the_callers_work(served: Served, sandbox: SandboxServer) -> None:
     async with connect(served.url, "erin") as (erin, _):
         made = await erin.call_tool("generate", {"message": "a video of a lighthouse at dawn"})

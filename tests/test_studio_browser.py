@@ -266,6 +266,26 @@ def test_buttons_call_the_tools_through_the_host(
     assert refused(browser.log()) == []
 
 
+def test_the_handoff_button_saves_a_folder_for_the_editor_without_a_render(
+    site: Site, browser: Browser, sandbox: Any
+) -> None:
+    model_call(browser, "generate", {"message": PROMPT})
+    model_call(browser, "timeline")
+    idle(browser)
+    assert browser.view("document.querySelector('#handoff').disabled") is False
+    browser.view("document.querySelector('#handoff-format').value = 'xml'")
+    browser.click("#handoff")
+    browser.until("s.status === 'Handed off.'")
+    shown = browser.view("document.querySelector('#handoff-answer').textContent")
+    assert browser.view("document.querySelector('#handoff-answer').hidden") is False
+    assert shown.startswith("Handed off for Premiere Pro") and "Timeline file:" in shown
+    assert site.called("export") == [{"format": "xml"}]
+    assert sandbox.control.stats()["renders_started"] == 0
+    view = browser.snapshot()
+    assert view["player"]["src"] is None and view["problems"] == []  # no video came of it
+    assert refused(browser.log()) == []
+
+
 HOSTILE = '<img src=x onerror="window.pwned = 1">'
 # Records every element the view adds, the player's src/poster, and the export facts' text.
 WATCH = """(() => {

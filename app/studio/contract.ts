@@ -177,7 +177,7 @@ const STATUSES: readonly ExportStatus[] = ["completed", "rendering", "failed"];
  * or null.
  */
 export function readExport(value: unknown): ExportState | null {
-  if (!isObject(value)) return null;
+  if (!isObject(value) || isHandoff(value)) return null;
   const status = STATUSES.find((s) => s === value.status);
   const renderId = str(value.render_id);
   if (status === undefined || renderId === null) return null;
@@ -195,6 +195,11 @@ export function readExport(value: unknown): ExportState | null {
     playableUrl: "playable_url" in value ? str(value.playable_url) : undefined,
     poster: str(value.poster),
   };
+}
+
+/** Whether an `export` result is a hand-off to an editor (a folder, no video). */
+export function isHandoff(value: unknown): boolean {
+  return isObject(value) && typeof value.folder === "string";
 }
 
 function readCredits(value: unknown): Credits | null {

@@ -18,6 +18,7 @@ import {
   type ExportState,
   type StudioState,
   httpUrl,
+  isHandoff,
   readExport,
   readStudioState,
   readTimeline,
@@ -47,6 +48,7 @@ const state: StudioState = {
 /** What the last tool call said went wrong; kept until the next call or action. */
 let notes: string[] = [];
 let exporting = false;
+let handingOff = false;
 let refreshing: Promise<void> | null = null;
 let refreshAgain = false;
 let pollTimer: ReturnType<typeof setTimeout> | null = null;
@@ -83,7 +85,9 @@ function draw(): void {
   const link = state.export !== null ? httpUrl(state.export.browserLink) : null;
   const open = button("open-project");
   open.hidden = link === null || app.getHostCapabilities()?.openLinks === undefined;
-  for (const id of ["export", "export-fresh"]) button(id).disabled = exporting;
+  for (const id of ["export", "export-fresh"]) button(id).disabled = exporting || handingOff;
+  button("handoff").disabled =
+    exporting || handingOff || state.timeline === null || !state.timeline.readyForExport;
   button("export-fresh").hidden = state.export === null;
 }
 
@@ -203,6 +207,38 @@ async function runExport(fresh: boolean): Promise<void> {
   await refresh(); // the poster, the credits and the timeline after the render
 }
 
+/** A hand-off's answer (the folder, how to open it, what did not carry over), shown whole. */
+function showHandoff(text: string): void {
+  const shown = document.getElementById("handoff-answer");
+  if (shown === null) return;
+  shown.textContent = text;
+  shown.hidden = text === "";
+}
+
+/** Hands the timeline to the chosen editor: `export` with a timeline format (no render). */
+async function runHandoff(): Promise<void> {
+  if (handingOff || exporting) return;
+  const choice = document.getElementById("handoff-format");
+  const format = choice instanceof HTMLSelectElement ? choice.value : "fcpxml";
+  handingOff = true;
+  notes = [];
+  showHandoff("");
+  say("Handing the timeline to the editor…");
+  draw();
+  try {
+    const result: ToolAnswer = await app.callServerTool({ name: "export", arguments: { format } });
+    const text = textOf(result);
+    if (result.isError) notes = [text || "The hand-off failed."];
+    else showHandoff(text);
+    say(result.isError ? "The hand-off failed." : "Handed off.");
+  } catch (err) {
+    notes = [`Hand-off failed: ${errorText(err)}`];
+  } finally {
+    handingOff = false;
+    draw();
+  }
+}
+
 function onToolResult(result: ToolAnswer): void {
   if (result.isError) {
     notes = [textOf(result) || "The tool call failed."];
@@ -212,6 +248,11 @@ function onToolResult(result: ToolAnswer): void {
   notes = [];
   const data = result.structuredContent;
   const tool = app.getHostContext()?.toolInfo?.tool.name;
+  if ((tool === "export" || tool === undefined) && isHandoff(data)) {
+    showHandoff(textOf(result)); // a folder for an editor: no video to show
+    draw();
+    return;
+  }
   const studio = tool === "studio_state" || tool === undefined ? readStudioState(data) : null;
   const exported = tool === "export" || tool === undefined ? readExport(data) : null;
   const timeline = tool === "timeline" || tool === undefined ? readTimeline(data) : null;
@@ -278,6 +319,7 @@ button("refresh").addEventListener("click", () => {
 button("export").addEventListener("click", () => void runExport(false));
 button("export-fresh").addEventListener("click", () => void runExport(true));
 button("open-project").addEventListener("click", () => void openProject());
+button("handoff").addEventListener("click", () => void runHandoff());
 
 draw();
 app

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the product face to show (default {DEFAULT_DEMO_SKILL}: text prompts)",
     )
     faces.add_argument("--all", action="store_true", help="show the five product faces in turn")
+    demo.add_argument(
+        "--handoff",
+        action="store_true",
+        help="also hand the timeline to editors: a folder per format (otio for Resolve, "
+        "fcpxml for Final Cut Pro, xml for Premiere), no render (needs the handoff extra)",
+    )
 
     doctor = commands.add_parser(
         "doctor", help="check settings, exposure, state folder, token and backend"
@@ -116,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from nemo_mcp.demo import main as demo_main
 
-        return demo_main(output_dir=args.output_dir, skill=args.skill, every=args.all)
+        return demo_main(
+            output_dir=args.output_dir, skill=args.skill, every=args.all, handoff=args.handoff
+        )
     if args.command == "doctor":
         from nemo_mcp.doctor import main as doctor_main
 

@@ -21,7 +21,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -120,6 +120,9 @@ class Saved:
     skill_sources: frozenset[str | None]
     messages_sent: int
     renders_started: int
+    #: With `--handoff`: each timeline format's folder, and what those calls sent and started.
+    handoffs: dict[str, Path] = field(default_factory=dict)
+    handoff_requests: tuple[int, int] = (0, 0)
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -159,7 +162,27 @@ def _server_env(
     }
 
 
-async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, out: TextIO) -> Saved:
+async def _sent(sandbox: SandboxServer, since: int) -> tuple[list[dict[str, Any]], int]:
+    """The API's requests since the `since`-th (the storage links, which carry no headers,
+    left out), and how many there are now."""
+    seen = await sandbox.acontrol.requests()
+    return [r for r in seen[since:] if r["route"] != "file"], len(seen)
+
+
+def _counts(requests: list[dict[str, Any]]) -> tuple[int, int]:
+    """Messages sent and renders started among `requests`."""
+    routes = [r["route"] for r in requests]
+    return routes.count("run_sse"), routes.count("render_start")
+
+
+async def _face(
+    face: Face,
+    sandbox: SandboxServer,
+    home: Path,
+    target: Path,
+    out: TextIO,
+    handoff: bool = False,
+) -> Saved:
     from mcp import Client, StdioServerParameters
 
     from nemo_mcp.media import contact_sheet
@@ -223,6 +246,17 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
         while exported.structured_content["status"] in ("rendering", "queued"):
             exported = await call("export")
         _say(out, _text(exported))
+        requests, upto = await _sent(sandbox, seen_before)
+        handoffs: dict[str, Path] = {}
+        if handoff:
+            from nemo_mcp.handoff import FORMATS
+
+            for fmt in FORMATS:
+                _say(out, f"\n{next(step)}. export, format {fmt}: the timeline for an editor")
+                handed = await call("export", {"format": fmt})
+                _say(out, _text(handed))
+                handoffs[fmt] = Path(handed.structured_content["folder"])
+        handed_off, _ = await _sent(sandbox, upto)
 
     video = Path(exported.structured_content["file"])
     if not await anyio.Path(video).is_file():
@@ -230,13 +264,8 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
     sheet = video.with_name(f"{video.stem}-contact-sheet.jpg")
     await anyio.to_thread.run_sync(contact_sheet, video, sheet)
     await anyio.Path(sheet).chmod((await anyio.Path(video).stat()).st_mode & 0o777)
-    # The API's requests: the storage links (the video, a clip's preview) carry no headers.
-    requests = [
-        r for r in (await sandbox.acontrol.requests())[seen_before:] if r["route"] != "file"
-    ]
     sources = frozenset(r.get("skill_source") for r in requests)
-    routes = [r["route"] for r in requests]
-    sent, renders = routes.count("run_sse"), routes.count("render_start")
+    sent, renders = _counts(requests)
     _say(out, f"\nSaved: {video} ({_size(video)})")
     _say(out, f"Contact sheet: {sheet} ({_size(sheet)})")
     _say(
@@ -244,7 +273,24 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
         f"NemoVideo saw X-Skill-Source: {', '.join(sorted(str(s) for s in sources))} "
         f"on {len(requests)} API requests: {sent} messages sent, {renders} render started.",
     )
-    return Saved(face.slug, video, sheet, dict(shown.structured_content), sources, sent, renders)
+    for kind, folder in handoffs.items():
+        _say(out, f"Handed off ({kind}): {folder}")
+    if handoffs:
+        _say(
+            out,
+            "The hand-offs sent {} messages and started {} renders.".format(*_counts(handed_off)),
+        )
+    return Saved(
+        face.slug,
+        video,
+        sheet,
+        dict(shown.structured_content),
+        sources,
+        sent,
+        renders,
+        handoffs,
+        _counts(handed_off),
+    )
 
 
 class DemoFailed(Exception):
@@ -277,12 +323,19 @@ def cause_of(err: BaseException) -> str:
 
 
 async def _run(
-    slugs: Sequence[str], sandbox: SandboxServer, home: Path, target: Path, out: TextIO
+    slugs: Sequence[str],
+    sandbox: SandboxServer,
+    home: Path,
+    target: Path,
+    out: TextIO,
+    handoff: bool = False,
 ) -> list[Saved]:
     saved = []
     for slug in slugs:
         try:
-            saved.append(await _face(FACES[slug], sandbox, home / slug, target / slug, out))
+            saved.append(
+                await _face(FACES[slug], sandbox, home / slug, target / slug, out, handoff)
+            )
         except Exception as err:
             raise DemoFailed(f"the {slug} face stopped: {cause_of(err)}") from err
     return saved
@@ -293,8 +346,11 @@ def run(
     output_dir: Path,
     out: TextIO,
     config: SandboxConfig | None = None,
+    *,
+    handoff: bool = False,
 ) -> list[Saved]:
-    """Run the faces `slugs` in turn against one sandbox; raises on the first failure."""
+    """Run the faces `slugs` in turn against one sandbox; raises on the first failure.
+    `handoff`: each face also hands its timeline to editors, in every timeline format."""
     from nemo_mcp.sandbox.config import SandboxConfig
     from nemo_mcp.sandbox.testing import SandboxServer
 
@@ -306,7 +362,7 @@ def run(
         SandboxServer(config) as sandbox,
     ):
         _say(out, f"Sandbox backend at {sandbox.url}; exports go to {output_dir}")
-        return anyio.run(_run, slugs, sandbox, Path(home), output_dir, out)
+        return anyio.run(_run, slugs, sandbox, Path(home), output_dir, out, handoff)
 
 
 def main(
@@ -316,6 +372,7 @@ def main(
     skill: str | None = None,
     every: bool = False,
     config: SandboxConfig | None = None,
+    handoff: bool = False,
 ) -> int:
     """Run the demo of one face (`skill`, else the text-prompt face) or of all five (`every`);
     returns the process exit code."""
@@ -328,11 +385,18 @@ def main(
     try:
         if any(s not in FACES for s in slugs):
             raise ValueError(f"no such face {skill!r}; choose one of: {', '.join(FACES)}")
-        saved = run(slugs, target, out, config)
+        if handoff:
+            from nemo_mcp.handoff import missing_sentence
+
+            if (missing := missing_sentence()) is not None:
+                raise ValueError(missing)
+        saved = run(slugs, target, out, config, handoff=handoff)
     except Exception as err:  # the demo explains failures; it never shows a traceback
         _say(out, f"\nDemo failed: {cause_of(err)}.")
         return 1
     _say(out, "\nDone:")
     for one in saved:
         _say(out, f"  {one.slug}: {one.video}\n  {' ' * len(one.slug)}  {one.sheet}")
+        for folder in one.handoffs.values():
+            _say(out, f"  {' ' * len(one.slug)}  {folder}")
     return 0

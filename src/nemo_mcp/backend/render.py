@@ -216,6 +216,7 @@ async def _fetch(
     *,
     on_progress: Callable[[int, int | None], None] | None,
     hops: int = 0,
+    max_bytes: int | None = None,
 ) -> _Written:
     """Stream `url` into `dest`; the bearer token goes only to the API host.
 
@@ -244,7 +245,12 @@ async def _fetch(
                     link = data.get("url") if isinstance(data, dict) else None
                     if isinstance(link, str) and link != url and hops < 2:
                         return await _fetch(
-                            client, link, dest, on_progress=on_progress, hops=hops + 1
+                            client,
+                            link,
+                            dest,
+                            on_progress=on_progress,
+                            hops=hops + 1,
+                            max_bytes=max_bytes,
                         )
                 raise RenderError(
                     f"the file answered HTTP {response.status_code} ({kind or 'no type'})"
@@ -262,6 +268,8 @@ async def _fetch(
                         handle.write(chunk)
                         written.digest.update(chunk)
                         written.size += len(chunk)
+                        if max_bytes is not None and written.size > max_bytes:
+                            raise RenderError(f"the file is larger than {max_bytes:,} bytes")
                         scope.deadline = started + DOWNLOAD_GRACE + written.size / MIN_TRANSFER_RATE
                         if on_progress is not None:
                             on_progress(written.size, total)
@@ -286,22 +294,25 @@ async def download(
     expected_size: int | None = None,
     part_name: str | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    fallback: bool = True,
+    max_bytes: int | None = None,
 ) -> Download:
     """Save the render's file under `folder` with a unique name, trying `output.url`
     first and the documented download endpoint second.
 
     The bytes go to `part_name` (else a unique `.part` name) and reach their final name
     only when whole: when the render reported a size, exactly that many bytes. A
-    connection that ends early, cleanly or not, is a failed download."""
+    connection that ends early, cleanly or not, is a failed download. Without `fallback`
+    (a file that is not a render) only `status.url` is tried; `max_bytes` bounds the file."""
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local call
-    fallback = f"{client.api_url}/api/render/proxy/{quote(status.id)}/download"
     attempts = [(status.url, False)] if status.url else []
-    attempts.append((fallback, True))
+    if fallback:
+        attempts.append((f"{client.api_url}/api/render/proxy/{quote(status.id)}/download", True))
     reasons: list[str] = []
     for url, is_fallback in attempts:
         tmp = folder / (part_name or f".nemo-{uuid.uuid4().hex}.part")
         try:
-            written = await _fetch(client, url, tmp, on_progress=on_progress)
+            written = await _fetch(client, url, tmp, on_progress=on_progress, max_bytes=max_bytes)
             if expected_size is not None and written.size != expected_size:
                 raise RenderError(
                     f"the download ended after {written.size:,} of {expected_size:,} bytes"

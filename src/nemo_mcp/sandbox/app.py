@@ -32,6 +32,7 @@ def _routes() -> list[Route]:
         Route(f"{_RENDER}/{{render_id}}/download", renders.render_download, methods=["GET"]),
         Route("/files/{name}", renders.served_file, methods=["GET"]),
         Route("/files/{kind}/{name}", renders.served_file, methods=["GET"]),
+        Route("/cdn/uploads/{digest}/{name}", renders.served_upload, methods=["GET"]),
         *control.ROUTES,
         *web.ROUTES,
     ]

@@ -10,8 +10,10 @@ generated clip's URL serves that clip alone.
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -176,7 +178,11 @@ def _pieces(render: Render, size: int = 64 * 1024) -> Iterator[bytes]:
         yield from synthetic_stream(render.output_bytes, chunk=size)
         return
     assert render.file is not None, "a completed render has its file"
-    with render.file.open("rb") as handle:
+    yield from _file_pieces(render.file, size)
+
+
+def _file_pieces(path: Path, size: int = 64 * 1024) -> Iterator[bytes]:
+    with path.open("rb") as handle:
         while piece := handle.read(size):
             yield piece
 
@@ -235,11 +241,34 @@ async def served_file(call: Call) -> Response:
     return file_response(call, render)
 
 
+@endpoint("file", auth=False)
+async def served_upload(call: Call) -> Response:
+    """An upload at its `cdn_url` (`/cdn/uploads/<first 16 of its SHA-256>/<name>`), as the
+    CDN serves it (no token; shaped by the download faults): what a hand-off to an editor
+    downloads."""
+    digest: str = call.request.path_params["digest"]
+    name: str = call.request.path_params["name"]
+    if call.fault("output_url_broken") is not None:
+        return _not_found(name)
+    uploads = call.world.files.uploads
+    kept = next((k for sha, k in uploads.items() if len(digest) == 16 and sha[:16] == digest), None)
+    if kept is None or not kept.path.is_file():
+        return _not_found(f"uploads/{digest}/{name}")
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    cut, slow = call.fault("download_cut"), call.fault("download_slow")
+    if cut is None and slow is None:
+        return FileResponse(kept.path, media_type=kind)
+    limit = int(cut.param("bytes")) if cut is not None else None
+    rate = float(slow.param("rate")) if slow is not None else None
+    return StreamingResponse(_shaped(_file_pieces(kept.path), limit, rate), media_type=kind)
+
+
 __all__ = [
     "render_cancel",
     "render_download",
     "render_start",
     "render_status",
     "served_file",
+    "served_upload",
     "status_body",
 ]

@@ -39,6 +39,7 @@ from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus
 from nemo_mcp.errors import BackendError, InputError, NemoError, RenderError
+from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
 from nemo_mcp.ledger import Entry
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.work import Run
@@ -173,6 +174,8 @@ async def run_render(
     `history` holds the user's earlier render entries (for reuse and unsaved renders)."""
     fmt = str(run.request.get("format", "mp4"))
     quality = str(run.request.get("quality", "high"))
+    if fmt in HANDOFF_FORMATS:  # a timeline for an editor, not a render (nemo_mcp.handoff)
+        return await run_handoff_export(run, client, settings, history)
     if run.state in ("starting", "rendering", "downloading") and run.memo.get("render_id"):
         run.memo["resumed"] = True  # left unfinished by a server that stopped
     if run.state == "queued":
@@ -429,6 +432,30 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
         f"({'; '.join(reasons[-2:])}). Call `export` again to download it (no new render "
         "is started)."
     )
+
+
+async def run_handoff_export(
+    run: Run, client: NemoClient, settings: Settings, history: list[Entry]
+) -> dict[str, Any]:
+    """A hand-off entry's outcome: the folder `nemo_mcp.handoff` writes, with this module's
+    file checks; no render is started."""
+    from nemo_mcp.handoff.job import Checks, run_handoff
+
+    checks = Checks(folder=check_output_folder, saved=file_is_saved, digest=draft_hash)
+    handed = await run_handoff(run, client, settings, history, checks)
+    return ExportOutput(
+        status="completed",
+        render_id="",
+        progress_percent=100,
+        file=handed.file,
+        folder=handed.folder,
+        handoff_format=handed.format,
+        size_bytes=handed.size,
+        not_carried=handed.not_carried,
+        reused=handed.reused,
+        elapsed_seconds=round(0.0 if handed.reused else run.elapsed, 1),
+        next_steps=[f"Open the folder {handed.folder} in the editor (its README says how)."],
+    ).model_dump(mode="json")
 
 
 async def browser_link(client: NemoClient) -> str | None:

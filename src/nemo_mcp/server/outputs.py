@@ -74,6 +74,14 @@ class ExportOutput(BaseModel):
     reused: bool = Field(False, description="An earlier export of this same timeline was returned")
     elapsed_seconds: float = 0.0
     next_steps: list[str] = Field(default_factory=list)
+    # A hand-off (format otio, fcpxml or xml): `file` is the timeline file in `folder`.
+    folder: str | None = Field(
+        None, description="Hand-off: the folder holding the timeline file, its media and a README"
+    )
+    handoff_format: str | None = Field(None, description="Hand-off: the timeline format written")
+    not_carried: list[str] = Field(
+        default_factory=list, description="Hand-off: what the format could not hold, in words"
+    )
 
 
 class CreditsOutput(BaseModel):

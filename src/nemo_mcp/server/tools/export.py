@@ -11,6 +11,7 @@ from mcp_types import CallToolResult, ContentBlock
 from pydantic import Field
 
 from nemo_mcp.backend.budget import time_bound
+from nemo_mcp.handoff.folder import answer, waiting
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import tasks
 from nemo_mcp.server.icons import icon
@@ -33,6 +34,13 @@ if TYPE_CHECKING:
 
 NAME = "export"
 TITLE = "Export the video as an MP4"
+#: The hand-off (nemo_mcp.handoff): `format` names a timeline format instead of a video.
+HANDOFF_DESCRIPTION = (
+    " To finish the video by hand in an editor, `format` 'otio' (DaVinci Resolve), 'fcpxml' "
+    "(Final Cut Pro, DaVinci Resolve) or 'xml' (Final Cut 7 XML, for Premiere Pro) renders "
+    "nothing and costs nothing: it saves a folder with the timeline file, its media and a "
+    "README, and says what the format could not hold."
+)
 DESCRIPTION = (
     "Render the current timeline to a video file and save it on this computer (a hosted "
     "server returns its URL instead). Free (no credits). Starts exactly one render per "
@@ -41,11 +49,15 @@ DESCRIPTION = (
     "Returns the saved file path, the video URL and a link to open the project in the "
     "browser, with a contact sheet (a grid of frames) of the video to look at and, on this "
     "computer, a link to the MP4 itself. Call after `generate`."
-)
+) + HANDOFF_DESCRIPTION
 
 # One value reads as `const` in JSON Schema; `enum` is what clients show as a choice.
 Format = Annotated[
-    Literal["mp4"], Field(description="Container", json_schema_extra={"enum": ["mp4"]})
+    Literal["mp4", "otio", "fcpxml", "xml"],
+    Field(
+        description="mp4: render the video; otio, fcpxml or xml: hand the timeline to an "
+        "editor (a folder with the timeline file and its media; no render)"
+    ),
 ]
 Quality = Annotated[Literal["high", "medium", "low"], Field(description="Render quality")]
 Fresh = Annotated[
@@ -95,6 +107,22 @@ def export_text(out: ExportOutput) -> str:
     return "\n".join(lines)
 
 
+def handoff_text(out: ExportOutput) -> str:
+    """The agent's text for a finished hand-off (nemo_mcp.handoff)."""
+    return answer(
+        fmt=out.handoff_format or "",
+        folder=out.folder or "",
+        file=out.file or "",
+        not_carried=out.not_carried,
+        reused=out.reused,
+    )
+
+
+def handoff_waiting(out: ExportOutput, fmt: str) -> str:
+    """The agent's text for a hand-off still queued or under way."""
+    return waiting(fmt=fmt, queued=out.status == "queued", ahead=out.ahead, progress=out.progress)
+
+
 @guarded("Exporting the video")
 async def export(
     ctx: Context,
@@ -115,7 +143,8 @@ async def export(
     now = clock()
     if not entry.finished:
         out = pending_output(entry, ahead=ahead, now=now)
-        return result(export_text(out), out, notices=service.take_notices())
+        text = export_text(out) if format == "mp4" else handoff_waiting(out, format)
+        return result(text, out, notices=service.take_notices())
     return await finished_result(service, entry, served(ctx), end - anyio.current_time())
 
 
@@ -125,6 +154,8 @@ async def finished_result(
     """A finished export's result (also a task's), built for its caller: `remote` callers
     get no link to this server's disk."""
     out = ExportOutput.model_validate(entry.outcome)
+    if out.folder:  # a hand-off: a folder for an editor, no video to look at
+        return result(handoff_text(out), out, notices=service.take_notices())
     text, blocks = await with_preview(export_text(out), out, remote=remote, left=left)
     return result(text, out, *blocks, notices=service.take_notices())
 

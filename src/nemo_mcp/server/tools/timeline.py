@@ -22,6 +22,14 @@ DESCRIPTION = (
 )
 
 
+#: The hand-off (nemo_mcp.handoff), said wherever the timeline is ready.
+HANDOFF_LINE = (
+    "To finish it by hand in an editor: `export` with format 'otio' (DaVinci Resolve), "
+    "'fcpxml' (Final Cut Pro, Resolve) or 'xml' (Premiere Pro) saves the timeline and its "
+    "media in a folder (no render, no credits)."
+)
+
+
 def timeline_text(out: TimelineOutput) -> str:
     """The agent's text for a `timeline` result."""
     lines = [out.detail]
@@ -30,6 +38,8 @@ def timeline_text(out: TimelineOutput) -> str:
         if out.ready_for_export
         else "Not ready to export yet: call `generate` first."
     )
+    if out.ready_for_export:
+        lines.append(HANDOFF_LINE)
     if out.uploads:
         lines.append(f"Uploads: {len(out.uploads)}.")
     if out.generated_media:
