@@ -108,3 +108,12 @@ async def test_generate_with_a_document_bomb_answers_within_its_budget(
     assert result.is_error and "script.docx is too large to read as a script" in text_of(result)
     assert took < 5.0  # the tool's budget (49 s before)
     assert sandbox.control.stats()["messages"] == []
+
+
+def test_damaged_package_parts_are_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "rels.docx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("_rels/.rels", b"<Relationships><not closed")
+        archive.writestr("word/document.xml", b"<w:document/>")
+    with pytest.raises(ScriptError, match=r"^rels\.docx could not be read as a Word document"):
+        read_script(path)

@@ -135,7 +135,9 @@ def _read_checked(handle: IO[bytes], name: str, max_bytes: int) -> bytes:
             f"{name} is {_megabytes(info.st_size)}; scripts are limited to "
             f"{_megabytes(max_bytes)}: shorten it or paste the text"
         )
-    data = handle.read(max_bytes + 1)
+    data = b""
+    while len(data) <= max_bytes and (more := handle.read(max_bytes + 1 - len(data))):
+        data += more  # an unbuffered handle may return less than asked
     if len(data) > max_bytes:  # it grew after the size check
         raise FileTooLargeError(
             f"{name} is over {_megabytes(max_bytes)}: shorten it or paste the text"

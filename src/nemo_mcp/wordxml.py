@@ -156,10 +156,10 @@ def docx_text(source: IO[bytes]) -> str:
         members = archive.infolist()
         if len(members) > MAX_MEMBERS:
             raise DocxTooLarge(f"it is a package of {len(members):,} parts")
-        info = _member(archive, _main_part(archive))
         reader = _Reader()
         open_elements: list[Element] = []
         try:
+            info = _member(archive, _main_part(archive))
             for kind, element in _events(_inflated(archive, info)):
                 if kind == "start":
                     reader.start(element.tag)
@@ -171,7 +171,8 @@ def docx_text(source: IO[bytes]) -> str:
                     del open_elements[-1][-1]  # read: dropped, so the tree never grows
         except ParseError as err:
             raise DocxDamaged(f"its text part is not well-formed XML ({err})") from None
-        except (zipfile.BadZipFile, EOFError, ValueError) as err:
+        except (zipfile.BadZipFile, EOFError, ValueError, RuntimeError) as err:
+            # RuntimeError: a member encrypted with a password
             raise DocxDamaged(f"its text part cannot be unpacked ({err})") from None
     return "\n\n".join(reader.blocks)
 
