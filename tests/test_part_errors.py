@@ -106,3 +106,29 @@ async def test_redis_restarting_mid_call_is_named(tmp_path: Path, sandbox: Any) 
             assert not again.is_error, text_of(again)
     finally:
         redis.stop()
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+async def test_a_full_disk_under_any_failure_is_named_by_the_boundary(wrapped: bool) -> None:
+    """A download or state file that hits ENOSPC, raised as is or under a stream error."""
+    import errno
+
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from nemo_mcp.errors import StreamBrokenError
+    from nemo_mcp.server.boundary import tool_boundary
+
+    @tool_boundary("Saving the video", lambda ctx: None)
+    async def work() -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/out/clip.mp4.part")
+        except OSError as err:
+            if wrapped:
+                raise StreamBrokenError("the connection dropped mid-way") from err
+            raise
+
+    with pytest.raises(ToolError) as caught:
+        await work()
+    text = str(caught.value)
+    assert "The disk is full: /out/clip.mp4.part could not be written." in text, text
+    assert "connection" not in text and "unexpected" not in text
