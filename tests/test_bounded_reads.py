@@ -374,3 +374,48 @@ async def test_compressed_answers_read_whole(
 async def test_a_damaged_compressed_answer_is_a_decoding_error() -> None:
     with pytest.raises(httpx.DecodingError, match="gzip coding is damaged"):
         await read(Pieces(b"\x1f\x8b\x08\x00not gzip at all"), headers={"content-encoding": "gzip"})
+
+
+def gzip_of(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9)
+
+
+def stacked_bomb() -> bytes:
+    """`gzip, gzip`: a gzip bomb gzipped again, a few KiB on the wire."""
+    return gzip_of(bomb())
+
+
+async def test_stacked_codings_are_each_undone_under_the_same_bound() -> None:
+    packed = stacked_bomb()
+    assert len(packed) < 100_000
+    body = Pieces(packed)
+    headers = {"content-encoding": "gzip, gzip"}
+    with pytest.raises(AnswerTooLargeError, match="more than 4 MiB"):
+        await read(body, headers=headers, limit=ANSWER_LIMIT)
+    peak = await peak_of(read(Pieces(packed), headers=headers, limit=ANSWER_LIMIT))
+    assert peak < 3 * ANSWER_LIMIT, f"peak {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "deflate,gzip", "gzip, identity, deflate"])
+async def test_stacked_codings_read_whole(encoding: str) -> None:
+    answer = json.dumps({"code": 0, "data": {"draft": list(range(500))}}).encode()
+    packed = answer
+    for coding in [c.strip() for c in encoding.split(",")]:
+        packed = {"gzip": gzip_of, "deflate": zlib.compress, "identity": bytes}[coding](packed)
+    got, _ = await read(
+        Pieces(packed, 5), headers={"content-encoding": encoding}, limit=len(answer)
+    )
+    assert got == answer
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "br, gzip", "gzip, gzip, gzip", "compress"])
+async def test_codings_never_asked_for_are_refused_in_one_sentence_naming_the_host(
+    encoding: str,
+) -> None:
+    body = Pieces(gzip_of(b"{}"))
+    with pytest.raises(AnswerTooLargeError) as caught:
+        await read(body, headers={"content-encoding": encoding}, limit=ANSWER_LIMIT)
+    message = caught.value.message
+    assert message.startswith("NemoVideo at api.test sent an answer coded")
+    assert "never asked for" in message and "Traceback" not in message
+    assert body.pulled == 0  # refused before a byte was read

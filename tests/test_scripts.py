@@ -487,10 +487,16 @@ def without(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield hide
 
 
-@pytest.mark.parametrize(
-    ("name", "package", "library"),
-    [("a.docx", "docx", "python-docx"), ("a.pdf", "pypdf", "pypdf")],
-)
+def test_a_docx_is_read_without_python_docx(tmp_path: Path, without: Any) -> None:
+    document = docx.Document()
+    document.add_paragraph("Read by the bounded reader alone.")
+    path = tmp_path / "plain.docx"
+    document.save(str(path))
+    without("docx")
+    assert read_script(path) == "Read by the bounded reader alone."
+
+
+@pytest.mark.parametrize(("name", "package", "library"), [("a.pdf", "pypdf", "pypdf")])
 def test_missing_extras_say_how_to_install(
     tmp_path: Path, without: Any, name: str, package: str, library: str
 ) -> None:

@@ -101,7 +101,14 @@ def _serve(args: argparse.Namespace) -> int:
     if http:
         from nemo_mcp.server.http import serve_http
 
-        return serve_http(server, exposure, settings.http_tokens, host=host, port=args.port)
+        return serve_http(
+            server,
+            exposure,
+            settings.http_tokens,
+            host=host,
+            port=args.port,
+            public_url=settings.public_url,
+        )
     server.run()
     return 0
 

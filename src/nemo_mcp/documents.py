@@ -8,29 +8,39 @@ Text files must be UTF-8 (a UTF-8 BOM is removed) or carry a UTF-16/UTF-32 BOM. 
 refused rather than guessed: decoding a GBK or Windows-1252 script as Latin-1 would silently send
 mojibake to a generation that costs credits, so the user is asked to save the file as UTF-8.
 
-Word and PDF support comes from python-docx and pypdf (dependencies of nemo-mcp itself), imported
-only when such a file is read.
+The file is read once, from the handle the caller opened (`read_script(path, handle=...)`,
+see `server.paths.open_path`), or opened here once; everything after reads those bytes.
+Documents are parsed under bounds, before and during the parse: a .docx by the bounded
+streaming reader of `wordxml` (no library needed), a PDF by pypdf (a dependency of
+nemo-mcp itself, imported only when a PDF is read) with its pages counted before any is
+read and its characters counted as they are extracted.
 """
 
 from __future__ import annotations
 
 import codecs
+import io
+import os
 import re
 import stat
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from nemo_mcp.errors import FileTooLargeError, InputError, PathNotAllowedError, UnsupportedFileError
+from nemo_mcp.wordxml import DocxDamaged, DocxTooLarge, docx_text
 
 if TYPE_CHECKING:
-    from docx.table import Table
     from pypdf import PdfReader
 
 SCRIPT_SUFFIXES = (".txt", ".md", ".docx", ".pdf")
 # About 20 minutes of narration: far beyond one video, yet bounded for the request body.
 MAX_SCRIPT_CHARS = 20_000
 DEFAULT_MAX_BYTES = 10 * 1000 * 1000
+#: Pages of a PDF script: counted before any page is read.
+MAX_PDF_PAGES = 300
+#: Characters extracted from a PDF, whitespace included, before extraction stops.
+MAX_PDF_CHARS = 1_000_000
 
 # Both come with nemo-mcp itself: missing, the install is broken, not incomplete.
 _EXTRAS_HINT = "reinstall nemo-mcp (`pip install --force-reinstall nemo-mcp`), or paste the text"
@@ -49,8 +59,12 @@ class ScriptError(InputError):
     """A script file whose text cannot be used: empty, unreadable, damaged or too long."""
 
 
-def read_script(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """Return the normalised text of a script file, or raise an `InputError` saying what to do."""
+def read_script(
+    path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, handle: IO[bytes] | None = None
+) -> str:
+    """Return the normalised text of a script file, or raise an `InputError` saying what to do.
+
+    `handle`: the file already opened (and checked) by the caller; `path` then only names it."""
     path = Path(path)
     name = path.name or str(path)
     suffix = path.suffix.lower()
@@ -58,23 +72,32 @@ def read_script(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
         raise UnsupportedFileError(
             f"{name} is not a script file: use .txt, .md, .docx or .pdf, or paste the text"
         )
-    size = _regular_file_size(path, name)
-    if size > max_bytes:
-        raise FileTooLargeError(
-            f"{name} is {_megabytes(size)}; scripts are limited to {_megabytes(max_bytes)}: "
-            "shorten it or paste the text"
-        )
-    if size == 0:
-        raise ScriptError(f"{name} is empty: write the script into it or paste the text")
     try:
-        if suffix == ".docx":
-            raw = _docx_text(path, name)
-        elif suffix == ".pdf":
-            raw = _pdf_text(path, name)
+        if handle is None:  # O_NONBLOCK: a pipe in its place is refused, never waited on
+            _regular(os.stat(path), name)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as opened:
+                data = _read_checked(opened, name, max_bytes)
         else:
-            raw = _decode(_read_at_most(path, name, max_bytes), name)
+            data = _read_checked(handle, name, max_bytes)
+    except FileNotFoundError as err:
+        raise InputError(f"{name} was not found: check the path") from err
+    except PermissionError as err:
+        raise InputError(
+            f"{name} cannot be read (permission denied): check its permissions"
+        ) from err
+    except IsADirectoryError as err:
+        raise PathNotAllowedError(
+            f"{name} is a folder: give the path of the script file inside it"
+        ) from err
     except OSError as err:
         raise InputError(f"{name} cannot be read ({err.strerror or err}): check the file") from err
+    if suffix == ".docx":
+        raw = _docx_text(data, name)
+    elif suffix == ".pdf":
+        raw = _pdf_text(data, name)
+    else:
+        raw = _decode(data, name)
     text = normalize_whitespace(raw)
     if not text:
         if suffix == ".pdf":
@@ -98,31 +121,31 @@ def normalize_whitespace(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _regular_file_size(path: Path, name: str) -> int:
-    try:
-        info = path.stat()
-    except FileNotFoundError as err:
-        raise InputError(f"{name} was not found: check the path") from err
-    except PermissionError as err:
-        raise InputError(
-            f"{name} cannot be read (permission denied): check its permissions"
-        ) from err
-    except OSError as err:
-        raise InputError(f"{name} cannot be read ({err.strerror or err}): check the path") from err
+def _regular(info: os.stat_result, name: str) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise PathNotAllowedError(f"{name} is a folder: give the path of the script file inside it")
     if not stat.S_ISREG(info.st_mode):
         raise PathNotAllowedError(f"{name} is not a regular file: give the path of a script file")
-    return info.st_size
 
 
-def _read_at_most(path: Path, name: str, max_bytes: int) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(max_bytes + 1)
+def _read_checked(handle: IO[bytes], name: str, max_bytes: int) -> bytes:
+    """The file's bytes, read once: a regular file, not empty, at most `max_bytes`."""
+    info = os.fstat(handle.fileno())
+    _regular(info, name)
+    if info.st_size > max_bytes:
+        raise FileTooLargeError(
+            f"{name} is {_megabytes(info.st_size)}; scripts are limited to "
+            f"{_megabytes(max_bytes)}: shorten it or paste the text"
+        )
+    data = b""
+    while len(data) <= max_bytes and (more := handle.read(max_bytes + 1 - len(data))):
+        data += more  # an unbuffered handle may return less than asked
     if len(data) > max_bytes:  # it grew after the size check
         raise FileTooLargeError(
             f"{name} is over {_megabytes(max_bytes)}: shorten it or paste the text"
         )
+    if not data:
+        raise ScriptError(f"{name} is empty: write the script into it or paste the text")
     return data
 
 
@@ -146,68 +169,58 @@ def _decode(data: bytes, name: str) -> str:
         ) from err
 
 
-def _docx_text(path: Path, name: str) -> str:
-    try:
-        import docx
-        from docx.table import Table
-    except ImportError as err:
-        raise InputError(f"Reading {name} needs python-docx: {_EXTRAS_HINT}") from err
-    if not zipfile.is_zipfile(path):
+def _docx_text(data: bytes, name: str) -> str:
+    if not zipfile.is_zipfile(io.BytesIO(data)):
         raise ScriptError(
             f"{name} is not a Word .docx file (an old .doc or another format renamed?): open it "
             "in Word and save it as .docx, or paste the text"
         )
     try:
-        document = docx.Document(str(path))
-        blocks: list[str] = []
-        for block in document.iter_inner_content():
-            if isinstance(block, Table):
-                blocks.extend(_table_rows(block))
-            else:
-                blocks.append(block.text)
-    except Exception as err:  # python-docx raises many types for damaged packages
+        return docx_text(io.BytesIO(data))
+    except DocxTooLarge as err:
         raise ScriptError(
-            f"{name} could not be read as a Word document ({_reason(err, path)}): open it in Word "
-            "and save it again as .docx, or paste the text"
+            f"{name} is too large to read as a script ({err}): shorten it, split it into "
+            "parts, or paste the text"
         ) from err
-    return "\n\n".join(blocks)
+    except (DocxDamaged, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
+        raise ScriptError(
+            f"{name} could not be read as a Word document ({_reason(err, name)}): open it in "
+            "Word and save it again as .docx, or paste the text"
+        ) from err
 
 
-def _table_rows(table: Table) -> list[str]:
-    """One line per row, cells joined by " | "; a merged cell is read once."""
-    rows: list[str] = []
-    for row in table.rows:
-        seen: set[int] = set()
-        cells: list[str] = []
-        for cell in row.cells:
-            if id(cell._tc) in seen:
-                continue
-            seen.add(id(cell._tc))
-            text = " ".join(cell.text.split())
-            if text:
-                cells.append(text)
-        if cells:
-            rows.append(" | ".join(cells))
-    return rows
-
-
-def _pdf_text(path: Path, name: str) -> str:
+def _pdf_text(data: bytes, name: str) -> str:
     try:
         from pypdf import PdfReader
         from pypdf.errors import DependencyError
     except ImportError as err:
         raise InputError(f"Reading {name} needs pypdf: {_EXTRAS_HINT}") from err
-    with path.open("rb") as handle:
-        if b"%PDF-" not in handle.read(1024):
-            raise ScriptError(
-                f"{name} is not a PDF (no PDF header): export the script as PDF again, or paste "
-                "the text"
-            )
+    if b"%PDF-" not in data[:1024]:
+        raise ScriptError(
+            f"{name} is not a PDF (no PDF header): export the script as PDF again, or paste "
+            "the text"
+        )
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             _unlock(reader, name)
-        pages = [page.extract_text() or "" for page in reader.pages]
+        count = len(reader.pages)
+        if count > MAX_PDF_PAGES:
+            raise ScriptError(
+                f"{name} has {count:,} pages; scripts are limited to {MAX_PDF_PAGES:,}: "
+                "shorten it, split it into parts, or paste the text"
+            )
+        pages: list[str] = []
+        read = 0
+        for page in reader.pages:
+            text = page.extract_text() or ""
+            read += len(text)
+            if read > MAX_PDF_CHARS:
+                raise ScriptError(
+                    f"{name} has more than {MAX_PDF_CHARS:,} characters of text; scripts are "
+                    f"limited to {MAX_SCRIPT_CHARS:,}: shorten it or split it into parts"
+                )
+            pages.append(text)
     except ScriptError:
         raise
     except DependencyError as err:  # pypdf reads AES only with the optional cryptography package
@@ -217,7 +230,7 @@ def _pdf_text(path: Path, name: str) -> str:
         ) from err
     except Exception as err:  # pypdf raises many types for damaged files
         raise ScriptError(
-            f"{name} could not be read as a PDF ({_reason(err, path)}): export it again as PDF, "
+            f"{name} could not be read as a PDF ({_reason(err, name)}): export it again as PDF, "
             "or paste the text"
         ) from err
     return "\n\n".join(pages)
@@ -231,9 +244,9 @@ def _unlock(reader: PdfReader, name: str) -> None:
         )
 
 
-def _reason(err: Exception, path: Path) -> str:
-    """A short, path-free description of a library's exception."""
-    text = " ".join(str(err).replace(str(path), path.name).split())[:120]
+def _reason(err: Exception, name: str) -> str:
+    """A short description of a library's exception (it never saw the path)."""
+    text = " ".join(str(err).split())[:120]
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 

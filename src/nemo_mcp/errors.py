@@ -19,10 +19,16 @@
     │   ├── ServerError            5xx, a gateway page, an answer that is not JSON
     │   │   └── AnswerTooLargeError an answer over its size cap (dropped unread)
     │   └── AgentError             the agent stream reported a failure
-    └── TransportError             the backend could not be reached or went silent
-        ├── BackendUnreachableError connect failed, DNS, refused
-        ├── BackendTimeoutError    no answer in time
-        └── StreamBrokenError      the message stream closed or failed mid-way
+    ├── TransportError             the backend could not be reached or went silent
+    │   ├── BackendUnreachableError connect failed, DNS, refused
+    │   ├── BackendTimeoutError    no answer in time
+    │   └── StreamBrokenError      the message stream closed or failed mid-way
+    └── PartError                  a part on this side failed; the message names it
+        ├── DiskFullError          the disk is full (ENOSPC, SQLITE_FULL), wherever we wrote
+        ├── LedgerError            the work ledger cannot be used
+        │   ├── LedgerDamagedError damaged: moved aside, a fresh one started
+        │   └── LedgerLockedError  locked by another program past the budget
+        └── StateStoreError        Redis (NEMO_STATE_URL) failed or went away mid-call
 
 Context travels as keyword-only attributes; messages never carry a token.
 `from_backend` is True when the message is the backend's own words (set by
@@ -158,3 +164,27 @@ class BackendTimeoutError(TransportError):
 
 class StreamBrokenError(TransportError):
     """The message stream closed or failed before the agent finished."""
+
+
+class PartError(NemoError):
+    """A part on this side failed (the disk, the ledger, Redis): the message names it."""
+
+
+class DiskFullError(PartError):
+    """The disk is full where something had to be written; the message names the file."""
+
+
+class LedgerError(PartError):
+    """The work ledger cannot be used."""
+
+
+class LedgerDamagedError(LedgerError):
+    """The work ledger was damaged: moved aside with its -wal and -shm, a fresh one started."""
+
+
+class LedgerLockedError(LedgerError):
+    """Another program held the work ledger locked past the call's budget."""
+
+
+class StateStoreError(PartError):
+    """Redis (NEMO_STATE_URL) refused, failed or went away in the middle of a call."""

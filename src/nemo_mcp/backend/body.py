@@ -38,7 +38,8 @@ def size_words(size: int) -> str:
 
 def _declared(response: httpx.Response) -> int | None:
     """The Content-Length, when it counts the bytes we will read (no content coding)."""
-    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+    coded = response.headers.get("content-encoding", "identity").replace("identity", "")
+    if coded.replace(",", "").strip():
         return None
     try:
         return int(response.headers["content-length"])
@@ -97,22 +98,39 @@ class _Inflater:
         return self._inflate.unconsumed_tail
 
 
-async def decoded_chunks(response: httpx.Response, step: int = STEP) -> AsyncGenerator[bytes, None]:
-    """The body of a streamed `response`, decoded, in pieces of at most `step` bytes
-    (identity bodies as the network reads them, at most 64 KiB each).
+#: Codings stacked on one answer: a gateway may add one to the backend's; more is refused.
+MAX_CODINGS = 2
 
-    A coding other than gzip or deflate (never asked for) is left to httpx."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                yield chunk
-        return
+
+def refused_coding(response: httpx.Response, encoding: str) -> AnswerTooLargeError:
+    """The refusal of an answer in a coding never asked for, or stacked past `MAX_CODINGS`."""
+    host = response.url.netloc.decode("ascii", "replace") or "the backend"
+    return AnswerTooLargeError(
+        f"NemoVideo at {host} sent an answer coded `{encoding}`, which was never asked for "
+        f"(only {ACCEPTED_ENCODINGS}, at most {MAX_CODINGS} deep); it was dropped unread. That "
+        "is usually a gateway or proxy failing: check NEMO_API_URL, then try again in a minute.",
+        http_status=response.status_code,
+    )
+
+
+def codings(response: httpx.Response) -> list[str]:
+    """The answer's content codings, outermost first (the order they are undone in);
+    `AnswerTooLargeError` for one never asked for, or too many."""
+    header = response.headers.get("content-encoding", "")
+    listed = [c.strip().lower() for c in header.split(",") if c.strip()]
+    used = [c for c in listed if c != "identity"]
+    if len(used) > MAX_CODINGS or any(c not in ("gzip", "x-gzip", "deflate") for c in used):
+        raise refused_coding(response, header.strip())
+    return used[::-1]
+
+
+async def _undone(
+    pieces: AsyncGenerator[bytes, None], encoding: str, step: int, response: httpx.Response
+) -> AsyncGenerator[bytes, None]:
+    """One coding undone over `pieces`, never more than `step` bytes a step."""
     inflater = _Inflater(encoding)
-    raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-    async with aclosing(raw):
-        async for chunk in raw:
+    async with aclosing(pieces):
+        async for chunk in pieces:
             data = chunk
             while data:
                 try:
@@ -124,6 +142,25 @@ async def decoded_chunks(response: httpx.Response, step: int = STEP) -> AsyncGen
                 if piece:
                     yield piece
                 data = inflater.pending
+
+
+async def decoded_chunks(response: httpx.Response, step: int = STEP) -> AsyncGenerator[bytes, None]:
+    """The body of a streamed `response`, decoded, in pieces of at most `step` bytes
+    (identity bodies as the network reads them, at most 64 KiB each).
+
+    Each coding (stacked ones too, `gzip, gzip`) is undone a bounded step at a time, the
+    next one reading the previous one's bounded pieces; httpx decodes nothing. A coding
+    never asked for (`br`, `zstd`) is refused before a byte is read (`codings`)."""
+    chain = codings(response)
+    # Without a coding, httpx decodes nothing either (and an answer already read in
+    # memory, as a test transport makes, is only there).
+    body = response.aiter_raw() if chain else response.aiter_bytes()
+    pieces = cast(AsyncGenerator[bytes, None], body)
+    for encoding in chain:
+        pieces = _undone(pieces, encoding, step, response)
+    async with aclosing(pieces):
+        async for piece in pieces:
+            yield piece
 
 
 async def read_limited(response: httpx.Response, *, limit: int, what: str) -> bytes:
@@ -177,7 +214,9 @@ async def read_answer(response: httpx.Response, *, limit: int, what: str) -> Any
 __all__ = [
     "ACCEPTED_ENCODINGS",
     "ANSWER_LIMIT",
+    "MAX_CODINGS",
     "SMALL_ANSWER_LIMIT",
+    "codings",
     "decoded_chunks",
     "read_answer",
     "read_limited",

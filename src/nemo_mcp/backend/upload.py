@@ -39,16 +39,22 @@ def _label(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def check_file(path: Path, profile: Profile) -> LocalFile:
-    """Check type, kind and size of `path` for `profile`; raise an `InputError` if refused."""
-    name = path.name
+def check_type(path: Path, profile: Profile) -> str:
+    """The extension of `path` when `profile` accepts it; `UnsupportedFileError` otherwise."""
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in profile.upload_types:
         raise UnsupportedFileError(
-            f"{name}: .{suffix or '(none)'} files are not accepted. "
+            f"{path.name}: .{suffix or '(none)'} files are not accepted. "
             f"Accepted: {', '.join(profile.upload_types)}.",
             code=4001,
         )
+    return suffix
+
+
+def check_file(path: Path, profile: Profile) -> LocalFile:
+    """Check type, kind and size of `path` for `profile`; raise an `InputError` if refused."""
+    name = path.name
+    suffix = check_type(path, profile)
     try:
         info = path.stat()
     except FileNotFoundError:

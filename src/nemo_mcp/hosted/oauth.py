@@ -14,6 +14,11 @@ subjects mix.
 Static bearer tokens (`NEMO_HTTP_TOKENS`) may be accepted beside the JWTs; each stays
 the user it is without OAuth (the same key, the same state).
 
+The skew is allowed on both sides of the expiry: pyjwt checks `exp` here with the
+allowance (against `clock`), and the token handed to the SDK carries `expires_at` with
+the allowance added, because the SDK's bearer middleware checks `expires_at` against
+the time again and knows nothing of skew (a token 10 s past `exp` was refused there).
+
 Keys are fetched with the server's own HTTP client, cached for `KEYS_SECONDS`, and
 fetched again early (at most every `REFETCH_SECONDS`) when a token names a key id not
 seen yet, so the issuer can rotate keys.
@@ -24,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -85,8 +90,10 @@ class JwtVerifier:
         scopes: Sequence[str] = (),
         static_tokens: Sequence[SecretStr] = (),
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer = issuer
+        self._clock = clock
         self.audience = audience
         self.jwks_url = jwks_url
         self.scopes = list(scopes)
@@ -124,16 +131,20 @@ class JwtVerifier:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iss", "aud", "sub"]},
+                options={"require": ["exp", "iss", "aud", "sub"], "verify_exp": False},
             )
-        except jwt.PyJWTError as err:
+            expires = int(claims["exp"])
+        except (jwt.PyJWTError, TypeError, ValueError) as err:
             log.info("refused an access token: %s", err)
+            return None
+        if expires + LEEWAY_SECONDS < self._clock():
+            log.info("refused an access token: expired %d s ago", self._clock() - expires)
             return None
         return AccessToken(
             token=token,
             client_id=str(claims.get("client_id") or claims.get("azp") or "unknown"),
             scopes=_scopes(claims),
-            expires_at=int(claims["exp"]),
+            expires_at=expires + LEEWAY_SECONDS,  # the SDK checks this again, without skew
             resource=self.audience,
             subject=str(claims["sub"]),
             claims={"iss": claims["iss"]},

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import anyio.to_thread
 
@@ -39,6 +39,7 @@ from nemo_mcp.ledger import (
     Submission,
     changed_fields,
     dump_json,
+    healing,
     owner_is_dead_here,
 )
 
@@ -113,48 +114,55 @@ def _entry(row: sqlite3.Row) -> Entry:
     )
 
 
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-
-
-def _busy(err: sqlite3.OperationalError) -> bool:
-    """Whether another connection holding the file caused `err` (worth waiting out)."""
-    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return (code & 0xFF) in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    return str(err) in ("database is locked", "database table is locked")  # Python 3.10
-
-
 class SqliteLedger:
-    """`Ledger` on a SQLite file (created with 0600 permissions)."""
+    """`Ledger` on a SQLite file (created with 0600 permissions).
 
-    def __init__(self, path: Path) -> None:
+    `busy_seconds`: how long a lock held by another connection is waited out before the
+    call is answered that the file is locked (about half the tool's budget). A damaged
+    file is healed (`healing`): moved aside, a fresh one started, the call told."""
+
+    def __init__(self, path: Path, *, busy_seconds: float = OPEN_SECONDS) -> None:
         self.path = path
+        self.busy_seconds = busy_seconds
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._opened: tuple[int, int] | None = None  # (device, inode) of what _db has open
+        self._broken: sqlite3.Connection | None = None  # a damaged file's, kept until moved
 
     # plumbing ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        if self._db is not None and healing.identity(self.path) != self._opened:
+            self._drop()  # replaced under us (healed by another process): reopen
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.path.touch(mode=0o600, exist_ok=True)
+            self._opened = healing.identity(self.path)
             self._db = self._open()
         return self._db
+
+    def _drop(self) -> None:
+        for db in (self._db, self._broken):
+            if db is not None:
+                db.close()
+        self._db, self._broken, self._opened = None, None, None
 
     def _open(self) -> sqlite3.Connection:
         """Open the file and make sure of its schema, waiting out other processes doing so.
 
         Two processes opening a new file together race to switch it to WAL and create the
         tables; SQLite answers the loser "database is locked" at once, without its busy
-        handler, so the opening is retried (with a little jitter) for up to `OPEN_SECONDS`.
+        handler, so the opening is retried (with a little jitter) for up to `busy_seconds`
+        in all, each wait bounded by what is left.
         """
-        deadline = time.monotonic() + OPEN_SECONDS
+        deadline = time.monotonic() + self.busy_seconds
         while True:
+            left = max(0.05, deadline - time.monotonic())
             db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+                self.path, timeout=left, isolation_level=None, check_same_thread=False
             )
             try:
                 db.row_factory = sqlite3.Row
-                db.execute("PRAGMA busy_timeout=30000")
+                db.execute(f"PRAGMA busy_timeout={int(left * 1000)}")
                 if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
@@ -162,17 +170,44 @@ class SqliteLedger:
                     for statement in SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
+                db.execute(f"PRAGMA busy_timeout={int(self.busy_seconds * 1000)}")
                 return db
             except sqlite3.OperationalError as err:
                 db.close()
-                if not _busy(err) or time.monotonic() >= deadline:
+                if not healing.busy(err) or time.monotonic() >= deadline:
                     raise
                 time.sleep(random.uniform(0.005, 0.05))
+            except sqlite3.DatabaseError as err:
+                if healing.damaged(err):
+                    self._broken = db  # closed once moved aside: closing deletes its -wal
+                else:
+                    db.close()
+                raise
+
+    def _heal(self, err: Exception) -> NoReturn:
+        """Raise the sentence for `err`: the file moved aside when damaged (unless another
+        process did it already), locked or full named as such, anything else as it is."""
+        if isinstance(err, sqlite3.DatabaseError) and healing.damaged(err):
+            # Moved while still open: closing the last connection deletes the -wal and
+            # -shm files, which are moved aside with it, as they were.
+            aside = None
+            try:
+                if self._opened is None or healing.identity(self.path) == self._opened:
+                    aside = healing.move_aside(self.path)
+            except OSError as moving:
+                raise healing.named(moving, self.path, self.busy_seconds) or err from moving
+            finally:
+                self._drop()
+            raise healing.damaged_error(self.path, aside) from err
+        raise healing.named(err, self.path, self.busy_seconds) or err
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
             with self._lock:
-                return work(self._connect())
+                try:
+                    return work(self._connect())
+                except (sqlite3.Error, OSError) as err:
+                    self._heal(err)
 
         return await anyio.to_thread.run_sync(call)
 
@@ -487,7 +522,10 @@ class _transaction:
 
     def __exit__(self, kind: object, *rest: object) -> None:
         try:
-            self.db.execute("ROLLBACK" if kind is not None else "COMMIT")
+            if kind is None:
+                self.db.execute("COMMIT")
+            elif self.db.in_transaction:  # SQLite ended it already on a full disk
+                self.db.execute("ROLLBACK")
         finally:
             if self.durable:
                 self.db.execute("PRAGMA synchronous=NORMAL")

@@ -198,11 +198,15 @@ def create_server(
                     from nemo_mcp.ledger.sqlite import SqliteLedger
 
                     state = StateStore(user_settings.home, user_settings.api_url)
-                    ledger = SqliteLedger(state.ledger_path)
+                    # A lock held by another program is waited out for half the budget.
+                    busy = max(1.0, user_settings.tool_timeout / 2)
+                    ledger = SqliteLedger(state.ledger_path, busy_seconds=busy)
                     where = str(state.ledger_path)
                 clients.push_async_callback(ledger.close)
                 try:
                     await ledger.prune(now=clock())
+                except NemoError:  # damaged (healed), locked, a full disk: already one sentence
+                    raise
                 except Exception as err:  # a ledger that cannot be opened is said plainly
                     raise ConfigError(f"cannot open the work ledger {where}: {err}") from err
                 client = NemoClient(

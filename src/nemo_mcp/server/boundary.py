@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -44,13 +45,18 @@ from nemo_mcp.errors import (
     AuthError,
     CreditsError,
     FileTooLargeError,
+    InputError,
+    LedgerError,
     NemoError,
+    PartError,
     PlanError,
     RateLimitError,
     ServerError,
+    StateStoreError,
     TransportError,
     UnsupportedFileError,
 )
+from nemo_mcp.ledger import healing
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -126,8 +132,53 @@ def tool_error(err: NemoError, client: NemoClient | None) -> ToolError:
     return ToolError(message)
 
 
+def _causes(err: BaseException) -> list[BaseException]:
+    """`err` and what caused it, outermost first (each once)."""
+    chain: list[BaseException] = []
+    found: BaseException | None = err
+    while found is not None and all(found is not seen for seen in chain):
+        chain.append(found)
+        found = found.__cause__ or found.__context__
+    return chain
+
+
+def _from_redis(err: BaseException) -> bool:
+    """A redis-py error (told by its module: redis is imported only when hosted)."""
+    return any(
+        k.__module__.split(".")[0] == "redis" and k.__name__ in ("RedisError", "ConnectionError")
+        for k in type(err).__mro__
+    )
+
+
+def part_that_failed(err: BaseException) -> PartError | None:
+    """The part named when `err`, or what caused it, is a part on this side failing: a
+    full disk (wherever it was written), the work ledger, Redis. None otherwise (then
+    NemoVideo's, or the caller's, side is what the message names)."""
+    for cause in _causes(err):
+        if isinstance(cause, PartError):
+            return cause
+        if healing.full(cause):
+            where = getattr(cause, "filename", None) or "a file nemo-mcp writes"
+            return healing.full_error(where)
+        if isinstance(cause, sqlite3.Error):
+            return LedgerError(
+                f"The work ledger could not be used ({type(cause).__name__}: "
+                f"{' '.join(str(cause).split())[:80]}); try again, and if it keeps failing, run "
+                "`nemo-mcp doctor`."
+            )
+        if _from_redis(cause):
+            return StateStoreError(
+                "Redis (NEMO_STATE_URL) stopped answering in the middle of the call "
+                f"({type(cause).__name__}); it may be restarting: try again in a moment, and "
+                "if it keeps failing, check that Redis is up."
+            )
+    return None
+
+
 def unexpected_message(work: str, err: BaseException) -> str:
     """One sentence for a failure nobody planned for; the details stay in the log."""
+    if (part := part_that_failed(err)) is not None:
+        return f"{work} failed: {part.message}"
     if isinstance(err, OSError):
         reason = f" ({err.strerror})" if err.strerror else ""
         return (
@@ -163,7 +214,9 @@ def tool_boundary(
             except NemoError as err:
                 ctx = kwargs.get("ctx")
                 client = client_of(ctx) if isinstance(ctx, Context) else None
-                raise tool_error(err, client) from None
+                # A full disk or Redis under a connection or stream error: name the part.
+                part = part_that_failed(err) if not isinstance(err, InputError) else None
+                raise tool_error(part or err, client) from None
             except Exception as err:
                 log.error("%s failed unexpectedly", work, exc_info=True)
                 raise ToolError(redaction.redact(unexpected_message(work, err))) from None

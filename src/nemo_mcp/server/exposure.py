@@ -82,9 +82,11 @@ def is_loopback(host: str) -> bool:
     if host.strip().lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip().strip("[]"))
     except ValueError:
         return False  # a host name: it may resolve to anything
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _overlap(a: Path, b: Path) -> bool:

@@ -1,6 +1,6 @@
 """Serving MCP over streamable HTTP: loopback by default, bearer tokens otherwise.
 
-On a loopback address the SDK checks Host and Origin against DNS rebinding.
+On every bind, Host and Origin are checked against DNS rebinding (`hostcheck`).
 With `NEMO_HTTP_TOKENS` (required on any other address, unless OAuth is on) the
 server is served to others (see `exposure`): every request must carry one of the
 tokens as a bearer token (`BearerGate`), each token is its own user, and an MCP
@@ -26,11 +26,14 @@ import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nemo_mcp.server.exposure import Exposure, bearer, identity_key, known_token
+from nemo_mcp.server.exposure import Exposure, bearer, identity_key, is_loopback, known_token
+from nemo_mcp.server.hostcheck import HostCheck, HostRule
 
 SESSION_HEADER = b"mcp-session-id"
 #: Paths answered without a bearer token (the load balancer's health checks).
@@ -178,25 +181,49 @@ class SessionOwners:
         return watch
 
 
-def http_app(server: Any, exposure: Exposure, tokens: Sequence[SecretStr], *, host: str) -> ASGIApp:
-    """The ASGI app serving `server` at /mcp: gated and session-bound when served (by
-    the SDK's own auth when OAuth is on)."""
+def host_rule(exposure: Exposure, public_url: str | None, bind: str) -> HostRule:
+    """Loopback Hosts only when local, or on a loopback bind; served: loopback and the
+    public host, or, on another bind without NEMO_PUBLIC_URL, any Host (see `hostcheck`)."""
+    public = urlsplit(public_url).netloc if public_url and exposure.served else None
+    return HostRule(public, checked=public is not None or is_loopback(bind) or not exposure.served)
+
+
+def http_app(
+    server: Any,
+    exposure: Exposure,
+    tokens: Sequence[SecretStr],
+    *,
+    host: str,
+    public_url: str | None = None,
+) -> ASGIApp:
+    """The ASGI app serving `server` at /mcp: Host and Origin checked on every bind
+    (`hostcheck`), gated and session-bound when served (by the SDK's own auth when OAuth
+    is on)."""
     app: ASGIApp = server.streamable_http_app(
-        streamable_http_path="/mcp", json_response=False, host=host
+        streamable_http_path="/mcp",
+        json_response=False,
+        host=host,
+        # The SDK checks only three spellings of loopback; `HostCheck` checks every bind.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     if exposure.served and not exposure.oauth:
         app = BearerGate(SessionOwners(app), tokens)
-    return app
+    return HostCheck(app, host_rule(exposure, public_url, host))
 
 
 def serve_http(
-    server: Any, exposure: Exposure, tokens: Sequence[SecretStr], *, host: str, port: int
+    server: Any,
+    exposure: Exposure,
+    tokens: Sequence[SecretStr],
+    *,
+    host: str,
+    port: int,
+    public_url: str | None = None,
 ) -> int:
     """Run the server over streamable HTTP until interrupted; returns the exit code."""
     import uvicorn
 
     print(f"nemo-mcp: serving MCP over HTTP, {exposure.describe()}", file=sys.stderr)
-    uvicorn.run(
-        http_app(server, exposure, tokens, host=host), host=host, port=port, log_level="warning"
-    )
+    app = http_app(server, exposure, tokens, host=host, public_url=public_url)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0

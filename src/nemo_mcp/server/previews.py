@@ -165,10 +165,14 @@ async def _fetch(url: str, folder: Path, max_bytes: int, seconds: float) -> Path
     """The clip at `url` saved in `folder`; None when it is missing or too large."""
     import httpx  # not at start-up: the server opens its own client on first use
 
-    from nemo_mcp.backend.body import decoded_chunks
+    from nemo_mcp.backend.body import ACCEPTED_ENCODINGS, decoded_chunks
 
     async with (
-        httpx.AsyncClient(timeout=seconds, follow_redirects=True) as http,
+        httpx.AsyncClient(
+            timeout=seconds,
+            follow_redirects=True,
+            headers={"Accept-Encoding": ACCEPTED_ENCODINGS},  # only codings decoded in steps
+        ) as http,
         http.stream("GET", url) as response,
     ):
         if response.status_code != 200:

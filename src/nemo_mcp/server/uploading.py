@@ -25,7 +25,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from nemo_mcp.backend.upload import check_file
+from nemo_mcp.backend.upload import check_file, check_type
 from nemo_mcp.errors import FileTooLargeError
 from nemo_mcp.identity import Profile
 from nemo_mcp.server.work import PROGRESS_EVERY
@@ -82,19 +82,29 @@ def too_large(path: Path, size: int, profile: Profile) -> FileTooLargeError:
     )
 
 
-def check_local(path: Path, profile: Profile, *, shrink: bool) -> int:
-    """The checks made before any probe: type (a convertible type included), a regular
-    readable file, and the size (a video may be over it when `shrink` allows). Its size."""
-    accepting = replace(
+def _accepting(profile: Profile) -> Profile:
+    """`profile` taking the convertible types too, whatever their size (checked apart)."""
+    return replace(
         profile,
         upload_types=(*profile.upload_types, *CONVERTED_TYPES),
         max_upload_bytes=2**63,
     )
-    size = check_file(path, accepting).size
+
+
+def check_local(path: Path, profile: Profile, *, shrink: bool) -> int:
+    """The checks made before any probe: type (a convertible type included), a regular
+    readable file, and the size (a video may be over it when `shrink` allows). Its size."""
+    size = check_file(path, _accepting(profile)).size
+    check_size(path, size, profile, shrink=shrink)
+    return size
+
+
+def check_size(path: Path, size: int, profile: Profile, *, shrink: bool) -> None:
+    """Type and size alone (of a file already opened, before it is copied)."""
+    check_type(path, _accepting(profile))
     converted_photo = _suffix(path) in ("heic", "heif")  # checked once it is a JPEG
     if size > profile.max_upload_bytes and not converted_photo and not (shrink and is_video(path)):
         raise too_large(path, size, profile)
-    return size
 
 
 def probe_all(paths: Sequence[Path], profile: Profile, *, shrink: bool) -> None:
@@ -200,6 +210,7 @@ __all__ = [
     "CONVERTED_TYPES",
     "Prepared",
     "check_local",
+    "check_size",
     "is_video",
     "prepare",
     "probe_all",

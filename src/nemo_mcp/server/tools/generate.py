@@ -9,6 +9,7 @@ agrees.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,7 +31,7 @@ from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import spending, tasks
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import GenerateOutput
-from nemo_mcp.server.paths import check_path
+from nemo_mcp.server.paths import open_path
 from nemo_mcp.server.previews import clip_poster
 from nemo_mcp.server.spending import SpendConfirmation
 from nemo_mcp.server.tools.common import (
@@ -222,8 +223,11 @@ async def script_text(
     from nemo_mcp.documents import read_script
 
     service = await service_of(ctx)
-    checked = check_path(script_file, file_policy(ctx, service, roots), "script")
-    return await anyio.to_thread.run_sync(read_script, checked)
+    opened = open_path(script_file, file_policy(ctx, service, roots), "script")
+    with opened.handle:  # read once, from what was checked
+        return await anyio.to_thread.run_sync(
+            functools.partial(read_script, opened.path, handle=opened.handle)
+        )
 
 
 @guarded("Checking the cost of the request")

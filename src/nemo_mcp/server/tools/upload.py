@@ -18,7 +18,7 @@ from pydantic import Field
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
-from nemo_mcp.server.paths import Source, classify
+from nemo_mcp.server.paths import Source, classify, close_all, copy_opened
 from nemo_mcp.server.tools.common import (
     byte_progress,
     file_policy,
@@ -119,15 +119,18 @@ async def upload(
 ) -> Annotated[CallToolResult, UploadOutput]:
     service = await service_of(ctx)
     checked = classify(sources, file_policy(ctx, service, roots))
-    local = [s for s in checked if s.path is not None]
+    local = [s for s in checked if s.opened is not None]
     links = [s for s in checked if s.url is not None]
     items: list[UploadedItem] = []
-    if local:
-        # Every local file is probed (and converted or shrunk) before any request leaves,
-        # the URLs' included.
-        items += await _upload_paths(
-            ctx, service, local, shrink=shrink or service.settings.shrink_videos
-        )
+    try:
+        if local:
+            # Every local file is probed (and converted or shrunk) before any request
+            # leaves, the URLs' included.
+            items += await _upload_paths(
+                ctx, service, local, shrink=shrink or service.settings.shrink_videos
+            )
+    finally:
+        close_all(checked)
     if links:
         items += await _upload_urls(service, links)
     out = UploadOutput(
@@ -140,12 +143,18 @@ async def upload(
 async def _upload_paths(
     ctx: Context, service: NemoService, local: Sequence[Source], *, shrink: bool
 ) -> list[UploadedItem]:
-    from nemo_mcp.server.uploading import prepare  # the media kit's side: on first use
+    # the media kit's side: on first use
+    from nemo_mcp.server.uploading import check_size, prepare
 
     client = service.client
-    paths = [s.path for s in local if s.path is not None]
-    scratch = tempfile.mkdtemp(prefix="nemo-upload-")
+    scratch = tempfile.mkdtemp(prefix="nemo-upload-")  # private: only this process's user
     try:
+        # Every later step (probe, conversion, shrinking, sending) reads a private copy
+        # made from the descriptor opened once, never the caller's path again.
+        for source in local:  # type and size first: nothing too large is copied
+            assert source.opened is not None
+            check_size(source.opened.path, source.opened.size, client.upload_profile, shrink=shrink)
+        paths = await anyio.to_thread.run_sync(_private_copies, local, Path(scratch))
         ready = await prepare(
             paths, client.upload_profile, Path(scratch), shrink=shrink, report=reporter(ctx)
         )
@@ -156,6 +165,16 @@ async def _upload_paths(
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
     log.info("uploaded %d files", len(paths))
     return items_for([s.given for s in local], uploaded.files, ready)
+
+
+def _private_copies(local: Sequence[Source], scratch: Path) -> list[Path]:
+    copies = []
+    for index, source in enumerate(local):
+        assert source.opened is not None
+        folder = scratch / f"{index:02d}-opened"
+        folder.mkdir()
+        copies.append(copy_opened(source.opened, folder / source.opened.path.name))
+    return copies
 
 
 async def _upload_urls(service: NemoService, links: Sequence[Source]) -> list[UploadedItem]:
