@@ -19,6 +19,7 @@
     │   ├── ServerError            5xx, a gateway page, an answer that is not JSON
     │   │   └── AnswerTooLargeError an answer over its size cap (dropped unread)
     │   └── AgentError             the agent stream reported a failure
+    ├── SharedStateError           hosted: Redis refused, could not be reached or stalled
     └── TransportError             the backend could not be reached or went silent
         ├── BackendUnreachableError connect failed, DNS, refused
         ├── BackendTimeoutError    no answer in time
@@ -142,6 +143,12 @@ class AnswerTooLargeError(ServerError):
 
 class AgentError(BackendError):
     """The agent stream carried an error frame or an errorCode event."""
+
+
+class SharedStateError(NemoError):
+    """Hosted: the shared state store (Redis) refused, could not be reached, or did not
+    answer in time. What was recorded stays recorded: work it interrupted is resumed,
+    never counted as failed."""
 
 
 class TransportError(NemoError):

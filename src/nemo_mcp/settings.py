@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import SecretStr
 
 from nemo_mcp.errors import ConfigError
+from nemo_mcp.scale import Scale, scale_from_env
 
 DEFAULT_API_URL = "https://mega-api-prod.nemovideo.ai"
 DEFAULT_WEB_URL = "https://nemovideo.com"
@@ -127,6 +128,8 @@ class Settings:
     shrink_videos: bool = False
     #: A per-file upload limit below the product profile's own (bytes; None: the profile's).
     upload_limit_bytes: int | None = None
+    #: Serving many users: users kept open, the Redis pool, limits, metrics (`scale.py`).
+    scale: Scale = field(default_factory=Scale)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -264,4 +267,5 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["shrink_videos"] = _switch("NEMO_SHRINK_VIDEOS", shrink)
     if (limit := pick("upload_limit_mb", "NEMO_UPLOAD_LIMIT_MB")) is not None:
         values["upload_limit_bytes"] = _megabytes("NEMO_UPLOAD_LIMIT_MB", limit)
+    values["scale"] = scale_from_env(env)
     return Settings(**values)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ for a token or a session happens once per user across replicas: `NemoClient` hol
 ledger's named lease (a Lua script) meanwhile. A record that cannot be read as what it
 should be is renamed `<key>:damaged-<time>` and said once, as the file store does.
 
-`connect` opens the one client a replica shares among its users; `request_state_keys`
+`connect` (`redis_client`) opens the one client a replica shares among its users; `request_state_keys`
 gives every replica the same key for the MCP SDK's sealed `requestState`, kept in Redis.
 """
 
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from nemo_mcp.errors import ConfigError
+from nemo_mcp.hosted.redis_client import connect
 from nemo_mcp.state import Record
 from nemo_mcp.store import MAX_STATE_BYTES, AuthRecord, Damaged, SessionRecord, valid_client_id
 
@@ -45,23 +46,6 @@ REQUEST_STATE_KEY = "nemo:request-state-key"
 def user_prefix(user: str) -> str:
     """The Redis prefix of one user's keys; the braces are a Cluster hash tag."""
     return f"nemo:{{{user or 'local'}}}"
-
-
-def connect(url: str) -> Redis:
-    """The replica's Redis client (one connection pool, shared by every user). Its
-    password, if the URL has one, is kept out of every log line and message."""
-    from urllib.parse import unquote, urlsplit
-
-    from redis.asyncio import Redis
-
-    from nemo_mcp import redaction
-
-    password = urlsplit(url).password
-    redaction.register(unquote(password) if password else None)
-
-    return Redis.from_url(
-        url, decode_responses=True, socket_timeout=10.0, socket_connect_timeout=5.0
-    )
 
 
 async def request_state_keys(redis: Redis) -> list[bytes]:

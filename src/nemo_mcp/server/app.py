@@ -23,7 +23,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
-from nemo_mcp.errors import ConfigError, NemoError
+from nemo_mcp.errors import ConfigError, NemoError, SharedStateError
 from nemo_mcp.hosted.serving import (
     SharedKeyCodec,
     oauth_resource_server,
@@ -178,14 +178,16 @@ def create_server(
                 from nemo_mcp.hosted.redis_state import connect, request_state_keys
 
                 assert settings.state_url is not None and request_state is not None
-                redis = connect(settings.state_url.get_secret_value())
+                redis = connect(settings.state_url.get_secret_value(), settings.scale)
                 clients.push_async_callback(redis.aclose)
                 try:
                     request_state.install(await request_state_keys(redis))
                 except Exception as err:  # unreachable or refusing: said once, plainly
                     raise ConfigError(f"cannot use the Redis of NEMO_STATE_URL: {err}") from err
 
-            async def open_user(user_settings: Settings, user: str) -> tuple[NemoClient, Ledger]:
+            async def open_user(
+                user_settings: Settings, user: str, closing: AsyncExitStack
+            ) -> tuple[NemoClient, Ledger]:
                 # The HTTP stack and the ledger load with the first call, not at start-up.
                 from nemo_mcp.backend.client import NemoClient
 
@@ -199,18 +201,21 @@ def create_server(
                     state = StateStore(user_settings.home, user_settings.api_url)
                     ledger = SqliteLedger(state.ledger_path)
                     where = str(state.ledger_path)
-                clients.push_async_callback(ledger.close)
+                closing.push_async_callback(ledger.close)
                 try:
                     await ledger.prune(now=clock())
+                except SharedStateError:
+                    raise  # Redis stalled or refused: named as such, never "cannot open"
                 except Exception as err:  # a ledger that cannot be opened is said plainly
                     raise ConfigError(f"cannot open the work ledger {where}: {err}") from err
                 client = NemoClient(
                     user_settings, identity, state, transport=transport, leases=ledger
                 )
-                return await clients.enter_async_context(client), ledger
+                return await closing.enter_async_context(client), ledger
 
             async with anyio.create_task_group() as tasks:
                 services = Services(settings, open_user, tasks, exposure)
+                clients.push_async_callback(services.aclose)
                 live["services"] = services
                 live["redis"] = redis
                 try:
@@ -218,6 +223,18 @@ def create_server(
                 finally:
                     live.pop("services", None)
                     tasks.cancel_scope.cancel()
+
+    async def pin_user(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Server middleware: the caller's user stays open while their request is answered."""
+        services: Services | None = live.get("services")
+        if services is None or not exposure.served:
+            return await call_next(ctx)
+        try:
+            key = exposure.user_key(getattr(ctx.request, "headers", None))
+        except NemoError:  # no user: the handler says so
+            return await call_next(ctx)
+        with services.using(key):
+            return await call_next(ctx)
 
     mcp = NemoServer(
         "nemo-mcp",
@@ -229,7 +246,7 @@ def create_server(
         lifespan=lifespan,
         log_level="WARNING",
         extensions=[studio.apps],
-        middleware=[_keep_headers, studio.middleware],
+        middleware=[_keep_headers, pin_user, studio.middleware],
         **oauth_resource_server(settings, exposure),
         request_state_security=(
             None if request_state is None else shared_request_state(request_state)

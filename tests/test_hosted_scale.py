@@ -1,0 +1,169 @@
+"""Hosted at scale: per-user resources bounded and reclaimed, per-user opening, Redis
+trouble named as Redis within the call's budget.
+
+Each test runs a real `serve --http` process on a real Redis (the session's
+`redis_server`, or one of its own when the test pauses it) against the sandbox, and
+counts what the process holds (its open descriptors, from /proc) and what reached the
+sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from nemo_mcp.hosted.local import RedisServer, free_port
+from nemo_mcp.sandbox.testing import SandboxServer
+
+from hosted_harness import call, connect
+from mcp_harness import text_of
+from processes import end, needs_proc, server_env, wait_listening
+
+pytestmark = needs_proc
+
+
+def _tokens(count: int, tag: str) -> list[str]:
+    return [f"{tag}-user-{n:04d}-secret-0123456789" for n in range(count)]
+
+
+def _open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _serve(
+    env: dict[str, str], log: Path, *, open_files: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`serve --http` on a free port, under a `ulimit -n` of `open_files` if given."""
+
+    def limit() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    port = free_port()
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=limit,
+        )
+    wait_listening(process, port, log)
+    return process, f"http://127.0.0.1:{port}/mcp"
+
+
+def _hosted_env(
+    tmp_path: Path, sandbox: SandboxServer, redis_url: str, tokens: list[str], **extra: str
+) -> dict[str, str]:
+    env = server_env(tmp_path, sandbox, NEMO_STATE_URL=redis_url, NEMO_HTTP_TOKENS=",".join(tokens))
+    del env["NEMO_OUTPUT_DIR"]  # hosted: nothing saved on the replica's disk
+    env.update(extra)
+    return env
+
+
+def _credits(result: Any) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)
+    return dict(result.structured_content)
+
+
+# 1. Per-user resources bounded and reclaimed ---------------------------------------------
+#: The `ulimit -n` the server runs under: what it needs to start, and a few dozen more.
+OPEN_FILES = 96
+#: More distinct users than that allows when each keeps its HTTP client open.
+USERS = 120
+CACHE = 4
+
+
+async def test_open_files_stay_flat_in_users_served_under_a_low_ulimit(
+    tmp_path: Path, sandbox: SandboxServer, redis_server: RedisServer
+) -> None:
+    tokens = _tokens(USERS, "fd")
+    env = _hosted_env(tmp_path, sandbox, redis_server.url, tokens, NEMO_MAX_USERS=str(CACHE))
+    process, url = _serve(env, tmp_path / "server.log", open_files=OPEN_FILES)
+    try:
+        held: list[int] = []
+        first = _credits(await call(url, tokens[0], "credits", {}))
+        for n, token in enumerate(tokens[1:], start=1):
+            _credits(await call(url, token, "credits", {}))
+            if n in (CACHE * 2, USERS - 1):
+                held.append(_open_files(process.pid))
+        # The first user, closed long ago, is opened again from Redis: the same account.
+        again = _credits(await call(url, tokens[0], "credits", {}))
+        assert again == first
+        early, late = held
+        assert late <= early + 8, f"open files grew from {early} to {late} over {USERS} users"
+        assert sandbox.control.stats()["tokens_issued"] == USERS  # one each, never twice
+    finally:
+        end(process)
+    assert "Too many open files" not in (tmp_path / "server.log").read_text()
+
+
+# 2. Per-user opening; Redis stalled is named as Redis, within the budget ---------------
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own (it is paused), resumed and ended afterwards."""
+    with RedisServer(tmp_path / "redis") as server:
+        try:
+            yield server
+        finally:
+            assert server.process is not None
+            os.kill(server.process.pid, signal.SIGCONT)
+
+
+async def test_a_stalled_redis_is_named_and_never_holds_other_users(
+    tmp_path: Path, sandbox: SandboxServer, own_redis: RedisServer
+) -> None:
+    tokens = _tokens(4, "stall")
+    open_user, *new_users = tokens
+    env = _hosted_env(
+        tmp_path, sandbox, own_redis.url, tokens, NEMO_REDIS_TIMEOUT="1", NEMO_TOOL_TIMEOUT="3"
+    )
+    process, url = _serve(env, tmp_path / "server.log")
+    assert own_redis.process is not None
+    try:
+        _credits(await call(url, open_user, "credits", {}))
+        async with (
+            connect(url, open_user) as opened,
+            connect(url, new_users[0]) as one,
+            connect(url, new_users[1]) as two,
+            connect(url, new_users[2]) as three,
+        ):
+            os.kill(own_redis.process.pid, signal.SIGSTOP)
+            answers: dict[str, Any] = {}
+            took: dict[str, float] = {}
+
+            async def ask(name: str, client: Any) -> None:
+                started = time.monotonic()
+                answers[name] = await client.call_tool("credits", {})
+                took[name] = time.monotonic() - started
+
+            async with anyio.create_task_group() as tasks:
+                # New users first: each opens against the stalled Redis...
+                for name, client in (("one", one), ("two", two), ("three", three)):
+                    tasks.start_soon(ask, name, client)
+                # ...while the user already open asks too.
+                tasks.start_soon(ask, "opened", opened)
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+            for name, result in answers.items():
+                words = text_of(result)
+                assert result.is_error, (name, words)
+                assert "Redis" in words and "NemoVideo" not in words, (name, words)
+                assert "unexpected" not in words and "Traceback" not in words, (name, words)
+            # Generous: within the call's budget (3 s), never one open after another.
+            assert max(took.values()) < 6, took
+            # Redis is back: everybody is served, the new users opened from it.
+            for client in (opened, one, two, three):
+                _credits(await client.call_tool("credits", {}))
+    finally:
+        end(process)
