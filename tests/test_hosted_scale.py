@@ -167,3 +167,41 @@ async def test_a_stalled_redis_is_named_and_never_holds_other_users(
                 _credits(await client.call_tool("credits", {}))
     finally:
         end(process)
+
+
+# 3. Bookkeeping that failed is unclear, not failed --------------------------------------
+async def test_a_render_whose_bookkeeping_failed_is_resumed_never_rendered_again(
+    tmp_path: Path, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The render finished at the backend, but recording it (`downloading`) failed in the
+    store: the entry stays as last recorded, is resumed, and the export is delivered from
+    the one render."""
+    from nemo_mcp.errors import SharedStateError
+    from nemo_mcp.ledger.sqlite import SqliteLedger
+
+    from mcp_harness import connect as connect_local
+    from mcp_harness import make_settings
+
+    original = SqliteLedger.update
+    refused: list[str] = []
+
+    async def flaky(self: SqliteLedger, entry_id: str, owner: str, **changes: Any) -> Any:
+        if changes.get("state") == "downloading" and not refused:
+            refused.append(entry_id)
+            raise SharedStateError("Redis (this server's shared state) did not answer in 1 s")
+        return await original(self, entry_id, owner, **changes)
+
+    monkeypatch.setattr(SqliteLedger, "update", flaky)
+    settings = make_settings(tmp_path, sandbox.url, tool_timeout=5.0)
+    async with connect_local(settings) as session:
+        made = await session.call("generate", {"message": "a lighthouse in fog"})
+        assert not made.is_error, text_of(made)
+        for _ in range(20):
+            result = await session.call("export", {})
+            assert not result.is_error, text_of(result)
+            if (result.structured_content or {}).get("status") == "completed":
+                break
+        else:
+            raise AssertionError("the export never completed")
+    assert refused, "the bookkeeping fault was never reached"
+    assert sandbox.control.stats()["renders_started"] == 1
