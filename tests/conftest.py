@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nemo_mcp.hosted.local import RedisServer, missing
+from nemo_mcp.hosted.local import RedisClusterServers, RedisServer, missing
 from nemo_mcp.sandbox.testing import SandboxServer
 
 from sandbox_client import Backend
@@ -38,6 +38,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         pytest.skip(reason)
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of three masters (`redis-server` in cluster mode) for the session."""
+    if reason := missing("redis-server"):
+        pytest.skip(reason)
+    with RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

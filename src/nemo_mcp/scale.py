@@ -9,6 +9,7 @@ Read from the environment with the other settings (`settings.settings_from_env`)
     NEMO_REDIS_MAX_CONNECTIONS  the Redis connection pool per process (default 64)
     NEMO_REDIS_TIMEOUT          seconds a Redis command, connection or free pool slot
                                 is waited for (default 2)
+    NEMO_REDIS_CLUSTER          1: NEMO_STATE_URL names a node of a Redis Cluster
     NEMO_CREDITS_PER_DAY        per-user spend cap, counted at the estimate when work
                                 is accepted (default off)
     NEMO_CALLS_PER_MINUTE       per-user tool calls a minute (default off)
@@ -36,6 +37,7 @@ class Scale:
     user_idle_seconds: float = 600.0
     redis_max_connections: int = 64
     redis_timeout: float = 2.0
+    redis_cluster: bool = False
     #: Credits a user may commit to per day (None: no cap).
     credits_per_day: int | None = None
     #: Tool calls a user may make per minute (None: no limit).
@@ -96,6 +98,10 @@ def scale_from_env(env: Mapping[str, str]) -> Scale:
         values["redis_max_connections"] = _whole("NEMO_REDIS_MAX_CONNECTIONS", pool)
     if (timeout := given("NEMO_REDIS_TIMEOUT")) is not None:
         values["redis_timeout"] = _seconds("NEMO_REDIS_TIMEOUT", timeout)
+    if (cluster := given("NEMO_REDIS_CLUSTER")) is not None:
+        if cluster.lower() not in ("0", "1", "yes", "no", "true", "false", "on", "off"):
+            raise ConfigError(f"NEMO_REDIS_CLUSTER must be 1 or 0 (got {cluster!r})")
+        values["redis_cluster"] = cluster.lower() in ("1", "yes", "true", "on")
     if (credits := given("NEMO_CREDITS_PER_DAY")) is not None:
         values["credits_per_day"] = _whole("NEMO_CREDITS_PER_DAY", credits, off=True)
     if (calls := given("NEMO_CALLS_PER_MINUTE")) is not None:

@@ -2,7 +2,8 @@
 
 - **Bounded.** One pool of at most `NEMO_REDIS_MAX_CONNECTIONS` connections per
   replica. When every connection is in use a command waits for one, up to
-  `NEMO_REDIS_TIMEOUT` (a blocking pool), instead of failing at once.
+  `NEMO_REDIS_TIMEOUT` (a blocking pool), instead of failing at once. On a Redis
+  Cluster (`NEMO_REDIS_CLUSTER=1`) the same bound holds for the commands in flight.
 - **Short.** Connecting, each command and the wait for a free connection are bounded
   by `NEMO_REDIS_TIMEOUT`; a lost connection is tried again once, a timeout never
   (a stalled Redis must not hold a call for several timeouts).
@@ -75,6 +76,54 @@ def _named(timeout: float) -> tuple[type[Redis], Any]:
     return NamedRedis, NamedPipeline
 
 
+def _named_cluster(scale: Scale) -> Any:
+    """A `RedisCluster` raising `SharedStateError`, its commands bounded like the pool.
+
+    The cluster client keeps a pool per node that refuses (never waits) when full; a
+    semaphore makes every command wait up to the timeout for one of
+    `redis_max_connections` places instead, which also bounds each node's pool."""
+    import anyio
+    from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+    from redis.exceptions import NoScriptError, RedisError
+
+    timeout = scale.redis_timeout
+    places = anyio.Semaphore(scale.redis_max_connections)
+
+    async def bounded(call: Any) -> Any:
+        try:
+            with anyio.fail_after(timeout):
+                await places.acquire()
+        except TimeoutError:
+            from redis.exceptions import ConnectionError as Unreachable
+
+            raise redis_problem(Unreachable("No connection available."), timeout) from None
+        try:
+            return await call()
+        except NoScriptError:
+            raise
+        except RedisError as err:
+            raise redis_problem(err, timeout) from err
+        finally:
+            places.release()
+
+    class NamedClusterPipeline(ClusterPipeline):
+        async def execute(
+            self, raise_on_error: bool = True, allow_redirections: bool = True
+        ) -> Any:
+            parent = super().execute
+            return await bounded(lambda: parent(raise_on_error, allow_redirections))
+
+    class NamedCluster(RedisCluster):
+        async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            parent = super().execute_command
+            return await bounded(lambda: parent(*args, **kwargs))
+
+        def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+            return NamedClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+    return NamedCluster
+
+
 def connect(url: str, scale: Scale | None = None) -> Redis:
     """The replica's Redis client (one bounded pool, shared by every user)."""
     from urllib.parse import unquote, urlsplit
@@ -90,6 +139,16 @@ def connect(url: str, scale: Scale | None = None) -> Redis:
     password = urlsplit(url).password
     redaction.register(unquote(password) if password else None)
     timeout = scale.redis_timeout
+    if scale.redis_cluster:
+        cluster: Redis = _named_cluster(scale).from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=scale.redis_max_connections,
+            retry=Retry(NoBackoff(), 1, supported_errors=(Unreachable,)),
+        )
+        return cluster
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=scale.redis_max_connections,
