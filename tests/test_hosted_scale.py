@@ -205,3 +205,78 @@ async def test_a_render_whose_bookkeeping_failed_is_resumed_never_rendered_again
             raise AssertionError("the export never completed")
     assert refused, "the bookkeeping fault was never reached"
     assert sandbox.control.stats()["renders_started"] == 1
+
+
+# 4. Waits woken by pub/sub, polling only as a fallback ----------------------------------
+def _command_calls(redis_url: str, command: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+
+
+async def test_a_wait_for_another_replicas_work_is_woken_not_polled(
+    tmp_path: Path, sandbox: SandboxServer, own_redis: RedisServer
+) -> None:
+    from redis.asyncio import Redis
+
+    from hosted_harness import Replicas
+
+    sandbox.control.set(generation_seconds=5.0)
+    token = _tokens(1, "woken")[0]
+    running = Replicas(
+        root=tmp_path,
+        sandbox=sandbox,
+        extra={
+            "NEMO_STATE_URL": own_redis.url,
+            "NEMO_HTTP_TOKENS": token,
+            "NEMO_TOOL_TIMEOUT": "20",
+            "NEMO_LEASE_SECONDS": "20",
+        },
+        count=2,
+    )
+    announced = 0
+    listener = Redis.from_url(own_redis.url, decode_responses=True)
+    pubsub = listener.pubsub()
+    await pubsub.psubscribe("nemo:*:changed")
+    try:
+        running.start()
+        first, second = (replica.url for replica in running.all)
+        results: list[Any] = []
+
+        async def generate(url: str) -> None:
+            results.append(await call(url, token, "generate", {"message": "a kite at dusk"}))
+
+        async def count_announcements() -> None:
+            nonlocal announced
+            while True:
+                if await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1):
+                    announced += 1
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(count_announcements)
+            tasks.start_soon(generate, first)
+            with anyio.fail_after(20):
+                while not sandbox.control.stats()["messages"]:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)  # the sandbox has nothing to wait on
+            reads = _command_calls(own_redis.url, "hgetall")
+            started = time.monotonic()
+            await generate(second)  # the same words: a wait for the first call's entry
+            waited = time.monotonic() - started
+            reads = _command_calls(own_redis.url, "hgetall") - reads
+            while len(results) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            tasks.cancel_scope.cancel()
+        for result in results:
+            assert not result.is_error, text_of(result)
+        assert len(sandbox.control.stats()["messages"]) == 1  # sent once
+        assert waited > 1.0, "the second call did not wait for the first"
+        # Two replicas read the entry when a change is announced, and every 2 s besides
+        # (never every 0.25 s): generous slack for the calls' own reads.
+        bound = 2 * (announced + 1) + 2 * (waited / 2.0 + 1) + 6
+        assert reads <= bound, f"{reads} reads in {waited:.1f} s with {announced} announcements"
+    finally:
+        running.stop()
+        await pubsub.aclose()
+        await listener.aclose()

@@ -19,6 +19,12 @@ make it a Redis Cluster hash tag, so all of a user's keys live in one slot):
     <p>:users             set: the users with entries (for pruning renders)
     <p>:d:<id>            set: the calls (ask ids) given the entry's outcome
     <p>:lease:<name>      hash: a named lease's owner and end (expires an hour after)
+    <p>:changed           channel: the id of each entry changed (PUBLISH, or SPUBLISH
+                          on a Cluster), waking waiters on other replicas
+
+Every key a script touches is passed in KEYS, all under the user's one hash tag: keys
+named by ids a script would find (the head of a queue, the newest entry for a key) are
+read first and re-checked inside the script, which asks to be run again if they moved.
 
 Liveness is by lease only: a claim is taken over when its lease has run out, never on a
 guess that its owner died. Replicas run on other machines, or in containers whose
@@ -148,7 +154,9 @@ return entry(KEYS[2])
 
 #: Change the entry KEYS[1] its owner holds (KEYS[2]: its user's queue, KEYS[3]: done);
 #: ARGV: lease clock, owner, now, lease seconds, '1' to finish it (releasing the
-#: claim), then field/value pairs.
+#: claim), the command announcing the change on the channel KEYS[4] (PUBLISH, SPUBLISH
+#: on a Cluster: the channel has the user's hash tag, so it is in the same slot; '':
+#: none), then field/value pairs.
 _UPDATE = (
     _HEAD
     + """
@@ -158,13 +166,14 @@ local found = redis.call('HMGET', key, 'owner', 'finished_at', 'kind', 'id')
 if found[1] ~= owner or found[2] ~= '' then return false end
 redis.call('HSET', key, 'updated_at', now, 'lease_until',
   lease_end(lease_clock(ARGV[1]), seconds))
-for n = 6, #ARGV, 2 do redis.call('HSET', key, ARGV[n], ARGV[n + 1]) end
+for n = 7, #ARGV, 2 do redis.call('HSET', key, ARGV[n], ARGV[n + 1]) end
 if final == '1' then
   redis.call('HSET', key, 'finished_at', now, 'owner', '', 'lease_until', 0)
   redis.call('ZREM', KEYS[2], found[4])
   if found[3] == 'message' then redis.call('ZADD', KEYS[3], now, found[4]) end
 end
 redis.call('HINCRBY', key, 'version', 1)
+if ARGV[6] ~= '' then redis.call(ARGV[6], KEYS[4], found[4]) end
 return entry(key)
 """
 )
@@ -310,9 +319,12 @@ class RedisLedger:
         *,
         owns_client: bool = False,
         server_clock: bool = True,
+        announce: str = "PUBLISH",
     ) -> None:
         self.redis = redis
         self.prefix = prefix
+        #: Changes are announced on `channel` with this command ('' for none).
+        self.announce = announce
         self._owns = owns_client
         self._server_clock = server_clock
         self._submit = redis.register_script(_SUBMIT)
@@ -326,6 +338,11 @@ class RedisLedger:
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
+
+    @property
+    def channel(self) -> str:
+        """Where every change of an entry is announced (its id), for waiters elsewhere."""
+        return self._key("changed")
 
     def _clock(self, now: float) -> str:
         """ARGV[1] of the claiming scripts: '' for Redis's clock, else `now`."""
@@ -491,8 +508,21 @@ class RedisLedger:
             return None
         return _entry(
             await self._update(
-                keys=[self._key("e", entry_id), self._key("q", user), self._key("done")],
-                args=[self._clock(now), owner, _number(now), _number(lease), final, *changes],
+                keys=[
+                    self._key("e", entry_id),
+                    self._key("q", user),
+                    self._key("done"),
+                    self.channel,
+                ],
+                args=[
+                    self._clock(now),
+                    owner,
+                    _number(now),
+                    _number(lease),
+                    final,
+                    self.announce,
+                    *changes,
+                ],
             )
         )
 

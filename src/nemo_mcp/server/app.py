@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.hosted.notify import Notifier
     from nemo_mcp.server.studio import PosterSource
     from nemo_mcp.state import ClientState
 
@@ -193,7 +194,9 @@ def create_server(
 
                 state: ClientState | StateStore
                 if redis is not None:
-                    state, ledger = redis_user(redis, user, user_settings.api_url)
+                    state, ledger = redis_user(
+                        redis, user, user_settings.api_url, cluster=settings.scale.redis_cluster
+                    )
                     where = "in Redis"
                 else:
                     from nemo_mcp.ledger.sqlite import SqliteLedger
@@ -214,7 +217,24 @@ def create_server(
                 return await closing.enter_async_context(client), ledger
 
             async with anyio.create_task_group() as tasks:
-                services = Services(settings, open_user, tasks, exposure)
+                notifier: Notifier | None = None
+                if redis is not None:
+                    from nemo_mcp.hosted.notify import Notifier
+
+                    notifier = Notifier(redis, sharded=settings.scale.redis_cluster)
+                    tasks.start_soon(notifier.run)
+
+                def opened(service: NemoService) -> None:
+                    if notifier is not None:
+                        notifier.watch(getattr(service.ledger, "channel", ""), service.work)
+
+                def closed(service: NemoService) -> None:
+                    if notifier is not None:
+                        notifier.unwatch(getattr(service.ledger, "channel", ""))
+
+                services = Services(
+                    settings, open_user, tasks, exposure, on_open=opened, on_close=closed
+                )
                 clients.push_async_callback(services.aclose)
                 live["services"] = services
                 live["redis"] = redis

@@ -197,6 +197,7 @@ class Services:
         tasks: TaskGroup,
         exposure: Exposure | None = None,
         *,
+        on_open: Callable[[NemoService], None] | None = None,
         on_close: Callable[[NemoService], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -204,6 +205,7 @@ class Services:
         self._open_user = open_user
         self._tasks = tasks
         self._slots: OrderedDict[str | None, _Slot] = OrderedDict()
+        self._on_open = on_open
         self._on_close = on_close
         self._sweeping = False
         #: Users closed so far (for metrics and tests).
@@ -269,6 +271,8 @@ class Services:
                         raise
                     service = NemoService(settings, client, ledger, self._tasks)
                     slot.service = service
+                    if self._on_open is not None:
+                        self._on_open(service)
                     service.resume()
             service = slot.service
         finally:

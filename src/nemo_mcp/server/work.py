@@ -256,6 +256,9 @@ class Work:
         self.owner = new_owner()
         self.lease = settings.lease_seconds
         self._changed = anyio.Event()
+        #: How often waiters look at the ledger for other processes' changes (longer
+        #: while those changes are announced: `hosted.notify`).
+        self.poll = POLL_SECONDS
         self._runner_active = False
         self._runs: dict[str, Run] = {}
 
@@ -270,7 +273,8 @@ class Work:
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def _pause(self, seconds: float = POLL_SECONDS) -> None:
+    async def _pause(self, seconds: float | None = None) -> None:
+        seconds = self.poll if seconds is None else seconds
         changed = self._changed
         with anyio.move_on_after(seconds):
             await changed.wait()
@@ -338,7 +342,7 @@ class Work:
                     await report(value, total, status_line(entry, clock()))
                 except Exception:  # a client gone away must not end the wait
                     log.debug("progress report failed", exc_info=True)
-            await self._pause(min(POLL_SECONDS, max(0.0, deadline - now)))
+            await self._pause(min(self.poll, max(0.0, deadline - now)))
 
     async def unfinished(self) -> list[Entry]:
         return await self.ledger.unfinished(self.user)
