@@ -280,3 +280,61 @@ async def test_a_wait_for_another_replicas_work_is_woken_not_polled(
         running.stop()
         await pubsub.aclose()
         await listener.aclose()
+
+
+# 7. Operator limits, across replicas ------------------------------------------------------
+async def _early_in_a_minute(redis_url: str) -> None:
+    """Return when Redis's clock is early in a minute (the rate's window is the minute)."""
+    import redis
+
+    with anyio.fail_after(30), redis.Redis.from_url(redis_url) as client:
+        while int(client.time()[0]) % 60 > 40:  # noqa: ASYNC110
+            await anyio.sleep(0.5)  # a clock boundary: nothing to wait on
+
+
+async def test_the_rate_and_the_daily_spend_are_limited_per_user_across_replicas(
+    tmp_path: Path, sandbox: SandboxServer, redis_server: RedisServer
+) -> None:
+    from hosted_harness import Replicas
+
+    sandbox.control.set(initial_credits=1000)  # the cap, not the balance, must refuse
+    rated, spender, other = _tokens(3, f"limits-{time.time_ns()}")
+    running = Replicas(
+        root=tmp_path,
+        sandbox=sandbox,
+        extra={
+            "NEMO_STATE_URL": redis_server.url,
+            "NEMO_HTTP_TOKENS": ",".join((rated, spender, other)),
+            "NEMO_TOOL_TIMEOUT": "10",
+            "NEMO_CALLS_PER_MINUTE": "4",
+            "NEMO_CREDITS_PER_DAY": "150",
+        },
+        count=2,
+    )
+    try:
+        running.start()
+        one, two = (replica.url for replica in running.all)
+        await _early_in_a_minute(redis_server.url)
+        async with connect(one, rated) as first, connect(two, rated) as second:
+            for client in (first, second, first, second):
+                _credits(await client.call_tool("credits", {}))
+            refused = await second.call_tool("credits", {})
+        assert refused.is_error
+        words = text_of(refused)
+        assert "4 calls a minute" in words and "wait a minute" in words, words
+        _credits(await call(one, other, "credits", {}))  # another user: their own count
+
+        async with connect(one, spender) as first, connect(two, spender) as second:
+            made = await first.call_tool("generate", {"message": "a red balloon"})  # ~100
+            assert not made.is_error, text_of(made)
+            edit = await second.call_tool("generate", {"message": "add soft piano music"})
+            assert not edit.is_error, text_of(edit)  # ~50: 150 committed
+            again = await first.call_tool("generate", {"message": "add soft piano music"})
+            assert not again.is_error, text_of(again)  # asked again: found, costs nothing
+            over = await second.call_tool("generate", {"message": "add a title 'Up'"})
+        assert over.is_error
+        words = text_of(over)
+        assert "150 credits a day" in words and "nothing was sent" in words, words
+        assert len(sandbox.control.stats()["messages"]) == 2  # the refused one never left
+    finally:
+        running.stop()

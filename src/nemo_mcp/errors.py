@@ -7,7 +7,8 @@
     ├── InputError                 the caller's input is refused before any request
     │   ├── UnsupportedFileError   (4001 too) a type the active profile does not take
     │   ├── FileTooLargeError      (4002 too) over the active profile's size limit
-    │   └── PathNotAllowedError    outside the allowed folders, a device, a folder...
+    │   ├── PathNotAllowedError    outside the allowed folders, a device, a folder...
+    │   └── LimitError             an operator's per-user limit (calls a minute, credits a day)
     ├── BackendError               the backend answered, and said no
     │   ├── AuthError              1001 token expired or invalid
     │   ├── SessionNotFoundError   1002 the session (and its timeline) is gone
@@ -80,6 +81,10 @@ class FileTooLargeError(InputError):
 
 class PathNotAllowedError(InputError):
     """A path outside the allowed folders, or not a regular file."""
+
+
+class LimitError(InputError):
+    """An operator's per-user limit (calls a minute, credits a day) refused the call."""
 
 
 class BackendError(NemoError):

@@ -232,8 +232,20 @@ def create_server(
                     if notifier is not None:
                         notifier.unwatch(getattr(service.ledger, "channel", ""))
 
+                limits = None
+                scale = settings.scale
+                if redis is not None and (scale.calls_per_minute or scale.credits_per_day):
+                    from nemo_mcp.hosted.limits import Limits
+
+                    limits = Limits(redis, scale)
                 services = Services(
-                    settings, open_user, tasks, exposure, on_open=opened, on_close=closed
+                    settings,
+                    open_user,
+                    tasks,
+                    exposure,
+                    on_open=opened,
+                    on_close=closed,
+                    limits=limits,
                 )
                 clients.push_async_callback(services.aclose)
                 live["services"] = services

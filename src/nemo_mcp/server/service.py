@@ -25,6 +25,7 @@ from nemo_mcp.settings import Settings
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.hosted.limits import Limits
     from nemo_mcp.server.work import Run, Ticket, Work
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class NemoService:
         self.ledger = ledger
         self.tasks = tasks
         self.user = user
+        #: The operator's per-user limits (hosted), and this user's key for them.
+        self.limits: Limits | None = None
+        self.key = ""
         self.work: Work = Work(
             ledger=ledger,
             user=user,
@@ -89,12 +93,31 @@ class NemoService:
         """The ledger entry answering this message: found, or recorded to be sent once."""
         session = await self.client.session()
         key = _message_key(session.session_id, text, new_project, again, request_id)
-        return await self.work.submit(
-            "message",
-            key,
-            {"message": text, "new_project": new_project},
-            session_id=session.session_id,
-        )
+        cost = 0
+        if self.limits is not None and self.limits.spending_capped:
+            found = await self.ledger.find(user=self.user, kind="message", key=key, now=clock())
+            if found is None:  # a new request: commit its estimate first, or refuse it
+                from nemo_mcp.server.spending import estimate, is_edit
+
+                draft = None if new_project else (await self.client.state()).state.draft
+                guess = estimate(edit=is_edit(draft, new_project=new_project))
+                await self.limits.spend(self.key, guess.cost, guess.what)
+                cost = guess.cost
+        try:
+            ticket = await self.work.submit(
+                "message",
+                key,
+                {"message": text, "new_project": new_project},
+                session_id=session.session_id,
+            )
+        except BaseException:
+            if cost and self.limits is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.limits.refund(self.key, cost)
+            raise
+        if cost and ticket.submission.how != "new" and self.limits is not None:
+            await self.limits.refund(self.key, cost)  # another call recorded it first
+        return ticket
 
     async def find_message(
         self,
@@ -199,6 +222,7 @@ class Services:
         *,
         on_open: Callable[[NemoService], None] | None = None,
         on_close: Callable[[NemoService], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.settings = settings
         self.exposure = exposure or Exposure.local()
@@ -206,6 +230,7 @@ class Services:
         self._tasks = tasks
         self._slots: OrderedDict[str | None, _Slot] = OrderedDict()
         self._on_open = on_open
+        self.limits = limits
         self._on_close = on_close
         self._sweeping = False
         #: Users closed so far (for metrics and tests).
@@ -253,6 +278,8 @@ class Services:
                 del self._slots[key]  # never opened (refused, or failed to open)
 
     async def get(self, key: str | None = None) -> NemoService:
+        if self.limits is not None and self.exposure.served:
+            await self.limits.call(key or "")  # refused past the rate: nothing opened
         slot = self._slot(key)
         if slot.service is not None:
             return slot.service
@@ -270,6 +297,7 @@ class Services:
                         slot.closing = AsyncExitStack()
                         raise
                     service = NemoService(settings, client, ledger, self._tasks)
+                    service.limits, service.key = self.limits, key or ""
                     slot.service = service
                     if self._on_open is not None:
                         self._on_open(service)
