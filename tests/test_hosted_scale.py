@@ -338,3 +338,80 @@ async def test_the_rate_and_the_daily_spend_are_limited_per_user_across_replicas
         assert len(sandbox.control.stats()["messages"]) == 2  # the refused one never left
     finally:
         running.stop()
+
+
+# 7. Signals: metrics, /readyz, JSON log lines ---------------------------------------------
+def _metric(page: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text `page` (0 when absent)."""
+    for line in page.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] != name:
+            continue
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_readyz_and_json_logs_tell_the_operator_what_happens(
+    tmp_path: Path, sandbox: SandboxServer, own_redis: RedisServer
+) -> None:
+    import json
+
+    import httpx
+
+    first, second = _tokens(2, "signals")
+    env = _hosted_env(
+        tmp_path,
+        sandbox,
+        own_redis.url,
+        [first, second],
+        NEMO_METRICS="/metrics",
+        NEMO_LOG_FORMAT="json",
+        NEMO_LOG_LEVEL="INFO",
+        NEMO_MAX_USERS="1",
+        NEMO_REDIS_TIMEOUT="1",
+        NEMO_TOOL_TIMEOUT="10",
+    )
+    log = tmp_path / "server.log"
+    process, url = _serve(env, log)
+    base = url.removesuffix("/mcp")
+    assert own_redis.process is not None
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            ready = await http.get(f"{base}/readyz")
+            assert (ready.status_code, ready.json()) == (200, {"ready": True})
+            async with connect(url, first) as client:
+                made = await client.call_tool("generate", {"message": "a tram in the rain"})
+                assert not made.is_error, text_of(made)
+                result = await client.call_tool("export", {})
+                while (result.structured_content or {}).get("status") in ("running", "rendering"):
+                    result = await client.call_tool("export", {})
+                assert not result.is_error, text_of(result)
+            _credits(await call(url, second, "credits", {}))  # the cache holds one: first closes
+            page = (await http.get(f"{base}/metrics")).text
+            stats = sandbox.control.stats()
+            assert _metric(page, "nemo_tool_calls_total", tool="generate", outcome="ok") == 1
+            assert _metric(page, "nemo_tool_call_seconds_count", tool="export") >= 1
+            assert _metric(page, "nemo_messages_sent_total") == len(stats["messages"]) == 1
+            assert _metric(page, "nemo_renders_started_total") == stats["renders_started"] == 1
+            assert _metric(page, "nemo_users_open") == 1
+            assert _metric(page, "nemo_users_closed_total") == 1
+
+            os.kill(own_redis.process.pid, signal.SIGSTOP)
+            try:
+                stalled = await http.get(f"{base}/readyz")
+                refused = await call(url, second, "credits", {})
+                page = (await http.get(f"{base}/metrics")).text
+            finally:
+                os.kill(own_redis.process.pid, signal.SIGCONT)
+            assert stalled.status_code == 503 and "Redis" in stalled.json()["why"]
+            assert refused.is_error and "Redis" in text_of(refused)
+            assert _metric(page, "nemo_redis_errors_total") >= 1
+            assert _metric(page, "nemo_tool_calls_total", tool="credits", outcome="error") == 1
+    finally:
+        end(process)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)

@@ -16,6 +16,7 @@ The password, if the URL has one, is kept out of every log line and message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nemo_mcp.errors import SharedStateError
@@ -46,8 +47,12 @@ def redis_problem(err: RedisError, timeout: float) -> SharedStateError:
     )
 
 
-def _named(timeout: float) -> tuple[type[Redis], Any]:
-    """A `Redis` (and its pipeline) raising `SharedStateError` for every Redis failure."""
+Problem = Callable[[], None]
+
+
+def _named(timeout: float, noted: Problem) -> tuple[type[Redis], Any]:
+    """A `Redis` (and its pipeline) raising `SharedStateError` for every Redis failure
+    (each one `noted`, for the metrics)."""
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
     from redis.exceptions import NoScriptError, RedisError
@@ -57,6 +62,7 @@ def _named(timeout: float) -> tuple[type[Redis], Any]:
             try:
                 return await super().execute(raise_on_error)
             except RedisError as err:
+                noted()
                 raise redis_problem(err, timeout) from err
 
     class NamedRedis(Redis):
@@ -66,6 +72,7 @@ def _named(timeout: float) -> tuple[type[Redis], Any]:
             except NoScriptError:
                 raise  # the script is loaded and run again by its caller
             except RedisError as err:
+                noted()
                 raise redis_problem(err, timeout) from err
 
         def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
@@ -76,7 +83,7 @@ def _named(timeout: float) -> tuple[type[Redis], Any]:
     return NamedRedis, NamedPipeline
 
 
-def _named_cluster(scale: Scale) -> Any:
+def _named_cluster(scale: Scale, noted: Problem) -> Any:
     """A `RedisCluster` raising `SharedStateError`, its commands bounded like the pool.
 
     The cluster client keeps a pool per node that refuses (never waits) when full; a
@@ -96,12 +103,14 @@ def _named_cluster(scale: Scale) -> Any:
         except TimeoutError:
             from redis.exceptions import ConnectionError as Unreachable
 
+            noted()
             raise redis_problem(Unreachable("No connection available."), timeout) from None
         try:
             return await call()
         except NoScriptError:
             raise
         except RedisError as err:
+            noted()
             raise redis_problem(err, timeout) from err
         finally:
             places.release()
@@ -124,8 +133,13 @@ def _named_cluster(scale: Scale) -> Any:
     return NamedCluster
 
 
-def connect(url: str, scale: Scale | None = None) -> Redis:
-    """The replica's Redis client (one bounded pool, shared by every user)."""
+def _nothing() -> None:
+    return None
+
+
+def connect(url: str, scale: Scale | None = None, *, noted: Problem = _nothing) -> Redis:
+    """The replica's Redis client (one bounded pool, shared by every user); `noted` is
+    called at each failure."""
     from urllib.parse import unquote, urlsplit
 
     from redis.asyncio import BlockingConnectionPool
@@ -140,7 +154,7 @@ def connect(url: str, scale: Scale | None = None) -> Redis:
     redaction.register(unquote(password) if password else None)
     timeout = scale.redis_timeout
     if scale.redis_cluster:
-        cluster: Redis = _named_cluster(scale).from_url(
+        cluster: Redis = _named_cluster(scale, noted).from_url(
             url,
             decode_responses=True,
             socket_timeout=timeout,
@@ -159,7 +173,7 @@ def connect(url: str, scale: Scale | None = None) -> Redis:
         retry=Retry(NoBackoff(), 1, supported_errors=(Unreachable,)),
         retry_on_timeout=False,
     )
-    named, _ = _named(timeout)
+    named, _ = _named(timeout, noted)
     return named.from_pool(pool)
 
 

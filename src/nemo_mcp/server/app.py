@@ -7,7 +7,9 @@ request's bearer token (or OAuth subject), as for the tools.
 
 Each user's state is kept in files under NEMO_HOME (a SQLite ledger beside them),
 or, hosted, in Redis under keys derived from the user's key, shared by every replica.
-`GET /healthz` answers 200 while the server runs (and, hosted, reaches Redis).
+`GET /healthz` answers 200 while the server runs (and, hosted, reaches Redis); `GET
+/readyz` answers 200 when it is ready for traffic (started, and Redis answers within
+NEMO_REDIS_TIMEOUT). With NEMO_METRICS, Prometheus metrics (`nemo_mcp.metrics`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from nemo_mcp.hosted.serving import (
 )
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Entry, Ledger, clock
+from nemo_mcp.metrics import Metrics
 from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
@@ -111,6 +114,23 @@ async def _keep_headers(ctx: ServerRequestContext[Any, Any], call_next: CallNext
         _request_headers.reset(reset)
 
 
+#: Tool results that mean "call again to wait" (a call answered, its work not yet done).
+_WAITING = frozenset({"running", "queued", "rendering"})
+
+
+def _outcome(result: Any) -> str:
+    """A tool call's result as the metrics count it: ok, error or waiting."""
+    if isinstance(result, dict):  # as the handler hands it on: the wire's field names
+        failed, structured = result.get("isError"), result.get("structuredContent")
+    else:
+        failed = getattr(result, "is_error", False)
+        structured = getattr(result, "structured_content", None)
+    if failed:
+        return "error"
+    status = structured.get("status") if isinstance(structured, dict) else None
+    return "waiting" if status in _WAITING else "ok"
+
+
 def _example_prompt(text: str) -> Callable[[], str]:
     def prompt() -> str:
         return text
@@ -146,6 +166,7 @@ def create_server(
     studio = studio_for(settings, poster_for=poster_for)
 
     live: dict[str, Any] = {}  # static resources get no Context; they read this
+    metrics = Metrics(enabled=settings.scale.metrics is not None)
     request_state = SharedKeyCodec() if exposure.hosted else None
 
     async def current() -> NemoService:
@@ -179,7 +200,11 @@ def create_server(
                 from nemo_mcp.hosted.redis_state import connect, request_state_keys
 
                 assert settings.state_url is not None and request_state is not None
-                redis = connect(settings.state_url.get_secret_value(), settings.scale)
+                redis = connect(
+                    settings.state_url.get_secret_value(),
+                    settings.scale,
+                    noted=metrics.redis_error,
+                )
                 clients.push_async_callback(redis.aclose)
                 try:
                     request_state.install(await request_state_keys(redis))
@@ -229,6 +254,7 @@ def create_server(
                         notifier.watch(getattr(service.ledger, "channel", ""), service.work)
 
                 def closed(service: NemoService) -> None:
+                    metrics.user_closed()
                     if notifier is not None:
                         notifier.unwatch(getattr(service.ledger, "channel", ""))
 
@@ -246,7 +272,14 @@ def create_server(
                     on_open=opened,
                     on_close=closed,
                     limits=limits,
+                    metrics=metrics,
                 )
+                metrics.watch_users(
+                    lambda: len(services),
+                    lambda: sum(1 for s in services.opened() if s.work.busy),
+                )
+                if isinstance(settings.scale.metrics, int):
+                    clients.callback(metrics.serve(settings.scale.metrics))
                 clients.push_async_callback(services.aclose)
                 live["services"] = services
                 live["redis"] = redis
@@ -266,7 +299,17 @@ def create_server(
         except NemoError:  # no user: the handler says so
             return await call_next(ctx)
         with services.using(key):
-            return await call_next(ctx)
+            if ctx.method != "tools/call" or not metrics.enabled:
+                return await call_next(ctx)
+            tool = str((ctx.params or {}).get("name") or "unknown")
+            started = anyio.current_time()
+            outcome = "error"
+            try:
+                result = await call_next(ctx)
+                outcome = _outcome(result)
+                return result
+            finally:
+                metrics.call(tool, outcome, anyio.current_time() - started)
 
     mcp = NemoServer(
         "nemo-mcp",
@@ -284,6 +327,31 @@ def create_server(
             None if request_state is None else shared_request_state(request_state)
         ),
     )
+
+    @mcp.custom_route("/readyz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def readyz(_request: Request) -> Response:
+        """Ready for traffic: started, and (hosted) Redis answers within its timeout."""
+        from starlette.responses import JSONResponse
+
+        if "services" not in live:
+            return JSONResponse({"ready": False, "why": "starting or stopping"}, 503)
+        redis = live.get("redis")
+        if redis is not None:
+            try:
+                with anyio.fail_after(settings.scale.redis_timeout):
+                    await redis.ping()
+            except Exception:
+                return JSONResponse({"ready": False, "why": "Redis does not answer"}, 503)
+        return JSONResponse({"ready": True})
+
+    if isinstance(settings.scale.metrics, str):
+
+        @mcp.custom_route(settings.scale.metrics, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+        async def metrics_page(_request: Request) -> Response:
+            from starlette.responses import Response as Plain
+
+            body, kind = metrics.text()
+            return Plain(body, media_type=kind)
 
     @mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
     async def healthz(_request: Request) -> Response:

@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from nemo_mcp.ledger import Entry, Ledger, clock
+from nemo_mcp.metrics import Metrics
 from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.settings import Settings
 
@@ -53,6 +54,7 @@ class NemoService:
         #: The operator's per-user limits (hosted), and this user's key for them.
         self.limits: Limits | None = None
         self.key = ""
+        self.metrics = Metrics.off()
         self.work: Work = Work(
             ledger=ledger,
             user=user,
@@ -65,12 +67,16 @@ class NemoService:
     async def _run_message(self, run: Run) -> dict[str, Any]:
         from nemo_mcp.server.generation import run_message
 
+        if run.state == "queued":  # not yet sent: it leaves now (a resume never resends)
+            self.metrics.message_sent()
         return await run_message(run, self.client, self.settings)
 
     async def _run_render(self, run: Run) -> dict[str, Any]:
         from nemo_mcp.server.export import run_render
 
         history = await self.ledger.renders(self.user)
+        if run.state == "queued":
+            self.metrics.render_started()
         return await run_render(run, self.client, self.settings, history)
 
     def resume(self) -> None:
@@ -117,6 +123,8 @@ class NemoService:
             raise
         if cost and ticket.submission.how != "new" and self.limits is not None:
             await self.limits.refund(self.key, cost)  # another call recorded it first
+        if ticket.submission.how == "new":
+            self.metrics.accepted(ticket.submission.ahead)
         return ticket
 
     async def find_message(
@@ -140,12 +148,15 @@ class NemoService:
         from nemo_mcp.server.export import render_key
 
         session = await self.client.session()
-        return await self.work.submit(
+        ticket = await self.work.submit(
             "render",
             render_key(fmt, quality),
             {"format": fmt, "quality": quality, "fresh": fresh},
             session_id=session.session_id,
         )
+        if ticket.submission.how == "new":
+            self.metrics.accepted(ticket.submission.ahead)
+        return ticket
 
     async def running(self) -> list[str]:
         """Work still in progress or waiting, in words, in order."""
@@ -223,6 +234,7 @@ class Services:
         on_open: Callable[[NemoService], None] | None = None,
         on_close: Callable[[NemoService], None] | None = None,
         limits: Limits | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.exposure = exposure or Exposure.local()
@@ -231,6 +243,7 @@ class Services:
         self._slots: OrderedDict[str | None, _Slot] = OrderedDict()
         self._on_open = on_open
         self.limits = limits
+        self.metrics = metrics or Metrics.off()
         self._on_close = on_close
         self._sweeping = False
         #: Users closed so far (for metrics and tests).
@@ -298,6 +311,7 @@ class Services:
                         raise
                     service = NemoService(settings, client, ledger, self._tasks)
                     service.limits, service.key = self.limits, key or ""
+                    service.metrics = self.metrics
                     slot.service = service
                     if self._on_open is not None:
                         self._on_open(service)
