@@ -59,16 +59,6 @@ def _whole(name: str, value: str, *, off: bool = False) -> int | None:
     return number
 
 
-def _seconds(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds (got {value!r})") from None
-    if not 0 < number < float("inf"):
-        raise ConfigError(f"{name} must be above 0 (got {value!r})")
-    return number
-
-
 def _metrics(value: str) -> int | str | None:
     word = value.lower()
     if word in ("0", "off", "no", "none"):
@@ -84,6 +74,10 @@ def _metrics(value: str) -> int | str | None:
 
 def scale_from_env(env: Mapping[str, str]) -> Scale:
     """The `Scale` the environment asks for (defaults where a variable is unset)."""
+    # The settings' own parsers (imported here: `settings` imports this module).
+    from nemo_mcp.settings import _positive_float as _seconds
+    from nemo_mcp.settings import _switch
+
     values: dict[str, object] = {}
 
     def given(name: str) -> str | None:
@@ -99,9 +93,7 @@ def scale_from_env(env: Mapping[str, str]) -> Scale:
     if (timeout := given("NEMO_REDIS_TIMEOUT")) is not None:
         values["redis_timeout"] = _seconds("NEMO_REDIS_TIMEOUT", timeout)
     if (cluster := given("NEMO_REDIS_CLUSTER")) is not None:
-        if cluster.lower() not in ("0", "1", "yes", "no", "true", "false", "on", "off"):
-            raise ConfigError(f"NEMO_REDIS_CLUSTER must be 1 or 0 (got {cluster!r})")
-        values["redis_cluster"] = cluster.lower() in ("1", "yes", "true", "on")
+        values["redis_cluster"] = _switch("NEMO_REDIS_CLUSTER", cluster)
     if (credits := given("NEMO_CREDITS_PER_DAY")) is not None:
         values["credits_per_day"] = _whole("NEMO_CREDITS_PER_DAY", credits, off=True)
     if (calls := given("NEMO_CALLS_PER_MINUTE")) is not None:
