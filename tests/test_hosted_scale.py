@@ -415,3 +415,49 @@ async def test_metrics_readyz_and_json_logs_tell_the_operator_what_happens(
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines if line.startswith("{")]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+
+
+async def test_a_user_whose_work_runs_is_never_closed_and_idle_users_are(
+    tmp_path: Path, sandbox: SandboxServer, redis_server: RedisServer
+) -> None:
+    """The cache holds one user; the one whose message is being worked on stays open while
+    five others come and go, and is answered from the same work; then, idle, all close."""
+    import httpx
+
+    sandbox.control.set(generation_seconds=10.0)
+    working, *others = _tokens(6, f"busy-{time.time_ns()}")
+    env = _hosted_env(
+        tmp_path,
+        sandbox,
+        redis_server.url,
+        [working, *others],
+        NEMO_MAX_USERS="1",
+        NEMO_USER_IDLE_SECONDS="1",
+        NEMO_TOOL_TIMEOUT="4",
+        NEMO_METRICS="/metrics",
+    )
+    process, url = _serve(env, tmp_path / "server.log")
+    base = url.removesuffix("/mcp")
+    try:
+        async with connect(url, working) as client:
+            first = await client.call_tool("generate", {"message": "a lantern on a lake"})
+            assert (first.structured_content or {}).get("status") == "running", text_of(first)
+            for token in others:  # each opens, and the least recently used idle one closes
+                _credits(await call(url, token, "credits", {}))
+            async with httpx.AsyncClient(timeout=10) as http:
+                page = (await http.get(f"{base}/metrics")).text
+            assert _metric(page, "nemo_users_closed_total") == len(others) - 1
+            result = await client.call_tool("generate", {"message": "a lantern on a lake"})
+            while (result.structured_content or {}).get("status") == "running":
+                result = await client.call_tool("generate", {"message": "a lantern on a lake"})
+            assert not result.is_error, text_of(result)
+        assert len(sandbox.control.stats()["messages"]) == 1  # one message, never resent
+        async with httpx.AsyncClient(timeout=10) as http:
+            with anyio.fail_after(20):
+                while True:  # idle users are closed within a moment of their idle time
+                    page = (await http.get(f"{base}/metrics")).text
+                    if _metric(page, "nemo_users_open") == 0:
+                        break
+                    await anyio.sleep(0.2)
+    finally:
+        end(process)
