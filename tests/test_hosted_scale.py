@@ -461,3 +461,74 @@ async def test_a_user_whose_work_runs_is_never_closed_and_idle_users_are(
                     await anyio.sleep(0.2)
     finally:
         end(process)
+
+
+# 5. Fencing: a replica paused past its lease only touches its own --------------------------
+async def test_a_replica_paused_past_its_lease_never_touches_the_new_holders_download(
+    tmp_path: Path, sandbox: SandboxServer, redis_server: RedisServer
+) -> None:
+    """Two replicas share an output volume. A is paused (SIGSTOP) mid-download, past its
+    lease; B takes the render over and downloads it into a part of its own, then names the
+    file. A, resumed, finds its claim gone: it removes its own part and names nothing."""
+    sandbox.control.set(generation_seconds=0.2, render_seconds=0.2, render_output_bytes=6_000_000)
+    token = _tokens(1, f"fence-{time.time_ns()}")[0]
+    out = tmp_path / "shared-out"
+    common = {"NEMO_OUTPUT_DIR": str(out), "NEMO_LEASE_SECONDS": "2"}
+    env_a = _hosted_env(
+        tmp_path / "a", sandbox, redis_server.url, [token], NEMO_TOOL_TIMEOUT="1", **common
+    )
+    env_b = _hosted_env(
+        tmp_path / "b", sandbox, redis_server.url, [token], NEMO_TOOL_TIMEOUT="30", **common
+    )
+
+    def parts() -> set[str]:
+        return {p.name for p in out.rglob(".nemo-*.part")}  # under out/<user key>/
+
+    def part_bytes() -> int:
+        return sum(p.stat().st_size for p in out.rglob(".nemo-*.part"))
+
+    a, url_a = _serve(env_a, tmp_path / "a.log")
+    b, url_b = _serve(env_b, tmp_path / "b.log")
+    try:
+        made = await call(url_b, token, "generate", {"message": "a paper crane"})
+        assert not made.is_error, text_of(made)
+        sandbox.control.fault("download_slow", rate=1_000_000, times=2)
+        started = await call_once(url_a, token, "export")  # A starts it, answers "running"
+        assert not started.is_error, text_of(started)
+        with anyio.fail_after(30):
+            while part_bytes() < 500_000:  # noqa: ASYNC110
+                await anyio.sleep(0.05)  # another process writes it: nothing to wait on
+        os.kill(a.pid, signal.SIGSTOP)
+        seen: set[str] = set()
+        results: list[Any] = []
+
+        async def export_on_b() -> None:
+            results.append(await call(url_b, token, "export", {}))
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(export_on_b)
+                with anyio.fail_after(60):
+                    while not results:
+                        seen |= parts()
+                        await anyio.sleep(0.05)
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        done = results[0]
+        assert not done.is_error, text_of(done)
+        saved = Path((done.structured_content or {})["file"])
+        assert len(seen) >= 2, f"the two holders wrote one part file: {seen}"
+        with anyio.fail_after(60):
+            while parts():  # noqa: ASYNC110 - A resumes, finishes its part, removes it
+                await anyio.sleep(0.1)
+        assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+        assert saved.stat().st_size == 6_000_000
+        assert sandbox.control.stats()["renders_started"] == 1
+    finally:
+        end(a)
+        end(b)
+
+
+async def call_once(url: str, bearer: str, tool: str) -> Any:
+    async with connect(url, bearer) as client:
+        return await client.call_tool(tool, {})

@@ -286,13 +286,16 @@ async def download(
     expected_size: int | None = None,
     part_name: str | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
+    before_claim: Callable[[], Awaitable[None]] | None = None,
 ) -> Download:
     """Save the render's file under `folder` with a unique name, trying `output.url`
     first and the documented download endpoint second.
 
     The bytes go to `part_name` (else a unique `.part` name) and reach their final name
     only when whole: when the render reported a size, exactly that many bytes. A
-    connection that ends early, cleanly or not, is a failed download."""
+    connection that ends early, cleanly or not, is a failed download. `before_claim`
+    (the holder's fence) runs just before the final name is taken: when it raises, the
+    part is removed and nothing is named."""
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local call
     fallback = f"{client.api_url}/api/render/proxy/{quote(status.id)}/download"
     attempts = [(status.url, False)] if status.url else []
@@ -317,6 +320,12 @@ async def download(
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if before_claim is not None:
+            try:
+                await before_claim()
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # this holder's own part, named for it alone
+                raise
         path = _claim_name(folder, stem, suffix, tmp)
         with contextlib.suppress(OSError):
             os.chmod(path, 0o644)  # the temporary file was private; the video is the user's
