@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import pytest
 
-from nemo_mcp.hosted.local import RedisServer, free_port
+from nemo_mcp.hosted.local import RedisClusterServers, RedisServer, free_port
 from nemo_mcp.sandbox.testing import SandboxServer
 
 from hosted_harness import call, connect
@@ -532,3 +532,44 @@ async def test_a_replica_paused_past_its_lease_never_touches_the_new_holders_dow
 async def call_once(url: str, bearer: str, tool: str) -> Any:
     async with connect(url, bearer) as client:
         return await client.call_tool(tool, {})
+
+
+# 4. The whole of hosted mode on a real Redis Cluster -------------------------------------
+async def test_replicas_on_a_redis_cluster_send_once_render_once_and_wake_each_other(
+    tmp_path: Path, sandbox: SandboxServer, redis_cluster: RedisClusterServers
+) -> None:
+    from hosted_harness import Replicas
+
+    token = _tokens(1, f"cluster-{time.time_ns()}")[0]
+    running = Replicas(
+        root=tmp_path,
+        sandbox=sandbox,
+        extra={
+            "NEMO_STATE_URL": redis_cluster.url,
+            "NEMO_REDIS_CLUSTER": "1",
+            "NEMO_HTTP_TOKENS": token,
+            "NEMO_TOOL_TIMEOUT": "20",
+        },
+        count=2,
+    )
+    try:
+        running.start()
+        urls = [replica.url for replica in running.all]
+        args = {"message": "a glacier at dawn"}
+        results: list[Any] = []
+
+        async def ask(url: str, tool: str, arguments: dict[str, Any]) -> None:
+            results.append(await call(url, token, tool, arguments))
+
+        for tool, arguments in (("generate", args), ("export", {})):
+            async with anyio.create_task_group() as tasks:  # the same call through both
+                for url in urls:
+                    tasks.start_soon(ask, url, tool, arguments)
+        for result in results:
+            assert not result.is_error, text_of(result)
+        stats = sandbox.control.stats()
+        assert len(stats["messages"]) == 1 and stats["renders_started"] == 1
+        assert stats["tokens_issued"] == 1 and stats["sessions_created"] == 1
+        assert running.homes_hold_no_state() == []  # everything was in the Cluster
+    finally:
+        running.stop()
