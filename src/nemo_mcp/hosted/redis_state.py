@@ -97,12 +97,12 @@ class RedisState:
             return configured
         key = f"{self.user_prefix}:client_id"
         for _ in range(3):
-            await self.redis.set(key, str(uuid.uuid4()), nx=True)
-            value = await self.redis.get(key)
+            made = str(uuid.uuid4())
+            # One round trip: made unless one exists, and the one that exists (Redis 7).
+            held = await self.redis.set(key, made, nx=True, get=True)
+            value = made if held is None else held
             if isinstance(value, str) and valid_client_id(value):
                 return value
-            if value is None:
-                continue
             if token_exists:
                 raise ConfigError(
                     f"The client id in Redis ({key}) is damaged (not a UUID), and this user's "
