@@ -18,8 +18,20 @@ call and the counts.
 The sandbox is made faster than the real service (generation 2 s, edits 1 s, renders
 3 s) so the run fits in minutes; the replicas' lease is 5 s.
 
+Many distinct users (`--many N`, before the run above, on the same replicas): N OAuth
+subjects (RS256 JWTs from a local issuer whose JWKS a tiny HTTP server serves), each
+calling `credits` once through the load balancer, `--concurrency` at a time, the
+replicas keeping at most `--cache` users open each (NEMO_MAX_USERS). Every replica's
+RSS and open files are sampled as the users served grow: both must flatten once the
+caches are full. Reports those samples, the calls' p50/p99, and failures.
+
+`--cluster` runs the same on a Redis Cluster of three masters (redis-server in cluster
+mode, `redis-cli --cluster create`) instead of one Redis.
+
     .venv/bin/python bench/bench_hosted.py                   # 200 users x 10 calls
     .venv/bin/python bench/bench_hosted.py --users 50
+    .venv/bin/python bench/bench_hosted.py --users 200 --many 10000 --cache 500
+    .venv/bin/python bench/bench_hosted.py --users 200 --many 10000 --cache 500 --cluster
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +55,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nemo_mcp.hosted.local import Haproxy, RedisServer, missing
+from nemo_mcp.hosted.local import Haproxy, RedisClusterServers, RedisServer, missing
 
 from _common import (
     NEMO_MCP,
@@ -100,6 +114,16 @@ async def one_call(client: Client, tool: str, args: dict[str, Any]) -> Any:
     raise RuntimeError(f"{tool} still waiting after 60 calls")
 
 
+@asynccontextmanager
+async def mcp_client(url: str, token: str) -> AsyncIterator[Client]:
+    """The SDK's client on `url` with `token` as its bearer."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
+    ):
+        yield client
+
+
 async def user(url: str, token: str, n: int, tally: Tally) -> None:
     """One agent: one client for all its calls; after a failure, a new client tries the
     call once more."""
@@ -107,12 +131,7 @@ async def user(url: str, token: str, n: int, tally: Tally) -> None:
     step, retried, start = 0, False, time.perf_counter()
     while step < len(steps):
         try:
-            async with (
-                httpx2.AsyncClient(
-                    headers={"Authorization": f"Bearer {token}"}, timeout=120
-                ) as http,
-                Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
-            ):
+            async with mcp_client(url, token) as client:
                 while step < len(steps):
                     tool, args = steps[step]
                     result = await one_call(client, tool, args)
@@ -161,13 +180,131 @@ async def load(url: str, tokens: list[str], kill_at: float, kill: Any) -> tuple[
     return tally, time.perf_counter() - start
 
 
-def run(users: int, kill_at: float) -> str:
+class Issuer:
+    """A local OAuth issuer: an RSA key, its JWKS served on loopback, tokens on demand."""
+
+    URL = "https://issuer.bench/"
+
+    def __init__(self) -> None:
+        import base64
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = self.key.public_key().public_numbers()
+
+        def b64(number: int) -> str:
+            raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        jwk = {"kty": "RSA", "kid": "bench", "use": "sig", "alg": "RS256"}
+        body = json.dumps({"keys": [{**jwk, "n": b64(numbers.n), "e": b64(numbers.e)}]})
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.jwks_url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+
+    def token(self, subject: str, audience: str) -> str:
+        import jwt
+
+        now = int(time.time())
+        claims = {"iss": self.URL, "aud": audience, "sub": subject, "iat": now}
+        claims |= {"exp": now + 7200, "client_id": "bench", "scope": "nemo"}
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "bench"})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def footprint(pid: int) -> tuple[float, int]:
+    """A process's resident memory (MB) and open files now."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        return rss / 1024, len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, StopIteration):
+        return 0.0, 0
+
+
+class Many:
+    """The many-users run: call times, failures, and footprint samples."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.failed: list[str] = []
+        self.samples: list[tuple[int, list[tuple[float, int]]]] = []
+
+
+async def many_users(
+    url: str, tokens: list[str], concurrency: int, pids: list[int], many: Many
+) -> None:
+    """Each token calls `credits` once; the replicas' footprint sampled every tenth."""
+    served = 0
+    every = max(1, len(tokens) // 10)
+    places = anyio.Semaphore(concurrency)
+    many.samples.append((0, [footprint(pid) for pid in pids]))
+
+    async def one(token: str) -> None:
+        nonlocal served
+        async with places:
+            start = time.perf_counter()
+            for attempt in range(2):
+                try:
+                    async with mcp_client(url, token) as client:
+                        result = await one_call(client, "credits", {})
+                    if result.is_error:
+                        raise RuntimeError(str(result.content)[:160])
+                    break
+                except Exception as err:
+                    if attempt:
+                        many.failed.append(_why(err)[:200])
+            many.times.append(time.perf_counter() - start)
+            served += 1
+            if served % every == 0:
+                many.samples.append((served, [footprint(pid) for pid in pids]))
+
+    async with anyio.create_task_group() as tasks:
+        for token in tokens:
+            tasks.start_soon(one, token)
+
+
+def run(
+    users: int,
+    kill_at: float,
+    *,
+    many: int = 0,
+    cache: int = 500,
+    concurrency: int = 20,
+    cluster: bool = False,
+) -> str:
     for program in ("redis-server", "haproxy"):
         if reason := missing(program):
             raise SystemExit(reason)
     tokens = [f"bench-user-{n:04d}-{os.urandom(6).hex()}" for n in range(users)]
+    issuer = Issuer()
+    lb_port = free_port()
+    public = f"http://127.0.0.1:{lb_port}"
+    crowd = Many()
     with sandbox_process(**SANDBOX) as api, scratch() as folder:
-        redis = RedisServer(folder / "redis").start()
+        redis: RedisServer | RedisClusterServers = (
+            RedisClusterServers(folder / "redis-cluster")
+            if cluster
+            else RedisServer(folder / "redis")
+        ).start()
         replicas: list[subprocess.Popen[bytes]] = []
         ports = [free_port() for _ in range(3)]
         try:
@@ -177,6 +314,12 @@ def run(users: int, kill_at: float) -> str:
                     folder / f"replica{n}",
                     NEMO_STATE_URL=redis.url,
                     NEMO_HTTP_TOKENS=",".join(tokens),
+                    NEMO_OAUTH_ISSUER=Issuer.URL,
+                    NEMO_OAUTH_JWKS_URL=issuer.jwks_url,
+                    NEMO_OAUTH_SCOPES="nemo",
+                    NEMO_PUBLIC_URL=public,
+                    NEMO_MAX_USERS=str(cache),
+                    NEMO_REDIS_CLUSTER="1" if cluster else "0",
                     NEMO_TOOL_TIMEOUT="15",
                     NEMO_LEASE_SECONDS="5",
                     NEMO_RENDER_MIN_SECONDS="1",
@@ -198,11 +341,23 @@ def run(users: int, kill_at: float) -> str:
             def kill() -> None:
                 os.kill(victim.pid, signal.SIGKILL)
 
-            with Haproxy(folder / "haproxy", [f"127.0.0.1:{p}" for p in ports]) as lb:
-                assert redis.process is not None and lb.process is not None
+            with Haproxy(folder / "haproxy", [f"127.0.0.1:{p}" for p in ports], port=lb_port) as lb:
+                assert lb.process is not None
+                if many:
+                    audience = f"{public}/mcp"
+                    subjects = [issuer.token(f"bench-{n}", audience) for n in range(many)]
+                    pids = [p.pid for p in replicas]
+                    anyio.run(many_users, lb.url, subjects, concurrency, pids, crowd)
+                redis_pids = (
+                    [node.process.pid for node in redis.nodes if node.process]
+                    if isinstance(redis, RedisClusterServers)
+                    else [redis.process.pid]
+                    if redis.process
+                    else []
+                )
                 watched = {
                     "replicas (3)": [p.pid for p in replicas],
-                    "Redis": [redis.process.pid],
+                    "Redis": redis_pids,
                     "HAProxy": [lb.process.pid],
                     "this client": [os.getpid()],
                 }
@@ -214,7 +369,29 @@ def run(users: int, kill_at: float) -> str:
             for process in replicas:
                 stop(process)
             redis.stop()
-    return report(users, kill_at, tally, wall, stats, used)
+            issuer.close()
+    text = report(users, kill_at, tally, wall, stats, used)
+    where = "a Redis Cluster of three masters" if cluster else "one Redis"
+    return f"State in {where}.\n\n" + (many_report(crowd, cache) + "\n\n" if many else "") + text
+
+
+def many_report(many: Many, cache: int) -> str:
+    ms = [t * 1000 for t in many.times]
+    rows = [
+        (served, *(f"{rss:.0f} / {files}" for rss, files in sample))
+        for served, sample in many.samples
+    ]
+    lines = [
+        f"{len(many.times)} distinct OAuth users, one `credits` call each, at most {cache} "
+        f"users open per replica: p50 {pct(ms, 50):.0f} ms, p99 {pct(ms, 99):.0f} ms, "
+        f"{len(many.failed)} failed after one retry.",
+        "",
+        table(["users served", "replica 1 MB / files", "replica 2", "replica 3"], rows),
+    ]
+    if many.failed:
+        kinds = Counter(many.failed)
+        lines += ["", *(f"- {count} x {kind}" for kind, count in kinds.most_common(5))]
+    return "\n".join(lines)
 
 
 def cpu(pids: list[int]) -> float:
@@ -302,8 +479,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--kill-at", type=float, default=0.4, help="share of calls done")
+    parser.add_argument("--many", type=int, default=0, help="distinct users, one call each")
+    parser.add_argument("--cache", type=int, default=500, help="users open per replica")
+    parser.add_argument("--concurrency", type=int, default=20, help="many users at once")
+    parser.add_argument("--cluster", action="store_true", help="a Redis Cluster of three")
     args = parser.parse_args()
-    print(run(args.users, args.kill_at))
+    print(
+        run(
+            args.users,
+            args.kill_at,
+            many=args.many,
+            cache=args.cache,
+            concurrency=args.concurrency,
+            cluster=args.cluster,
+        )
+    )
 
 
 if __name__ == "__main__":

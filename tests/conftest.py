@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nemo_mcp import redaction
-from nemo_mcp.hosted.local import RedisServer, missing
+from nemo_mcp.hosted.local import RedisClusterServers, RedisServer, missing
 from nemo_mcp.redaction import RedactingFilter
 from nemo_mcp.sandbox.testing import SandboxServer
 
@@ -49,6 +49,15 @@ def no_secrets_from_other_tests() -> Iterator[None]:
     redaction.forget_all()
     yield
     redaction.forget_all()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A Redis Cluster of three masters (`redis-server` in cluster mode) for the session."""
+    if reason := missing("redis-server"):
+        pytest.skip(reason)
+    with RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -61,7 +61,10 @@ def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
 
 
 def test_the_guide_names_real_files_and_settings() -> None:
-    source = (ROOT / "src" / "nemo_mcp" / "settings.py").read_text(encoding="utf-8")
+    source = "".join(
+        (ROOT / "src" / "nemo_mcp" / name).read_text(encoding="utf-8")
+        for name in ("settings.py", "scale.py", "cli.py")  # cli.py: the log settings
+    )
     settings = set(re.findall(r'"(NEMO_[A-Z_]+)"', source))
     config_vars = set(re.findall(r"\$\{(NEMO_[A-Z_0-9]+)", (DEPLOY / "haproxy.cfg").read_text()))
     named = set(re.findall(r"\b(NEMO_[A-Z_0-9]+)\b", GUIDE))

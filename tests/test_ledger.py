@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_mcp.hosted.local import RedisServer
+from nemo_mcp.hosted.local import RedisClusterServers, RedisServer
 from nemo_mcp.ledger import KEEP_SECONDS, MAX_WAITING, Ledger, owner_is_dead_here
 from nemo_mcp.ledger.sqlite import SqliteLedger
 
@@ -28,22 +28,25 @@ P1, P2 = "elsewhere:1:a", "elsewhere:2:b"  # not this host: only leases decide
 Opener = Callable[[str], Ledger]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 async def open_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     opened: list[Ledger] = []
     clients = []
     namespace = uuid.uuid4().hex
-    if request.param == "redis":
-        from redis.asyncio import Redis
-
+    if request.param.startswith("redis"):
+        from nemo_mcp.hosted.redis_client import connect
         from nemo_mcp.ledger.redis import RedisLedger
+        from nemo_mcp.scale import Scale
 
-        server: RedisServer = request.getfixturevalue("redis_server")
+        cluster = request.param == "redis-cluster"
+        server: RedisServer | RedisClusterServers = request.getfixturevalue(
+            "redis_cluster" if cluster else "redis_server"
+        )
 
         def opener(name: str) -> Ledger:
-            client = Redis.from_url(server.url, decode_responses=True)
+            client = connect(server.url, Scale(redis_cluster=cluster))
             clients.append(client)
-            opened.append(RedisLedger(client, f"test:{{{namespace}}}:{name}"))
+            opened.append(RedisLedger(client, f"test:{{{namespace}}}:{name}", server_clock=False))
             return opened[-1]
 
     else:

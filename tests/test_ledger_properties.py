@@ -220,7 +220,9 @@ class RedisLedgerMachine(LedgerMachine):
         from nemo_mcp.ledger.redis import RedisLedger
 
         client = Redis.from_url(self.url, decode_responses=True)
-        return RedisLedger(client, f"test:{{{uuid.uuid4().hex}}}", owns_client=True)
+        return RedisLedger(
+            client, f"test:{{{uuid.uuid4().hex}}}", owns_client=True, server_clock=False
+        )
 
 
 SETTINGS = settings(max_examples=250, stateful_step_count=20, deadline=None)

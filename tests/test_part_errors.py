@@ -98,7 +98,7 @@ async def test_redis_restarting_mid_call_is_named(tmp_path: Path, sandbox: Any) 
                     redis.kill()  # Redis goes away while the message is being answered
             text = text_of(answer[0])
             assert answer[0].is_error, text
-            assert "Redis (NEMO_STATE_URL) stopped answering" in text, text
+            assert "Redis (this server's shared state) could not be reached" in text, text
             assert "unexpected problem" not in text
             redis.start()  # back: the next call works again
             async with connect_http(url, TOKEN) as client:

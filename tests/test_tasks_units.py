@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_mcp.hosted.local import RedisServer
+from nemo_mcp.hosted.local import RedisClusterServers, RedisServer
 from nemo_mcp.ledger import Entry
 from nemo_mcp.server.tasks.keeper import POLL_MAX_MS, POLL_MIN_MS, poll_interval
 from nemo_mcp.server.tasks.records import TTL_SECONDS, TaskRecord, bounded, iso
@@ -20,15 +20,19 @@ from nemo_mcp.server.tasks.store import SqliteTaskStore, TaskStore
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    if request.param == "redis":
-        from redis.asyncio import Redis
-
+    if request.param.startswith("redis"):
+        from nemo_mcp.hosted.redis_client import connect
+        from nemo_mcp.scale import Scale
         from nemo_mcp.server.tasks.store import RedisTaskStore
 
-        server: RedisServer = request.getfixturevalue("redis_server")
-        client = Redis.from_url(server.url, decode_responses=True)
+        # On a Cluster, every key a script touches must be in KEYS, in the user's slot.
+        cluster = request.param == "redis-cluster"
+        server: RedisServer | RedisClusterServers = request.getfixturevalue(
+            "redis_cluster" if cluster else "redis_server"
+        )
+        client = connect(server.url, Scale(redis_cluster=cluster))
         yield RedisTaskStore(client, f"test:{{{uuid.uuid4().hex}}}:b")
         await client.aclose()
     else:

@@ -73,11 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str | None) -> None:
+    from nemo_mcp.logformat import formatter
     from nemo_mcp.redaction import RedactingFilter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(os.environ.get("NEMO_LOG_FORMAT")))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("NEMO_LOG_LEVEL") or "WARNING").upper())

@@ -7,7 +7,8 @@
     ├── InputError                 the caller's input is refused before any request
     │   ├── UnsupportedFileError   (4001 too) a type the active profile does not take
     │   ├── FileTooLargeError      (4002 too) over the active profile's size limit
-    │   └── PathNotAllowedError    outside the allowed folders, a device, a folder...
+    │   ├── PathNotAllowedError    outside the allowed folders, a device, a folder...
+    │   └── LimitError             an operator's per-user limit (calls a minute, credits a day)
     ├── BackendError               the backend answered, and said no
     │   ├── AuthError              1001 token expired or invalid
     │   ├── SessionNotFoundError   1002 the session (and its timeline) is gone
@@ -28,7 +29,7 @@
         ├── LedgerError            the work ledger cannot be used
         │   ├── LedgerDamagedError damaged: moved aside, a fresh one started
         │   └── LedgerLockedError  locked by another program past the budget
-        └── StateStoreError        Redis (NEMO_STATE_URL) failed or went away mid-call
+        └── SharedStateError       hosted: Redis refused, could not be reached or stalled
 
 Context travels as keyword-only attributes; messages never carry a token.
 `from_backend` is True when the message is the backend's own words (set by
@@ -85,6 +86,10 @@ class FileTooLargeError(InputError):
 
 class PathNotAllowedError(InputError):
     """A path outside the allowed folders, or not a regular file."""
+
+
+class LimitError(InputError):
+    """An operator's per-user limit (calls a minute, credits a day) refused the call."""
 
 
 class BackendError(NemoError):
@@ -186,5 +191,7 @@ class LedgerLockedError(LedgerError):
     """Another program held the work ledger locked past the call's budget."""
 
 
-class StateStoreError(PartError):
-    """Redis (NEMO_STATE_URL) refused, failed or went away in the middle of a call."""
+class SharedStateError(PartError):
+    """Hosted: the shared state store (Redis, NEMO_STATE_URL) refused, could not be
+    reached, did not answer in time, or went away mid-call. What was recorded stays
+    recorded: work it interrupted is resumed, never counted as failed."""

@@ -1,7 +1,9 @@
 """Keeping secrets out of every output: tool results, errors and log lines.
 
 Bearer tokens and claim tokens are registered here as soon as they are known;
-`redact` replaces them, and anything shaped like one, in any text. The logging
+`redact` replaces them, and anything shaped like one, in any text. The registry is
+bounded (`MAX_SECRETS`, least recently registered forgotten first) and is arranged
+for lookups only when it changes, never per line. The logging
 filter applies it to every record, so a token cannot reach a log line even by
 way of an exception message.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import OrderedDict
 
 MASK = "[redacted]"
 
@@ -19,15 +22,61 @@ _BEARER = re.compile(r"\bnmv_usr_[A-Za-z0-9_\-.]{6,}|(?i:bearer)\s+[A-Za-z0-9_\-
 # Claim tokens are meant for one place only: the browser link a user opens.
 _CLAIM = re.compile(r"\bclm_[A-Za-z0-9_\-.]{6,}")
 
+#: Secrets remembered at most; the least recently registered are forgotten first (a
+#: served user's token is registered again whenever their client loads it).
+MAX_SECRETS = 10_000
+#: Up to this many secrets, `redact` tries each; beyond, it looks each position of the
+#: text up in an index by the secrets' first characters (the cost of a log line no
+#: longer grows with the number of users served).
+SCAN_ABOVE = 64
+_PREFIX = 6  # every registered secret is at least this long
+
 _lock = threading.Lock()
-_known: set[str] = set()
+_known: OrderedDict[str, None] = OrderedDict()
+#: Built from `_known` when it changed, never per line: longest first, and by prefix.
+_longest: tuple[str, ...] | None = None
+_index: dict[str, tuple[str, ...]] | None = None
 
 
 def register(secret: str | None) -> None:
     """Remember `secret` so that `redact` removes it from any text."""
-    if secret and len(secret) >= 6:
+    global _longest, _index
+    if secret and len(secret) >= _PREFIX:
         with _lock:
-            _known.add(secret)
+            if secret in _known:
+                _known.move_to_end(secret)
+                return
+            _known[secret] = None
+            while len(_known) > MAX_SECRETS:
+                _known.popitem(last=False)
+            _longest = _index = None
+
+
+def _rebuild() -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The secrets longest first, and indexed by their first characters (under `_lock`)."""
+    global _longest, _index
+    longest = tuple(sorted(_known, key=len, reverse=True))
+    index: dict[str, list[str]] = {}
+    for secret in longest:
+        index.setdefault(secret[:_PREFIX], []).append(secret)
+    _longest, _index = longest, {k: tuple(v) for k, v in index.items()}
+    return _longest, _index
+
+
+def _scan(text: str, index: dict[str, tuple[str, ...]]) -> str:
+    """`text` with every indexed secret masked, looking each position up once."""
+    out: list[str] = []
+    start = n = 0
+    last = len(text) - _PREFIX
+    while n <= last:
+        for secret in index.get(text[n : n + _PREFIX], ()):
+            if text.startswith(secret, n):
+                out += [text[start:n], MASK]
+                n = start = n + len(secret)
+                break
+        else:
+            n += 1
+    return "".join(out) + text[start:] if out else text
 
 
 def forget_all() -> None:
@@ -47,10 +96,14 @@ def redact(text: str, *, claims: bool = True) -> str:
     if not text:
         return text
     with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, MASK)
+        longest, index = (_longest, _index) if _longest is not None else _rebuild()
+    assert index is not None
+    if len(longest) > SCAN_ABOVE:
+        text = _scan(text, index)
+    else:
+        for secret in longest:
+            if secret in text:
+                text = text.replace(secret, MASK)
     text = _BEARER.sub(MASK, text)
     return _CLAIM.sub(MASK, text) if claims else text
 

@@ -14,7 +14,10 @@ from typing import Literal
 
 from pydantic import SecretStr
 
+from nemo_mcp.envparse import positive_float as _positive_float
+from nemo_mcp.envparse import switch as _switch
 from nemo_mcp.errors import ConfigError
+from nemo_mcp.scale import Scale, scale_from_env
 
 DEFAULT_API_URL = "https://mega-api-prod.nemovideo.ai"
 DEFAULT_WEB_URL = "https://nemovideo.com"
@@ -127,6 +130,8 @@ class Settings:
     shrink_videos: bool = False
     #: A per-file upload limit below the product profile's own (bytes; None: the profile's).
     upload_limit_bytes: int | None = None
+    #: Serving many users: users kept open, the Redis pool, limits, metrics (`scale.py`).
+    scale: Scale = field(default_factory=Scale)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -144,25 +149,6 @@ def _url(name: str, value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ConfigError(f"{name} must start with http:// or https:// (got {value!r})")
     return value
-
-
-def _positive_float(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds (got {value!r})") from None
-    if not number > 0:
-        raise ConfigError(f"{name} must be above 0 (got {value!r})")
-    return number
-
-
-def _switch(name: str, value: str) -> bool:
-    word = value.strip().lower()
-    if word in ("1", "true", "yes", "on"):
-        return True
-    if word in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be 1 or 0 (got {value!r})")
 
 
 def _megabytes(name: str, value: str) -> int:
@@ -264,4 +250,5 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **flags: object 
         values["shrink_videos"] = _switch("NEMO_SHRINK_VIDEOS", shrink)
     if (limit := pick("upload_limit_mb", "NEMO_UPLOAD_LIMIT_MB")) is not None:
         values["upload_limit_bytes"] = _megabytes("NEMO_UPLOAD_LIMIT_MB", limit)
+    values["scale"] = scale_from_env(env)
     return Settings(**values)  # type: ignore[arg-type]

@@ -296,6 +296,7 @@ async def download(
     on_progress: Callable[[int, int | None], None] | None = None,
     fallback: bool = True,
     max_bytes: int | None = None,
+    before_claim: Callable[[], Awaitable[None]] | None = None,
 ) -> Download:
     """Save the render's file under `folder` with a unique name, trying `output.url`
     first and the documented download endpoint second.
@@ -303,7 +304,9 @@ async def download(
     The bytes go to `part_name` (else a unique `.part` name) and reach their final name
     only when whole: when the render reported a size, exactly that many bytes. A
     connection that ends early, cleanly or not, is a failed download. Without `fallback`
-    (a file that is not a render) only `status.url` is tried; `max_bytes` bounds the file."""
+    (a file that is not a render) only `status.url` is tried; `max_bytes` bounds the file.
+    `before_claim` (the holder's fence) runs just before the final name is taken: when it
+    raises, the part is removed and nothing is named."""
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one local call
     attempts = [(status.url, False)] if status.url else []
     if fallback:
@@ -328,6 +331,12 @@ async def download(
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if before_claim is not None:
+            try:
+                await before_claim()
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # this holder's own part, named for it alone
+                raise
         path = _claim_name(folder, stem, suffix, tmp)
         with contextlib.suppress(OSError):
             os.chmod(path, 0o644)  # the temporary file was private; the video is the user's

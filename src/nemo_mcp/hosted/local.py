@@ -5,6 +5,8 @@ its own on a free loopback port, and is ended (by its own pid) when the block en
 
     with RedisServer(folder) as redis:          # deploy/redis.conf, port and dir overridden
         redis.url                               # redis://127.0.0.1:<port>/0
+    with RedisClusterServers(folder) as cluster:  # three masters in cluster mode
+        cluster.url                             # redis://127.0.0.1:<a node's port>/0
     with Haproxy(folder, ["127.0.0.1:8001", ...]) as lb:
         lb.url                                  # http://127.0.0.1:<port>/mcp
 """
@@ -142,6 +144,108 @@ class RedisServer(_Child):
             _end(self.process, kill=True)
 
 
+class RedisClusterServers:
+    """A Redis Cluster of `masters` `redis-server`s in cluster mode (no replicas), each in
+    a folder of its own under `folder`, the slots spread by `redis-cli --cluster create`.
+
+        with RedisClusterServers(folder) as cluster:
+            cluster.url                         # redis://127.0.0.1:<first node's port>/0
+    """
+
+    def __init__(self, folder: Path, *, masters: int = 3) -> None:
+        self.folder = folder
+        self.nodes = [_ClusterNode(folder / f"node{n}") for n in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self) -> Self:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        made = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=START_SECONDS,
+        )
+        if made.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed: {made.stdout}{made.stderr}")
+        deadline = time.monotonic() + START_SECONDS
+        for node in self.nodes:  # every node must see every slot served
+            while "cluster_state:ok" not in node.cli("cluster", "info"):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the Redis Cluster did not settle")
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _cluster_port() -> int:
+    """A free loopback port whose cluster bus port (10,000 above) is free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 55000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+class _ClusterNode(RedisServer):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, port=_cluster_port())
+
+    def argv(self) -> list[str]:
+        return [
+            *super().argv(),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(self.folder / "nodes.conf"),
+            "--cluster-node-timeout",
+            "5000",
+            "--appendfsync",
+            "everysec",
+        ]
+
+    def cli(self, *command: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *command],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+        return done.stdout
+
+
 class Haproxy(_Child):
     """`haproxy -f deploy/haproxy.cfg` in front of `replicas` (host:port), on a free port."""
 
@@ -186,4 +290,12 @@ class Haproxy(_Child):
         )
 
 
-__all__ = ["DEPLOY", "HAPROXY_REPLICAS", "Haproxy", "RedisServer", "free_port", "missing"]
+__all__ = [
+    "DEPLOY",
+    "HAPROXY_REPLICAS",
+    "Haproxy",
+    "RedisClusterServers",
+    "RedisServer",
+    "free_port",
+    "missing",
+]

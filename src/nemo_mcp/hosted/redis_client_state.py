@@ -13,7 +13,7 @@ for a token or a session happens once per user across replicas: `NemoClient` hol
 ledger's named lease (a Lua script) meanwhile. A record that cannot be read as what it
 should be is renamed `<key>:damaged-<time>` and said once, as the file store does.
 
-`connect` opens the one client a replica shares among its users; `request_state_keys`
+`connect` (`redis_client`) opens the one client a replica shares among its users; `request_state_keys`
 gives every replica the same key for the MCP SDK's sealed `requestState`, kept in Redis.
 """
 
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from nemo_mcp.client_state import Record
 from nemo_mcp.errors import ConfigError
+from nemo_mcp.hosted.redis_client import connect
 from nemo_mcp.state_files import (
     MAX_STATE_BYTES,
     AuthRecord,
@@ -51,23 +52,6 @@ REQUEST_STATE_KEY = "nemo:request-state-key"
 def user_prefix(user: str) -> str:
     """The Redis prefix of one user's keys; the braces are a Cluster hash tag."""
     return f"nemo:{{{user or 'local'}}}"
-
-
-def connect(url: str) -> Redis:
-    """The replica's Redis client (one connection pool, shared by every user). Its
-    password, if the URL has one, is kept out of every log line and message."""
-    from urllib.parse import unquote, urlsplit
-
-    from redis.asyncio import Redis
-
-    from nemo_mcp import redaction
-
-    password = urlsplit(url).password
-    redaction.register(unquote(password) if password else None)
-
-    return Redis.from_url(
-        url, decode_responses=True, socket_timeout=10.0, socket_connect_timeout=5.0
-    )
 
 
 async def request_state_keys(redis: Redis) -> list[bytes]:
@@ -119,12 +103,12 @@ class RedisState:
             return configured
         key = f"{self.user_prefix}:client_id"
         for _ in range(3):
-            await self.redis.set(key, str(uuid.uuid4()), nx=True)
-            value = await self.redis.get(key)
+            made = str(uuid.uuid4())
+            # One round trip: made unless one exists, and the one that exists (Redis 7).
+            held = await self.redis.set(key, made, nx=True, get=True)
+            value = made if held is None else held
             if isinstance(value, str) and valid_client_id(value):
                 return value
-            if value is None:
-                continue
             if token_exists:
                 raise ConfigError(
                     f"The client id in Redis ({key}) is damaged (not a UUID), and this user's "

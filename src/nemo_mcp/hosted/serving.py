@@ -19,14 +19,20 @@ if TYPE_CHECKING:
     from nemo_mcp.ledger import Ledger
 
 
-def redis_user(redis: Redis, user: str, api_url: str) -> tuple[ClientState, Ledger]:
-    """A hosted user's state and ledger, under keys derived from their user key."""
+def redis_user(
+    redis: Redis, user: str, api_url: str, *, cluster: bool = False
+) -> tuple[ClientState, Ledger]:
+    """A hosted user's state and ledger, under keys derived from their user key (on a
+    Redis Cluster, the ledger announces changes by sharded pub/sub)."""
     from nemo_mcp.hosted.redis_client_state import RedisState, user_prefix
     from nemo_mcp.ledger.redis import RedisLedger
 
     prefix = user_prefix(user)
     backend = backend_key(api_url)
-    return RedisState(redis, prefix, backend), RedisLedger(redis, f"{prefix}:{backend}")
+    ledger = RedisLedger(
+        redis, f"{prefix}:{backend}", announce="SPUBLISH" if cluster else "PUBLISH"
+    )
+    return RedisState(redis, prefix, backend), ledger
 
 
 def oauth_resource_server(settings: Settings, exposure: Exposure) -> dict[str, Any]:

@@ -19,6 +19,12 @@ make it a Redis Cluster hash tag, so all of a user's keys live in one slot):
     <p>:users             set: the users with entries (for pruning renders)
     <p>:d:<id>            set: the calls (ask ids) given the entry's outcome
     <p>:lease:<name>      hash: a named lease's owner and end (expires an hour after)
+    <p>:changed           channel: the id of each entry changed (PUBLISH, or SPUBLISH
+                          on a Cluster), waking waiters on other replicas
+
+Every key a script touches is passed in KEYS, all under the user's one hash tag: keys
+named by ids a script would find (the head of a queue, the newest entry for a key) are
+read first and re-checked inside the script, which asks to be run again if they moved.
 
 Liveness is by lease only: a claim is taken over when its lease has run out, never on a
 guess that its owner died. Replicas run on other machines, or in containers whose
@@ -55,186 +61,224 @@ if TYPE_CHECKING:
 #: Render entries kept for history and reuse, per user (as the SQLite ledger keeps).
 KEEP_RENDERS = 200
 
-_ENTRY = """
-local function entry(p, id)
-  local fields = redis.call('HGETALL', p .. ':e:' .. id)
+#: Lua helpers: an entry hash as a flat list; the lease clock (Redis's own, or the
+#: caller's `now` where a test drives time by hand: ARGV[1] of every claiming script).
+_HEAD = """
+local function entry(key)
+  local fields = redis.call('HGETALL', key)
   if #fields == 0 then return false end
   return fields
 end
+local function lease_clock(given)
+  if given ~= '' then return tonumber(given) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function lease_end(now, seconds)
+  if seconds <= 0 then return 0 end
+  return now + seconds
+end
 """
 
+#: KEYS: seq, latest, queue, renders, users, e:<found>, d:<found>, e:<head>, e:<new>,
+#: d:<new>. ARGV: lease clock, user, kind, key, kf, new id, session, request, now, keep,
+#: most, ask, found id (''), head id (''). 'retry' when `found` or `head` changed since
+#: they were read.
 _SUBMIT = (
-    _ENTRY
+    _HEAD
     + """
-local p, user, kind, key, kf = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local user, kind, key, kf = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local new_id, session, request, now = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
-local keep, most, ask = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12]
-local queue = p .. ':q:' .. user
-local how, id, ahead
-local latest = redis.call('HGET', p .. ':latest', kf)
-if latest then
-  local found = redis.call('HMGET', p .. ':e:' .. latest, 'finished_at', 'reusable', 'seq')
+local keep, most, ask, seen, seen_head = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12],
+  ARGV[13], ARGV[14]
+if (redis.call('HGET', KEYS[2], kf) or '') ~= seen then return {'retry'} end
+if (redis.call('ZRANGE', KEYS[3], 0, 0)[1] or '') ~= seen_head then return {'retry'} end
+local how, id, ahead, ekey, given
+if seen ~= '' then
+  local found = redis.call('HMGET', KEYS[6], 'finished_at', 'reusable', 'seq')
   if found[3] then
     if found[1] == '' then
-      how, id = 'unfinished', latest
-      ahead = redis.call('ZCOUNT', queue, '-inf', '(' .. found[3])
+      how, id, ekey, given = 'unfinished', seen, KEYS[6], KEYS[7]
+      ahead = redis.call('ZCOUNT', KEYS[3], '-inf', '(' .. found[3])
     elseif found[2] == '1' and tonumber(found[1]) >= now - keep then
-      how, id, ahead = 'finished', latest, 0
+      how, id, ahead, ekey, given = 'finished', seen, 0, KEYS[6], KEYS[7]
     end
   end
 end
 if not how then
-  local waiting = redis.call('ZCARD', queue)
+  local waiting = redis.call('ZCARD', KEYS[3])
   if waiting >= 1 + most then
-    local head = redis.call('ZRANGE', queue, 0, 0)[1]
-    return {'full', waiting, 0, head and entry(p, head) or false}
+    return {'full', waiting, 0, seen_head ~= '' and entry(KEYS[8]) or false}
   end
-  local seq = redis.call('INCR', p .. ':seq')
-  id, how, ahead = new_id, 'new', waiting
-  redis.call('HSET', p .. ':e:' .. id, 'id', id, 'user', user, 'seq', seq, 'kind', kind,
+  local seq = redis.call('INCR', KEYS[1])
+  id, how, ahead, ekey, given = new_id, 'new', waiting, KEYS[9], KEYS[10]
+  redis.call('HSET', ekey, 'id', id, 'user', user, 'seq', seq, 'kind', kind,
     'key', key, 'kf', kf, 'session_id', session, 'state', 'queued', 'request', request,
     'created_at', ARGV[9], 'updated_at', ARGV[9], 'version', 0, 'owner', '',
     'lease_until', 0, 'finished_at', '', 'reusable', 0, 'progress', '{}', 'memo', '{}',
     'outcome', '', 'error', '')
-  redis.call('ZADD', queue, seq, id)
-  redis.call('HSET', p .. ':latest', kf, id)
-  redis.call('SADD', p .. ':users', user)
-  if kind == 'render' then redis.call('ZADD', p .. ':r:' .. user, seq, id) end
+  redis.call('ZADD', KEYS[3], seq, id)
+  redis.call('HSET', KEYS[2], kf, id)
+  redis.call('SADD', KEYS[5], user)
+  if kind == 'render' then redis.call('ZADD', KEYS[4], seq, id) end
 end
 local delivered = 0
 if ask ~= '' then
-  local given = p .. ':d:' .. id
   delivered = redis.call('SCARD', given) - redis.call('SISMEMBER', given, ask)
 end
-return {how, ahead, delivered, entry(p, id)}
+return {how, ahead, delivered, entry(ekey)}
 """
 )
 
-#: Claim the head (ARGV[2] == '') or the entry ARGV[2] if it is the head.
+#: Claim the entry of KEYS[2] (id ARGV[2]) if it is the head of the queue KEYS[1].
+#: ARGV: lease clock, id, owner, now, lease seconds, '1' when claiming whichever is the
+#: head ('retry' if the head changed since it was read).
 _CLAIM = (
-    _ENTRY
+    _HEAD
     + """
-local p, id, user, owner = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now, lease_until = tonumber(ARGV[5]), ARGV[6]
-if id == '' then
-  id = redis.call('ZRANGE', p .. ':q:' .. user, 0, 0)[1]
-  if not id then return false end
-else
-  local found = redis.call('HMGET', p .. ':e:' .. id, 'finished_at', 'user')
-  if not found[2] or found[1] ~= '' then return false end
-  if redis.call('ZRANGE', p .. ':q:' .. found[2], 0, 0)[1] ~= id then return false end
+local id, owner, seconds = ARGV[2], ARGV[3], tonumber(ARGV[5])
+local found = redis.call('HMGET', KEYS[2], 'finished_at', 'owner', 'lease_until')
+if redis.call('ZRANGE', KEYS[1], 0, 0)[1] ~= id then
+  if ARGV[6] == '1' then return 'retry' end
+  return false
 end
-local key = p .. ':e:' .. id
-local held = redis.call('HMGET', key, 'owner', 'lease_until')
-if held[1] ~= '' and held[1] ~= owner and tonumber(held[2]) >= now then return false end
-redis.call('HSET', key, 'owner', owner, 'lease_until', lease_until, 'updated_at', ARGV[5])
-redis.call('HINCRBY', key, 'version', 1)
-return entry(p, id)
+if not found[1] or found[1] ~= '' then return false end
+local now = lease_clock(ARGV[1])
+if found[2] ~= '' and found[2] ~= owner and tonumber(found[3]) >= now then return false end
+redis.call('HSET', KEYS[2], 'owner', owner, 'lease_until', lease_end(now, seconds),
+  'updated_at', ARGV[4])
+redis.call('HINCRBY', KEYS[2], 'version', 1)
+return entry(KEYS[2])
 """
 )
 
-#: Change an entry its owner holds; ARGV[6] == '1' finishes it (releasing the claim).
+#: Change the entry KEYS[1] its owner holds (KEYS[2]: its user's queue, KEYS[3]: done);
+#: ARGV: lease clock, owner, now, lease seconds, '1' to finish it (releasing the
+#: claim), the command announcing the change on the channel KEYS[4] (PUBLISH, SPUBLISH
+#: on a Cluster: the channel has the user's hash tag, so it is in the same slot; '':
+#: none), then field/value pairs.
 _UPDATE = (
-    _ENTRY
+    _HEAD
     + """
-local p, id, owner, now, lease_until, final = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local key = p .. ':e:' .. id
-local found = redis.call('HMGET', key, 'owner', 'finished_at', 'user', 'kind')
+local owner, now, seconds, final = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local key = KEYS[1]
+local found = redis.call('HMGET', key, 'owner', 'finished_at', 'kind', 'id')
 if found[1] ~= owner or found[2] ~= '' then return false end
-redis.call('HSET', key, 'updated_at', now, 'lease_until', lease_until)
+redis.call('HSET', key, 'updated_at', now, 'lease_until',
+  lease_end(lease_clock(ARGV[1]), seconds))
 for n = 7, #ARGV, 2 do redis.call('HSET', key, ARGV[n], ARGV[n + 1]) end
 if final == '1' then
   redis.call('HSET', key, 'finished_at', now, 'owner', '', 'lease_until', 0)
-  redis.call('ZREM', p .. ':q:' .. found[3], id)
-  if found[4] == 'message' then redis.call('ZADD', p .. ':done', now, id) end
+  redis.call('ZREM', KEYS[2], found[4])
+  if found[3] == 'message' then redis.call('ZADD', KEYS[3], now, found[4]) end
 end
 redis.call('HINCRBY', key, 'version', 1)
-return entry(p, id)
+if ARGV[6] ~= '' then redis.call(ARGV[6], KEYS[4], found[4]) end
+return entry(key)
 """
 )
 
-#: The entries of the sorted set ARGV[2] from rank ARGV[3] to ARGV[4], in one moment.
+#: The entries KEYS[2..] (ids ARGV[3..]) if they are still ranks ARGV[1]..ARGV[2] of the
+#: sorted set KEYS[1], in one moment; 'retry' if the set changed since it was read.
 _RANGE = (
-    _ENTRY
+    _HEAD
     + """
-local p = ARGV[1]
+local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+if #ids ~= #ARGV - 2 then return 'retry' end
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', ARGV[2], ARGV[3], ARGV[4])) do
-  local found = entry(p, id)
+for n, id in ipairs(ids) do
+  if id ~= ARGV[n + 2] then return 'retry' end
+  local found = entry(KEYS[n + 1])
   if found then out[#out + 1] = found end
 end
 return out
 """
 )
 
-#: The newest entry for a key (ARGV[2]: its field in `latest`), if any.
+#: The newest entry for a key (field ARGV[1] of KEYS[1]), KEYS[2] being the entry read
+#: for it before ('retry' if it changed since).
 _LATEST = (
-    _ENTRY
+    _HEAD
     + """
-local id = redis.call('HGET', ARGV[1] .. ':latest', ARGV[2])
-if not id then return false end
-return entry(ARGV[1], id)
+local id = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if id ~= ARGV[2] then return 'retry' end
+if id == '' then return false end
+return entry(KEYS[2])
 """
 )
 
-_LEASE = """
-local key, owner, now, lease_until, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local held = redis.call('HMGET', key, 'owner', 'until')
+#: KEYS[1]: the lease. ARGV: lease clock, owner, lease seconds, TTL.
+_LEASE = (
+    _HEAD
+    + """
+local owner, seconds = ARGV[2], tonumber(ARGV[3])
+local now = lease_clock(ARGV[1])
+local held = redis.call('HMGET', KEYS[1], 'owner', 'until')
 if held[1] and held[1] ~= owner and tonumber(held[2]) >= now then return 0 end
-redis.call('HSET', key, 'owner', owner, 'until', lease_until)
-redis.call('EXPIRE', key, ttl)
+redis.call('HSET', KEYS[1], 'owner', owner, 'until', lease_end(now, seconds))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
+)
 
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 """
 
-#: A queued entry ended as failed (a cancel), whoever claims it; false if not queued.
+#: End the queued entry KEYS[1] as failed (a cancel), whoever claims it; false if it is
+#: not queued. KEYS: the entry, its user's queue, done, the change channel. ARGV: id,
+#: now, error (JSON), the command announcing the change ('' for none).
 _DROP = (
-    _ENTRY
+    _HEAD
     + """
-local p, id, now, error = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local key = p .. ':e:' .. id
-local found = redis.call('HMGET', key, 'state', 'finished_at', 'user', 'kind')
+local id, now = ARGV[1], ARGV[2]
+local found = redis.call('HMGET', KEYS[1], 'state', 'finished_at', 'kind')
 if found[1] ~= 'queued' or found[2] ~= '' then return false end
-redis.call('HSET', key, 'state', 'failed', 'error', error, 'finished_at', now,
+redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[3], 'finished_at', now,
   'updated_at', now, 'owner', '', 'lease_until', 0)
-redis.call('ZREM', p .. ':q:' .. found[3], id)
-if found[4] == 'message' then redis.call('ZADD', p .. ':done', now, id) end
-redis.call('HINCRBY', key, 'version', 1)
-return entry(p, id)
+redis.call('ZREM', KEYS[2], id)
+if found[3] == 'message' then redis.call('ZADD', KEYS[3], now, id) end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if ARGV[4] ~= '' then redis.call(ARGV[4], KEYS[4], id) end
+return entry(KEYS[1])
 """
 )
 
+#: Forget entries found to be forgettable. KEYS: done, latest, then per entry its hash,
+#: its delivered set and the sorted set naming it (done, or its user's renders). ARGV:
+#: the finish time before which messages go, then per entry its id and 'done'/'render'.
 _PRUNE = """
-local p, before, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local before = tonumber(ARGV[1])
 local gone = 0
-local function forget(id)
-  local key = p .. ':e:' .. id
-  local kf = redis.call('HGET', key, 'kf')
-  if kf and redis.call('HGET', p .. ':latest', kf) == id then
-    redis.call('HDEL', p .. ':latest', kf)
+for n = 2, #ARGV, 2 do
+  local id, why = ARGV[n], ARGV[n + 1]
+  local base = 3 + (n - 2) / 2 * 3
+  local key, given, set = KEYS[base], KEYS[base + 1], KEYS[base + 2]
+  local finished = redis.call('HGET', key, 'finished_at')
+  local ok
+  if why == 'done' then
+    local score = redis.call('ZSCORE', set, id)
+    ok = score and tonumber(score) < before
+  else
+    ok = finished and finished ~= ''
   end
-  redis.call('DEL', key, p .. ':d:' .. id)
-  gone = gone + 1
-end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':done', '-inf', '(' .. before)) do
-  forget(id)
-end
-redis.call('ZREMRANGEBYSCORE', p .. ':done', '-inf', '(' .. before)
-for _, user in ipairs(redis.call('SMEMBERS', p .. ':users')) do
-  local renders = p .. ':r:' .. user
-  for _, id in ipairs(redis.call('ZRANGE', renders, 0, -(keep + 1))) do
-    if redis.call('HGET', p .. ':e:' .. id, 'finished_at') ~= '' then
-      forget(id)
-      redis.call('ZREM', renders, id)
-    end
+  if ok then
+    local kf = redis.call('HGET', key, 'kf')
+    if kf and redis.call('HGET', KEYS[2], kf) == id then redis.call('HDEL', KEYS[2], kf) end
+    redis.call('DEL', key, given)
+    redis.call('ZREM', set, id)
+    gone = gone + 1
   end
 end
 return gone
 """
+
+#: Entries forgotten per `_PRUNE` call (each names three keys).
+PRUNE_BATCH = 100
+#: A script refused because what it was given was read a moment too early is run again
+#: with a fresh read, this many times at most.
+RETRIES = 20
 
 
 def _optional_json(raw: str) -> Any:
@@ -282,13 +326,26 @@ class RedisLedger:
     """`Ledger` in Redis under `prefix` (one user's namespace), on a shared client.
 
     The client is the server's (one connection pool per replica); `close` leaves it
-    open unless `owns_client`.
+    open unless `owns_client`. Leases run on Redis's own clock (`TIME`), so replicas'
+    clocks never decide who holds work; `server_clock=False` runs them on the `now`
+    each call gives instead (for tests that drive time by hand).
     """
 
-    def __init__(self, redis: Redis, prefix: str, *, owns_client: bool = False) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        owns_client: bool = False,
+        server_clock: bool = True,
+        announce: str = "PUBLISH",
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        #: Changes are announced on `channel` with this command ('' for none).
+        self.announce = announce
         self._owns = owns_client
+        self._server_clock = server_clock
         self._submit = redis.register_script(_SUBMIT)
         self._claim = redis.register_script(_CLAIM)
         self._update = redis.register_script(_UPDATE)
@@ -302,9 +359,24 @@ class RedisLedger:
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
+    @property
+    def channel(self) -> str:
+        """Where every change of an entry is announced (its id), for waiters elsewhere."""
+        return self._key("changed")
+
+    def _clock(self, now: float) -> str:
+        """ARGV[1] of the claiming scripts: '' for Redis's clock, else `now`."""
+        return "" if self._server_clock else _number(now)
+
     async def _entries(self, zset: str, start: int, stop: int) -> list[Entry]:
-        found = await self._range(args=[self.prefix, zset, start, stop])
-        return [entry for fields in found if (entry := _entry(fields)) is not None]
+        for _ in range(RETRIES):
+            ids = [str(i) for i in await self.redis.zrange(zset, start, stop)]
+            found = await self._range(
+                keys=[zset, *(self._key("e", i) for i in ids)], args=[start, stop, *ids]
+            )
+            if found != "retry":
+                return [entry for fields in found if (entry := _entry(fields)) is not None]
+        raise RuntimeError(f"the ledger's {zset} kept changing while it was read")
 
     # the ledger -------------------------------------------------------------------
     async def submit(
@@ -319,29 +391,66 @@ class RedisLedger:
         ask: str | None = None,
     ) -> Submission:
         key_field = _key_field(user, kind, key)
-        how, ahead, delivered, fields = await self._submit(
-            args=[
-                self.prefix,
-                user,
-                kind,
-                key,
-                key_field,
-                uuid.uuid4().hex,
-                session_id or "",
-                dump_json(request),
-                _number(now),
-                KEEP_SECONDS,
-                MAX_WAITING,
-                ask or "",
-            ]
-        )
-        entry = _entry(fields)
-        if how == "full":
-            return Submission("full", entry, int(ahead))
-        return Submission(how, entry, int(ahead), int(delivered) > 0)
+        queue = self._key("q", user)
+        new_id = uuid.uuid4().hex
+        for _ in range(RETRIES):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hget(self._key("latest"), key_field)
+                pipe.zrange(queue, 0, 0)
+                seen, heads = await pipe.execute()
+            seen = str(seen or "")
+            head = str(heads[0]) if heads else ""
+            answer = await self._submit(
+                keys=[
+                    self._key("seq"),
+                    self._key("latest"),
+                    queue,
+                    self._key("r", user),
+                    self._key("users"),
+                    self._key("e", seen),
+                    self._key("d", seen),
+                    self._key("e", head),
+                    self._key("e", new_id),
+                    self._key("d", new_id),
+                ],
+                args=[
+                    "",
+                    user,
+                    kind,
+                    key,
+                    key_field,
+                    new_id,
+                    session_id or "",
+                    dump_json(request),
+                    _number(now),
+                    KEEP_SECONDS,
+                    MAX_WAITING,
+                    ask or "",
+                    seen,
+                    head,
+                ],
+            )
+            if answer[0] == "retry":
+                continue
+            how, ahead, delivered, fields = answer
+            entry = _entry(fields)
+            if how == "full":
+                return Submission("full", entry, int(ahead))
+            return Submission(how, entry, int(ahead), int(delivered) > 0)
+        raise RuntimeError("the ledger's queue kept changing while a request was recorded")
 
     async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
-        found = _entry(await self._latest(args=[self.prefix, _key_field(user, kind, key)]))
+        key_field = _key_field(user, kind, key)
+        for _ in range(RETRIES):
+            seen = str(await self.redis.hget(self._key("latest"), key_field) or "")
+            answer = await self._latest(
+                keys=[self._key("latest"), self._key("e", seen)], args=[key_field, seen]
+            )
+            if answer != "retry":
+                break
+        else:
+            raise RuntimeError("the ledger's newest entry kept changing while it was read")
+        found = _entry(answer)
         if found is None or not found.finished:
             return found
         recent = (found.finished_at or 0) >= now - KEEP_SECONDS
@@ -358,19 +467,34 @@ class RedisLedger:
     async def unfinished(self, user: str) -> list[Entry]:
         return await self._entries(self._key("q", user), 0, -1)
 
+    async def _user_of(self, entry_id: str) -> str | None:
+        user = await self.redis.hget(self._key("e", entry_id), "user")
+        return None if user is None else str(user)
+
     async def claim(self, entry_id: str, owner: str, *, now: float, lease: float) -> Entry | None:
-        return _entry(
-            await self._claim(
-                args=[self.prefix, entry_id, "", owner, _number(now), _number(now + lease)]
-            )
+        user = await self._user_of(entry_id)
+        if user is None:
+            return None
+        found = await self._claim(
+            keys=[self._key("q", user), self._key("e", entry_id)],
+            args=[self._clock(now), entry_id, owner, _number(now), _number(lease), "0"],
         )
+        return _entry(found)
 
     async def claim_head(self, user: str, owner: str, *, now: float, lease: float) -> Entry | None:
-        return _entry(
-            await self._claim(
-                args=[self.prefix, "", user, owner, _number(now), _number(now + lease)]
+        queue = self._key("q", user)
+        for _ in range(RETRIES):
+            heads = await self.redis.zrange(queue, 0, 0)
+            if not heads:
+                return None
+            head = str(heads[0])
+            found = await self._claim(
+                keys=[queue, self._key("e", head)],
+                args=[self._clock(now), head, owner, _number(now), _number(lease), "1"],
             )
-        )
+            if found != "retry":
+                return _entry(found)
+        raise RuntimeError("the ledger's queue kept changing while its head was claimed")
 
     async def update(
         self,
@@ -399,22 +523,42 @@ class RedisLedger:
         ).items():
             changes += [name, ("1" if value else "0") if isinstance(value, bool) else value]
         final = "1" if state in FINAL else "0"
+        user = await self._user_of(entry_id)
+        if user is None:
+            return None
         return _entry(
             await self._update(
+                keys=[
+                    self._key("e", entry_id),
+                    self._key("q", user),
+                    self._key("done"),
+                    self.channel,
+                ],
                 args=[
-                    self.prefix,
-                    entry_id,
+                    self._clock(now),
                     owner,
                     _number(now),
-                    _number(now + lease),
+                    _number(lease),
                     final,
+                    self.announce,
                     *changes,
-                ]
+                ],
             )
         )
 
     async def drop(self, entry_id: str, *, now: float, error: dict[str, Any]) -> Entry | None:
-        found = await self._drop(args=[self.prefix, entry_id, _number(now), dump_json(error)])
+        user = await self._user_of(entry_id)
+        if user is None:
+            return None
+        found = await self._drop(
+            keys=[
+                self._key("e", entry_id),
+                self._key("q", user),
+                self._key("done"),
+                self.channel,
+            ],
+            args=[entry_id, _number(now), dump_json(error), self.announce],
+        )
         return _entry(found) if found else None
 
     async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
@@ -434,7 +578,7 @@ class RedisLedger:
     async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
         taken = await self._lease(
             keys=[self._key("lease", name)],
-            args=[owner, _number(now), _number(now + seconds), int(seconds) + 3600],
+            args=[self._clock(now), owner, _number(seconds), int(seconds) + 3600],
         )
         return bool(taken)
 
@@ -442,9 +586,31 @@ class RedisLedger:
         await self._release(keys=[self._key("lease", name)], args=[owner])
 
     async def prune(self, *, now: float) -> int:
-        return int(
-            await self._prune(args=[self.prefix, _number(now - 2 * KEEP_SECONDS), KEEP_RENDERS])
-        )
+        """Forget what may go, read first and re-checked in the script, in batches."""
+        before = now - 2 * KEEP_SECONDS
+        done = self._key("done")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(done, "-inf", f"({_number(before)}")
+            pipe.smembers(self._key("users"))
+            old, users = await pipe.execute()
+        candidates = [(str(i), "done", done) for i in old]
+        if users:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user in users:
+                    pipe.zrange(self._key("r", str(user)), 0, -(KEEP_RENDERS + 1))
+                for user, ids in zip(users, await pipe.execute(), strict=True):
+                    renders = self._key("r", str(user))
+                    candidates += [(str(i), "render", renders) for i in ids]
+        gone = 0
+        for start in range(0, len(candidates), PRUNE_BATCH):
+            batch = candidates[start : start + PRUNE_BATCH]
+            keys = [done, self._key("latest")]
+            args: list[str] = [_number(before)]
+            for entry_id, why, where in batch:
+                keys += [self._key("e", entry_id), self._key("d", entry_id), where]
+                args += [entry_id, why]
+            gone += int(await self._prune(keys=keys, args=args))
+        return gone
 
     async def close(self) -> None:
         if self._owns:

@@ -7,7 +7,9 @@ request's bearer token (or OAuth subject), as for the tools.
 
 Each user's state is kept in files under NEMO_HOME (a SQLite ledger beside them),
 or, hosted, in Redis under keys derived from the user's key, shared by every replica.
-`GET /healthz` answers 200 while the server runs (and, hosted, reaches Redis).
+`GET /healthz` answers 200 while the server runs (and, hosted, reaches Redis); `GET
+/readyz` answers 200 when it is ready for traffic (started, and Redis answers within
+NEMO_REDIS_TIMEOUT). With NEMO_METRICS, Prometheus metrics (`nemo_mcp.metrics`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from nemo_mcp.hosted.serving import (
 )
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Entry, Ledger, clock
+from nemo_mcp.metrics import Metrics
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.exposure import Exposure
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
     from nemo_mcp.backend.client import NemoClient
     from nemo_mcp.client_state import ClientState
+    from nemo_mcp.hosted.notify import Notifier
     from nemo_mcp.server.studio import PosterSource
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,23 @@ async def _keep_headers(ctx: ServerRequestContext[Any, Any], call_next: CallNext
         _request_headers.reset(reset)
 
 
+#: Tool results that mean "call again to wait" (a call answered, its work not yet done).
+_WAITING = frozenset({"running", "queued", "rendering"})
+
+
+def _outcome(result: Any) -> str:
+    """A tool call's result as the metrics count it: ok, error or waiting."""
+    if isinstance(result, dict):  # as the handler hands it on: the wire's field names
+        failed, structured = result.get("isError"), result.get("structuredContent")
+    else:
+        failed = getattr(result, "is_error", False)
+        structured = getattr(result, "structured_content", None)
+    if failed:
+        return "error"
+    status = structured.get("status") if isinstance(structured, dict) else None
+    return "waiting" if status in _WAITING else "ok"
+
+
 def _example_prompt(text: str) -> Callable[[], str]:
     def prompt() -> str:
         return text
@@ -146,6 +167,7 @@ def create_server(
     studio = studio_for(settings, poster_for=poster_for)
 
     live: dict[str, Any] = {}  # static resources get no Context; they read this
+    metrics = Metrics(enabled=settings.scale.metrics is not None)
     request_state = SharedKeyCodec() if exposure.hosted else None
 
     async def current() -> NemoService:
@@ -179,20 +201,28 @@ def create_server(
                 from nemo_mcp.hosted.redis_client_state import connect, request_state_keys
 
                 assert settings.state_url is not None and request_state is not None
-                redis = connect(settings.state_url.get_secret_value())
+                redis = connect(
+                    settings.state_url.get_secret_value(),
+                    settings.scale,
+                    noted=metrics.redis_error,
+                )
                 clients.push_async_callback(redis.aclose)
                 try:
                     request_state.install(await request_state_keys(redis))
                 except Exception as err:  # unreachable or refusing: said once, plainly
                     raise ConfigError(f"cannot use the Redis of NEMO_STATE_URL: {err}") from err
 
-            async def open_user(user_settings: Settings, user: str) -> tuple[NemoClient, Ledger]:
+            async def open_user(
+                user_settings: Settings, user: str, closing: AsyncExitStack
+            ) -> tuple[NemoClient, Ledger]:
                 # The HTTP stack and the ledger load with the first call, not at start-up.
                 from nemo_mcp.backend.client import NemoClient
 
                 state: ClientState | StateStore
                 if redis is not None:
-                    state, ledger = redis_user(redis, user, user_settings.api_url)
+                    state, ledger = redis_user(
+                        redis, user, user_settings.api_url, cluster=settings.scale.redis_cluster
+                    )
                     where = "in Redis"
                 else:
                     from nemo_mcp.ledger.sqlite import SqliteLedger
@@ -202,7 +232,7 @@ def create_server(
                     busy = max(1.0, user_settings.tool_timeout / 2)
                     ledger = SqliteLedger(state.ledger_path, busy_seconds=busy)
                     where = str(state.ledger_path)
-                clients.push_async_callback(ledger.close)
+                closing.push_async_callback(ledger.close)
                 try:
                     await ledger.prune(now=clock())
                 except NemoError:  # damaged (healed), locked, a full disk: already one sentence
@@ -212,10 +242,48 @@ def create_server(
                 client = NemoClient(
                     user_settings, identity, state, transport=transport, leases=ledger
                 )
-                return await clients.enter_async_context(client), ledger
+                return await closing.enter_async_context(client), ledger
 
             async with anyio.create_task_group() as tasks:
-                services = Services(settings, open_user, tasks, exposure)
+                notifier: Notifier | None = None
+                if redis is not None:
+                    from nemo_mcp.hosted.notify import Notifier
+
+                    notifier = Notifier(redis, sharded=settings.scale.redis_cluster)
+                    tasks.start_soon(notifier.run)
+
+                def opened(service: NemoService) -> None:
+                    if notifier is not None:
+                        notifier.watch(getattr(service.ledger, "channel", ""), service.work)
+
+                def closed(service: NemoService) -> None:
+                    metrics.user_closed()
+                    if notifier is not None:
+                        notifier.unwatch(getattr(service.ledger, "channel", ""))
+
+                limits = None
+                scale = settings.scale
+                if redis is not None and (scale.calls_per_minute or scale.credits_per_day):
+                    from nemo_mcp.hosted.limits import Limits
+
+                    limits = Limits(redis, scale)
+                services = Services(
+                    settings,
+                    open_user,
+                    tasks,
+                    exposure,
+                    on_open=opened,
+                    on_close=closed,
+                    limits=limits,
+                    metrics=metrics,
+                )
+                metrics.watch_users(
+                    lambda: len(services),
+                    lambda: sum(1 for s in services.opened() if s.work.busy),
+                )
+                if isinstance(settings.scale.metrics, int):
+                    clients.callback(metrics.serve(settings.scale.metrics))
+                clients.push_async_callback(services.aclose)
                 live["services"] = services
                 live["redis"] = redis
                 try:
@@ -223,6 +291,28 @@ def create_server(
                 finally:
                     live.pop("services", None)
                     tasks.cancel_scope.cancel()
+
+    async def pin_user(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Server middleware: the caller's user stays open while their request is answered."""
+        services: Services | None = live.get("services")
+        if services is None or not exposure.served:
+            return await call_next(ctx)
+        try:
+            key = exposure.user_key(getattr(ctx.request, "headers", None))
+        except NemoError:  # no user: the handler says so
+            return await call_next(ctx)
+        with services.using(key):
+            if ctx.method != "tools/call" or not metrics.enabled:
+                return await call_next(ctx)
+            tool = str((ctx.params or {}).get("name") or "unknown")
+            started = anyio.current_time()
+            outcome = "error"
+            try:
+                result = await call_next(ctx)
+                outcome = _outcome(result)
+                return result
+            finally:
+                metrics.call(tool, outcome, anyio.current_time() - started)
 
     mcp = NemoServer(
         "nemo-mcp",
@@ -234,12 +324,37 @@ def create_server(
         lifespan=lifespan,
         log_level="WARNING",
         extensions=[studio.apps, tools.tasks_extension()],
-        middleware=[_keep_headers, studio.middleware],
+        middleware=[_keep_headers, pin_user, studio.middleware],
         **oauth_resource_server(settings, exposure),
         request_state_security=(
             None if request_state is None else shared_request_state(request_state)
         ),
     )
+
+    @mcp.custom_route("/readyz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+    async def readyz(_request: Request) -> Response:
+        """Ready for traffic: started, and (hosted) Redis answers within its timeout."""
+        from starlette.responses import JSONResponse
+
+        if "services" not in live:
+            return JSONResponse({"ready": False, "why": "starting or stopping"}, 503)
+        redis = live.get("redis")
+        if redis is not None:
+            try:
+                with anyio.fail_after(settings.scale.redis_timeout):
+                    await redis.ping()
+            except Exception:
+                return JSONResponse({"ready": False, "why": "Redis does not answer"}, 503)
+        return JSONResponse({"ready": True})
+
+    if isinstance(settings.scale.metrics, str):
+
+        @mcp.custom_route(settings.scale.metrics, methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
+        async def metrics_page(_request: Request) -> Response:
+            from starlette.responses import Response as Plain
+
+            body, kind = metrics.text()
+            return Plain(body, media_type=kind)
 
     @mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)  # type: ignore[untyped-decorator]
     async def healthz(_request: Request) -> Response:

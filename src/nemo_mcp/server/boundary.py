@@ -52,7 +52,7 @@ from nemo_mcp.errors import (
     PlanError,
     RateLimitError,
     ServerError,
-    StateStoreError,
+    SharedStateError,
     TransportError,
     UnsupportedFileError,
 )
@@ -167,7 +167,7 @@ def part_that_failed(err: BaseException) -> PartError | None:
                 "`nemo-mcp doctor`."
             )
         if _from_redis(cause):
-            return StateStoreError(
+            return SharedStateError(
                 "Redis (NEMO_STATE_URL) stopped answering in the middle of the call "
                 f"({type(cause).__name__}); it may be restarting: try again in a moment, and "
                 "if it keeps failing, check that Redis is up."

@@ -16,13 +16,15 @@ nothing: the render's URL is the result, and an earlier render of the same timel
 reused by its URL.
 
 A download is complete only when its size matches what the render reported (when it
-reported one). It streams into `.nemo-<render id>.part` beside its final name, and is
+reported one). It streams into `.nemo-<render id>-<holder>.part` beside its final name (its own
+for each process holding the claim), and is
 moved there only when whole; stale parts are removed. Its size and SHA-256 are recorded,
 so a later reuse can tell the saved file from anything put in its place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -410,13 +412,20 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
                 folder,
                 stem=renders.safe_stem(str(run.memo.get("title") or "nemovideo")),
                 expected_size=expected if isinstance(expected, int) else None,
-                part_name=f".nemo-{renders.safe_stem(render_id)}.part",
+                # Named for this claim's holder: a replica paused past its lease only
+                # ever touches its own part, and names the file only if still the holder.
+                part_name=f".nemo-{renders.safe_stem(render_id)}-{_holder(run)}.part",
                 on_progress=on_progress,
+                before_claim=run.save,
             )
         except RenderError as err:
             reasons.append(err.message)
             log.info("download of render %s failed: %s", render_id, err.message)
             continue
+        # The claim was ours when the file was named: earlier holders' parts are leftovers.
+        for part in folder.glob(f".nemo-{renders.safe_stem(render_id)}-*.part"):
+            with contextlib.suppress(OSError):
+                part.unlink()
         await run.save(
             file=str(saved.path),
             size=saved.size,
@@ -456,6 +465,11 @@ async def run_handoff_export(
         elapsed_seconds=round(0.0 if handed.reused else run.elapsed, 1),
         next_steps=[f"Open the folder {handed.folder} in the editor (its README says how)."],
     ).model_dump(mode="json")
+
+
+def _holder(run: Run) -> str:
+    """A short tag of the process holding `run`'s claim (its owner name, hashed)."""
+    return hashlib.sha256(run.work.owner.encode()).hexdigest()[:10]
 
 
 async def browser_link(client: NemoClient) -> str | None:

@@ -15,7 +15,8 @@ Redis). An older client's session lives in the memory of the replica that opened
 it, together with its owner; the load balancer keeps the session's requests on
 that replica (`deploy/haproxy.cfg` sticks on `Mcp-Session-Id`), and any other
 replica answers 404 for it, as for any unknown session, whoever asks, so the client
-opens a new one. `GET /healthz` is open to the load balancer's checks.
+opens a new one. `GET /healthz`, `/readyz` and `/metrics` (NEMO_METRICS=/metrics) are
+open to the load balancer and the metrics scraper.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from nemo_mcp.server.hostcheck import HostCheck, HostRule
 
 SESSION_HEADER = b"mcp-session-id"
 #: Paths answered without a bearer token (the load balancer's health checks).
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Sessions remembered per bearer token; opening more forgets that token's least recently used.
 SESSIONS_PER_USER = 256
 

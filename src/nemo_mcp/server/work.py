@@ -28,7 +28,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from nemo_mcp import errors
-from nemo_mcp.errors import InputError, NemoError
+from nemo_mcp.errors import InputError, NemoError, SharedStateError
 from nemo_mcp.ledger import Entry, Kind, Ledger, State, Submission, clock, new_owner
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ POLL_SECONDS = 0.25
 PROGRESS_EVERY = 4.0
 #: Progress is written to the ledger at most this often (it is read across processes).
 FLUSH_SECONDS = 0.5
+#: The shared store failing: the runner looks again this many times, pausing from this.
+STORE_TRIES = 5
+STORE_PAUSE = 0.25
 
 Report = Callable[[float, "float | None", str], Awaitable[None]]
 
@@ -191,13 +194,18 @@ class Run:
                 continue
             quiet = 0.0
             self._dirty = False
-            updated = await self.work.ledger.update(
-                self.entry.id,
-                self.work.owner,
-                now=clock(),
-                lease=self.work.lease,
-                progress=self.progress,
-            )
+            try:
+                updated = await self.work.ledger.update(
+                    self.entry.id,
+                    self.work.owner,
+                    now=clock(),
+                    lease=self.work.lease,
+                    progress=self.progress,
+                )
+            except SharedStateError as err:  # a missed renewal: the next one may land
+                log.warning("could not renew the claim on %s: %s", self.entry.id, err)
+                self._dirty = True
+                continue
             if updated is None:
                 self.lost = True
                 scope.cancel()
@@ -248,8 +256,16 @@ class Work:
         self.owner = new_owner()
         self.lease = settings.lease_seconds
         self._changed = anyio.Event()
+        #: How often waiters look at the ledger for other processes' changes (longer
+        #: while those changes are announced: `hosted.notify`).
+        self.poll = POLL_SECONDS
         self._runner_active = False
         self._runs: dict[str, Run] = {}
+
+    @property
+    def busy(self) -> bool:
+        """A runner works (or follows another process's work) for this user here."""
+        return self._runner_active or bool(self._runs)
 
     # notifications -----------------------------------------------------------------
     def touch(self) -> None:
@@ -257,7 +273,8 @@ class Work:
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def _pause(self, seconds: float = POLL_SECONDS) -> None:
+    async def _pause(self, seconds: float | None = None) -> None:
+        seconds = self.poll if seconds is None else seconds
         changed = self._changed
         with anyio.move_on_after(seconds):
             await changed.wait()
@@ -325,7 +342,7 @@ class Work:
                     await report(value, total, status_line(entry, clock()))
                 except Exception:  # a client gone away must not end the wait
                     log.debug("progress report failed", exc_info=True)
-            await self._pause(min(POLL_SECONDS, max(0.0, deadline - now)))
+            await self._pause(min(self.poll, max(0.0, deadline - now)))
 
     async def unfinished(self) -> list[Entry]:
         return await self.ledger.unfinished(self.user)
@@ -353,18 +370,29 @@ class Work:
             self.tasks.start_soon(self._runner)
 
     async def _runner(self) -> None:
+        troubles = 0
         try:
             while True:
-                claimed = await self.ledger.claim_head(
-                    self.user, self.owner, now=clock(), lease=self.lease
-                )
-                if claimed is None:
-                    if await self.ledger.head(self.user) is None:
+                try:
+                    claimed = await self.ledger.claim_head(
+                        self.user, self.owner, now=clock(), lease=self.lease
+                    )
+                    if claimed is None:
+                        if await self.ledger.head(self.user) is None:
+                            return
+                        # Another live process runs it: follow along until done or dead.
+                        await self._pause()
+                        continue
+                    await self._execute(claimed)
+                    troubles = 0
+                except SharedStateError as err:
+                    # The store stalled or refused: nothing is lost; look again shortly
+                    # (a while), then leave it to the user's next call.
+                    troubles += 1
+                    if troubles > STORE_TRIES:
+                        log.warning("the work runner paused: %s", err)
                         return
-                    # Another live process runs it: follow along until it is done or dies.
-                    await self._pause()
-                    continue
-                await self._execute(claimed)
+                    await anyio.sleep(min(STORE_PAUSE * 2**troubles, 10.0))
         except Exception:
             log.exception("the work runner stopped")
         finally:
@@ -376,6 +404,7 @@ class Work:
         self._runs[entry.id] = run
         outcome: dict[str, Any] | None = None
         failure: NemoError | None = None
+        interrupted: SharedStateError | None = None
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(run.keep_alive, tasks.cancel_scope)
@@ -383,6 +412,10 @@ class Work:
                     outcome = await executor(run)
                 except ClaimLostError:
                     run.lost = True
+                except SharedStateError as err:
+                    # The bookkeeping failed, not the work: unclear is not failed. The
+                    # entry stays unfinished as last recorded, and is resumed by recovery.
+                    interrupted = err
                 except NemoError as err:
                     failure = err
                 except Exception as err:
@@ -398,6 +431,8 @@ class Work:
         if run.lost:
             log.warning("work %s was taken over by another process", entry.id)
             return
+        if interrupted is not None:
+            raise interrupted
         await self._finish(run, outcome, failure)
 
     async def _finish(

@@ -34,6 +34,9 @@ import anyio.to_thread
 from nemo_mcp.ledger import Ledger
 from nemo_mcp.server.tasks.records import TTL_SECONDS, TaskRecord
 
+#: A script refused because what it was given was read a moment too early is run again.
+RETRIES = 20
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -205,11 +208,14 @@ class SqliteTaskStore:
                 self._db = None
 
 
-#: KEYS: the entry's live-task pointer, the new task. ARGV: the new task's id, body, ttl (ms).
+#: KEYS: the entry's live-task pointer, the new task, the live task read before (every
+#: key in KEYS, for Redis Cluster). ARGV: the new task's id, body, ttl (ms), the live
+#: task's id read before ('retry' when the pointer moved since).
 _CREATE = """
-local live = redis.call('GET', KEYS[1])
-if live then
-  local body = redis.call('GET', ARGV[4] .. live)
+local live = redis.call('GET', KEYS[1]) or ''
+if live ~= ARGV[4] then return 'retry' end
+if live ~= '' then
+  local body = redis.call('GET', KEYS[3])
   if body and cjson.decode(body)['status'] == 'working' then return body end
 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
@@ -244,11 +250,16 @@ class RedisTaskStore:
         return f"{self.prefix}:task:{task_id}"
 
     async def create(self, record: TaskRecord) -> TaskRecord:
-        body = await self._create(
-            keys=[f"{self.prefix}:task-of:{record.entry}", self._task(record.id)],
-            args=[record.id, record.dumps(), TTL_SECONDS * 1000, self._task("")],
-        )
-        return TaskRecord.loads(body)
+        pointer = f"{self.prefix}:task-of:{record.entry}"
+        for _ in range(RETRIES):
+            live = str(await self.redis.get(pointer) or "")
+            body = await self._create(
+                keys=[pointer, self._task(record.id), self._task(live)],
+                args=[record.id, record.dumps(), TTL_SECONDS * 1000, live],
+            )
+            if body != "retry":
+                return TaskRecord.loads(body)
+        raise RuntimeError("the task of this work kept changing while one was made")
 
     async def get(self, task_id: str) -> TaskRecord | None:
         body = await self.redis.get(self._task(task_id))
