@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from nemo_mcp.ledger import (
     FINAL,
+    KEEP_HANDLES,
     KEEP_SECONDS,
     MAX_WAITING,
     Entry,
@@ -322,8 +323,15 @@ class RedisLedger:
             return Submission("full", entry, int(ahead))
         return Submission(how, entry, int(ahead), int(delivered) > 0)
 
+    async def latest(self, *, user: str, kind: Kind, key: str) -> Entry | None:
+        return _entry(await self._latest(args=[self.prefix, _key_field(user, kind, key)]))
+
+    async def last_seq(self, user: str) -> int:
+        # One counter per prefix (one user, hosted): its value is the newest entry's seq.
+        return int(await self.redis.get(self._key("seq")) or 0)
+
     async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
-        found = _entry(await self._latest(args=[self.prefix, _key_field(user, kind, key)]))
+        found = await self.latest(user=user, kind=kind, key=key)
         if found is None or not found.finished:
             return found
         recent = (found.finished_at or 0) >= now - KEEP_SECONDS
@@ -420,9 +428,7 @@ class RedisLedger:
         await self._release(keys=[self._key("lease", name)], args=[owner])
 
     async def prune(self, *, now: float) -> int:
-        return int(
-            await self._prune(args=[self.prefix, _number(now - 2 * KEEP_SECONDS), KEEP_RENDERS])
-        )
+        return int(await self._prune(args=[self.prefix, _number(now - KEEP_HANDLES), KEEP_RENDERS]))
 
     async def close(self) -> None:
         if self._owns:

@@ -38,7 +38,7 @@ import anyio.to_thread
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus
-from nemo_mcp.errors import BackendError, InputError, NemoError, RenderError
+from nemo_mcp.errors import InputError, NemoError, RenderError
 from nemo_mcp.ledger import Entry
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.work import Run
@@ -278,16 +278,26 @@ async def _restart(run: Run, client: NemoClient, settings: Settings) -> None:
     for key in ("render_id", "url", "expected_size", "rendered", "from_earlier", "started_at"):
         run.memo.pop(key, None)
     await _check_output(settings)
-    await _start(
-        run,
-        client,
-        draft,
-        session_id=str(run.entry.session_id or run.memo.get("session_id") or ""),
-        digest=str(run.memo.get("digest") or draft_hash(draft)),
-    )
+    await _start(run, client, draft)
 
 
-async def _start(run: Run, client: NemoClient, draft: Any, *, session_id: str, digest: str) -> None:
+def _session_of(run: Run) -> str:
+    """The session a render belongs to: the entry's, else the one recorded with it."""
+    return str(run.entry.session_id or run.memo.get("session_id") or "")
+
+
+async def _start(
+    run: Run,
+    client: NemoClient,
+    draft: Any,
+    *,
+    session_id: str | None = None,
+    digest: str | None = None,
+    render_id: str | None = None,
+) -> None:
+    """Start the render (or, with `render_id`, make sure the one sent before exists)."""
+    session_id = session_id or _session_of(run)
+    digest = digest or str(run.memo.get("digest") or draft_hash(draft))
     fmt = str(run.request.get("format", "mp4"))
     quality = str(run.request.get("quality", "high"))
 
@@ -312,34 +322,21 @@ async def _start(run: Run, client: NemoClient, draft: Any, *, session_id: str, d
         session_id=session_id,
         output={"format": fmt, "quality": quality},
         remember=remember,
+        render_id=render_id,
     )
     run.memo.pop("draft", None)
     await run.save(state="rendering")
 
 
 async def _confirm_start(run: Run, client: NemoClient) -> None:
-    """A start that may not have arrived: follow it if the backend knows it, else start."""
+    """A start that may not have arrived: sent again under its recorded id, so the
+    backend either starts it now or refuses the id it already knows (it exists)."""
     render_id = str(run.memo.get("render_id", ""))
     run.phase("checking the render that was being started")
-    try:
-        await renders.render_status(client, render_id)
-    except BackendError as err:
-        if err.http_status != 404 and err.code != 404:
-            raise
-        log.info("render %s never started; starting it now", render_id)
-        draft = run.memo.get("draft")
-        if draft is None:
-            draft = (await client.state()).state.draft
-        await _start(
-            run,
-            client,
-            draft,
-            session_id=str(run.memo.get("session_id") or run.entry.session_id),
-            digest=str(run.memo.get("digest") or draft_hash(draft)),
-        )
-        return
-    run.memo.pop("draft", None)
-    await run.save(state="rendering")
+    draft = run.memo.get("draft")
+    if draft is None:
+        draft = (await client.state()).state.draft
+    await _start(run, client, draft, render_id=render_id)
 
 
 async def _follow(run: Run, client: NemoClient, settings: Settings) -> RenderStatus:
