@@ -13,6 +13,14 @@ The entry's state says how far an earlier run got, and so what may happen now:
 - `streaming` / `recovering`: the backend has it. Its outcome is read from the state on
   the documented schedule; nothing is ever sent again.
 
+An unclear send (any 5xx, a gateway's 502/503/504 included, a timeout after the body
+left, a dropped connection, an unreadable answer) is never taken as "not sent": it is
+recorded (`unclear`, before anything else happens) and resolved by the same evidence as
+a crash, read on the documented schedule. While that is open the answer says the
+message may have been taken and that nothing will be sent again; when the window
+closes with no sign of it, the answer says so and offers `again: true`. The server
+never sends it again by itself, not even after a restart.
+
 While the stream runs, tool calls become progress words and state deltas reveal the raw
 clip the moment it lands. When the stream closes, the state is read and compared with
 the state before: that comparison is the report when the agent said nothing (about 30%
@@ -48,6 +56,7 @@ from nemo_mcp.errors import (
     StreamBrokenError,
     TransportError,
 )
+from nemo_mcp.retrying import unclear
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.work import Run, format_duration
 from nemo_mcp.settings import Settings
@@ -120,13 +129,6 @@ def _same_draft(a: Any, b: Any) -> bool:
     return not diff(parse_draft(a), parse_draft(b))
 
 
-def message_key(session_id: str, text: str, *, new_project: bool) -> str:
-    """The idempotence key of a message: the same words (spacing and case aside), in the
-    same project, are the same request."""
-    words = " ".join(text.split()).casefold()
-    return f"{session_id}|{'new|' if new_project else ''}{words}"
-
-
 @dataclass
 class GenerationRun:
     """The live state of one message while it streams."""
@@ -166,6 +168,9 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
         restarted = StreamBrokenError("the server restarted while the agent was working")
         output = await _recover(client, settings, run, gen, restarted)
         return output.model_dump(mode="json")
+    if run.state == "sending" and run.memo.get("unclear"):
+        lost = StreamBrokenError(str(run.memo["unclear"]))
+        return (await _unclear(client, settings, run, gen, lost)).model_dump(mode="json")
     if run.state == "sending":
         if await _received(client, settings, run, gen):
             run.sticky = True
@@ -212,6 +217,41 @@ async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bo
         # twice costs the user money.
         return True
     return arrived(gen.before, now, baseline, balance)
+
+
+async def _unclear(
+    client: NemoClient, settings: Settings, run: Run, gen: GenerationRun, err: NemoError
+) -> GenerateOutput:
+    """The send's answer was lost: look for the message's arrival on the documented
+    schedule (the timeline, the credits); report what it did if it arrived, else say it
+    was not seen and offer to send it again. Never send it again here."""
+    if not run.memo.get("unclear"):
+        await run.save(unclear=err.message)  # a restart keeps checking, never re-sends
+    checks = len(settings.recovery_delays)
+    for n, delay in enumerate(settings.recovery_delays, start=1):
+        run.phase(
+            f"NemoVideo's answer to the message was lost ({err.message}): it may have been "
+            f"taken, so the server is checking the timeline and credits ({n}/{checks}); "
+            "nothing will be sent again"
+        )
+        try:
+            seen = await _shows_arrival(client, run, gen)
+        except (TransportError, BackendError) as read_err:
+            if isinstance(read_err, SessionNotFoundError):
+                raise
+            seen = False
+        if seen:
+            run.sticky = True
+            return await _recover(client, settings, run, gen, err)
+        await anyio.sleep(delay)
+    run.sticky = True  # unclear to the end: it may still have arrived, so never re-sent
+    raise StreamBrokenError(
+        f"NemoVideo's answer to the message was lost ({err.message}), and after {checks} "
+        f"checks over {format_duration(sum(settings.recovery_delays))} nothing shows it "
+        "arrived (the timeline and the credits did not change); it was not sent again. Call "
+        "`generate` with `again: true` to send it (that may cost credits), or `timeline` to "
+        "look first."
+    )
 
 
 async def _send(
@@ -274,19 +314,12 @@ async def _send(
     limits = StreamLimits(total=settings.stream_total, idle=settings.stream_idle)
     try:
         outcome = await send_message(client, gen.message, on_event, limits=limits, on_open=on_open)
-    except (StreamBrokenError, BackendTimeoutError) as err:
-        if not run.sticky and not await _received(client, settings, run, gen):
-            raise StreamBrokenError(
-                f"The request did not reach NemoVideo ({err.message}); nothing was sent or "
-                "charged. Try again in a moment."
-            ) from err
-        run.sticky = True
-        return await _recover(client, settings, run, gen, err)
-    except TransportError as err:
-        if run.sticky or await _received(client, settings, run, gen):
-            run.sticky = True
+    except NemoError as err:
+        if run.sticky and isinstance(err, TransportError):
             return await _recover(client, settings, run, gen, err)
-        raise
+        if run.sticky or not unclear(err):
+            raise  # a clean refusal: the backend answered, and said no
+        return await _unclear(client, settings, run, gen, err)
     await run.save(state="recovering")
     if outcome.meaningful == 0:
         # Closed cleanly with nothing but heartbeats: the agent may still be working

@@ -32,6 +32,11 @@ class GenerateOutput(BaseModel):
     next_steps: list[str] = Field(default_factory=list)
     elapsed_seconds: float = 0.0
     session_id: str | None = None
+    request_id: str | None = Field(
+        None,
+        description="This request's handle: call generate with only this request_id to wait "
+        "for it (nothing is sent again)",
+    )
 
 
 class UploadedItem(BaseModel):
@@ -74,6 +79,11 @@ class ExportOutput(BaseModel):
     reused: bool = Field(False, description="An earlier export of this same timeline was returned")
     elapsed_seconds: float = 0.0
     next_steps: list[str] = Field(default_factory=list)
+    request_id: str | None = Field(
+        None,
+        description="This export's handle: call export with this request_id to wait for it "
+        "(no second render is started)",
+    )
 
 
 class CreditsOutput(BaseModel):

@@ -29,7 +29,16 @@ from anyio.abc import TaskGroup
 
 from nemo_mcp import errors
 from nemo_mcp.errors import InputError, NemoError
-from nemo_mcp.ledger import Entry, Kind, Ledger, State, Submission, clock, new_owner
+from nemo_mcp.ledger import (
+    Entry,
+    Kind,
+    Ledger,
+    State,
+    Submission,
+    Submitted,
+    clock,
+    new_owner,
+)
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -287,6 +296,15 @@ class Work:
         self.start()
         return Ticket(submission=submission, ask=ask)
 
+    async def join(self, entry: Entry) -> Ticket:
+        """A call that waits for existing work: never starts any, whatever it asked."""
+        ask = uuid.uuid4().hex
+        delivered = await self.ledger.ask(entry.id, ask, now=clock())
+        how: Submitted = "finished" if entry.finished else "unfinished"
+        if not entry.finished:
+            self.start()
+        return Ticket(submission=Submission(how, entry, 0, delivered), ask=ask)
+
     async def deliver(self, ticket: Ticket) -> None:
         """Record that this call was given its entry's outcome."""
         await self.ledger.deliver(ticket.entry.id, ticket.ask, now=clock())
@@ -403,10 +421,16 @@ class Work:
     async def _finish(
         self, run: Run, outcome: dict[str, Any] | None, failure: NemoError | None
     ) -> None:
+        # Never `reusable` for the store: whether an outcome answers a repeat is the
+        # service's decision (it must be able to add new work under the same key).
         ending: dict[str, Any] = (
-            {"state": "failed", "error": error_record(failure), "reusable": run.sticky}
+            {
+                "state": "failed",
+                "error": {**error_record(failure), "reached": run.sticky},
+                "reusable": False,
+            }
             if failure is not None
-            else {"state": "done", "outcome": outcome, "reusable": run.entry.kind == "message"}
+            else {"state": "done", "outcome": outcome, "reusable": False}
         )
         done = await self.ledger.update(
             run.entry.id,

@@ -15,6 +15,7 @@ from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.previews import Picture, export_preview, file_link
+from nemo_mcp.server.service import handle_of
 from nemo_mcp.server.tools.common import (
     STUDIO_TOOL_META,
     budget,
@@ -32,8 +33,11 @@ TITLE = "Export the video as an MP4"
 DESCRIPTION = (
     "Render the current timeline to a video file and save it on this computer (a hosted "
     "server returns its URL instead). Free (no credits). Starts exactly one render per "
-    "request; if the result says 'rendering', "
-    "call export again to keep waiting on the same render (it is never started twice). "
+    "request; a 'rendering' result gives its request_id: call export with that request_id "
+    "to keep waiting on the same render (it is never started twice). The same format and "
+    "quality asked while that export is unfinished, or before its result was returned with "
+    "no other work on the project since, wait for it (even with fresh), so nothing is "
+    "rendered twice; for several exports at once give each its own request_id. "
     "Returns the saved file path, the video URL and a link to open the project in the "
     "browser, with a contact sheet (a grid of frames) of the video to look at and, on this "
     "computer, a link to the MP4 itself. Call after `generate`."
@@ -45,7 +49,19 @@ Format = Annotated[
 ]
 Quality = Annotated[Literal["high", "medium", "low"], Field(description="Render quality")]
 Fresh = Annotated[
-    bool, Field(description="Render again even if this exact timeline was already exported")
+    bool,
+    Field(
+        description="Render again even if this exact timeline was already exported (once "
+        "the earlier export's result was returned; until then the call waits for it)"
+    ),
+]
+RequestId = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="Optional handle of an export: a new id names this export; the id of a "
+        "'rendering' result waits for that render",
+    ),
 ]
 
 
@@ -53,6 +69,7 @@ def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
     """What a caller gets while its export waits its turn or renders."""
     queued = entry.state == "queued" and ahead > 0
     percent = entry.progress.get("percent")
+    handle = handle_of(entry)
     return ExportOutput(
         status="queued" if queued else "rendering",
         render_id=str(entry.memo.get("render_id") or ""),
@@ -60,7 +77,8 @@ def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
         progress=status_line(entry, now),
         ahead=ahead if queued else 0,
         elapsed_seconds=round(now - entry.created_at, 1),
-        next_steps=["Call `export` again to keep waiting on this render."],
+        next_steps=[f'Call `export` with request_id="{handle}" to keep waiting on this render.'],
+        request_id=handle,
     )
 
 
@@ -71,13 +89,13 @@ def export_text(out: ExportOutput) -> str:
         return (
             f"Queued: {out.ahead} earlier {earlier} first on this project (an edit still "
             "running is rendered with the video), then this export starts, once. Call `export` "
-            "again to wait for it."
+            f'with request_id="{out.request_id}" to wait for it.'
         )
     if out.status == "rendering":
         which = f"The render {out.render_id}" if out.render_id else "The export"
         return (
-            f"Rendering: {out.progress}. {which} continues on NemoVideo; call `export` again "
-            "to wait for it (no second render is started)."
+            f"Rendering: {out.progress}. {which} continues on NemoVideo; call `export` with "
+            f'request_id="{out.request_id}" to wait for it (no second render is started).'
         )
     size = f" ({out.size_bytes / 1_000_000:.1f} MB)" if out.size_bytes else ""
     saved = f"{out.file}{size}" if out.file else f"rendered{size}, download it from its URL"
@@ -88,6 +106,8 @@ def export_text(out: ExportOutput) -> str:
         lines.append(f"Open the project in the browser: {out.browser_link}")
     if out.resumed:
         lines.append(f"(Resumed render {out.render_id} started earlier; no new render.)")
+    if out.request_id:
+        lines.append(f'(request_id "{out.request_id}")')
     return "\n".join(lines)
 
 
@@ -97,13 +117,16 @@ async def export(
     format: Format = "mp4",
     quality: Quality = "high",
     fresh: Fresh = False,
+    request_id: RequestId = None,
 ) -> Annotated[CallToolResult, ExportOutput]:
     service = await service_of(ctx)
     waits = budget(ctx, service)  # longer for clients known to keep the call open
     end = anyio.current_time() + waits
     inline = min(waits, service.settings.tool_timeout)
     with time_bound(inline, api_url=service.client.api_url, what="preparing the export"):
-        ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
+        ticket = await service.submit_export(
+            fmt=format, quality=quality, fresh=fresh, request_id=request_id
+        )
     left = max(0.0, end - anyio.current_time())
     entry, ahead = await service.work.follow(ticket, left, reporter(ctx))
     now = clock()
@@ -111,6 +134,7 @@ async def export(
         out = pending_output(entry, ahead=ahead, now=now)
         return result(export_text(out), out, notices=service.take_notices())
     out = ExportOutput.model_validate(entry.outcome)
+    out.request_id = handle_of(entry)
     text, blocks = await with_preview(
         export_text(out), out, remote=served(ctx), left=end - anyio.current_time()
     )
