@@ -67,8 +67,8 @@ How the tools fit together:
 5. `credits`: the balance (free).
 
 Long work continues on the server: when a result says it is still running, call the
-same tool again to wait for it; nothing is sent or charged twice. The user never
-needs a GUI: do not tell them to click anything.
+same tool with the request_id it gives to wait for it; nothing is sent or charged
+twice. The user never needs a GUI: do not tell them to click anything.
 """
 
 
