@@ -40,6 +40,11 @@ class Policy:
         for retry in range(1, self.attempts):
             yield self.wait(retry)
 
+    def tries(self) -> Iterator[float]:
+        """The wait before each try, the first one's 0: `for wait in policy.tries()`."""
+        yield 0.0
+        yield from self.waits()
+
 
 #: Backend calls safe to repeat (reads, polls, token requests): 3 tries, 0.5 s doubling.
 BACKEND_CALL = Policy("backend call", attempts=3, first=0.5, cap=8.0, jitter=0.25)
@@ -50,10 +55,27 @@ RENDER_START = Policy("render start", attempts=5, first=1.0, cap=8.0, jitter=0.2
 RENDER_STATUS = Policy("render status", attempts=5, first=1.0, cap=8.0, jitter=0.25)
 #: A finished render's download.
 DOWNLOAD = Policy("download", attempts=3, first=0.0, factor=1.0)
-#: Waiting for a lease another process holds (once-per-home work, opening a file).
-LEASE = Policy("lease", attempts=1_000_000, first=0.1, factor=1.0, cap=0.1)
-#: Opening a database another process is creating (short waits with jitter).
-OPEN = Policy("open", attempts=1_000_000, first=0.0275, factor=1.0, cap=0.05, jitter=0.8)
+#: After an interrupted send: looks for its arrival, one recovery delay apart (the
+#: delay comes from the settings: see `every`).
+ARRIVAL = Policy("arrival", attempts=2, first=30.0, factor=1.0, cap=float("inf"))
+#: Waiting for a lease another process holds (once-per-home work); the caller bounds
+#: the whole wait.
+LEASE = Policy("lease", attempts=10_000, first=0.1, factor=1.0)
+#: Opening a database another process is creating (short waits with jitter); the caller
+#: bounds the whole wait.
+OPEN = Policy("open", attempts=10_000, first=0.0275, factor=1.0, jitter=0.8)
+
+
+def every(policy: Policy, seconds: float) -> Policy:
+    """`policy` with its first wait set to `seconds` (a pace taken from the settings)."""
+    return Policy(
+        policy.name,
+        attempts=policy.attempts,
+        first=seconds,
+        factor=policy.factor,
+        cap=max(policy.cap, seconds),
+        jitter=policy.jitter,
+    )
 
 
 def unclear(err: NemoError) -> bool:
@@ -67,6 +89,7 @@ def unclear(err: NemoError) -> bool:
 
 
 __all__ = [
+    "ARRIVAL",
     "BACKEND_CALL",
     "DOWNLOAD",
     "LEASE",
@@ -74,5 +97,6 @@ __all__ = [
     "RENDER_START",
     "RENDER_STATUS",
     "Policy",
+    "every",
     "unclear",
 ]

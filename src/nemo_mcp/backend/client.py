@@ -25,7 +25,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from nemo_mcp import __version__, redaction
+from nemo_mcp import __version__, redaction, retrying
 from nemo_mcp.backend.body import (
     ACCEPTED_ENCODINGS,
     ANSWER_LIMIT,
@@ -246,13 +246,17 @@ class NemoClient:
             yield
             return
         deadline = anyio.current_time() + HOME_LEASE_WAIT
-        while not await self.leases.lease(name, self._owner, now=time.time(), seconds=60.0):
-            if anyio.current_time() > deadline:
-                raise ConfigError(
-                    f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
-                    f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
-                )
-            await anyio.sleep(0.1)
+        held = False
+        for wait in retrying.LEASE.tries():
+            await anyio.sleep(wait)
+            held = await self.leases.lease(name, self._owner, now=time.time(), seconds=60.0)
+            if held or anyio.current_time() > deadline:
+                break
+        if not held:
+            raise ConfigError(
+                f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
+                f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
+            )
         try:
             yield
         finally:

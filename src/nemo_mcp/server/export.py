@@ -35,6 +35,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from nemo_mcp import retrying
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 50 * 1_000_000
 #: A `.part` file untouched this long belongs to no live download.
 STALE_PART_SECONDS = 600
-DOWNLOAD_ATTEMPTS = 3
 
 
 def render_key(fmt: str, quality: str) -> str:
@@ -385,7 +385,8 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
     render_id = str(run.memo["render_id"])
     folder = settings.output_dir
     reasons: list[str] = []
-    for _ in range(DOWNLOAD_ATTEMPTS):
+    for wait in retrying.DOWNLOAD.tries():
+        await anyio.sleep(wait)
         status = await renders.render_status(client, render_id)
         expected = status.size if status.size else run.memo.get("expected_size")
         await anyio.to_thread.run_sync(

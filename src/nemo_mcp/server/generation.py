@@ -35,6 +35,7 @@ from typing import Any
 
 import anyio
 
+from nemo_mcp import retrying
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.events import (
     ErrorEvent,
@@ -194,9 +195,8 @@ async def _received(client: NemoClient, settings: Settings, run: Run, gen: Gener
     Looked at twice, one recovery delay apart: a gateway may hold a request a moment
     before the agent takes it, and sending twice costs the user money."""
     run.phase("checking whether the interrupted request reached NemoVideo")
-    for look in range(2):
-        if look:
-            await anyio.sleep(settings.recovery_delays[0])
+    for wait in retrying.every(retrying.ARRIVAL, settings.recovery_delays[0]).tries():
+        await anyio.sleep(wait)
         if await _shows_arrival(client, run, gen):
             return True
     return False
