@@ -106,6 +106,29 @@ async def test_a_gateway_error_after_the_message_was_taken_is_not_a_failure(
     assert renders_started(sandbox) == 0 and _spent(sandbox) == 100
 
 
+async def test_while_an_unclear_send_is_checked_the_answer_says_so(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """A 5xx the gateway gave before the backend saw the message: while the evidence is
+    read the answer says it may have been taken and nothing will be sent again; when the
+    window closes with no sign, it says so and offers `again: true`, sending nothing."""
+    sandbox.control.fault("server_error", route="run_sse", status=503)
+    args = {"message": "a video of a stone bridge"}
+    settings = make_settings(tmp_path, sandbox.url, tool_timeout=SHORT, recovery_delays=(0.4,) * 5)
+    async with connect(settings) as session:
+        texts: list[str] = []
+        for _ in range(MOST_CALLS):
+            result = await session.call("generate", args)
+            texts.append(text_of(result))
+            if result.is_error:
+                break
+        assert result.is_error
+    assert any("may have been taken" in t and "nothing will be sent again" in t for t in texts)
+    assert "not sent again" in texts[-1] and "again: true" in texts[-1]
+    assert sent(sandbox) == [] and sandbox.control.stats()["requests"]["run_sse"] == 1
+    assert renders_started(sandbox) == 0
+
+
 async def test_a_request_id_with_other_words_is_refused(tmp_path: Path, sandbox: Any) -> None:
     """Defect 4: an id names one request; other words under it are refused, never answered
     with the first request's result."""
