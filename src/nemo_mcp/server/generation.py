@@ -58,6 +58,7 @@ from nemo_mcp.errors import (
     TransportError,
 )
 from nemo_mcp.retrying import unclear
+from nemo_mcp.server.jobs import MessageJob
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.work import Run, format_duration
 from nemo_mcp.settings import Settings
@@ -86,7 +87,6 @@ _TOOL_WORDS = {
     "remove": "removing",
     "upload": "reading the upload",
 }
-_TEMPORARY_ISSUE = "i encountered a temporary issue"
 
 
 def tool_words(name: str) -> str:
@@ -162,15 +162,15 @@ def arrived(
 
 async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[str, Any]:
     """Execute a message entry from whatever state it was left in; the outcome's JSON."""
-    text = str(run.request["message"])
-    gen = GenerationRun(message=text, before=run.memo.get("before"))
+    job = _job(run)
+    gen = GenerationRun(message=job.message, before=job.before)
     if run.state in ("streaming", "recovering"):
         run.sticky = True
         restarted = StreamBrokenError("the server restarted while the agent was working")
         output = await _recover(client, settings, run, gen, restarted)
         return output.model_dump(mode="json")
-    if run.state == "sending" and run.memo.get("unclear"):
-        lost = StreamBrokenError(str(run.memo["unclear"]))
+    if run.state == "sending" and job.unclear:
+        lost = StreamBrokenError(job.unclear)
         return (await _unclear(client, settings, run, gen, lost)).model_dump(mode="json")
     if run.state == "sending":
         if await _received(client, settings, run, gen):
@@ -180,13 +180,20 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
             return output.model_dump(mode="json")
         run.memo["resent"] = True
     output = await _send(client, settings, run, gen)
-    if run.memo.get("resent"):
+    if _job(run).resent:
         output.notes.insert(
             0,
             "An earlier attempt was interrupted before NemoVideo received it (nothing on the "
             "timeline or in the credits showed it), so it was sent now, once.",
         )
     return output.model_dump(mode="json")
+
+
+def _job(run: Run) -> MessageJob:
+    """The message as the run knows it now (its newest facts)."""
+    job = run.job
+    assert isinstance(job, MessageJob)
+    return job
 
 
 async def _received(client: NemoClient, settings: Settings, run: Run, gen: GenerationRun) -> bool:
@@ -211,7 +218,7 @@ async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bo
     except (TransportError, BackendError) as err:
         log.info("could not read credits to check an interrupted request (%s)", err)
         balance = None
-    baseline = run.memo.get("credits")
+    baseline = _job(run).credits
     if balance is None or baseline is None:
         # Nothing can tell: assume it arrived. Reading the state costs time; sending
         # twice costs the user money.
@@ -225,7 +232,7 @@ async def _unclear(
     """The send's answer was lost: look for the message's arrival on the documented
     schedule (the timeline, the credits); report what it did if it arrived, else say it
     was not seen and offer to send it again. Never send it again here."""
-    if not run.memo.get("unclear"):
+    if not _job(run).unclear:
         await run.save(unclear=err.message)  # a restart keeps checking, never re-sends
     checks = len(settings.recovery_delays)
     for n, delay in enumerate(settings.recovery_delays, start=1):
@@ -257,7 +264,8 @@ async def _unclear(
 async def _send(
     client: NemoClient, settings: Settings, run: Run, gen: GenerationRun
 ) -> GenerateOutput:
-    if run.request.get("new_project") and not run.memo.get("new_session"):
+    job = _job(run)
+    if job.new_project and not job.new_session:
         run.phase("starting a new project")
         session = await client.new_session()
         await run.save(session_id=session.session_id, new_session=session.session_id)
@@ -341,10 +349,8 @@ async def _send(
 
 
 def _reply_text(gen: GenerationRun) -> str:
-    messages = gen.reply.messages
-    if len(messages) > 1 and messages[-1].strip().lower().startswith(_TEMPORARY_ISSUE):
-        messages = messages[:-1]
-    return "\n\n".join(m.strip() for m in messages if m.strip())
+    # A trailing "I encountered a temporary issue" is dropped by the GUI translation.
+    return "\n\n".join(m.strip() for m in gen.reply.messages if m.strip())
 
 
 def _report(

@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup
 from nemo_mcp.errors import InputError
 from nemo_mcp.ledger import KEEP_HANDLES, KEEP_SECONDS, Entry, Kind, Ledger, clock
 from nemo_mcp.server.exposure import Exposure
+from nemo_mcp.server.jobs import HANDLE, handle_of, render_job
 from nemo_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -234,8 +235,6 @@ class NemoService:
         ]
 
 
-#: Keys of work named by the caller's `request_id` start with this.
-HANDLE = "id:"
 KINDS: tuple[Kind, ...] = ("message", "render")
 TOOL_OF = {"message": "generate", "render": "export"}
 
@@ -243,11 +242,6 @@ TOOL_OF = {"message": "generate", "render": "export"}
 def handle_key(request_id: str) -> str:
     """The ledger key of work named by the caller's `request_id`."""
     return HANDLE + request_id
-
-
-def handle_of(entry: Entry) -> str:
-    """The handle of a piece of work: the caller's `request_id`, else the entry's own id."""
-    return entry.key[len(HANDLE) :] if entry.key.startswith(HANDLE) else entry.id
 
 
 def replayable(entry: Entry) -> bool:
@@ -270,7 +264,7 @@ def describe_entry(entry: Entry, line: str) -> str:
     """An unfinished entry in words: what it is, its handle, and how far it got."""
     handle = f'request_id "{handle_of(entry)}"'
     if entry.kind == "render":
-        render_id = entry.memo.get("render_id")
+        render_id = render_job(entry).render_id
         what = f"render {render_id}" if render_id else "export"
         return f"{what} ({handle}): {line}"
     words = " ".join(str(entry.request.get("message", "")).split())

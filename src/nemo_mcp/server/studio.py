@@ -47,6 +47,7 @@ from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.errors import NemoError
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.boundary import message_for, tool_boundary
+from nemo_mcp.server.jobs import render_job
 from nemo_mcp.server.outputs import ExportOutput, TimelineOutput
 from nemo_mcp.server.tools import common
 from nemo_mcp.server.tools.common import STUDIO_TOOL_META, STUDIO_URI
@@ -191,12 +192,13 @@ def newest_export(
             continue
         if entry.state == "done" and entry.outcome is not None:
             return ExportOutput.model_validate(entry.outcome)
-        if entry.state == "failed" and entry.memo.get("render_id"):
+        job = render_job(entry)
+        if entry.state == "failed" and job.render_id:
             # (A request refused before any render started, e.g. nothing to export, is not
             # a render: the export tool said why, and older renders stay shown.)
             return ExportOutput(
                 status="failed",
-                render_id=str(entry.memo.get("render_id") or ""),
+                render_id=job.render_id,
                 progress=str((entry.error or {}).get("message") or "the render failed"),
                 elapsed_seconds=round((entry.finished_at or now) - entry.created_at, 1),
                 next_steps=["Call `export` again to retry (exports are free)."],
@@ -380,7 +382,7 @@ class Studio:
 
     def note_renders(self, renders: Iterable[Entry]) -> None:
         """Allow the media of these render entries (playable URLs only), oldest first."""
-        self.note_media(*(playable_url(e.memo.get("url"), self.api_url) for e in renders))
+        self.note_media(*(playable_url(render_job(e).url, self.api_url) for e in renders))
 
     async def refresh(self, services: Services | None, *, open_local: bool = False) -> None:
         """Note the media of every open user's renders; `open_local`: open the local user

@@ -39,6 +39,7 @@ from nemo_mcp.ledger import (
     clock,
     new_owner,
 )
+from nemo_mcp.server.jobs import MessageJob, RenderJob, check_move, job_of
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -144,6 +145,11 @@ class Run:
     def elapsed(self) -> float:
         return clock() - self.entry.created_at
 
+    @property
+    def job(self) -> MessageJob | RenderJob:
+        """The typed job, with this run's newest facts."""
+        return job_of(self.entry, self.memo)
+
     async def save(
         self,
         *,
@@ -151,7 +157,10 @@ class Run:
         session_id: str | None = None,
         **memo: Any,
     ) -> None:
-        """Record a state and facts durably before acting on them."""
+        """Record a state and facts durably before acting on them; a phase change must be
+        one of the kind's moves (`server/jobs`)."""
+        if state is not None:
+            check_move(self.entry.kind, self.entry.state, state)
         self.memo.update(memo)
         self._dirty = False
         updated = await self.work.ledger.update(

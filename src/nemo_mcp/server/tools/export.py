@@ -13,9 +13,9 @@ from pydantic import Field
 from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server.icons import icon
+from nemo_mcp.server.jobs import handle_of, render_job
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.previews import Picture, export_preview, file_link
-from nemo_mcp.server.service import handle_of
 from nemo_mcp.server.tools.common import (
     STUDIO_TOOL_META,
     budget,
@@ -68,12 +68,12 @@ RequestId = Annotated[
 def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
     """What a caller gets while its export waits its turn or renders."""
     queued = entry.state == "queued" and ahead > 0
-    percent = entry.progress.get("percent")
-    handle = handle_of(entry)
+    job = render_job(entry)
+    handle = job.handle
     return ExportOutput(
         status="queued" if queued else "rendering",
-        render_id=str(entry.memo.get("render_id") or ""),
-        progress_percent=int(percent) if isinstance(percent, (int, float)) else 0,
+        render_id=job.render_id or "",
+        progress_percent=int(job.percent or 0),
         progress=status_line(entry, now),
         ahead=ahead if queued else 0,
         elapsed_seconds=round(now - entry.created_at, 1),

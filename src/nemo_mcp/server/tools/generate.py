@@ -29,10 +29,10 @@ from nemo_mcp.errors import BackendTimeoutError, NemoError
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import spending
 from nemo_mcp.server.icons import icon
+from nemo_mcp.server.jobs import handle_of
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import check_path
 from nemo_mcp.server.previews import clip_poster
-from nemo_mcp.server.service import handle_of
 from nemo_mcp.server.spending import SpendConfirmation
 from nemo_mcp.server.tools.common import (
     STUDIO_TOOL_META,
