@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -87,11 +88,12 @@ class NemoService:
     ) -> Ticket:
         """The ledger entry answering this message: the work it waits for, or a new one
         recorded to be sent once."""
+        call = Asking()
         found = await self.find_message(
-            text, new_project=new_project, again=again, request_id=request_id
+            text, new_project=new_project, again=again, request_id=request_id, call=call
         )
         if found is not None:
-            return await self.work.join(found)
+            return await self.work.join(found, call.ask, call.delivered.get(found.id))
         assert text is not None  # a call without words is a wait, or refused above
         fingerprint = message_fingerprint(text, new_project=new_project)
         session = await self.client.session()
@@ -109,12 +111,14 @@ class NemoService:
         new_project: bool = False,
         again: bool = False,
         request_id: str | None = None,
+        call: Asking | None = None,
     ) -> Entry | None:
         """The ledger entry this call waits for (so it sends nothing and costs nothing), or
         None when it is new work; refuses an id bound to other words or unknown."""
+        call = call or Asking()
         fingerprint = message_fingerprint(text, new_project=new_project) if text else None
         if request_id:
-            return await self._named("message", request_id, fingerprint)
+            return await self._named("message", request_id, fingerprint, call)
         if fingerprint is None:
             raise InputError(
                 "`message` is required: the text of what to make or change, unless "
@@ -128,7 +132,7 @@ class NemoService:
             return latest  # the same words while they run: a wait, whatever the flags
         if (latest.finished_at or 0) < now - KEEP_SECONDS:
             return None
-        if not await self._delivered(latest):
+        if not await self._delivered(latest, call):
             return latest  # finished, but no call has been given its result yet
         if again or new_project or not replayable(latest):
             return None  # its result was returned: these flags ask for new work
@@ -139,9 +143,10 @@ class NemoService:
         self, *, fmt: str, quality: str, fresh: bool, request_id: str | None = None
     ) -> Ticket:
         """The ledger entry answering this export: the render it waits for, or a new one."""
-        found = await self.find_export(fmt=fmt, quality=quality, request_id=request_id)
+        call = Asking()
+        found = await self.find_export(fmt=fmt, quality=quality, request_id=request_id, call=call)
         if found is not None:
-            return await self.work.join(found)
+            return await self.work.join(found, call.ask, call.delivered.get(found.id))
         from nemo_mcp.server.export import render_key
 
         fingerprint = render_key(fmt, quality)
@@ -154,19 +159,20 @@ class NemoService:
         )
 
     async def find_export(
-        self, *, fmt: str, quality: str, request_id: str | None = None
+        self, *, fmt: str, quality: str, request_id: str | None = None, call: Asking | None = None
     ) -> Entry | None:
         """The render entry this export waits for: one of the same format and quality
         that runs, or finished unseen with no other work on the project since."""
         from nemo_mcp.server.export import render_key
 
+        call = call or Asking()
         fingerprint = render_key(fmt, quality)
         if request_id:
             if await self.named(request_id) is None:
                 return None  # a new export, named by the caller
             # The defaults are what a wait by id leaves out: only other values are words.
             given = fingerprint if fingerprint != render_key("mp4", "high") else None
-            return await self._named("render", request_id, given)
+            return await self._named("render", request_id, given, call)
         latest = await self.ledger.latest(user=self.user, kind="render", key=fingerprint)
         if latest is None or not latest.finished:
             return latest
@@ -174,11 +180,14 @@ class NemoService:
             return None
         if await self.ledger.last_seq(self.user) != latest.seq:
             return None  # other work since (an edit): this export is of something new
-        return None if await self._delivered(latest) else latest
+        return None if await self._delivered(latest, call) else latest
 
-    async def _delivered(self, entry: Entry) -> bool:
-        """Whether any call has been given the entry's outcome."""
-        return await self.ledger.ask(entry.id, uuid.uuid4().hex, now=clock())
+    async def _delivered(self, entry: Entry, call: Asking) -> bool:
+        """Whether another call has been given the entry's outcome (recording this call's
+        ask, so joining the entry need not ask again)."""
+        if entry.id not in call.delivered:
+            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask, now=clock())
+        return call.delivered[entry.id]
 
     async def named(self, request_id: str) -> Entry | None:
         """The work a handle names (a caller's `request_id`, or one the server made), while
@@ -195,7 +204,9 @@ class NemoService:
             return None
         return found
 
-    async def _named(self, kind: Kind, request_id: str, fingerprint: str | None) -> Entry | None:
+    async def _named(
+        self, kind: Kind, request_id: str, fingerprint: str | None, call: Asking
+    ) -> Entry | None:
         """A call naming `request_id`: the work it waits for; None for new work under it
         (with words); refused when the id is bound to another tool or other words."""
         found = await self.named(request_id)
@@ -221,7 +232,7 @@ class NemoService:
                 "wait for that one."
             )
         retry = fingerprint is not None and found.finished and not replayable(found)
-        if retry and await self._delivered(found):
+        if retry and await self._delivered(found, call):
             return None  # it failed before anything was sent, and was told: send it now
         return found
 
@@ -233,6 +244,14 @@ class NemoService:
         return [
             describe_entry(entry, status_line(entry, now)) for entry in await self.work.unfinished()
         ]
+
+
+@dataclass
+class Asking:
+    """One call's ask id, and what it learnt of deliveries (asked once per entry)."""
+
+    ask: str = field(default_factory=lambda: uuid.uuid4().hex)
+    delivered: dict[str, bool] = field(default_factory=dict)
 
 
 KINDS: tuple[Kind, ...] = ("message", "render")

@@ -35,7 +35,6 @@ from nemo_mcp.ledger import (
     Ledger,
     State,
     Submission,
-    Submitted,
     clock,
     new_owner,
 )
@@ -305,14 +304,15 @@ class Work:
         self.start()
         return Ticket(submission=submission, ask=ask)
 
-    async def join(self, entry: Entry) -> Ticket:
-        """A call that waits for existing work: never starts any, whatever it asked."""
-        ask = uuid.uuid4().hex
-        delivered = await self.ledger.ask(entry.id, ask, now=clock())
-        how: Submitted = "finished" if entry.finished else "unfinished"
+    async def join(self, entry: Entry, ask: str, delivered: bool | None = None) -> Ticket:
+        """A call (`ask`) that waits for existing work: never starts any, whatever it asked.
+        `delivered`: whether another call was given its outcome, when already asked."""
         if not entry.finished:
             self.start()
-        return Ticket(submission=Submission(how, entry, 0, delivered), ask=ask)
+            return Ticket(submission=Submission("unfinished", entry, 0, False), ask=ask)
+        if delivered is None:
+            delivered = await self.ledger.ask(entry.id, ask, now=clock())
+        return Ticket(submission=Submission("finished", entry, 0, delivered), ask=ask)
 
     async def deliver(self, ticket: Ticket) -> None:
         """Record that this call was given its entry's outcome."""
