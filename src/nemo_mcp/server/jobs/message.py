@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from nemo_mcp.server.jobs.common import JobFacts
 
 MessagePhase = Literal["queued", "sending", "streaming", "recovering", "done", "failed"]
 
@@ -27,21 +29,13 @@ MESSAGE_MOVES: dict[str, frozenset[str]] = {
 }
 
 
-class MessageJob(BaseModel):
+class MessageJob(JobFacts):
     """What is known of one message: what was asked, and what a later run needs."""
 
-    model_config = ConfigDict(extra="ignore")
-
     kind: Literal["message"] = "message"
-    id: str
-    handle: str
     phase: MessagePhase
-    session_id: str | None = None
-    created_at: float
-    finished_at: float | None = None
     message: str = ""
     new_project: bool = False
-    fingerprint: str | None = None
     before: Any = Field(None, description="the draft before the request was sent")
     credits: dict[str, float] | None = Field(None, description="the balance before it")
     new_session: str | None = None

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from nemo_mcp.server.jobs.common import JobFacts
 from nemo_mcp.server.outputs import ExportOutput
 
 RenderPhase = Literal["queued", "starting", "rendering", "downloading", "done", "failed"]
@@ -35,22 +34,14 @@ RENDER_MOVES: dict[str, frozenset[str]] = {
 _RECORD_STATUS = {"done": "completed", "starting": "rendering"}
 
 
-class RenderJob(BaseModel):
+class RenderJob(JobFacts):
     """What is known of one export: what was asked, the render, and the saved file."""
 
-    model_config = ConfigDict(extra="ignore")
-
     kind: Literal["render"] = "render"
-    id: str
-    handle: str
     phase: RenderPhase
-    session_id: str | None = None
-    created_at: float
-    finished_at: float | None = None
     format: str = "mp4"
     quality: str = "high"
     fresh: bool = False
-    fingerprint: str | None = None
     render_id: str | None = None
     digest: str | None = None
     title: str | None = None
