@@ -6,12 +6,14 @@
 Measures the ledger operations a tool call makes on the real SQLite file (WAL,
 `synchronous=FULL`, in a temporary folder on the same disk as the state folder):
 
-- **ask**: `submit` (a new entry, with the call's ask) + `get` + `deliver`: what the
-  calling tool adds;
+- **ask**: `latest` (is this the same request as unfinished or unreturned work?) +
+  `submit` (a new entry, with the call's ask) + `get` + `deliver`: what the calling tool
+  adds;
 - **run**: `claim_head` + three state writes (`sending`, flushed to the disk; `streaming`;
   `done`): what the runner adds around the backend's work for one message;
-- **ask again**: `submit` finding the finished entry + `get` + `deliver`: the idempotent
-  answer, with no backend call at all.
+- **ask again**: `latest` finding the finished entry + `ask` (was its result returned?
+  the call's ask, which joining it reuses) + `get` + `deliver`: the idempotent answer (the
+  way `NemoService.find_message` and `Work.join` take it), with no backend call at all.
 
 Then the same with a second process doing the whole cycle in a loop on the same file.
 Goal: p50 of what a tool call adds under 1 ms on this machine.
@@ -42,6 +44,7 @@ async def one_cycle(ledger: SqliteLedger, user: str, key: str) -> tuple[float, f
     """(ask, run, ask again) seconds for one message's ledger work."""
     now = time.time()
     start = time.perf_counter()
+    assert await ledger.latest(user=user, kind="message", key=key) is None
     submission = await ledger.submit(
         user=user,
         kind="message",
@@ -59,22 +62,15 @@ async def one_cycle(ledger: SqliteLedger, user: str, key: str) -> tuple[float, f
     for state in ("sending", "streaming"):
         await ledger.update(entry_id, OWNER, now=now, lease=20, state=state)  # type: ignore[arg-type]
     await ledger.update(
-        entry_id, OWNER, now=now, lease=20, state="done", outcome={"reply": key}, reusable=True
+        entry_id, OWNER, now=now, lease=20, state="done", outcome={"reply": key}, reusable=False
     )
     ran = time.perf_counter()
     await ledger.get(entry_id)
     await ledger.deliver(entry_id, "call-1", now=now)
     delivered = time.perf_counter()
-    again = await ledger.submit(
-        user=user,
-        kind="message",
-        key=key,
-        session_id="s",
-        request={"message": key},
-        now=now,
-        ask="call-2",
-    )
-    assert again.how == "finished" and again.delivered_before
+    found = await ledger.latest(user=user, kind="message", key=key)
+    assert found is not None and found.finished
+    assert await ledger.ask(entry_id, "call-2", now=now)  # returned before: a replay
     await ledger.get(entry_id)
     await ledger.deliver(entry_id, "call-2", now=now)
     done = time.perf_counter()

@@ -474,6 +474,11 @@ def test_instructions_never_read_as_gui() -> None:
         ),
         ("Done. I've encountered a temporary issue while saving.", "Done."),
         (
+            # Two messages of the stream, the first without a full stop.
+            "The title is on the video\n\nI encountered a temporary issue",
+            "The title is on the video",
+        ),
+        (
             "I encountered a temporary issue, please try again.",
             "I encountered a temporary issue, please try again.",
         ),

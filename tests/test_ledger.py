@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nemo_mcp.hosted.local import RedisClusterServers, RedisServer
-from nemo_mcp.ledger import KEEP_SECONDS, MAX_WAITING, Ledger, owner_is_dead_here
+from nemo_mcp.ledger import KEEP_HANDLES, KEEP_SECONDS, MAX_WAITING, Ledger, owner_is_dead_here
 from nemo_mcp.ledger.sqlite import SqliteLedger
 
 NOW = 1_000_000.0
@@ -224,8 +224,25 @@ async def test_renders_history_and_pruning(ledger: Ledger) -> None:
     await ledger.claim(old, P1, now=NOW, lease=20)
     await ledger.update(old, P1, now=NOW, lease=20, state="done", reusable=True)
     assert [e.memo["n"] for e in await ledger.renders("u")] == [0, 1, 2]
-    assert await ledger.prune(now=NOW + 3 * KEEP_SECONDS) == 1  # the message; renders kept
+    assert await ledger.prune(now=NOW + 3 * KEEP_SECONDS) == 0  # a handle is kept 24 hours
+    assert await ledger.prune(now=NOW + KEEP_HANDLES + 1) == 1  # the message; renders kept
     assert await ledger.get(old) is None and len(await ledger.renders("u")) == 3
+
+
+async def test_the_latest_entry_of_a_key_in_any_state(ledger: Ledger) -> None:
+    assert await ledger.latest(user="u", kind="message", key="k") is None
+    assert await ledger.last_seq("u") == 0
+    first = await ask(ledger, "k")
+    assert await ledger.claim(first, P1, now=NOW, lease=20)
+    await ledger.update(first, P1, now=NOW, lease=20, state="failed", error={"m": "x"})
+    found = await ledger.latest(user="u", kind="message", key="k")
+    assert found is not None and found.id == first and found.state == "failed"
+    assert await ledger.find(user="u", kind="message", key="k", now=NOW) is None
+    second = await ask(ledger, "k", now=NOW + 1)  # not reusable: a new entry
+    newest = await ledger.latest(user="u", kind="message", key="k")
+    assert newest is not None and newest.id == second != first
+    assert await ledger.latest(user="u", kind="render", key="k") is None
+    assert await ledger.last_seq("u") == newest.seq
 
 
 async def test_a_submission_with_ask_knows_an_earlier_delivery(ledger: Ledger) -> None:

@@ -244,6 +244,26 @@ async def test_kill_while_the_message_is_held_before_the_backend_sends_it_once_a
     assert sent(sandbox) == [A["message"]]  # the held one never reached the agent
 
 
+async def test_kill_while_an_unclear_send_is_checked_never_sends_it_after(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """Killed while the evidence for a send whose answer was lost (a 5xx) is read: the
+    restarted server keeps checking and reports, and never sends it by itself."""
+    env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.3", NEMO_RECOVERY_DELAYS="0.5,0.5")
+    home = Path(env["NEMO_HOME"])
+    async with stdio_server(env) as (client, pid):
+        sandbox.control.fault("server_error", route="run_sse", status=500)
+        assert data(await client.call_tool("generate", A))["status"] == "running"
+        await until(lambda: bool(ledger_rows(home)[0]["memo"].get("unclear")))
+        kill(pid)
+    async with stdio_server(env) as (client, _):
+        result = await settle(client, "generate", A)
+    assert result.is_error and "not sent again" in text_of(result)
+    assert "again: true" in text_of(result)
+    assert sent(sandbox) == []
+    assert sandbox.control.stats()["requests"]["run_sse"] == 1
+
+
 async def test_kill_mid_stream_recovers_and_never_resends(tmp_path: Path, sandbox: Any) -> None:
     sandbox.control.set(generation_seconds=1.2)
     env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.3")

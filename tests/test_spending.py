@@ -227,3 +227,25 @@ def test_question_words() -> None:
     assert text.endswith("Nothing is sent or charged unless you agree.")
     paid = question("x", estimate(edit=False), available=40, anonymous=False)
     assert "Balance: 40 credits; about 0 after this request." in paid
+
+
+async def test_waits_never_ask_before_spending(tmp_path: Path, sandbox: Any) -> None:
+    """A wait by id, and the same words repeated with `again: true` while they run, are
+    waits: the user is asked once, for the one request that is sent."""
+    sandbox.control.set(generation_seconds=1.5, initial_credits=1000)
+    user = User("yes")
+    settings = make_settings(tmp_path, sandbox.url, tool_timeout=0.3)
+    async with client(settings, "auto", user) as c:
+        first = await c.call_tool("generate", {"message": PROMPT, "again": True})
+        assert first.structured_content is not None, text_of(first)
+        handle = first.structured_content["request_id"]
+        repeat = await c.call_tool("generate", {"message": PROMPT, "again": True})
+        assert not repeat.is_error, text_of(repeat)
+        for _ in range(100):
+            waited = await c.call_tool("generate", {"request_id": handle})
+            assert waited.structured_content is not None, text_of(waited)
+            if waited.structured_content["status"] == "completed":
+                break
+    assert waited.structured_content["status"] == "completed"
+    assert len(user.forms) == 1
+    assert sent(sandbox) == 1

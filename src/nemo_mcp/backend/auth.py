@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from nemo_mcp import redaction
+from nemo_mcp import redaction, retrying
 from nemo_mcp.backend.models import AnonymousToken, parse_wire
 from nemo_mcp.client_state import ClientState
 from nemo_mcp.errors import AuthError, ConfigError, RateLimitError
@@ -95,13 +95,17 @@ class HomeLeases:
             yield
             return
         deadline = anyio.current_time() + HOME_LEASE_WAIT
-        while not await self.leases.lease(name, self.owner, now=time.time(), seconds=60.0):
-            if anyio.current_time() > deadline:
-                raise ConfigError(
-                    f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
-                    f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
-                )
-            await anyio.sleep(0.1)
+        held = False
+        for wait in retrying.LEASE.tries():
+            await anyio.sleep(wait)
+            held = await self.leases.lease(name, self.owner, now=time.time(), seconds=60.0)
+            if held or anyio.current_time() > deadline:
+                break
+        if not held:
+            raise ConfigError(
+                f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
+                f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
+            )
         try:
             yield
         finally:

@@ -161,13 +161,18 @@ def read_envelope(
                 request_id=request_id,
             ) from None
         label = "a gateway error page" if status in (502, 503, 504) else "an error page"
-        raise make_error(
+        err = make_error(
             code=None,
             http_status=status,
             message=f"HTTP {status} with {label}",
             request_id=request_id,
             retry_after=retry_after,
-        ) from None
+        )
+        if type(err) is BackendError:
+            # A page, not the backend's JSON: a gateway's or proxy's words (its 404 says
+            # nothing about whether a render exists), so a server-side failure.
+            err = ServerError(err.message, http_status=status, request_id=request_id)
+        raise err from None
 
     def fail(code: int | None, message: Any) -> NemoError:
         return make_error(

@@ -1,10 +1,14 @@
 """Renders: start exactly once, poll adaptively, download to disk with the fallback.
 
-A render id is chosen and handed to the caller (to persist) before the start
-request is sent. If the start fails in a way that proves the job was not
-created, it is retried once with a new id; if it is unclear (a timeout, a
-5xx), the status endpoint is asked first, so one request never starts two
-renders.
+A render id is chosen and handed to the caller (to persist) before the start request
+is sent; it has a random part, so ids never collide across processes, replicas or
+users. A clean refusal of the start (the backend answered, and said no) is retried once
+with a new id, as the contract says. An unclear start (a 5xx, a gateway's page, a
+timeout after the body left, a dropped connection, an unreadable answer) may have
+started the render: it is sent again under the *same* id, and the backend's refusal of
+a known id then proves it exists, so one request never starts two renders. Only the
+backend's own JSON "not found" answer means a render never started; a failed status
+read means "unknown", never "not there".
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import logging
 import os
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +31,7 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx
 
+from nemo_mcp import retrying
 from nemo_mcp.backend.body import SMALL_ANSWER_LIMIT, decoded_chunks, read_answer
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus, parse_render_status
@@ -51,15 +57,17 @@ log = logging.getLogger(__name__)
 _FINAL = (AuthError, CreditsError, PlanError, RateLimitError, SessionNotFoundError, ClientIdError)
 #: How long a download may take before its average speed is held to `MIN_TRANSFER_RATE`.
 DOWNLOAD_GRACE = 120.0
-_last_id = 0
 
 
 def new_render_id() -> str:
-    """`render_<milliseconds>`, strictly increasing within this process."""
-    global _last_id
-    now = int(time.time() * 1000)
-    _last_id = max(now, _last_id + 1)
-    return f"render_{_last_id}"
+    """`render_<milliseconds>_<random>`: the documented form, never the same twice."""
+    return f"render_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
+
+
+def _duplicate(err: BackendError) -> bool:
+    """The backend's refusal of a render id it already knows."""
+    low = err.message.lower()
+    return err.code == 409 or err.http_status == 409 or "already exist" in low
 
 
 async def start_render(
@@ -69,49 +77,90 @@ async def start_render(
     session_id: str,
     output: dict[str, str],
     remember: Callable[[str], Awaitable[None]],
+    render_id: str | None = None,
 ) -> str:
-    """Start one render of `draft`; returns its id. `remember(id)` runs before each send."""
-    last: NemoError | None = None
-    for _ in range(2):
+    """Start one render of `draft`; returns its id. `remember(id)` runs before a new id
+    is first sent. With `render_id` (a start that may have reached the backend before),
+    that id is sent again: a duplicate-id refusal then means the render exists."""
+    sent = render_id is not None  # this id may already be known to the backend
+    if render_id is None:
         render_id = new_render_id()
         await remember(render_id)
+    renamed = False
+    last: NemoError | None = None
+    waits = retrying.RENDER_START.waits()
+    while True:
         try:
-            await client.request(
-                "POST",
-                "/api/render/proxy/lambda",
-                json={"id": render_id, "sessionId": session_id, "draft": draft, "output": output},
-                idempotent=False,
-                what="starting the render",
-            )
+            await _send_start(client, render_id, draft, session_id=session_id, output=output)
             return render_id
         except SessionNotFoundError as err:
             raise await client.session_lost(await client.session(), err) from err
         except _FINAL:
             raise
-        except BackendError as err:
-            # A 5xx, or an answer that could not be read (not JSON, too large): the render
-            # may have started, so ask before choosing a new id.
-            unclear = isinstance(err, ServerError) or (
-                err.http_status is not None and 500 <= err.http_status < 600
-            )
-            if unclear and await _exists(client, render_id):
-                return render_id
+        except (BackendError, TransportError) as err:
             last = err
-        except TransportError as err:
-            if await _exists(client, render_id):
+            if not retrying.unclear(err):
+                assert isinstance(err, BackendError)
+                if sent and _duplicate(err):
+                    return render_id  # the earlier, unclear send started it
+                if sent or renamed:
+                    raise RenderError(
+                        f"the render could not be started: {err.message}", code=err.code
+                    ) from err
+                renamed = True  # a clean refusal: once more with a new id, as documented
+                log.warning("render start refused (%s); retrying once with a new id", err)
+                render_id = new_render_id()
+                await remember(render_id)
+                continue
+            sent = True
+            if await render_known(client, render_id):
                 return render_id
-            last = err
-        log.warning("render start failed (%s); retrying once with a new id", last)
+        wait = next(waits, None)
+        if wait is None:
+            break
+        log.info("render start unclear (%s); sending it again under the same id", last)
+        await client.sleep(wait)
     assert last is not None
-    raise RenderError(f"the render could not be started: {last.message}", code=last.code) from last
+    raise RenderError(
+        f"NemoVideo's answer to the render start was lost ({last.message}), and whether it "
+        "started cannot be told yet. Call `export` again to check on it: it is followed by "
+        "its id, never started twice.",
+        code=last.code,
+    ) from last
 
 
-async def _exists(client: NemoClient, render_id: str) -> bool:
-    """Whether the backend knows `render_id` (after an unclear start)."""
+async def _send_start(
+    client: NemoClient, render_id: str, draft: Any, *, session_id: str, output: dict[str, str]
+) -> None:
+    await client.request(
+        "POST",
+        "/api/render/proxy/lambda",
+        json={"id": render_id, "sessionId": session_id, "draft": draft, "output": output},
+        idempotent=False,
+        what="starting the render",
+    )
+
+
+def not_found(err: NemoError) -> bool:
+    """The backend's own JSON answer that it knows no such render (a gateway's page
+    with a 404 is a `ServerError`, which says nothing about the render)."""
+    return (
+        isinstance(err, BackendError)
+        and not isinstance(err, ServerError)
+        and 404 in (err.code, err.http_status)
+    )
+
+
+async def render_known(client: NemoClient, render_id: str) -> bool | None:
+    """Whether the backend knows `render_id`: True, False (its own "not found"), or
+    None when the status could not be read (unknown: keep checking)."""
     try:
         await render_status(client, render_id)
-    except NemoError:
-        return False
+    except NemoError as err:
+        if not_found(err):
+            return False
+        log.info("render %s: status unknown (%s)", render_id, err)
+        return None
     return True
 
 
@@ -150,9 +199,9 @@ async def wait_render(
         try:
             status = await render_status(client, render_id)
         except (TransportError, BackendError) as err:
-            if isinstance(err, _FINAL) or failures >= 4:
-                raise
             failures += 1
+            if isinstance(err, _FINAL) or failures >= retrying.RENDER_STATUS.attempts:
+                raise
             log.info("render status read failed (%s); will retry", err)
             continue
         failures = 0

@@ -38,7 +38,6 @@ become ours in `translate`, and only there.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -46,6 +45,7 @@ from typing import Protocol, TypeVar
 import anyio
 import httpx
 
+from nemo_mcp import retrying
 from nemo_mcp.backend.budget import host_of, timeout_message
 from nemo_mcp.errors import (
     AuthError,
@@ -106,7 +106,7 @@ def stream_open_deadlines(seconds: float = STREAM_OPEN_SECONDS) -> Deadlines:
     return Deadlines(attempt=seconds, total=3 * seconds)
 
 
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = retrying.BACKEND_CALL.attempts
 RATE_LIMIT_WAIT = 30.0
 MAX_RETRY_AFTER = 60.0
 
@@ -128,8 +128,7 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     exponential from 0.5 s with jitter, capped at 8 s."""
     if retry_after is not None:
         return float(min(retry_after, MAX_RETRY_AFTER))
-    base = min(8.0, 0.5 * 2.0 ** (attempt - 1))
-    return base * (0.75 + random.random() / 2)
+    return retrying.BACKEND_CALL.wait(attempt)
 
 
 def never_sent(err: httpx.HTTPError) -> bool:

@@ -52,6 +52,8 @@ FINAL: frozenset[str] = frozenset({"done", "failed"})
 MAX_WAITING = 5
 #: How long a finished, reusable entry answers the same request again (seconds).
 KEEP_SECONDS = 30 * 60
+#: How long a finished entry (a handle and its result) can still be asked for by id.
+KEEP_HANDLES = 24 * 3600
 #: A claim lasts this long unless renewed; a dead owner's work is taken over after it.
 LEASE_SECONDS = 20.0
 
@@ -170,6 +172,14 @@ class Ledger(Protocol):
         submission would add a new entry."""
         ...
 
+    async def latest(self, *, user: str, kind: Kind, key: str) -> Entry | None:
+        """The newest entry for `key`, in whatever state (None when there is none)."""
+        ...
+
+    async def last_seq(self, user: str) -> int:
+        """The `seq` of the user's newest entry (0 when none): later work has a higher one."""
+        ...
+
     async def get(self, entry_id: str) -> Entry | None: ...
 
     async def head(self, user: str) -> Entry | None:
@@ -283,6 +293,7 @@ def clock() -> float:
 
 __all__ = [
     "FINAL",
+    "KEEP_HANDLES",
     "KEEP_SECONDS",
     "LEASE_SECONDS",
     "MAX_WAITING",

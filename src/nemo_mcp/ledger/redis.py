@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from nemo_mcp.ledger import (
     FINAL,
+    KEEP_HANDLES,
     KEEP_SECONDS,
     MAX_WAITING,
     Entry,
@@ -439,7 +440,7 @@ class RedisLedger:
             return Submission(how, entry, int(ahead), int(delivered) > 0)
         raise RuntimeError("the ledger's queue kept changing while a request was recorded")
 
-    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+    async def latest(self, *, user: str, kind: Kind, key: str) -> Entry | None:
         key_field = _key_field(user, kind, key)
         for _ in range(RETRIES):
             seen = str(await self.redis.hget(self._key("latest"), key_field) or "")
@@ -447,10 +448,15 @@ class RedisLedger:
                 keys=[self._key("latest"), self._key("e", seen)], args=[key_field, seen]
             )
             if answer != "retry":
-                break
-        else:
-            raise RuntimeError("the ledger's newest entry kept changing while it was read")
-        found = _entry(answer)
+                return _entry(answer)
+        raise RuntimeError("the ledger's newest entry kept changing while it was read")
+
+    async def last_seq(self, user: str) -> int:
+        # One counter per prefix (one user, hosted): its value is the newest entry's seq.
+        return int(await self.redis.get(self._key("seq")) or 0)
+
+    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+        found = await self.latest(user=user, kind=kind, key=key)
         if found is None or not found.finished:
             return found
         recent = (found.finished_at or 0) >= now - KEEP_SECONDS
@@ -587,7 +593,7 @@ class RedisLedger:
 
     async def prune(self, *, now: float) -> int:
         """Forget what may go, read first and re-checked in the script, in batches."""
-        before = now - 2 * KEEP_SECONDS
+        before = now - KEEP_HANDLES
         done = self._key("done")
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(done, "-inf", f"({_number(before)}")

@@ -31,6 +31,7 @@ import anyio.to_thread
 
 from nemo_mcp.ledger import (
     FINAL,
+    KEEP_HANDLES,
     KEEP_SECONDS,
     MAX_WAITING,
     Entry,
@@ -277,6 +278,16 @@ class SqliteLedger:
         assert entry is not None
         return Submission("new", entry, waiting)
 
+    async def latest(self, *, user: str, kind: Kind, key: str) -> Entry | None:
+        return await self._run(lambda db: _latest(db, user, kind, key))
+
+    async def last_seq(self, user: str) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            (seq,) = db.execute("SELECT max(seq) FROM work WHERE user = ?", (user,)).fetchone()
+            return int(seq or 0)
+
+        return await self._run(work)
+
     async def get(self, entry_id: str) -> Entry | None:
         return await self._run(lambda db: self._row(db, entry_id))
 
@@ -446,7 +457,7 @@ class SqliteLedger:
                 gone = db.execute(
                     "DELETE FROM work WHERE kind = 'message' AND finished_at IS NOT NULL "
                     "AND finished_at < ?",
-                    (now - 2 * KEEP_SECONDS,),
+                    (now - KEEP_HANDLES,),
                 ).rowcount
                 gone += db.execute(
                     "DELETE FROM work WHERE kind = 'render' AND finished_at IS NOT NULL AND seq "
@@ -482,16 +493,20 @@ def _ask(db: sqlite3.Connection, entry_id: str, ask_id: str, now: float) -> bool
     return row is not None
 
 
-def _answering(db: sqlite3.Connection, user: str, kind: Kind, key: str, now: float) -> Entry | None:
-    """The entry `submit` would answer `key` with: the newest one, while unfinished, or
-    finished, reusable and recent."""
+def _latest(db: sqlite3.Connection, user: str, kind: Kind, key: str) -> Entry | None:
     row = db.execute(
         "SELECT * FROM work WHERE user = ? AND kind = ? AND key = ? ORDER BY seq DESC LIMIT 1",
         (user, kind, key),
     ).fetchone()
-    if row is None:
+    return _entry(row) if row is not None else None
+
+
+def _answering(db: sqlite3.Connection, user: str, kind: Kind, key: str, now: float) -> Entry | None:
+    """The entry `submit` would answer `key` with: the newest one, while unfinished, or
+    finished, reusable and recent."""
+    found = _latest(db, user, kind, key)
+    if found is None:
         return None
-    found = _entry(row)
     if not found.finished:
         return found
     recent = (found.finished_at or 0) >= now - KEEP_SECONDS

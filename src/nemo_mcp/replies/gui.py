@@ -60,7 +60,7 @@ for _entry in _INSTRUCTIONS.values():
 # A sentence naming one of our tools in backticks already speaks the API, not the GUI.
 _TOOL_MENTION = re.compile(r"`(?:export|generate|timeline|credits|upload)`")
 _TEMPORARY_ISSUE = re.compile(
-    r"(?:^|(?<=[.!?。！？]))\s*(?:(?i:I(?:'ve| have)? encountered a temporary issue)|我遇到了(?:一个)?临时问题)"
+    r"(?:^|(?<=[.!?。！？\n]))\s*(?:(?i:I(?:'ve| have)? encountered a temporary issue)|我遇到了(?:一个)?临时问题)"
     r"[^\n]*$"
 )
 _LIST_PREFIX = re.compile(r"^(\s*(?:[-*+•]|\d{1,3}[.)]|#{1,6}|>)\s+)")

@@ -30,6 +30,16 @@ The faults of a misbehaving backend or gateway (routes in `FAULT_ROUTES`):
 - `never_answer`: the connection and the request are accepted, then nothing
   is sent until the client leaves; the handler ends then (nothing is left
   running), and the request is logged with status 499.
+- `gateway_after` (`status`): a gateway that passes the request on to the
+  backend, which does its work (a message is taken and charged, a render
+  starts), and then answers `status` itself (502 or 504: its HTML page; 503:
+  a JSON error) instead of the backend's answer.
+- `hold` (`seconds`): a gateway that passes the request on at once and holds
+  the backend's answer `seconds` (40 by default, longer than a client waits)
+  before sending it; the work is done meanwhile.
+
+Status reads that fail N times are `server_error` or `bad_gateway` on
+`render_status` with `times=N`.
 """
 
 from __future__ import annotations
@@ -75,6 +85,8 @@ FaultName = Literal[
     "never_answer",
     "download_cut",
     "download_slow",
+    "gateway_after",
+    "hold",
 ]
 FAULTS: tuple[str, ...] = get_args(FaultName)
 
@@ -104,6 +116,8 @@ FAULT_ROUTES: dict[str, frozenset[str]] = {
     "never_answer": _ALL,
     "download_cut": _FILES,
     "download_slow": _FILES,
+    "gateway_after": _JSON,
+    "hold": _JSON,
 }
 
 #: Parameters each fault takes, with their defaults.
@@ -123,6 +137,8 @@ FAULT_PARAMS: dict[str, dict[str, Any]] = {
     "drip": {"interval": 1.0},
     "download_cut": {"bytes": 1_000_000},
     "download_slow": {"rate": 1_000_000},
+    "gateway_after": {"status": 504},
+    "hold": {"seconds": 40.0},
 }
 
 

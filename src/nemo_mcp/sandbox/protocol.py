@@ -138,14 +138,19 @@ def json_invalid(position: int) -> DetailError:
     )
 
 
-def bad_gateway_page() -> Response:
-    """What a gateway in front of the backend sends when the backend is down."""
+_PAGE_TITLES = {502: "Bad Gateway", 504: "Gateway Time-out"}
+
+
+def bad_gateway_page(status: int = 502) -> Response:
+    """What a gateway in front of the backend sends when the backend is down (502) or
+    did not answer in time (504)."""
+    title = f"{status} {_PAGE_TITLES.get(status, 'Error')}"
     html = (
-        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-        "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
         "</body>\r\n</html>\r\n"
     )
-    return Response(html, status_code=502, media_type="text/html")
+    return Response(html, status_code=status, media_type="text/html")
 
 
 #: A body cut off mid-way, as a proxy that dropped the connection leaves it.

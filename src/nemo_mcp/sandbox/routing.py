@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -257,10 +258,36 @@ async def _serve(call: Call, handler: Handler, auth: bool) -> Response:
                 record.revoked = True
             raise ApiError(1001, "token expired")
         call.token, call._user = call.world.authenticate(token)
+    # Taken before the handler runs, so a fault fires on one request, not on its retry.
+    after = call.fault("gateway_after")
+    hold = call.fault("hold")
     result = await handler(call)
-    return _reshaped(
+    response = _reshaped(
         call, result if isinstance(result, Response) else ok_response(result, call.config)
     )
+    if after is not None:
+        return await _gateway_answer(response, int(after.param("status")), call.config)
+    if hold is not None:
+        await _held(call.request, float(hold.param("seconds")))
+    return response
+
+
+async def _gateway_answer(response: Response, status: int, config: SandboxConfig) -> Response:
+    """The gateway's own answer in place of the backend's, which is dropped (a stream is
+    closed, so its work goes on without a listener)."""
+    if isinstance(response, StreamingResponse):
+        close = getattr(response.body_iterator, "aclose", None)
+        if close is not None:
+            await close()
+    if status in (502, 504):
+        return bad_gateway_page(status)
+    return error_response(ApiError(status, "service unavailable", http_status=status), config)
+
+
+async def _held(request: Request, seconds: float) -> None:
+    """Hold the answer `seconds`, or until the client leaves."""
+    with anyio.move_on_after(seconds):
+        await until_client_leaves(request)
 
 
 def _log(world: World, request: Request, route: str, status: int) -> None:

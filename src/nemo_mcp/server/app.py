@@ -33,12 +33,13 @@ from nemo_mcp.hosted.serving import (
     shared_request_state,
 )
 from nemo_mcp.identity import SkillIdentity, load_identity
-from nemo_mcp.ledger import Entry, Ledger, clock
+from nemo_mcp.ledger import Ledger, clock
 from nemo_mcp.metrics import Metrics
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.server.icons import icon
+from nemo_mcp.server.jobs import render_job
 from nemo_mcp.server.service import NemoService, Services
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import StateStore
@@ -70,32 +71,9 @@ How the tools fit together:
 5. `credits`: the balance (free).
 
 Long work continues on the server: when a result says it is still running, call the
-same tool again to wait for it; nothing is sent or charged twice. The user never
-needs a GUI: do not tell them to click anything.
+same tool with the request_id it gives to wait for it; nothing is sent or charged
+twice. The user never needs a GUI: do not tell them to click anything.
 """
-
-
-_RENDER_STATUS = {"done": "completed", "starting": "rendering"}
-
-
-def render_record(entry: Entry) -> dict[str, Any]:
-    """A render entry as the `nemo://renders` resource shows it."""
-    memo = entry.memo
-    return {
-        "id": memo.get("render_id"),
-        "session_id": entry.session_id,
-        "status": _RENDER_STATUS.get(entry.state, entry.state),
-        "progress": entry.progress.get("percent"),
-        "format": entry.request.get("format"),
-        "quality": entry.request.get("quality"),
-        "url": memo.get("url"),
-        "file": memo.get("file"),
-        "size": memo.get("size"),
-        "reused": bool(memo.get("reused_from")),
-        "asked_at": entry.created_at,
-        "finished_at": entry.finished_at,
-        "error": (entry.error or {}).get("message"),
-    }
 
 
 #: The headers of the request being handled, for handlers the SDK gives no Context (resources).
@@ -415,7 +393,7 @@ def create_server(
         except NemoError as err:
             return json.dumps({"error": message_for(err, None)})
         renders = await service.ledger.renders(service.user)
-        return json.dumps({"renders": [render_record(entry) for entry in renders]})
+        return json.dumps({"renders": [render_job(entry).record() for entry in renders]})
 
     for n, example in enumerate(identity.profile.try_saying, start=1):
         mcp.prompt(

@@ -37,12 +37,14 @@ from typing import Any
 
 import anyio.to_thread
 
+from nemo_mcp import retrying
 from nemo_mcp.backend import render as renders
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.models import RenderStatus
-from nemo_mcp.errors import BackendError, InputError, NemoError, RenderError
+from nemo_mcp.errors import InputError, NemoError, RenderError
 from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
 from nemo_mcp.ledger import Entry
+from nemo_mcp.server.jobs import RenderJob, render_job
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.work import Run
 from nemo_mcp.settings import Settings
@@ -54,7 +56,6 @@ log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 50 * 1_000_000
 #: A `.part` file untouched this long belongs to no live download.
 STALE_PART_SECONDS = 600
-DOWNLOAD_ATTEMPTS = 3
 
 
 def render_key(fmt: str, quality: str) -> str:
@@ -72,35 +73,22 @@ def _title(draft: Any) -> str:
     return title if isinstance(title, str) and title.strip() else "nemovideo"
 
 
-def output_of(
-    memo: dict[str, Any], *, link: str | None, elapsed: float, reused: bool
-) -> ExportOutput:
-    """The finished export a render entry's memo describes."""
-    return ExportOutput(
-        status="completed",
-        render_id=str(memo.get("render_id", "")),
-        progress_percent=100,
-        url=memo.get("url"),
-        file=memo.get("file"),
-        size_bytes=memo.get("size"),
-        browser_link=link,
-        reused=reused,
-        resumed=bool(memo.get("resumed")) and not reused,
-        elapsed_seconds=round(elapsed, 1),
-        next_steps=[
-            "Share or open the saved MP4."
-            if memo.get("file")
-            else "Download the MP4 from its URL, or open the project in the browser."
-        ],
-    )
+def file_is_saved(job: RenderJob) -> bool:
+    """Whether the render's saved file is still the one saved (size, then hash)."""
+    return saved_file(job.file, job.size, job.sha256)
 
 
-def file_is_saved(memo: dict[str, Any]) -> bool:
-    """Whether the file at the recorded path is still the one saved (size, then hash)."""
-    path = memo.get("file")
-    size = memo.get("size")
-    digest = memo.get("sha256")
+def record_is_saved(record: dict[str, Any]) -> bool:
+    """Whether a file record (`file`, `size`, `sha256`) is still the file saved."""
+    path, size, digest = record.get("file"), record.get("size"), record.get("sha256")
     if not isinstance(path, str) or not isinstance(size, int) or not isinstance(digest, str):
+        return False
+    return saved_file(path, size, digest)
+
+
+def saved_file(path: str | None, size: int | None, digest: str | None) -> bool:
+    """Whether the file at `path` is still the one saved: its size, then its SHA-256."""
+    if path is None or size is None or digest is None:
         return False
     file = Path(path)
     try:
@@ -174,17 +162,15 @@ async def run_render(
     """Execute a render entry from whatever state it was left in; the outcome's JSON.
 
     `history` holds the user's earlier render entries (for reuse and unsaved renders)."""
-    fmt = str(run.request.get("format", "mp4"))
-    quality = str(run.request.get("quality", "high"))
-    if fmt in HANDOFF_FORMATS:  # a timeline for an editor, not a render (nemo_mcp.handoff)
+    if _job(run).format in HANDOFF_FORMATS:  # a timeline for an editor (nemo_mcp.handoff)
         return await run_handoff_export(run, client, settings, history)
-    if run.state in ("starting", "rendering", "downloading") and run.memo.get("render_id"):
+    if run.state in ("starting", "rendering", "downloading") and _job(run).render_id:
         run.memo["resumed"] = True  # left unfinished by a server that stopped
     if run.state == "queued":
-        earlier = await _prepare(run, client, settings, history, fmt=fmt, quality=quality)
+        earlier = await _prepare(run, client, settings, history)
         if earlier is not None:
             return earlier
-    if run.state == "downloading" and run.memo.get("from_earlier"):
+    if run.state == "downloading" and _job(run).from_earlier:
         try:
             return (await _deliver(run, client, settings)).model_dump(mode="json")
         except RenderError as err:
@@ -193,13 +179,21 @@ async def run_render(
             await _restart(run, client, settings)
     if run.state == "starting":
         await _confirm_start(run, client)
+    status: RenderStatus | None = None
     if run.state in ("starting", "rendering"):
         status = await _follow(run, client, settings)
         await run.save(
             state="downloading", url=status.url, expected_size=status.size, rendered=True
         )
-    output = await _deliver(run, client, settings)
+    output = await _deliver(run, client, settings, status)
     return output.model_dump(mode="json")
+
+
+def _job(run: Run) -> RenderJob:
+    """The render as the run knows it now (its newest facts)."""
+    job = run.job
+    assert isinstance(job, RenderJob)
+    return job
 
 
 async def _prepare(
@@ -207,9 +201,6 @@ async def _prepare(
     client: NemoClient,
     settings: Settings,
     history: list[Entry],
-    *,
-    fmt: str,
-    quality: str,
 ) -> dict[str, Any] | None:
     """Read the timeline; reuse or resume an earlier render of it, or start one."""
     session = await client.session()
@@ -221,25 +212,24 @@ async def _prepare(
             "(e.g. 'a 10-second video of a city at night'), then `export`."
         )
     digest = draft_hash(draft)
+    asked = _job(run)
     same = [
-        e
+        (e, job)
         for e in reversed(history)
         if e.id != run.entry.id
         and e.session_id == session.session_id
-        and e.memo.get("digest") == digest
-        and e.memo.get("format", "mp4") == fmt
-        and e.memo.get("quality", "high") == quality
+        and (job := render_job(e)).digest == digest
+        and (job.format, job.quality) == (asked.format, asked.quality)
     ]
-    if not run.request.get("fresh"):
-        for earlier in same:
-            if earlier.state == "done" and await _still_there(earlier.memo, settings):
+    if not asked.fresh:
+        for earlier, job in same:
+            if earlier.state == "done" and await _still_there(job, settings):
                 link = await browser_link(client)
                 await run.save(**{**earlier.memo, "reused_from": earlier.id})
-                return output_of(earlier.memo, link=link, elapsed=0.0, reused=True).model_dump(
-                    mode="json"
-                )
-        for earlier in same:
-            if earlier.memo.get("rendered"):
+                reused = _job(run).output(link=link, elapsed=0.0, reused=True)
+                return reused.model_dump(mode="json")
+        for earlier, job in same:
+            if job.rendered:
                 # Rendered, but its file was never saved, or is gone or changed since:
                 # download it again; never render it again.
                 kept = {k: v for k, v in earlier.memo.items() if k not in _SAVED}
@@ -257,12 +247,12 @@ async def _prepare(
     return None
 
 
-async def _still_there(memo: dict[str, Any], settings: Settings) -> bool:
+async def _still_there(job: RenderJob, settings: Settings) -> bool:
     """Whether an earlier export can be given again: its file is still the one saved
     (or, when nothing is saved, the render has its URL)."""
     if not settings.save_exports:
-        return bool(memo.get("url"))
-    return await anyio.to_thread.run_sync(file_is_saved, memo)
+        return bool(job.url)
+    return await anyio.to_thread.run_sync(file_is_saved, job)
 
 
 async def _check_output(settings: Settings) -> None:
@@ -277,24 +267,32 @@ _SAVED = ("file", "size", "sha256", "finished_at", "resumed", "reused_from", "fr
 
 async def _restart(run: Run, client: NemoClient, settings: Settings) -> None:
     """Start a new render of the timeline an earlier, lost render was of."""
-    draft = run.memo.get("draft")
+    draft = _job(run).draft
     if draft is None:
         draft = (await client.state()).state.draft
     for key in ("render_id", "url", "expected_size", "rendered", "from_earlier", "started_at"):
         run.memo.pop(key, None)
     await _check_output(settings)
-    await _start(
-        run,
-        client,
-        draft,
-        session_id=str(run.entry.session_id or run.memo.get("session_id") or ""),
-        digest=str(run.memo.get("digest") or draft_hash(draft)),
-    )
+    await _start(run, client, draft)
 
 
-async def _start(run: Run, client: NemoClient, draft: Any, *, session_id: str, digest: str) -> None:
-    fmt = str(run.request.get("format", "mp4"))
-    quality = str(run.request.get("quality", "high"))
+async def _start(
+    run: Run,
+    client: NemoClient,
+    draft: Any,
+    *,
+    session_id: str | None = None,
+    digest: str | None = None,
+    render_id: str | None = None,
+) -> None:
+    """Start the render (or, with `render_id`, make sure the one sent before exists).
+
+    Its session is the one given, else the entry's: one rule for a first start, a
+    confirmation and a restart."""
+    job = _job(run)
+    session_id = session_id or job.session_id or ""
+    digest = digest or job.digest or draft_hash(draft)
+    fmt, quality = job.format, job.quality
 
     async def remember(render_id: str) -> None:
         # Durable before the start request leaves: a crash now resumes by this id.
@@ -317,39 +315,27 @@ async def _start(run: Run, client: NemoClient, draft: Any, *, session_id: str, d
         session_id=session_id,
         output={"format": fmt, "quality": quality},
         remember=remember,
+        render_id=render_id,
     )
     run.memo.pop("draft", None)
     await run.save(state="rendering")
 
 
 async def _confirm_start(run: Run, client: NemoClient) -> None:
-    """A start that may not have arrived: follow it if the backend knows it, else start."""
-    render_id = str(run.memo.get("render_id", ""))
+    """A start that may not have arrived: sent again under its recorded id, so the
+    backend either starts it now or refuses the id it already knows (it exists)."""
+    job = _job(run)
     run.phase("checking the render that was being started")
-    try:
-        await renders.render_status(client, render_id)
-    except BackendError as err:
-        if err.http_status != 404 and err.code != 404:
-            raise
-        log.info("render %s never started; starting it now", render_id)
-        draft = run.memo.get("draft")
-        if draft is None:
-            draft = (await client.state()).state.draft
-        await _start(
-            run,
-            client,
-            draft,
-            session_id=str(run.memo.get("session_id") or run.entry.session_id),
-            digest=str(run.memo.get("digest") or draft_hash(draft)),
-        )
-        return
-    run.memo.pop("draft", None)
-    await run.save(state="rendering")
+    draft = job.draft
+    if draft is None:
+        draft = (await client.state()).state.draft
+    await _start(run, client, draft, render_id=job.render_id)
 
 
 async def _follow(run: Run, client: NemoClient, settings: Settings) -> RenderStatus:
     """Poll the render to the end; a failed render is reported (exports are free)."""
-    render_id = str(run.memo["render_id"])
+    job = _job(run)
+    render_id = str(job.render_id)
 
     async def on_status(status: RenderStatus) -> None:
         words = "waiting for a render slot" if status.status == "pending" else "rendering"
@@ -359,7 +345,7 @@ async def _follow(run: Run, client: NemoClient, settings: Settings) -> RenderSta
     status = await renders.wait_render(
         client,
         render_id,
-        started_at=float(run.memo.get("started_at") or run.entry.created_at),
+        started_at=job.started_at or job.created_at,
         on_status=on_status,
         shortest=settings.render_shortest,
     )
@@ -371,13 +357,18 @@ async def _follow(run: Run, client: NemoClient, settings: Settings) -> RenderSta
     return status
 
 
-async def _deliver(run: Run, client: NemoClient, settings: Settings) -> ExportOutput:
-    """The finished render: downloaded and saved, or (nothing saved here) its URL."""
+async def _deliver(
+    run: Run, client: NemoClient, settings: Settings, status: RenderStatus | None = None
+) -> ExportOutput:
+    """The finished render: downloaded and saved, or (nothing saved here) its URL.
+
+    `status` is the render's last status when it was just followed to its end (read
+    again only for a later try, or when it was not)."""
     if settings.save_exports:
-        return await _download(run, client, settings)
-    render_id = str(run.memo["render_id"])
-    status = await renders.render_status(client, render_id)
-    url = status.url or run.memo.get("url")
+        return await _download(run, client, settings, status)
+    render_id = str(_job(run).render_id)
+    status = status or await renders.render_status(client, render_id)
+    url = status.url or _job(run).url
     if status.status != "completed" or not url:
         raise RenderError(
             f"The render {render_id} finished, but NemoVideo gives no URL for it now "
@@ -386,16 +377,21 @@ async def _deliver(run: Run, client: NemoClient, settings: Settings) -> ExportOu
     await run.save(url=url, size=status.size, finished_at=time.time())
     run.memo.pop("draft", None)
     link = await browser_link(client)
-    return output_of(run.memo, link=link, elapsed=run.elapsed, reused=False)
+    return _job(run).output(link=link, elapsed=run.elapsed, reused=False)
 
 
-async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportOutput:
-    render_id = str(run.memo["render_id"])
+async def _download(
+    run: Run, client: NemoClient, settings: Settings, followed: RenderStatus | None
+) -> ExportOutput:
+    job = _job(run)
+    render_id = str(job.render_id)
     folder = settings.output_dir
     reasons: list[str] = []
-    for _ in range(DOWNLOAD_ATTEMPTS):
-        status = await renders.render_status(client, render_id)
-        expected = status.size if status.size else run.memo.get("expected_size")
+    for wait in retrying.DOWNLOAD.tries():
+        await anyio.sleep(wait)
+        status = followed or await renders.render_status(client, render_id)
+        followed = None  # a later try reads it again (its URL may have changed)
+        expected = status.size or job.expected_size
         await anyio.to_thread.run_sync(
             functools.partial(check_output_folder, folder, expected, rendered=True)
         )
@@ -410,8 +406,8 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
                 client,
                 status,
                 folder,
-                stem=renders.safe_stem(str(run.memo.get("title") or "nemovideo")),
-                expected_size=expected if isinstance(expected, int) else None,
+                stem=renders.safe_stem(job.title or "nemovideo"),
+                expected_size=expected,
                 # Named for this claim's holder: a replica paused past its lease only
                 # ever touches its own part, and names the file only if still the holder.
                 part_name=f".nemo-{renders.safe_stem(render_id)}-{_holder(run)}.part",
@@ -435,7 +431,7 @@ async def _download(run: Run, client: NemoClient, settings: Settings) -> ExportO
         )
         run.memo.pop("draft", None)
         link = await browser_link(client)
-        return output_of(run.memo, link=link, elapsed=run.elapsed, reused=False)
+        return _job(run).output(link=link, elapsed=run.elapsed, reused=False)
     raise RenderError(
         f"The render {render_id} finished, but the video could not be downloaded "
         f"({'; '.join(reasons[-2:])}). Call `export` again to download it (no new render "
@@ -450,7 +446,7 @@ async def run_handoff_export(
     file checks; no render is started."""
     from nemo_mcp.handoff.job import Checks, run_handoff
 
-    checks = Checks(folder=check_output_folder, saved=file_is_saved, digest=draft_hash)
+    checks = Checks(folder=check_output_folder, saved=record_is_saved, digest=draft_hash)
     handed = await run_handoff(run, client, settings, history, checks)
     return ExportOutput(
         status="completed",
@@ -485,7 +481,6 @@ __all__ = [
     "check_output_folder",
     "draft_hash",
     "file_is_saved",
-    "output_of",
     "render_key",
     "run_render",
 ]

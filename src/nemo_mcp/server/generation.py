@@ -13,6 +13,14 @@ The entry's state says how far an earlier run got, and so what may happen now:
 - `streaming` / `recovering`: the backend has it. Its outcome is read from the state on
   the documented schedule; nothing is ever sent again.
 
+An unclear send (any 5xx, a gateway's 502/503/504 included, a timeout after the body
+left, a dropped connection, an unreadable answer) is never taken as "not sent": it is
+recorded (`unclear`, before anything else happens) and resolved by the same evidence as
+a crash, read on the documented schedule. While that is open the answer says the
+message may have been taken and that nothing will be sent again; when the window
+closes with no sign of it, the answer says so and offers `again: true`. The server
+never sends it again by itself, not even after a restart.
+
 While the stream runs, tool calls become progress words and state deltas reveal the raw
 clip the moment it lands. When the stream closes, the state is read and compared with
 the state before: that comparison is the report when the agent said nothing (about 30%
@@ -27,6 +35,7 @@ from typing import Any
 
 import anyio
 
+from nemo_mcp import retrying
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.events import (
     ErrorEvent,
@@ -48,6 +57,8 @@ from nemo_mcp.errors import (
     StreamBrokenError,
     TransportError,
 )
+from nemo_mcp.retrying import unclear
+from nemo_mcp.server.jobs import MessageJob
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.work import Run, format_duration
 from nemo_mcp.settings import Settings
@@ -76,7 +87,6 @@ _TOOL_WORDS = {
     "remove": "removing",
     "upload": "reading the upload",
 }
-_TEMPORARY_ISSUE = "i encountered a temporary issue"
 
 
 def tool_words(name: str) -> str:
@@ -120,13 +130,6 @@ def _same_draft(a: Any, b: Any) -> bool:
     return not diff(parse_draft(a), parse_draft(b))
 
 
-def message_key(session_id: str, text: str, *, new_project: bool) -> str:
-    """The idempotence key of a message: the same words (spacing and case aside), in the
-    same project, are the same request."""
-    words = " ".join(text.split()).casefold()
-    return f"{session_id}|{'new|' if new_project else ''}{words}"
-
-
 @dataclass
 class GenerationRun:
     """The live state of one message while it streams."""
@@ -159,13 +162,16 @@ def arrived(
 
 async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[str, Any]:
     """Execute a message entry from whatever state it was left in; the outcome's JSON."""
-    text = str(run.request["message"])
-    gen = GenerationRun(message=text, before=run.memo.get("before"))
+    job = _job(run)
+    gen = GenerationRun(message=job.message, before=job.before)
     if run.state in ("streaming", "recovering"):
         run.sticky = True
         restarted = StreamBrokenError("the server restarted while the agent was working")
         output = await _recover(client, settings, run, gen, restarted)
         return output.model_dump(mode="json")
+    if run.state == "sending" and job.unclear:
+        lost = StreamBrokenError(job.unclear)
+        return (await _unclear(client, settings, run, gen, lost)).model_dump(mode="json")
     if run.state == "sending":
         if await _received(client, settings, run, gen):
             run.sticky = True
@@ -174,7 +180,7 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
             return output.model_dump(mode="json")
         run.memo["resent"] = True
     output = await _send(client, settings, run, gen)
-    if run.memo.get("resent"):
+    if _job(run).resent:
         output.notes.insert(
             0,
             "An earlier attempt was interrupted before NemoVideo received it (nothing on the "
@@ -183,15 +189,21 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
     return output.model_dump(mode="json")
 
 
+def _job(run: Run) -> MessageJob:
+    """The message as the run knows it now (its newest facts)."""
+    job = run.job
+    assert isinstance(job, MessageJob)
+    return job
+
+
 async def _received(client: NemoClient, settings: Settings, run: Run, gen: GenerationRun) -> bool:
     """After an interruption in `sending`: did the request reach the backend?
 
     Looked at twice, one recovery delay apart: a gateway may hold a request a moment
     before the agent takes it, and sending twice costs the user money."""
     run.phase("checking whether the interrupted request reached NemoVideo")
-    for look in range(2):
-        if look:
-            await anyio.sleep(settings.recovery_delays[0])
+    for wait in retrying.every(retrying.ARRIVAL, settings.recovery_delays[0]).tries():
+        await anyio.sleep(wait)
         if await _shows_arrival(client, run, gen):
             return True
     return False
@@ -206,7 +218,7 @@ async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bo
     except (TransportError, BackendError) as err:
         log.info("could not read credits to check an interrupted request (%s)", err)
         balance = None
-    baseline = run.memo.get("credits")
+    baseline = _job(run).credits
     if balance is None or baseline is None:
         # Nothing can tell: assume it arrived. Reading the state costs time; sending
         # twice costs the user money.
@@ -214,10 +226,46 @@ async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bo
     return arrived(gen.before, now, baseline, balance)
 
 
+async def _unclear(
+    client: NemoClient, settings: Settings, run: Run, gen: GenerationRun, err: NemoError
+) -> GenerateOutput:
+    """The send's answer was lost: look for the message's arrival on the documented
+    schedule (the timeline, the credits); report what it did if it arrived, else say it
+    was not seen and offer to send it again. Never send it again here."""
+    if not _job(run).unclear:
+        await run.save(unclear=err.message)  # a restart keeps checking, never re-sends
+    checks = len(settings.recovery_delays)
+    for n, delay in enumerate(settings.recovery_delays, start=1):
+        run.phase(
+            f"NemoVideo's answer to the message was lost ({err.message}): it may have been "
+            f"taken, so the server is checking the timeline and credits ({n}/{checks}); "
+            "nothing will be sent again"
+        )
+        try:
+            seen = await _shows_arrival(client, run, gen)
+        except (TransportError, BackendError) as read_err:
+            if isinstance(read_err, SessionNotFoundError):
+                raise
+            seen = False
+        if seen:
+            run.sticky = True
+            return await _recover(client, settings, run, gen, err)
+        await anyio.sleep(delay)
+    run.sticky = True  # unclear to the end: it may still have arrived, so never re-sent
+    raise StreamBrokenError(
+        f"NemoVideo's answer to the message was lost ({err.message}), and after {checks} "
+        f"checks over {format_duration(sum(settings.recovery_delays))} nothing shows it "
+        "arrived (the timeline and the credits did not change); it was not sent again. Call "
+        "`generate` with `again: true` to send it (that may cost credits), or `timeline` to "
+        "look first."
+    )
+
+
 async def _send(
     client: NemoClient, settings: Settings, run: Run, gen: GenerationRun
 ) -> GenerateOutput:
-    if run.request.get("new_project") and not run.memo.get("new_session"):
+    job = _job(run)
+    if job.new_project and not job.new_session:
         run.phase("starting a new project")
         session = await client.new_session()
         await run.save(session_id=session.session_id, new_session=session.session_id)
@@ -274,19 +322,12 @@ async def _send(
     limits = StreamLimits(total=settings.stream_total, idle=settings.stream_idle)
     try:
         outcome = await send_message(client, gen.message, on_event, limits=limits, on_open=on_open)
-    except (StreamBrokenError, BackendTimeoutError) as err:
-        if not run.sticky and not await _received(client, settings, run, gen):
-            raise StreamBrokenError(
-                f"The request did not reach NemoVideo ({err.message}); nothing was sent or "
-                "charged. Try again in a moment."
-            ) from err
-        run.sticky = True
-        return await _recover(client, settings, run, gen, err)
-    except TransportError as err:
-        if run.sticky or await _received(client, settings, run, gen):
-            run.sticky = True
+    except NemoError as err:
+        if run.sticky and isinstance(err, TransportError):
             return await _recover(client, settings, run, gen, err)
-        raise
+        if run.sticky or not unclear(err):
+            raise  # a clean refusal: the backend answered, and said no
+        return await _unclear(client, settings, run, gen, err)
     await run.save(state="recovering")
     if outcome.meaningful == 0:
         # Closed cleanly with nothing but heartbeats: the agent may still be working
@@ -308,10 +349,8 @@ async def _send(
 
 
 def _reply_text(gen: GenerationRun) -> str:
-    messages = gen.reply.messages
-    if len(messages) > 1 and messages[-1].strip().lower().startswith(_TEMPORARY_ISSUE):
-        messages = messages[:-1]
-    return "\n\n".join(m.strip() for m in messages if m.strip())
+    # A trailing "I encountered a temporary issue" is dropped by the GUI translation.
+    return "\n\n".join(m.strip() for m in gen.reply.messages if m.strip())
 
 
 def _report(

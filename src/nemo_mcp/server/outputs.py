@@ -32,6 +32,11 @@ class GenerateOutput(BaseModel):
     next_steps: list[str] = Field(default_factory=list)
     elapsed_seconds: float = 0.0
     session_id: str | None = None
+    request_id: str | None = Field(
+        None,
+        description="This request's handle: call generate with only this request_id to wait "
+        "for it (nothing is sent again)",
+    )
 
 
 class UploadedItem(BaseModel):
@@ -81,6 +86,11 @@ class ExportOutput(BaseModel):
     handoff_format: str | None = Field(None, description="Hand-off: the timeline format written")
     not_carried: list[str] = Field(
         default_factory=list, description="Hand-off: what the format could not hold, in words"
+    )
+    request_id: str | None = Field(
+        None,
+        description="This export's handle: call export with this request_id to wait for it "
+        "(no second render is started)",
     )
 
 

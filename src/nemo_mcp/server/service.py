@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from nemo_mcp.ledger import Entry, Ledger, clock
+from nemo_mcp.errors import InputError
+from nemo_mcp.ledger import KEEP_HANDLES, KEEP_SECONDS, Entry, Kind, Ledger, clock
 from nemo_mcp.metrics import Metrics
 from nemo_mcp.server.exposure import Exposure
+from nemo_mcp.server.jobs import HANDLE, handle_of, render_job
 from nemo_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,30 +92,38 @@ class NemoService:
     # requests -------------------------------------------------------------------------
     async def submit_message(
         self,
-        text: str,
+        text: str | None,
         *,
         new_project: bool = False,
         again: bool = False,
         request_id: str | None = None,
     ) -> Ticket:
-        """The ledger entry answering this message: found, or recorded to be sent once."""
+        """The ledger entry answering this message: the work it waits for, or a new one
+        recorded to be sent once."""
+        call = Asking()
+        found = await self.find_message(
+            text, new_project=new_project, again=again, request_id=request_id, call=call
+        )
+        if found is not None:
+            return await self.work.join(found, call.ask, call.delivered.get(found.id))
+        assert text is not None  # a call without words is a wait, or refused above
+        fingerprint = message_fingerprint(text, new_project=new_project)
         session = await self.client.session()
-        key = _message_key(session.session_id, text, new_project, again, request_id)
+        key = handle_key(request_id) if request_id else fingerprint
         cost = 0
         if self.limits is not None and self.limits.spending_capped:
-            found = await self.ledger.find(user=self.user, kind="message", key=key, now=clock())
-            if found is None:  # a new request: commit its estimate first, or refuse it
-                from nemo_mcp.server.spending import estimate, is_edit
+            # New work (nothing above answers it): commit its estimate first, or refuse it.
+            from nemo_mcp.server.spending import estimate, is_edit
 
-                draft = None if new_project else (await self.client.state()).state.draft
-                guess = estimate(edit=is_edit(draft, new_project=new_project))
-                await self.limits.spend(self.key, guess.cost, guess.what)
-                cost = guess.cost
+            draft = None if new_project else (await self.client.state()).state.draft
+            guess = estimate(edit=is_edit(draft, new_project=new_project))
+            await self.limits.spend(self.key, guess.cost, guess.what)
+            cost = guess.cost
         try:
             ticket = await self.work.submit(
                 "message",
                 key,
-                {"message": text, "new_project": new_project},
+                {"message": text, "new_project": new_project, "fingerprint": fingerprint},
                 session_id=session.session_id,
             )
         except BaseException:
@@ -129,34 +139,138 @@ class NemoService:
 
     async def find_message(
         self,
-        text: str,
+        text: str | None,
         *,
         new_project: bool = False,
         again: bool = False,
         request_id: str | None = None,
+        call: Asking | None = None,
     ) -> Entry | None:
-        """The ledger entry that would answer this message (so sending it costs nothing
-        more), or None when it would be a new request."""
-        if again and not request_id:
-            return None  # always a new request
+        """The ledger entry this call waits for (so it sends nothing and costs nothing), or
+        None when it is new work; refuses an id bound to other words or unknown."""
+        call = call or Asking()
+        fingerprint = message_fingerprint(text, new_project=new_project) if text else None
+        if request_id:
+            return await self._named("message", request_id, fingerprint, call)
+        if fingerprint is None:
+            raise InputError(
+                "`message` is required: the text of what to make or change, unless "
+                "`request_id` names a request to wait for."
+            )
+        now = clock()
+        latest = await self.ledger.latest(user=self.user, kind="message", key=fingerprint)
+        if latest is None:
+            return None
+        if not latest.finished:
+            return latest  # the same words while they run: a wait, whatever the flags
+        if (latest.finished_at or 0) < now - KEEP_SECONDS:
+            return None
+        if not await self._delivered(latest, call):
+            return latest  # finished, but no call has been given its result yet
+        if again or new_project or not replayable(latest):
+            return None  # its result was returned: these flags ask for new work
         session = await self.client.session()
-        key = _message_key(session.session_id, text, new_project, again, request_id)
-        return await self.ledger.find(user=self.user, kind="message", key=key, now=clock())
+        return latest if latest.session_id == session.session_id else None
 
-    async def submit_export(self, *, fmt: str, quality: str, fresh: bool) -> Ticket:
-        """The ledger entry answering this export: a running one joined, or a new one."""
+    async def submit_export(
+        self, *, fmt: str, quality: str, fresh: bool, request_id: str | None = None
+    ) -> Ticket:
+        """The ledger entry answering this export: the render it waits for, or a new one."""
+        call = Asking()
+        found = await self.find_export(fmt=fmt, quality=quality, request_id=request_id, call=call)
+        if found is not None:
+            return await self.work.join(found, call.ask, call.delivered.get(found.id))
         from nemo_mcp.server.export import render_key
 
+        fingerprint = render_key(fmt, quality)
         session = await self.client.session()
         ticket = await self.work.submit(
             "render",
-            render_key(fmt, quality),
-            {"format": fmt, "quality": quality, "fresh": fresh},
+            handle_key(request_id) if request_id else fingerprint,
+            {"format": fmt, "quality": quality, "fresh": fresh, "fingerprint": fingerprint},
             session_id=session.session_id,
         )
         if ticket.submission.how == "new":
             self.metrics.accepted(ticket.submission.ahead)
         return ticket
+
+    async def find_export(
+        self, *, fmt: str, quality: str, request_id: str | None = None, call: Asking | None = None
+    ) -> Entry | None:
+        """The render entry this export waits for: one of the same format and quality
+        that runs, or finished unseen with no other work on the project since."""
+        from nemo_mcp.server.export import render_key
+
+        call = call or Asking()
+        fingerprint = render_key(fmt, quality)
+        if request_id:
+            if await self.named(request_id) is None:
+                return None  # a new export, named by the caller
+            # The defaults are what a wait by id leaves out: only other values are words.
+            given = fingerprint if fingerprint != render_key("mp4", "high") else None
+            return await self._named("render", request_id, given, call)
+        latest = await self.ledger.latest(user=self.user, kind="render", key=fingerprint)
+        if latest is None or not latest.finished:
+            return latest
+        if (latest.finished_at or 0) < clock() - KEEP_SECONDS:
+            return None
+        if await self.ledger.last_seq(self.user) != latest.seq:
+            return None  # other work since (an edit): this export is of something new
+        return None if await self._delivered(latest, call) else latest
+
+    async def _delivered(self, entry: Entry, call: Asking) -> bool:
+        """Whether another call has been given the entry's outcome (recording this call's
+        ask, so joining the entry need not ask again)."""
+        if entry.id not in call.delivered:
+            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask, now=clock())
+        return call.delivered[entry.id]
+
+    async def named(self, request_id: str) -> Entry | None:
+        """The work a handle names (a caller's `request_id`, or one the server made), while
+        it is kept."""
+        for kind in KINDS:
+            found = await self.ledger.latest(user=self.user, kind=kind, key=handle_key(request_id))
+            if found is not None:
+                break
+        else:
+            found = await self.ledger.get(request_id)
+            if found is None or found.user != self.user or found.key.startswith(HANDLE):
+                return None
+        if found.finished and (found.finished_at or 0) < clock() - KEEP_HANDLES:
+            return None
+        return found
+
+    async def _named(
+        self, kind: Kind, request_id: str, fingerprint: str | None, call: Asking
+    ) -> Entry | None:
+        """A call naming `request_id`: the work it waits for; None for new work under it
+        (with words); refused when the id is bound to another tool or other words."""
+        found = await self.named(request_id)
+        if found is None:
+            if fingerprint is None:
+                raise InputError(
+                    f'No request with request_id "{request_id}" is known here (it may have '
+                    "expired: handles are kept 24 hours); call `timeline` to see the work on "
+                    "this project."
+                )
+            return None
+        tool = TOOL_OF[found.kind]
+        if found.kind != kind:
+            raise InputError(
+                f'request_id "{request_id}" names a `{tool}` request, so nothing was done; '
+                f"call `{tool}` with it to wait for that request, or use a new request_id here."
+            )
+        bound = found.request.get("fingerprint")
+        if fingerprint is not None and bound is not None and bound != fingerprint:
+            raise InputError(
+                f'request_id "{request_id}" was already used for other words, so nothing was '
+                "sent; use a new request_id for a new request, or leave the words out to "
+                "wait for that one."
+            )
+        retry = fingerprint is not None and found.finished and not replayable(found)
+        if retry and await self._delivered(found, call):
+            return None  # it failed before anything was sent, and was told: send it now
+        return found
 
     async def running(self) -> list[str]:
         """Work still in progress or waiting, in words, in order."""
@@ -168,25 +282,49 @@ class NemoService:
         ]
 
 
-def _message_key(
-    session_id: str, text: str, new_project: bool, again: bool, request_id: str | None
-) -> str:
-    from nemo_mcp.server.generation import message_key
+@dataclass
+class Asking:
+    """One call's ask id, and what it learnt of deliveries (asked once per entry)."""
 
-    if request_id:
-        return f"id:{request_id}"
-    key = message_key(session_id, text, new_project=new_project)
-    return key + f"|again:{uuid.uuid4().hex}" if again else key
+    ask: str = field(default_factory=lambda: uuid.uuid4().hex)
+    delivered: dict[str, bool] = field(default_factory=dict)
+
+
+KINDS: tuple[Kind, ...] = ("message", "render")
+TOOL_OF = {"message": "generate", "render": "export"}
+
+
+def handle_key(request_id: str) -> str:
+    """The ledger key of work named by the caller's `request_id`."""
+    return HANDLE + request_id
+
+
+def replayable(entry: Entry) -> bool:
+    """Whether a finished entry's outcome answers the same request again: it is done, or
+    it failed after the request may have reached NemoVideo (sending it again could charge
+    twice). A failure before anything left is not: the same words are sent anew."""
+    if entry.state == "done":
+        return True
+    return entry.reusable or bool((entry.error or {}).get("reached"))
+
+
+def message_fingerprint(text: str, *, new_project: bool) -> str:
+    """What makes two messages the same request: the same words (spacing and case aside,
+    the script's text included) and the same `new_project`, whatever the project."""
+    words = " ".join(text.split()).casefold()
+    return f"msg|{'new|' if new_project else ''}{words}"
 
 
 def describe_entry(entry: Entry, line: str) -> str:
-    """An unfinished entry in words: what it is, and how far it got."""
+    """An unfinished entry in words: what it is, its handle, and how far it got."""
+    handle = f'request_id "{handle_of(entry)}"'
     if entry.kind == "render":
-        render_id = entry.memo.get("render_id")
-        return f"render {render_id}: {line}" if render_id else f"export: {line}"
+        render_id = render_job(entry).render_id
+        what = f"render {render_id}" if render_id else "export"
+        return f"{what} ({handle}): {line}"
     words = " ".join(str(entry.request.get("message", "")).split())
     shown = words if len(words) <= 60 else words[:59] + "…"
-    return f'generate "{shown}": {line}'
+    return f'generate "{shown}" ({handle}): {line}'
 
 
 OpenUser = Callable[[Settings, str, AsyncExitStack], Awaitable["tuple[NemoClient, Ledger]"]]

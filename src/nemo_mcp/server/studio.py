@@ -49,6 +49,7 @@ from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import calls
 from nemo_mcp.server.boundary import message_for, tool_boundary
 from nemo_mcp.server.calls import STUDIO_TOOL_META, STUDIO_URI
+from nemo_mcp.server.jobs import render_job
 from nemo_mcp.server.outputs import ExportOutput, TimelineOutput
 
 if TYPE_CHECKING:
@@ -194,12 +195,13 @@ def newest_export(
             continue
         if entry.state == "done" and entry.outcome is not None:
             return ExportOutput.model_validate(entry.outcome)
-        if entry.state == "failed" and entry.memo.get("render_id"):
+        job = render_job(entry)
+        if entry.state == "failed" and job.render_id:
             # (A request refused before any render started, e.g. nothing to export, is not
             # a render: the export tool said why, and older renders stay shown.)
             return ExportOutput(
                 status="failed",
-                render_id=str(entry.memo.get("render_id") or ""),
+                render_id=job.render_id,
                 progress=str((entry.error or {}).get("message") or "the render failed"),
                 elapsed_seconds=round((entry.finished_at or now) - entry.created_at, 1),
                 next_steps=["Call `export` again to retry (exports are free)."],
@@ -393,7 +395,7 @@ class Studio:
         """The view's CSP for one user: the API's origin and their renders' media origins
         (playable URLs only)."""
         return media_csp(
-            self.api_url, [playable_url(e.memo.get("url"), self.api_url) for e in renders]
+            self.api_url, [playable_url(render_job(e).url, self.api_url) for e in renders]
         )
 
     async def caller_csp(

@@ -29,7 +29,16 @@ from anyio.abc import TaskGroup
 
 from nemo_mcp import errors
 from nemo_mcp.errors import InputError, NemoError, SharedStateError
-from nemo_mcp.ledger import Entry, Kind, Ledger, State, Submission, clock, new_owner
+from nemo_mcp.ledger import (
+    Entry,
+    Kind,
+    Ledger,
+    State,
+    Submission,
+    clock,
+    new_owner,
+)
+from nemo_mcp.server.jobs import MessageJob, RenderJob, check_move, job_of
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -138,6 +147,11 @@ class Run:
     def elapsed(self) -> float:
         return clock() - self.entry.created_at
 
+    @property
+    def job(self) -> MessageJob | RenderJob:
+        """The typed job, with this run's newest facts."""
+        return job_of(self.entry, self.memo)
+
     async def save(
         self,
         *,
@@ -145,7 +159,10 @@ class Run:
         session_id: str | None = None,
         **memo: Any,
     ) -> None:
-        """Record a state and facts durably before acting on them."""
+        """Record a state and facts durably before acting on them; a phase change must be
+        one of the kind's moves (`server/jobs`)."""
+        if state is not None:
+            check_move(self.entry.kind, self.entry.state, state)
         self.memo.update(memo)
         self._dirty = False
         updated = await self.work.ledger.update(
@@ -304,6 +321,16 @@ class Work:
         self.start()
         return Ticket(submission=submission, ask=ask)
 
+    async def join(self, entry: Entry, ask: str, delivered: bool | None = None) -> Ticket:
+        """A call (`ask`) that waits for existing work: never starts any, whatever it asked.
+        `delivered`: whether another call was given its outcome, when already asked."""
+        if not entry.finished:
+            self.start()
+            return Ticket(submission=Submission("unfinished", entry, 0, False), ask=ask)
+        if delivered is None:
+            delivered = await self.ledger.ask(entry.id, ask, now=clock())
+        return Ticket(submission=Submission("finished", entry, 0, delivered), ask=ask)
+
     async def deliver(self, ticket: Ticket) -> None:
         """Record that this call was given its entry's outcome."""
         await self.ledger.deliver(ticket.entry.id, ticket.ask, now=clock())
@@ -438,10 +465,16 @@ class Work:
     async def _finish(
         self, run: Run, outcome: dict[str, Any] | None, failure: NemoError | None
     ) -> None:
+        # Never `reusable` for the store: whether an outcome answers a repeat is the
+        # service's decision (it must be able to add new work under the same key).
         ending: dict[str, Any] = (
-            {"state": "failed", "error": error_record(failure), "reusable": run.sticky}
+            {
+                "state": "failed",
+                "error": {**error_record(failure), "reached": run.sticky},
+                "reusable": False,
+            }
             if failure is not None
-            else {"state": "done", "outcome": outcome, "reusable": run.entry.kind == "message"}
+            else {"state": "done", "outcome": outcome, "reusable": False}
         )
         done = await self.ledger.update(
             run.entry.id,

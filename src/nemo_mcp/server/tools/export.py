@@ -15,6 +15,7 @@ from nemo_mcp.handoff.folder import answer, waiting
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import tasks
 from nemo_mcp.server.icons import icon
+from nemo_mcp.server.jobs import handle_of, render_job
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.previews import Picture, export_preview, file_link
 from nemo_mcp.server.tools.common import (
@@ -44,8 +45,11 @@ HANDOFF_DESCRIPTION = (
 DESCRIPTION = (
     "Render the current timeline to a video file and save it on this computer (a hosted "
     "server returns its URL instead). Free (no credits). Starts exactly one render per "
-    "request; if the result says 'rendering', "
-    "call export again to keep waiting on the same render (it is never started twice). "
+    "request; a 'rendering' result gives its request_id: call export with that request_id "
+    "to keep waiting on the same render (it is never started twice). The same format and "
+    "quality asked while that export is unfinished, or before its result was returned with "
+    "no other work on the project since, wait for it (even with fresh), so nothing is "
+    "rendered twice; for several exports at once give each its own request_id. "
     "Returns the saved file path, the video URL and a link to open the project in the "
     "browser, with a contact sheet (a grid of frames) of the video to look at and, on this "
     "computer, a link to the MP4 itself. Call after `generate`."
@@ -61,22 +65,36 @@ Format = Annotated[
 ]
 Quality = Annotated[Literal["high", "medium", "low"], Field(description="Render quality")]
 Fresh = Annotated[
-    bool, Field(description="Render again even if this exact timeline was already exported")
+    bool,
+    Field(
+        description="Render again even if this exact timeline was already exported (once "
+        "the earlier export's result was returned; until then the call waits for it)"
+    ),
+]
+RequestId = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description="Optional handle of an export: a new id names this export; the id of a "
+        "'rendering' result waits for that render",
+    ),
 ]
 
 
 def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
     """What a caller gets while its export waits its turn or renders."""
     queued = entry.state == "queued" and ahead > 0
-    percent = entry.progress.get("percent")
+    job = render_job(entry)
+    handle = job.handle
     return ExportOutput(
         status="queued" if queued else "rendering",
-        render_id=str(entry.memo.get("render_id") or ""),
-        progress_percent=int(percent) if isinstance(percent, (int, float)) else 0,
+        render_id=job.render_id or "",
+        progress_percent=int(job.percent or 0),
         progress=status_line(entry, now),
         ahead=ahead if queued else 0,
         elapsed_seconds=round(now - entry.created_at, 1),
-        next_steps=["Call `export` again to keep waiting on this render."],
+        next_steps=[f'Call `export` with request_id="{handle}" to keep waiting on this render.'],
+        request_id=handle,
     )
 
 
@@ -87,13 +105,13 @@ def export_text(out: ExportOutput) -> str:
         return (
             f"Queued: {out.ahead} earlier {earlier} first on this project (an edit still "
             "running is rendered with the video), then this export starts, once. Call `export` "
-            "again to wait for it."
+            f'with request_id="{out.request_id}" to wait for it.'
         )
     if out.status == "rendering":
         which = f"The render {out.render_id}" if out.render_id else "The export"
         return (
-            f"Rendering: {out.progress}. {which} continues on NemoVideo; call `export` again "
-            "to wait for it (no second render is started)."
+            f"Rendering: {out.progress}. {which} continues on NemoVideo; call `export` with "
+            f'request_id="{out.request_id}" to wait for it (no second render is started).'
         )
     size = f" ({out.size_bytes / 1_000_000:.1f} MB)" if out.size_bytes else ""
     saved = f"{out.file}{size}" if out.file else f"rendered{size}, download it from its URL"
@@ -104,6 +122,8 @@ def export_text(out: ExportOutput) -> str:
         lines.append(f"Open the project in the browser: {out.browser_link}")
     if out.resumed:
         lines.append(f"(Resumed render {out.render_id} started earlier; no new render.)")
+    if out.request_id:
+        lines.append(f'(request_id "{out.request_id}")')
     return "\n".join(lines)
 
 
@@ -129,13 +149,16 @@ async def export(
     format: Format = "mp4",
     quality: Quality = "high",
     fresh: Fresh = False,
+    request_id: RequestId = None,
 ) -> Annotated[CallToolResult, ExportOutput]:
     service = await service_of(ctx)
     waits = budget(ctx, service)  # longer for clients known to keep the call open
     end = anyio.current_time() + waits
     inline = min(waits, service.settings.tool_timeout)
     with time_bound(inline, api_url=service.client.api_url, what="preparing the export"):
-        ticket = await service.submit_export(fmt=format, quality=quality, fresh=fresh)
+        ticket = await service.submit_export(
+            fmt=format, quality=quality, fresh=fresh, request_id=request_id
+        )
     if (task := await tasks.offer(ctx, service, ticket, remote=served(ctx))) is not None:
         return task
     left = max(0.0, end - anyio.current_time())
@@ -154,6 +177,7 @@ async def finished_result(
     """A finished export's result (also a task's), built for its caller: `remote` callers
     get no link to this server's disk."""
     out = ExportOutput.model_validate(entry.outcome)
+    out.request_id = handle_of(entry)
     if out.folder:  # a hand-off: a folder for an editor, no video to look at
         return result(handoff_text(out), out, notices=service.take_notices())
     text, blocks = await with_preview(export_text(out), out, remote=remote, left=left)

@@ -30,6 +30,7 @@ from nemo_mcp.errors import BackendTimeoutError, NemoError
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import spending, tasks
 from nemo_mcp.server.icons import icon
+from nemo_mcp.server.jobs import handle_of
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.paths import open_path
 from nemo_mcp.server.previews import clip_poster
@@ -60,9 +61,12 @@ DESCRIPTION = (
     "animate uploaded images, turn a script into a video, or edit the current one (add "
     "music, titles, overlays, trim, change volume). Costs credits: about 100 for a new "
     "clip, about 50 for an edit. Returns the agent's reply, the exact timeline changes and "
-    "the new timeline. Long work continues in the background: if the result says "
-    "'running', call generate again with the same request to wait for it; it is never "
-    "sent or charged twice. Do not use for export, credits, status or uploads (use those "
+    "the new timeline. Long work continues in the background: a 'running' result gives its "
+    "request_id; call generate with that request_id (the words may be left out) to wait "
+    "for it. The same words and flags asked while an identical request is unfinished, or "
+    "before its result was returned, wait for it (even with again or new_project), so "
+    "nothing is sent or charged twice; for several variations at once give each its own "
+    "request_id. Do not use for export, credits, status or uploads (use those "
     "tools). Next: `export` to get the MP4."
 )
 
@@ -112,9 +116,15 @@ def answer_notes(ticket: Ticket, entry: Entry, *, now: float) -> list[str]:
     return ["It finished while no call was waiting for it; nothing was sent again."]
 
 
+def wait_step(tool: str, handle: str) -> str:
+    """How to wait for the work `handle` names."""
+    return f'Call `{tool}` with request_id="{handle}" to wait for the result.'
+
+
 def pending_output(entry: Entry, *, ahead: int, now: float) -> GenerateOutput:
     """What a caller gets while its request is queued or running."""
     queued = entry.state == "queued" and ahead > 0
+    handle = handle_of(entry)
     return GenerateOutput(
         status="queued" if queued else "running",
         reply="",
@@ -122,9 +132,10 @@ def pending_output(entry: Entry, *, ahead: int, now: float) -> GenerateOutput:
         raw_clip_ready="raw_clip" in entry.progress.get("milestones", []),
         progress=status_line(entry, now),
         ahead=ahead if queued else 0,
-        next_steps=["Call `generate` again with the same request to wait for the result."],
+        next_steps=[wait_step("generate", handle)],
         elapsed_seconds=round(now - entry.created_at, 1),
         session_id=entry.session_id,
+        request_id=handle,
     )
 
 
@@ -137,15 +148,15 @@ def generate_text(out: GenerateOutput) -> str:
         earlier = "request" if out.ahead == 1 else "requests"
         lines.append(
             f"Queued: {out.ahead} earlier {earlier} on this project run first, and this one is "
-            "sent when they finish (once). Call `generate` again with the same request to wait "
-            "for it (or `timeline` to see the queue)."
+            f'sent when they finish (once). Call `generate` with request_id="{out.request_id}" '
+            "to wait for it (or `timeline` to see the queue)."
         )
         return "\n".join(lines)
     if out.status == "running":
         lines.append(
             f"Still working: {out.progress}. The work continues on NemoVideo and nothing more "
-            "is charged. Call `generate` again with the same request to wait for the result "
-            "(or `timeline` to look meanwhile)."
+            f'is charged. Call `generate` with request_id="{out.request_id}" to wait for the '
+            "result (the words may be left out; or `timeline` to look meanwhile)."
         )
         if out.raw_clip_ready:
             lines.append("The raw clip has already landed; music and titles are being added.")
@@ -160,6 +171,8 @@ def generate_text(out: GenerateOutput) -> str:
     fresh = [s for s in out.next_steps if _tool_named(s) not in out.reply]
     if fresh:
         lines.append("Next: " + " ".join(fresh))
+    if out.request_id:
+        lines.append(f'(request_id "{out.request_id}")')
     return "\n\n".join(lines)
 
 
@@ -179,16 +192,18 @@ def _route(text: str) -> str:
 Again = Annotated[
     bool,
     Field(
-        description="Send these exact words again even though the same request was answered "
-        "in the last 30 minutes (without it, asking again returns the earlier result)"
+        description="Send these exact words again as a new request once the earlier identical "
+        "request's result has been returned (while it is unfinished, or its result not yet "
+        "returned, the call waits for it instead)"
     ),
 ]
 RequestId = Annotated[
     str | None,
     Field(
         max_length=200,
-        description="Optional id for this request: the same id returns the same request's "
-        "result, a new id makes a new request even with the same words",
+        description="Optional handle of a request. With words: names this new request (a "
+        "new id sends the same words anew; an id already used for other words is refused). "
+        "Without words: waits for the request it names (as a 'running' result says)",
     ),
 ]
 
@@ -233,7 +248,7 @@ async def script_text(
 @guarded("Checking the cost of the request")
 async def ask_before_spending(
     ctx: Context,
-    message: str,
+    message: str | None,
     script_file: str | None,
     new_project: bool,
     again: bool,
@@ -251,6 +266,8 @@ async def ask_before_spending(
     rule = service.settings.confirm_spending
     if rule.mode == "never":
         return None
+    if not message:
+        return None  # a wait for a named request (or refused): nothing to pay for
     if not script_file and _route(message) != "message":
         return None  # answered without the agent (`not_sent`)
     text = request_text(message, script)
@@ -311,7 +328,7 @@ def refusal(consent: Consent) -> str | None:
 @guarded("Sending the request to NemoVideo")
 async def generate(
     ctx: Context,
-    message: Message,
+    message: Message | None = None,
     script_file: ScriptFile = None,
     new_project: NewProject = False,
     again: Again = False,
@@ -320,8 +337,8 @@ async def generate(
     consent: Annotated[Consent, Resolve(ask_before_spending)] = None,
 ) -> Annotated[CallToolResult, GenerateOutput]:
     service = await service_of(ctx)
-    text = request_text(message, script)
-    if not script_file and (intent := _route(text)) != "message":
+    text = request_text(message, script) if message else None
+    if text and not script_file and (intent := _route(text)) != "message":
         out = GenerateOutput(
             status="not_sent", reply=NOT_SENT[intent], next_steps=[f"Call `{intent}`."]
         )
@@ -360,6 +377,7 @@ async def finished_result(
     """A finished message's result (also a task's): the reply, changes, timeline, and a
     look at the new clip when its link answers within `left` seconds."""
     out = GenerateOutput.model_validate(entry.outcome)
+    out.request_id = handle_of(entry)
     out.notes = [*(notes or []), *out.notes]
     # A look at the new clip when its link answers quickly; else nothing (logged at debug).
     poster = None
