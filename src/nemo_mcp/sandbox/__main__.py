@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -15,26 +14,20 @@ import uvicorn
 
 from nemo_mcp.cli import SANDBOX_DESCRIPTION as DESCRIPTION
 from nemo_mcp.cli import add_sandbox_arguments
+from nemo_mcp.errors import ConfigError
+from nemo_mcp.listening import bind, url_of
 from nemo_mcp.sandbox.app import create_app
 from nemo_mcp.sandbox.config import SandboxConfig, parse_assignments, parse_fault_spec
 
 
 def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> int:
     """Serve the sandbox on `host:port` (0: any free port) until interrupted; the exit code."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(
-        family, socket.SOCK_STREAM, socket.IPPROTO_TCP
-    )  # so asyncio sets TCP_NODELAY
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
-    except OSError as err:
-        sock.close()
-        print(f"nemo-mcp sandbox: cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
+        sock = bind(host, port)
+    except ConfigError as err:
+        print(f"nemo-mcp sandbox: {err}", file=sys.stderr)
         return 1
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"NemoVideo sandbox backend at http://{shown}:{bound} (Ctrl-C to stop)", file=sys.stderr)
+    print(f"NemoVideo sandbox backend at {url_of(sock)} (Ctrl-C to stop)", file=sys.stderr)
     server = uvicorn.Server(
         uvicorn.Config(create_app(config), log_level="info", lifespan="on", ws="none")
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from typing import Any
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nemo_mcp.errors import ConfigError
+from nemo_mcp.listening import bind, url_of
 from nemo_mcp.server.exposure import Exposure, bearer, identity_key, known_token
 
 SESSION_HEADER = b"mcp-session-id"
@@ -192,11 +195,29 @@ def http_app(server: Any, exposure: Exposure, tokens: Sequence[SecretStr], *, ho
 def serve_http(
     server: Any, exposure: Exposure, tokens: Sequence[SecretStr], *, host: str, port: int
 ) -> int:
-    """Run the server over streamable HTTP until interrupted; returns the exit code."""
+    """Run the server over streamable HTTP until interrupted; returns the exit code.
+
+    The socket is bound first, so a port in use ends with one sentence (exit code 2), and
+    the URL is printed once the server listens (the app started: it answers at once)."""
     import uvicorn
 
     print(f"nemo-mcp: serving MCP over HTTP, {exposure.describe()}", file=sys.stderr)
-    uvicorn.run(
+    try:
+        sock = bind(host, port)
+    except ConfigError as err:
+        print(f"nemo-mcp: {err}", file=sys.stderr)
+        return 2
+    url = url_of(sock, "/mcp")
+
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(f"nemo-mcp: listening at {url}", file=sys.stderr, flush=True)
+
+    config = uvicorn.Config(
         http_app(server, exposure, tokens, host=host), host=host, port=port, log_level="warning"
     )
+    with sock:
+        Announcing(config).run(sockets=[sock])
     return 0
