@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from nemo_mcp.identity import PROFILES
 
@@ -98,3 +101,22 @@ async def test_cancelled_wait_does_not_cancel_the_work(
         result = await session.call("generate", message)
     assert result.structured_content["status"] == "completed"  # type: ignore[index]
     assert sandbox.control.stats()["requests"]["run_sse"] == 1
+
+
+async def test_an_unknown_prompt_is_invalid_params_without_a_traceback(
+    tmp_path: Path, sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Like an unknown resource: JSON-RPC -32602 naming it, and nothing logged at the
+    default level (WARNING)."""
+    caplog.set_level(logging.WARNING)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        names = [p.name for p in (await session.client.list_prompts()).prompts]
+        with pytest.raises(MCPError) as prompt:
+            await session.client.get_prompt("no-such-prompt")
+        with pytest.raises(MCPError) as resource:
+            await session.client.read_resource("nemo://no-such-resource")
+    assert resource.value.error.code == INVALID_PARAMS  # the sibling the prompt should match
+    assert prompt.value.error.code == INVALID_PARAMS
+    said = prompt.value.error.message
+    assert "no-such-prompt" in said and all(name in said for name in names), said
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
