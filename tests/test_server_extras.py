@@ -120,3 +120,22 @@ async def test_an_unknown_prompt_is_invalid_params_without_a_traceback(
     said = prompt.value.error.message
     assert "no-such-prompt" in said and all(name in said for name in names), said
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_a_retitle_names_the_saved_file_and_heads_the_timeline(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sandbox.control.set(initial_credits=500)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        await session.call("generate", {"message": "a video of a futuristic city at sunset"})
+        first = await session.call("export")
+        retitled = await session.call(
+            "generate", {"message": 'change the title to "City of Tomorrow"'}
+        )
+        assert not retitled.is_error, text_of(retitled)
+        second = await session.call("export")
+        shown = await session.call("timeline")
+    assert Path(first.structured_content["file"]).name == "Futuristic-City-at-Sunset.mp4"  # type: ignore[index]
+    assert Path(second.structured_content["file"]).name == "City-of-Tomorrow.mp4"  # type: ignore[index]
+    assert text_of(shown).startswith('Timeline "City of Tomorrow"'), text_of(shown)
+    assert sandbox.control.stats()["requests"]["render_start"] == 2
