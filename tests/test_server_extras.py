@@ -139,3 +139,26 @@ async def test_a_retitle_names_the_saved_file_and_heads_the_timeline(
     assert Path(second.structured_content["file"]).name == "City-of-Tomorrow.mp4"  # type: ignore[index]
     assert text_of(shown).startswith('Timeline "City of Tomorrow"'), text_of(shown)
     assert sandbox.control.stats()["requests"]["render_start"] == 2
+
+
+@pytest.mark.parametrize(
+    ("ask", "done"),
+    [
+        ('change the title to "Built for Speed"', 'I changed the title to "Built for Speed".'),
+        ("trim it to 5 seconds", "I trimmed the video to 5 seconds."),
+    ],
+)
+async def test_an_edit_reads_as_done_and_offers_the_next_step(
+    tmp_path: Path, sandbox: Any, ask: str, done: str
+) -> None:
+    sandbox.control.set(initial_credits=500)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        await session.call("generate", {"message": "a video of a futuristic city at sunset"})
+        edited = await session.call("generate", {"message": ask})
+    reply = text_of(edited).split("\n\n")[0]
+    # What changed, then offers (a further change, the export), never a request for the
+    # change that was just made.
+    assert reply == (
+        f"{done} To change anything else, describe it with `generate`. "
+        "Call `export` to render and save the MP4 (free)."
+    ), reply
