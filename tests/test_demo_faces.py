@@ -210,3 +210,15 @@ def test_without_python_docx_the_script_goes_as_text(monkeypatch: pytest.MonkeyP
     assert demo.script_to_send("script.docx") == "script.txt"
     assert demo.script_to_send("script.txt") == "script.txt"
     assert demo.bundled("script.txt")  # shipped with the package
+
+
+def test_the_demo_points_only_at_what_outlives_it(faces: tuple[dict[str, Any], str]) -> None:
+    """The sandbox ends with the demo: after saying where it runs, nothing printed links to it
+    (no render URL, no browser link); the saved files are named instead."""
+    saved, printed = faces
+    _, _, rest = printed.partition("Sandbox backend at ")
+    sandbox_url, _, after = rest.partition(";")
+    assert sandbox_url.startswith("http://127.0.0.1:")
+    assert sandbox_url not in after, [line for line in after.splitlines() if sandbox_url in line]
+    for one in saved.values():
+        assert f"Saved: {one.video}" in after and f"Contact sheet: {one.sheet}" in after

@@ -131,6 +131,11 @@ def _text(result: Any) -> str:
     return "\n".join(block.text for block in result.content if getattr(block, "text", None))
 
 
+def _without_links_to(text: str, origin: str) -> str:
+    """`text` without its lines linking to `origin` (the sandbox, gone once the demo ends)."""
+    return "\n".join(line for line in text.splitlines() if origin not in line).strip()
+
+
 def bundled(name: str) -> bytes:
     """A bundled demo input's bytes."""
     return resources.files("nemo_mcp").joinpath("demo_inputs").joinpath(name).read_bytes()
@@ -230,7 +235,8 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
         exported = await call("export")
         while exported.structured_content["status"] in ("rendering", "queued"):
             exported = await call("export")
-        _say(out, _text(exported))
+        # The sandbox ends with the demo: its render URL and browser link would lead nowhere.
+        _say(out, _without_links_to(_text(exported), sandbox.url))
 
     video = Path(exported.structured_content["file"])
     if not await anyio.Path(video).is_file():
