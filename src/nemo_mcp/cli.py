@@ -22,12 +22,31 @@ DEFAULT_DEMO_SKILL = "ai-generator-generator"
 SANDBOX_DESCRIPTION = (
     "A local NemoVideo backend that speaks the whole contract, with fault switches."
 )
+SANDBOX_DEFAULT_PORT = 8765
+#: How a server meets a sandbox: said in both commands' help.
+SANDBOX_EPILOG = (
+    "Point nemo-mcp at it with NEMO_API_URL, for example "
+    f"NEMO_API_URL=http://127.0.0.1:{SANDBOX_DEFAULT_PORT} nemo-mcp serve "
+    "(NEMO_WEB_URL too, for browser links that stay on this computer)."
+)
+SERVE_EPILOG = (
+    "It talks to the NemoVideo API at NEMO_API_URL. To work offline, start nemo-mcp sandbox "
+    "and set NEMO_API_URL to its address, for example "
+    f"NEMO_API_URL=http://127.0.0.1:{SANDBOX_DEFAULT_PORT}."
+)
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     """The sandbox's options: `nemo-mcp sandbox` and `python -m nemo_mcp.sandbox` share them."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=SANDBOX_DEFAULT_PORT,
+        help=f"the port to listen on, 0 for any free one (default {SANDBOX_DEFAULT_PORT})",
+    )
     parser.add_argument(
         "--set",
         dest="settings",
@@ -55,13 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve MCP (stdio by default, or --http)")
+    serve = commands.add_parser(
+        "serve", help="serve MCP (stdio by default, or --http)", epilog=SERVE_EPILOG
+    )
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
 
     sandbox = commands.add_parser(
-        "sandbox", help="run the local sandbox backend", description=SANDBOX_DESCRIPTION
+        "sandbox",
+        help="run the local sandbox backend",
+        description=SANDBOX_DESCRIPTION,
+        epilog=SANDBOX_EPILOG,
     )
     add_sandbox_arguments(sandbox)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from nemo_mcp.cli import SANDBOX_DESCRIPTION as DESCRIPTION
-from nemo_mcp.cli import add_sandbox_arguments
+from nemo_mcp.cli import SANDBOX_EPILOG, add_sandbox_arguments
 from nemo_mcp.errors import ConfigError
 from nemo_mcp.listening import bind, url_of
 from nemo_mcp.sandbox.app import create_app
@@ -40,7 +40,9 @@ def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None 
 
 def build_parser() -> argparse.ArgumentParser:
     """The same options as `nemo-mcp sandbox` (defined once, in `nemo_mcp.cli`)."""
-    parser = argparse.ArgumentParser(prog="python -m nemo_mcp.sandbox", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="python -m nemo_mcp.sandbox", description=DESCRIPTION, epilog=SANDBOX_EPILOG
+    )
     add_sandbox_arguments(parser)
     return parser
 
