@@ -7,6 +7,7 @@ from __future__ import annotations
 import array
 import io
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from nemo_mcp.media.compose import Caption, Card, Composition, Footage, Shot, Still
+from nemo_mcp.media.pictures import font
 from nemo_mcp.sandbox import create_app, rendering, scripted_agent
 from nemo_mcp.sandbox.composition import Upload, composition_of
 from nemo_mcp.sandbox.config import SandboxConfig
@@ -165,6 +167,23 @@ def test_a_script_shows_each_line_once() -> None:
     # Without those captions the scenes show their lines again.
     alone = composition_of(raw, no_uploads)
     assert [s.visual.text for s in alone.shots] == list(story.lines)
+
+
+def _glyph(letter: str) -> bytes:
+    """How `letter` draws in the renderer's font: its mask's size and pixels."""
+    mask = font(48).getmask(letter)
+    return repr(mask.size).encode() + bytes(mask)
+
+
+@pytest.mark.parametrize("letter", list("éèêëàâäçñöüßøåÉÀÇÑÖÜæœ"))
+def test_the_font_draws_accented_letters(letter: str) -> None:
+    """Each is a real glyph: not the box a font draws for a letter it lacks (the private-use
+    U+E000 is in no text font), and not its plain letter either."""
+    missing = _glyph("\ue000")
+    assert _glyph(letter) != missing
+    plain = unicodedata.normalize("NFD", letter)[0]
+    if plain != letter:
+        assert _glyph(letter) != _glyph(plain)
 
 
 def test_uploads_become_stills_footage_or_named_stand_ins(tmp_path: Path) -> None:
