@@ -131,6 +131,11 @@ def _text(result: Any) -> str:
     return "\n".join(block.text for block in result.content if getattr(block, "text", None))
 
 
+async def _requests_served(sandbox: SandboxServer) -> int:
+    """How many requests the sandbox has answered so far (every one is logged)."""
+    return sum((await sandbox.acontrol.stats())["requests"].values())
+
+
 def _without_links_to(text: str, origin: str) -> str:
     """`text` without its lines linking to `origin` (the sandbox, gone once the demo ends)."""
     return "\n".join(line for line in text.splitlines() if origin not in line).strip()
@@ -185,7 +190,7 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
     await anyio.Path(inputs).mkdir(parents=True, exist_ok=True)
     for name in face.inputs:
         await anyio.Path(inputs / name).write_bytes(bundled(name))
-    seen_before = len(await sandbox.acontrol.requests())
+    seen_before = await _requests_served(sandbox)
 
     env = _server_env(face.slug, sandbox.url, home, target, inputs)
     params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
@@ -245,9 +250,10 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
     await anyio.to_thread.run_sync(contact_sheet, video, sheet)
     await anyio.Path(sheet).chmod((await anyio.Path(video).stat()).st_mode & 0o777)
     # The API's requests: the storage links (the video, a clip's preview) carry no headers.
-    requests = [
-        r for r in (await sandbox.acontrol.requests())[seen_before:] if r["route"] != "file"
-    ]
+    # The log keeps the latest requests only: this face's are its last ones.
+    made = await _requests_served(sandbox) - seen_before
+    log = await sandbox.acontrol.requests()
+    requests = [r for r in log[max(0, len(log) - made) :] if r["route"] != "file"]
     sources = frozenset(r.get("skill_source") for r in requests)
     routes = [r["route"] for r in requests]
     sent, renders = routes.count("run_sse"), routes.count("render_start")
