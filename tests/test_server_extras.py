@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ async def test_resources_and_prompts(tmp_path: Path, sandbox: Any) -> None:
         examples = PROFILES["ai-video-generation-online"].try_saying
         assert len(prompts) == len(examples)
         first = await client.get_prompt(prompts[0].name)
-        assert first.messages[0].content.text == examples[0]  # type: ignore[union-attr]
+        assert first.messages[0].content.text == examples[0].text  # type: ignore[union-attr]
 
 
 async def test_script_file_is_sent_with_the_request(tmp_path: Path, sandbox: Any) -> None:
@@ -162,3 +163,26 @@ async def test_an_edit_reads_as_done_and_offers_the_next_step(
         f"{done} To change anything else, describe it with `generate`. "
         "Call `export` to render and save the MP4 (free)."
     ), reply
+
+
+@pytest.mark.parametrize("slug", list(PROFILES))
+async def test_try_saying_prompts_each_say_what_they_are(
+    tmp_path: Path, sandbox: Any, slug: str
+) -> None:
+    async with connect(make_settings(tmp_path, sandbox.url, skill=slug)) as session:
+        prompts = (await session.client.list_prompts()).prompts
+        said = [
+            (await session.client.get_prompt(p.name)).messages[0].content.text  # type: ignore[union-attr]
+            for p in prompts
+        ]
+    assert len(prompts) == 3
+    descriptions = [p.description or "" for p in prompts]
+    assert len(set(descriptions)) == 3, descriptions  # each its own
+    for prompt, text, description in zip(prompts, said, descriptions, strict=True):
+        # Said as a person would say it: not "generate my text prompts".
+        assert not re.match(r"(?i)generate my\b", text), text
+        assert re.search(r"[a-z]{3,} [a-z]{3,}", description), description
+        title = prompt.title or ""
+        # A title is the request, or its first whole words.
+        assert title == text or (title.endswith("…") and text.startswith(title[:-1])), title
+        assert title == text or text[len(title) - 1] == " ", title

@@ -64,7 +64,7 @@ class Face:
 
 
 def _example(slug: str, number: int) -> str:
-    return PROFILES[slug].try_saying[number]
+    return PROFILES[slug].try_saying[number].text
 
 
 FACES: dict[str, Face] = {
@@ -185,7 +185,7 @@ async def _face(face: Face, sandbox: SandboxServer, home: Path, target: Path, ou
     profile = PROFILES[face.slug]
     _say(out, f"\n== {profile.title} ({face.slug}) ==")
     _say(out, f"Its users bring {profile.brings}; uploads up to {profile.max_upload_label}.")
-    _say(out, "Try saying: " + "; ".join(repr(p) for p in profile.try_saying))
+    _say(out, "Try saying: " + "; ".join(repr(p.text) for p in profile.try_saying))
     inputs = target / "inputs"
     await anyio.Path(inputs).mkdir(parents=True, exist_ok=True)
     for name in face.inputs:
