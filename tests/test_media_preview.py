@@ -30,6 +30,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     video(folder / "keyed.mp4", seconds=20, audio=None, options={**FAST, "g": "24"})
     # 10 s with a single keyframe: tiles come from bounded decoding past it.
     video(folder / "one_key.mp4", seconds=10, audio=None, options={**FAST, "g": "1000"})
+    # 10 s with B-frames (x264's default 3) and a keyframe every 5 s: frames other frames
+    # do not refer to are skipped on the way to a moment, never at it.
+    video(
+        folder / "b_frames.mp4", seconds=10, audio=None, options={"preset": "veryfast", "g": "120"}
+    )
     video(folder / "portrait.mov", seconds=2, audio=None, rotation=270, options=FAST)
     sound(folder / "song.mp3", codec="libmp3lame")
     heic(folder / "photo.heic", size=(400, 300), orientation=6)
@@ -46,7 +51,9 @@ def _tiles(sheet: Preview, columns: int, rows: int) -> list[Image.Image]:
         ]
 
 
-@pytest.mark.parametrize(("name", "seconds"), [("keyed.mp4", 20), ("one_key.mp4", 10)])
+@pytest.mark.parametrize(
+    ("name", "seconds"), [("keyed.mp4", 20), ("one_key.mp4", 10), ("b_frames.mp4", 10)]
+)
 def test_contact_sheet_shows_evenly_spaced_moments(
     media: Path, tmp_path: Path, name: str, seconds: float
 ) -> None:
@@ -70,9 +77,10 @@ def test_contact_sheet_shows_evenly_spaced_moments(
 def test_far_keyframes_bound_the_decoding(
     media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past `EXACT_FRAMES` from a keyframe a tile shows the frame reached, labelled with its
-    own time: still in order, still distinct."""
-    monkeypatch.setattr(preview, "EXACT_FRAMES", 8)
+    """Past `EXACT_PIXELS` of picture from a keyframe (here 8 frames of 320x180) a tile shows
+    the frame reached, labelled with its own time: still in order, still distinct."""
+    monkeypatch.setattr(preview, "EXACT_PIXELS", 8 * 320 * 180)
+    assert preview.exact_frames(320, 180) == 8
     sheet = contact_sheet(media / "one_key.mp4", tmp_path / "sheet.jpg", columns=3, rows=3)
     assert len(sheet.times) == 9 and list(sheet.times) == sorted(set(sheet.times))
     assert sheet.frames_decoded <= 9 * (8 + 2)

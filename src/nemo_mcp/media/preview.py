@@ -3,7 +3,7 @@ it) and a poster frame, both JPEG.
 
 A sheet shows evenly spaced moments from 0:00, each tile the frame on screen at its moment:
 decoded forward from the keyframe before it (or on from the previous tile, when no keyframe
-lies between), at most `EXACT_FRAMES` frames; never the same frames twice. Labels are
+lies between), at most `EXACT_PIXELS` of picture; never the same frames twice. Labels are
 distinct (in tenths or hundredths of a second when the moments are that close). A poster
 frame comes from a seek to a keyframe plus at most `POSTER_STEP_FRAMES` more.
 
@@ -37,11 +37,16 @@ if TYPE_CHECKING:
     from av.video.stream import VideoStream
     from PIL import Image
 
-#: Frames decoded at most past a keyframe to reach a tile's moment; beyond it (keyframes very
-#: far apart) the tile shows the frame reached, labelled with its own time.
-EXACT_FRAMES = 600
+#: Picture decoded at most past a keyframe to reach a tile's moment, in pixels: 30 frames of
+#: 1080p, 277 of 640x360. Beyond it (keyframes far apart for the picture's size) the tile
+#: shows the frame reached, labelled with its own time: a sheet of a long 1080p video with
+#: keyframes 8 s apart costs about 12 x 30 frames, not the whole file.
+EXACT_PIXELS = 64_000_000
 #: The same for a poster frame, which need not be exact.
 POSTER_STEP_FRAMES = 120
+#: Frames before a moment from which every frame is decoded (the decoder's reordering delay
+#: of B-frames, with room to spare).
+_NEAR = 6
 #: Times closer than this are the same moment (floating-point noise, not a frame apart).
 _SAME = 1e-6
 SHEET_LIMIT = 900_000  # bytes; the quality steps down until the sheet is under it
@@ -72,6 +77,11 @@ def clock(seconds: float, *, digits: int = 0) -> str:
     minutes, secs = divmod(rest, 60)
     text = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
     return f"{text}.{part:0{digits}d}" if digits else text
+
+
+def exact_frames(width: int, height: int) -> int:
+    """Frames a tile may decode past a keyframe for pictures of this size (`EXACT_PIXELS`)."""
+    return max(8, EXACT_PIXELS // max(1, width * height))
 
 
 def label_digits(duration: float, count: int) -> int:
@@ -112,6 +122,8 @@ class _Seeker:
             float(e.timestamp * self.base) for e in stream.index_entries if e.is_keyframe
         )
         self.origin = float((stream.start_time or 0) * self.base)
+        rate = stream.average_rate or stream.guessed_rate
+        self.step = 1 / float(rate) if rate else 1 / 30  # a frame's length, in seconds
         self.decoded = 0
         self._frames: object = None
         self._last: float | None = None
@@ -154,9 +166,17 @@ class _Seeker:
             and (before is None or before <= self.time(shown) + self.origin + _SAME)
         )
         if not going_on:
-            self._seek(wanted if before is None else before)
+            # To the moment itself: FFmpeg lands on the keyframe at or before it by
+            # presentation time, where the index holds decoding times (earlier, with B-frames).
+            self._seek(wanted)
             shown = None
+        context = self.stream.codec_context
         for _ in range(limit + 1):
+            # Frames no other frame refers to are skipped while the moment is still a few
+            # frames off: nothing later needs them, and they are about half of a file with
+            # B-frames. Near the moment every frame is decoded, so the one shown is exact.
+            far = shown is not None and self.time(shown) < seconds - _NEAR * self.step
+            context.skip_frame = "NONREF" if far else "DEFAULT"
             frame, self._ahead = self._ahead or self._next(), None
             if frame is None:  # the end: the last frame stays on screen
                 break
@@ -289,9 +309,10 @@ def contact_sheet(
         duration = info.duration or 0.0
         count = columns * rows
         digits = label_digits(duration, count)
+        reach = exact_frames(stream.codec_context.width, stream.codec_context.height)
         for moment in sheet_times(duration, count) if duration else [0.0]:
             try:
-                frame, exact = seeker.at(moment, EXACT_FRAMES)
+                frame, exact = seeker.at(moment, reach)
             except (av.error.FFmpegError, ValueError):
                 frame, exact = None, False
             if frame is None:
@@ -384,11 +405,12 @@ def _photo_poster(src: Path, dst: Path, info: MediaInfo, max_width: int) -> Prev
 
 
 __all__ = [
-    "EXACT_FRAMES",
+    "EXACT_PIXELS",
     "POSTER_STEP_FRAMES",
     "Preview",
     "clock",
     "contact_sheet",
+    "exact_frames",
     "label_digits",
     "poster_frame",
     "sheet_labels",
