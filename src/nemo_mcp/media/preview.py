@@ -37,11 +37,12 @@ if TYPE_CHECKING:
     from av.video.stream import VideoStream
     from PIL import Image
 
-#: Picture decoded at most past a keyframe to reach a tile's moment, in pixels: 30 frames of
-#: 1080p, 277 of 640x360. Beyond it (keyframes far apart for the picture's size) the tile
-#: shows the frame reached, labelled with its own time: a sheet of a long 1080p video with
-#: keyframes 8 s apart costs about 12 x 30 frames, not the whole file.
-EXACT_PIXELS = 64_000_000
+#: Picture decoded at most past a keyframe to reach a tile's moment, in pixels: 15 frames of
+#: 1080p, 138 of 640x360 (frames nothing refers to are skipped and not counted). Beyond it
+#: (keyframes far apart for the picture's size) the tile shows the frame reached, labelled
+#: with its own time: a sheet of a long 1080p video with keyframes 8 s apart decodes about
+#: 12 x 15 frames, not the whole file.
+EXACT_PIXELS = 32_000_000
 #: The same for a poster frame, which need not be exact.
 POSTER_STEP_FRAMES = 120
 #: Frames before a moment from which every frame is decoded (the decoder's reordering delay
