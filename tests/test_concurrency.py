@@ -11,6 +11,8 @@ import anyio
 import pytest
 from mcp_types import CallToolResult
 
+from nemo_mcp.ledger import MAX_WAITING
+
 from mcp_harness import Session, connect, make_settings, text_of
 from processes import ledger_rows
 
@@ -124,3 +126,24 @@ async def test_shutdown_while_work_runs_leaves_state_whole(tmp_path: Path, sandb
     assert [m["text"] for m in stats["messages"]] == ["a video of a meadow", "add birdsong"]
     assert [r["state"] for r in ledger_rows(settings.home)] == ["done", "done", "done"]
     _no_leftovers(settings.home)
+
+
+async def test_a_full_queue_counts_only_those_waiting(tmp_path: Path, sandbox: Any) -> None:
+    """One request runs and MAX_WAITING wait behind it: the next is refused, nothing sent,
+    and the refusal counts the waiting ones as the README does ("at most 5 wait")."""
+    sandbox.control.set(generation_seconds=30, initial_credits=5000)
+    settings = make_settings(tmp_path, sandbox.url, tool_timeout=0.3)
+    async with connect(settings) as session:
+        answers = [
+            await session.call("generate", {"message": f"a video of lake number {n}"})
+            for n in range(1 + MAX_WAITING)
+        ]
+        assert [a.structured_content["status"] for a in answers] == (  # type: ignore[index]
+            ["running"] + ["queued"] * MAX_WAITING
+        )
+        refused = await session.call("generate", {"message": "a video of one more lake"})
+    assert refused.is_error
+    said = text_of(refused)
+    assert f": {MAX_WAITING} requests are already waiting" in said, said
+    assert "the most this server queues" in said and "nothing was sent" in said
+    assert len(sandbox.control.stats()["messages"]) == 1  # only the running one

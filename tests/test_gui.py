@@ -13,7 +13,7 @@ from nemo_mcp.replies.gui import Translation, has_gui_phrasing, translate
 EXPORT = "Call `export` to render and save the MP4 (free)."
 PREVIEW = "See the timeline summary below, or call `timeline` for every track."
 STATE = "Call `timeline` to read the current tracks."
-EDIT = "Describe the change with `generate`."
+EDIT = "To change anything else, describe it with `generate`."
 CONFIRM = "Ask for it with `generate`."
 CREDITS = "Call `credits` for the balance."
 UPLOAD = "Call `upload` with the file paths or URLs."

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ import pytest
 from mcp import Client
 
 from mcp_harness import text_of
-from processes import needs_proc
+from processes import end, needs_proc
 
 pytestmark = needs_proc
 
@@ -157,3 +160,91 @@ async def test_foreign_host_or_origin_is_refused(
     assert refused.status_code == status, refused.text
     assert allowed.status_code == 200, allowed.text
     assert sandbox.control.stats()["requests"] == {}
+
+
+def _serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nemo_mcp", "serve", "--http", "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _env(tmp_path: Path, sandbox: Any) -> dict[str, str]:
+    """A server at the default log level (WARNING), as a user starts it."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "NEMO_API_URL": sandbox.url,
+        "NEMO_HOME": str(tmp_path / "home"),
+        "NEMO_OUTPUT_DIR": str(tmp_path / "out"),
+    }
+
+
+def _first_line_with(process: subprocess.Popen[str], mark: str) -> str:
+    """The first stderr line holding `mark`, read within the startup deadline."""
+    found: queue.Queue[str] = queue.Queue()
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if mark in line:
+                found.put(line)
+                return
+        found.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        line = found.get(timeout=STARTUP_SECONDS)
+    except queue.Empty:
+        line = ""
+    if not line:
+        pytest.fail(f"no line with {mark!r} on stderr: {''.join(lines)}")
+    return line
+
+
+def test_serve_prints_the_url_it_serves_once_listening(tmp_path: Path, sandbox: Any) -> None:
+    process = _serve(_env(tmp_path, sandbox), 0)
+    try:
+        line = _first_line_with(process, "http://")
+        url = line[line.index("http://") :].split()[0].rstrip(".")
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), line
+        assert not url.startswith("http://127.0.0.1:0/")  # the port really bound, not the asked 0
+        # Printed once listening: the URL answers at once, without waiting for anything.
+        answer = httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS, timeout=10)
+        assert answer.status_code == 200, answer.text
+    finally:
+        end(process)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_a_port_in_use_ends_with_one_sentence(tmp_path: Path, sandbox: Any) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process = _serve(_env(tmp_path, sandbox), port)
+        try:
+            _, err = process.communicate(timeout=STARTUP_SECONDS)
+        finally:
+            end(process)
+    lines = [line for line in err.splitlines() if line.strip()]
+    said = lines[-1]
+    assert process.returncode == 2, err
+    assert f"port {port}" in said and "in use" in said and "--port" in said, err
+    for raw in ("Traceback", "Errno", "address already in use", "ERROR"):
+        assert raw not in err, err
+
+
+def test_the_sandbox_on_a_port_in_use_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from nemo_mcp.sandbox.__main__ import run
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert run(port=port) == 1
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use" in err and "--port" in err, err

@@ -4,6 +4,7 @@ without files; and its promise to load nothing heavy until used."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from nemo_mcp.media.convert import (
     remux_to_mp4,
 )
 from nemo_mcp.media.formats import expected_format, mismatch_sentence, riff_size, sniff
+from nemo_mcp.media.probing import register_heif
 
 from media_files import heic, image, mean_colour, sound, truncated, video
 
@@ -301,6 +303,44 @@ def test_heic_becomes_an_upright_jpeg(media: Path, tmp_path: Path) -> None:
         top, bottom = mean_colour(jpg, (0, 0, 48, 16)), mean_colour(jpg, (0, 48, 48, 64))
     assert top[2] > 180 > top[0] and bottom[0] > 180 > bottom[2]
     assert hashlib.sha256((media / "photo.heic").read_bytes()).digest() == before
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 16])
+def test_heic_tiles_decode_on_every_core_there_is(
+    cores: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A phone's HEIC is a grid of tiles that libheif decodes in parallel: one thread per
+    core this process may use (pillow-heif's default, 4, over-subscribes 2 cores), at most 8."""
+    import pillow_heif
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(pillow_heif.options, "DECODE_THREADS", 4)
+    register_heif()
+    assert min(cores, 8) == pillow_heif.options.DECODE_THREADS
+
+
+def test_a_tiled_heic_becomes_a_whole_upright_jpeg(tmp_path: Path) -> None:
+    """As phones write them: a grid of 512-px tiles, each decoded on its own thread."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    photo = Image.new("RGB", (1100, 700), (230, 20, 20))
+    photo.paste((20, 20, 230), (0, 0, 550, 700))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tile_size = pillow_heif.options.GRID_TILE_SIZE
+    pillow_heif.options.GRID_TILE_SIZE = 512
+    try:
+        photo.save(tmp_path / "tiled.heic", format="HEIF", exif=exif.tobytes(), quality=90)
+    finally:
+        pillow_heif.options.GRID_TILE_SIZE = tile_size
+    tiling = pillow_heif.open_heif(tmp_path / "tiled.heic").info["tiling"]
+    assert tiling["num_columns"] * tiling["num_rows"] > 1  # a grid, not one picture
+    done = heic_to_jpeg(tmp_path / "tiled.heic", tmp_path / "tiled.jpg")
+    assert (done.info.width, done.info.height) == (700, 1100)
+    with Image.open(done.output) as jpg:
+        top, bottom = mean_colour(jpg, (0, 0, 700, 500)), mean_colour(jpg, (0, 600, 700, 1100))
+    assert top[2] > 180 > top[0] and bottom[0] > 180 > bottom[2]
 
 
 def test_heic_whose_picture_is_garbage_is_refused_without_output(

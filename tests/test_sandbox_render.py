@@ -7,6 +7,7 @@ from __future__ import annotations
 import array
 import io
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from nemo_mcp.media.compose import Caption, Card, Composition, Footage, Shot, Still
-from nemo_mcp.sandbox import rendering
+from nemo_mcp.media.pictures import font
+from nemo_mcp.sandbox import rendering, scripted_agent
 from nemo_mcp.sandbox.app import create_app
 from nemo_mcp.sandbox.composition import Upload, composition_of
 from nemo_mcp.sandbox.config import SandboxConfig
@@ -145,6 +147,44 @@ def test_a_draft_becomes_shots_captions_and_tones() -> None:
 )
 def test_draft_reading_rules(draft: dict[str, Any], check: Any) -> None:
     assert check(composition_of(draft, no_uploads))
+
+
+def test_a_script_shows_each_line_once() -> None:
+    """A scene made from a script line is captioned with that line: its card shows no words
+    (the line is on screen once, as the caption); a clip whose words no caption shows keeps them."""
+    story = scripted_agent.Story("Launch", ("Meet the lamp.", "It glows.", "Order today."))
+    scenes = scripted_agent.story_scenes(story, None)
+    clips = [
+        (scripted_agent.label_of(line), f"https://cdn.test/{n}.mp4", ms, {"prompt": line})
+        for n, (line, ms) in enumerate(zip(story.lines, scenes, strict=True))
+    ]
+    raw = scripted_agent.raw_draft("Launch", clips)
+    draft = scripted_agent.with_captions(raw, story.lines, scripted_agent.captions_from(raw["d"]))
+    made = composition_of(draft, no_uploads)
+    cards = [s.visual.text for s in made.shots if isinstance(s.visual, Card)]
+    shown = cards + [c.text for c in made.captions]
+    assert len(cards) == 3 and all(shown.count(line) == 1 for line in story.lines), shown
+    assert len({s.visual.colour for s in made.shots if isinstance(s.visual, Card)}) == 3
+    # Without those captions the scenes show their lines again.
+    alone = composition_of(raw, no_uploads)
+    assert [s.visual.text for s in alone.shots] == list(story.lines)
+
+
+def _glyph(letter: str) -> bytes:
+    """How `letter` draws in the renderer's font: its mask's size and pixels."""
+    mask = font(48).getmask(letter)
+    return repr(mask.size).encode() + bytes(mask)
+
+
+@pytest.mark.parametrize("letter", list("éèêëàâäçñöüßøåÉÀÇÑÖÜæœ"))
+def test_the_font_draws_accented_letters(letter: str) -> None:
+    """Each is a real glyph: not the box a font draws for a letter it lacks (the private-use
+    U+E000 is in no text font), and not its plain letter either."""
+    missing = _glyph("\ue000")
+    assert _glyph(letter) != missing
+    plain = unicodedata.normalize("NFD", letter)[0]
+    if plain != letter:
+        assert _glyph(letter) != _glyph(plain)
 
 
 def test_uploads_become_stills_footage_or_named_stand_ins(tmp_path: Path) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from nemo_mcp.identity import PROFILES
 
@@ -32,7 +36,7 @@ async def test_resources_and_prompts(tmp_path: Path, sandbox: Any) -> None:
         examples = PROFILES["ai-video-generation-online"].try_saying
         assert len(prompts) == len(examples)
         first = await client.get_prompt(prompts[0].name)
-        assert first.messages[0].content.text == examples[0]  # type: ignore[union-attr]
+        assert first.messages[0].content.text == examples[0].text  # type: ignore[union-attr]
 
 
 async def test_script_file_is_sent_with_the_request(tmp_path: Path, sandbox: Any) -> None:
@@ -98,3 +102,87 @@ async def test_cancelled_wait_does_not_cancel_the_work(
         result = await session.call("generate", message)
     assert result.structured_content["status"] == "completed"  # type: ignore[index]
     assert sandbox.control.stats()["requests"]["run_sse"] == 1
+
+
+async def test_an_unknown_prompt_is_invalid_params_without_a_traceback(
+    tmp_path: Path, sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Like an unknown resource: JSON-RPC -32602 naming it, and nothing logged at the
+    default level (WARNING)."""
+    caplog.set_level(logging.WARNING)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        names = [p.name for p in (await session.client.list_prompts()).prompts]
+        with pytest.raises(MCPError) as prompt:
+            await session.client.get_prompt("no-such-prompt")
+        with pytest.raises(MCPError) as resource:
+            await session.client.read_resource("nemo://no-such-resource")
+    assert resource.value.error.code == INVALID_PARAMS  # the sibling the prompt should match
+    assert prompt.value.error.code == INVALID_PARAMS
+    said = prompt.value.error.message
+    assert "no-such-prompt" in said and all(name in said for name in names), said
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_a_retitle_names_the_saved_file_and_heads_the_timeline(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sandbox.control.set(initial_credits=500)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        await session.call("generate", {"message": "a video of a futuristic city at sunset"})
+        first = await session.call("export")
+        retitled = await session.call(
+            "generate", {"message": 'change the title to "City of Tomorrow"'}
+        )
+        assert not retitled.is_error, text_of(retitled)
+        second = await session.call("export")
+        shown = await session.call("timeline")
+    assert Path(first.structured_content["file"]).name == "Futuristic-City-at-Sunset.mp4"  # type: ignore[index]
+    assert Path(second.structured_content["file"]).name == "City-of-Tomorrow.mp4"  # type: ignore[index]
+    assert text_of(shown).startswith('Timeline "City of Tomorrow"'), text_of(shown)
+    assert sandbox.control.stats()["requests"]["render_start"] == 2
+
+
+@pytest.mark.parametrize(
+    ("ask", "done"),
+    [
+        ('change the title to "Built for Speed"', 'I changed the title to "Built for Speed".'),
+        ("trim it to 5 seconds", "I trimmed the video to 5 seconds."),
+    ],
+)
+async def test_an_edit_reads_as_done_and_offers_the_next_step(
+    tmp_path: Path, sandbox: Any, ask: str, done: str
+) -> None:
+    sandbox.control.set(initial_credits=500)
+    async with connect(make_settings(tmp_path, sandbox.url)) as session:
+        await session.call("generate", {"message": "a video of a futuristic city at sunset"})
+        edited = await session.call("generate", {"message": ask})
+    reply = text_of(edited).split("\n\n")[0]
+    # What changed, then offers (a further change, the export), never a request for the
+    # change that was just made.
+    assert reply == (
+        f"{done} To change anything else, describe it with `generate`. "
+        "Call `export` to render and save the MP4 (free)."
+    ), reply
+
+
+@pytest.mark.parametrize("slug", list(PROFILES))
+async def test_try_saying_prompts_each_say_what_they_are(
+    tmp_path: Path, sandbox: Any, slug: str
+) -> None:
+    async with connect(make_settings(tmp_path, sandbox.url, skill=slug)) as session:
+        prompts = (await session.client.list_prompts()).prompts
+        said = [
+            (await session.client.get_prompt(p.name)).messages[0].content.text  # type: ignore[union-attr]
+            for p in prompts
+        ]
+    assert len(prompts) == 3
+    descriptions = [p.description or "" for p in prompts]
+    assert len(set(descriptions)) == 3, descriptions  # each its own
+    for prompt, text, description in zip(prompts, said, descriptions, strict=True):
+        # Said as a person would say it: not "generate my text prompts".
+        assert not re.match(r"(?i)generate my\b", text), text
+        assert re.search(r"[a-z]{3,} [a-z]{3,}", description), description
+        title = prompt.title or ""
+        # A title is the request, or its first whole words.
+        assert title == text or (title.endswith("…") and text.startswith(title[:-1])), title
+        assert title == text or text[len(title) - 1] == " ", title

@@ -480,7 +480,7 @@ def test_summary_ignores_the_order_of_sg() -> None:
 def test_describe_the_vector() -> None:
     assert describe(parse_draft(VECTOR)) == "\n".join(
         [
-            "Timeline: 3 tracks, 10s long, ready for export",
+            'Timeline "Urban Dreams": 3 tracks, 10s long, ready for export',  # its Title track
             "1. Video (video, 1 segment): city timelapse (0-10s)",
             "2. BGM (audio, 1 segment): Lo-fi (0-10s, 35%)",
             '3. Title (text, 1 segment): "Urban Dreams" (0-3s)',
@@ -563,3 +563,41 @@ def test_view_of_an_unreadable_draft() -> None:
     assert (shown.track_count, shown.tracks, shown.ready_for_export) == (0, [], False)
     assert shown.problem == "unreadable draft: a list, not an object"
     assert view(parse_draft({"t": [None, {"sg": [1]}]})).unreadable_entries == 2
+
+
+@pytest.mark.parametrize(
+    ("tracks", "meta", "title"),
+    [
+        # The on-screen title (a text track named Title) is the current title: a retitle
+        # changes it, while the project's `m.title` keeps the first one.
+        (
+            [track(7, "Title", seg(0, 3000, text="City of Tomorrow"))],
+            {"title": "Old"},
+            "City of Tomorrow",
+        ),
+        (
+            [track("text", "title", seg(0, 3000, text=" Two  words "))],
+            {"title": "Old"},
+            "Two words",
+        ),
+        # Its earliest segment with text, whatever the order in `sg`.
+        (
+            [track(7, "Title", seg(4000, 1000, text="Later"), seg(0, 3000, text="First"))],
+            {"title": "Old"},
+            "First",
+        ),
+        # Captions, other tracks named Title, or an empty title track leave `m.title`.
+        ([track(7, "Captions", seg(0, 3000, text="A line"))], {"title": "Old"}, "Old"),
+        ([track(0, "Title", seg(0, 3000, name="clip"))], {"title": "Old"}, "Old"),
+        ([track(7, "Title", seg(0, 3000, text="  "))], {"title": "Old"}, "Old"),
+        ([track(7, "Title")], {"name": "Named"}, "Named"),
+        ([], {}, None),
+    ],
+)
+def test_the_title_is_the_one_on_screen(
+    tracks: list[dict[str, Any]], meta: dict[str, Any], title: str | None
+) -> None:
+    draft = parse_draft({"t": tracks, "m": meta})
+    assert draft.title == title
+    if title is not None:
+        assert describe(draft).startswith(f'Timeline "{title}"')

@@ -20,6 +20,12 @@ from nemo_mcp.sandbox import options as sandbox_options
 #: The face `nemo-mcp demo` shows without `--skill` (nemo_mcp.demo.DEFAULT_SKILL).
 DEFAULT_DEMO_SKILL = "ai-generator-generator"
 
+SERVE_EPILOG = (
+    "It talks to the NemoVideo API at NEMO_API_URL. To work offline, start nemo-mcp sandbox "
+    "and set NEMO_API_URL to its address, for example "
+    f"NEMO_API_URL=http://127.0.0.1:{sandbox_options.DEFAULT_PORT}."
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -30,13 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve MCP (stdio by default, or --http)")
+    serve = commands.add_parser(
+        "serve", help="serve MCP (stdio by default, or --http)", epilog=SERVE_EPILOG
+    )
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
 
     sandbox = commands.add_parser(
-        "sandbox", help="run the local sandbox backend", description=sandbox_options.DESCRIPTION
+        "sandbox",
+        help="run the local sandbox backend",
+        description=sandbox_options.DESCRIPTION,
+        epilog=sandbox_options.EPILOG,
     )
     sandbox_options.add_arguments(sandbox)
 

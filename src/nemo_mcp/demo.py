@@ -64,7 +64,7 @@ class Face:
 
 
 def _example(slug: str, number: int) -> str:
-    return PROFILES[slug].try_saying[number]
+    return PROFILES[slug].try_saying[number].text
 
 
 FACES: dict[str, Face] = {
@@ -134,6 +134,16 @@ def _text(result: Any) -> str:
     return "\n".join(block.text for block in result.content if getattr(block, "text", None))
 
 
+async def _requests_served(sandbox: SandboxServer) -> int:
+    """How many requests the sandbox has answered so far (every one is logged)."""
+    return sum((await sandbox.acontrol.stats())["requests"].values())
+
+
+def _without_links_to(text: str, origin: str) -> str:
+    """`text` without its lines linking to `origin` (the sandbox, gone once the demo ends)."""
+    return "\n".join(line for line in text.splitlines() if origin not in line).strip()
+
+
 def bundled(name: str) -> bytes:
     """A bundled demo input's bytes."""
     return resources.files("nemo_mcp").joinpath("demo_inputs").joinpath(name).read_bytes()
@@ -163,10 +173,13 @@ def _server_env(
 
 
 async def _sent(sandbox: SandboxServer, since: int) -> tuple[list[dict[str, Any]], int]:
-    """The API's requests since the `since`-th (the storage links, which carry no headers,
-    left out), and how many there are now."""
-    seen = await sandbox.acontrol.requests()
-    return [r for r in seen[since:] if r["route"] != "file"], len(seen)
+    """The API's requests since the `since`-th served (the storage links, which carry no
+    headers, left out), and how many have been served now. The log keeps the latest
+    requests only: these are its last ones."""
+    served = await _requests_served(sandbox)
+    log = await sandbox.acontrol.requests()
+    fresh = log[max(0, len(log) - (served - since)) :]
+    return [r for r in fresh if r["route"] != "file"], served
 
 
 def _counts(requests: list[dict[str, Any]]) -> tuple[int, int]:
@@ -190,12 +203,12 @@ async def _face(
     profile = PROFILES[face.slug]
     _say(out, f"\n== {profile.title} ({face.slug}) ==")
     _say(out, f"Its users bring {profile.brings}; uploads up to {profile.max_upload_label}.")
-    _say(out, "Try saying: " + "; ".join(repr(p) for p in profile.try_saying))
+    _say(out, "Try saying: " + "; ".join(repr(p.text) for p in profile.try_saying))
     inputs = target / "inputs"
     await anyio.Path(inputs).mkdir(parents=True, exist_ok=True)
     for name in face.inputs:
         await anyio.Path(inputs / name).write_bytes(bundled(name))
-    seen_before = len(await sandbox.acontrol.requests())
+    seen_before = await _requests_served(sandbox)
 
     env = _server_env(face.slug, sandbox.url, home, target, inputs)
     params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
@@ -245,7 +258,8 @@ async def _face(
         exported = await call("export")
         while exported.structured_content["status"] in ("rendering", "queued"):
             exported = await call("export")
-        _say(out, _text(exported))
+        # The sandbox ends with the demo: its render URL and browser link would lead nowhere.
+        _say(out, _without_links_to(_text(exported), sandbox.url))
         requests, upto = await _sent(sandbox, seen_before)
         handoffs: dict[str, Path] = {}
         if handoff:

@@ -34,6 +34,21 @@ SCRIPT_TYPES: tuple[str, ...] = ("txt", "md", "docx", "pdf")
 
 
 @dataclass(frozen=True)
+class Example:
+    """A "Try saying" request (served as an MCP prompt): what the user says, and what it does."""
+
+    text: str
+    about: str
+
+
+#: The same last step on every face.
+EXPORT = Example(
+    "export the video as a 1080p MP4",
+    "Render the current video and save the MP4 on this computer (free).",
+)
+
+
+@dataclass(frozen=True)
 class Profile:
     """One product face of the backend: what its users bring and what it accepts."""
 
@@ -41,7 +56,7 @@ class Profile:
     title: str
     brings: str
     max_upload_bytes: int
-    try_saying: tuple[str, ...]
+    try_saying: tuple[Example, ...]
     recommended_types: tuple[str, ...]
     accepts_scripts: bool = False
     upload_types: tuple[str, ...] = UPLOAD_TYPES
@@ -66,9 +81,16 @@ PROFILES: dict[str, Profile] = {
             brings="text prompts",
             max_upload_bytes=500 * MB,
             try_saying=(
-                "generate my text prompts",
-                "export 1080p MP4",
-                "generate a video from this prompt: 'a futuristic city at sunset with flying cars'",
+                Example(
+                    "make a video from my text prompt",
+                    "Start a new video from a prompt: its subject, style, mood and length.",
+                ),
+                EXPORT,
+                Example(
+                    "generate a video from this prompt: "
+                    "'a futuristic city at sunset with flying cars'",
+                    "A ready-made example: a new clip of a city at sunset.",
+                ),
             ),
             recommended_types=("mp4", "mov", "webm", "gif"),
         ),
@@ -78,9 +100,15 @@ PROFILES: dict[str, Profile] = {
             brings="images and a motion prompt",
             max_upload_bytes=200 * MB,
             try_saying=(
-                "generate my images with prompts",
-                "export 1080p MP4",
-                "animate this image into a 5-second video of the shoes in motion on a track",
+                Example(
+                    "animate my images the way I describe",
+                    "Turn photos you upload into a video that moves as your prompt says.",
+                ),
+                EXPORT,
+                Example(
+                    "animate this image into a 5-second video of the shoes in motion on a track",
+                    "A ready-made example: a product photo brought to life in 5 seconds.",
+                ),
             ),
             recommended_types=("jpg", "png", "webp"),
         ),
@@ -90,9 +118,15 @@ PROFILES: dict[str, Profile] = {
             brings="a written script (TXT, Markdown, DOCX, PDF or plain text)",
             max_upload_bytes=500 * MB,
             try_saying=(
-                "generate my written script",
-                "export 1080p MP4",
-                "turn my script into a video with voiceover and matching visuals",
+                Example(
+                    "make a video from the script I paste or attach",
+                    "A video of your script (TXT, Markdown, DOCX or PDF): a scene for each line.",
+                ),
+                EXPORT,
+                Example(
+                    "turn my script into a video with voiceover and matching visuals",
+                    "A ready-made example: your script told with a voice and pictures to match.",
+                ),
             ),
             recommended_types=("txt", "docx", "pdf"),
             accepts_scripts=True,
@@ -103,9 +137,15 @@ PROFILES: dict[str, Profile] = {
             brings="text or images",
             max_upload_bytes=200 * MB,
             try_saying=(
-                "generate my text or images",
-                "export 1080p MP4",
-                "generate a 30-second video from my product photos and tagline",
+                Example(
+                    "make a video from my words or my photos",
+                    "Start a video from a few words, or from photos you upload.",
+                ),
+                EXPORT,
+                Example(
+                    "generate a 30-second video from my product photos and tagline",
+                    "A ready-made example: your product photos under your tagline.",
+                ),
             ),
             recommended_types=("jpg", "png", "mp4", "mov"),
         ),
@@ -115,9 +155,15 @@ PROFILES: dict[str, Profile] = {
             brings="text or images, for promotional videos",
             max_upload_bytes=200 * MB,
             try_saying=(
-                "generate a short text script or three product images into a 1080p MP4",
-                "generate a 30-second promotional video from this product description",
-                "export 1080p MP4",
+                Example(
+                    "make a 1080p promotional video from a short script or three product photos",
+                    "A promotional video from a few lines of text, or from product photos.",
+                ),
+                Example(
+                    "generate a 30-second promotional video from this product description",
+                    "A ready-made example: a 30-second promo of a product you describe.",
+                ),
+                EXPORT,
             ),
             recommended_types=("mp4", "mov", "jpg", "png"),
         ),

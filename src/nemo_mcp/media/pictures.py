@@ -4,6 +4,7 @@ frames decoded one at a time)."""
 
 from __future__ import annotations
 
+import io
 import math
 from fractions import Fraction
 from functools import lru_cache
@@ -21,14 +22,24 @@ if TYPE_CHECKING:
 _ZOOM = 1.15
 
 
+#: The font's file inside its package (`font-source-sans-pro`, a dependency): letters with
+#: accents draw as themselves, where Pillow's bundled font has ASCII only. No system font.
+FONT_PACKAGE, FONT_FILE = "font_source_sans_pro", "files/SourceSansPro-Regular.ttf"
+
+
+@lru_cache(maxsize=1)
+def _font_bytes() -> bytes:
+    from importlib.resources import files
+
+    return files(FONT_PACKAGE).joinpath(FONT_FILE).read_bytes()
+
+
 @lru_cache(maxsize=16)
 def font(size: int) -> ImageFont.FreeTypeFont:
-    """Pillow's bundled scalable font (no system fonts needed)."""
+    """The bundled font at `size` pixels (loaded once per size)."""
     from PIL import ImageFont
 
-    loaded = ImageFont.load_default(size=size)
-    assert isinstance(loaded, ImageFont.FreeTypeFont)
-    return loaded
+    return ImageFont.truetype(io.BytesIO(_font_bytes()), size=size)
 
 
 def _wrap(text: str, face: ImageFont.FreeTypeFont, width: int, lines: int) -> list[str]:

@@ -1,10 +1,14 @@
 """Previews of a local video: a contact sheet (a grid of frames, each with its time drawn on
 it) and a poster frame, both JPEG.
 
-Frames come from seeks to keyframes: each tile costs one seek and the decode of the keyframe
-there, plus at most `STEP_FRAMES` more when the keyframes lie far apart. A whole file is never
-decoded. A file whose pictures cannot be decoded raises `DamagedFileError`, one without
-pictures `NoPictureError`; both are `MediaError`s a caller can turn into "preview skipped".
+A sheet shows evenly spaced moments from 0:00, each tile the frame on screen at its moment:
+decoded forward from the keyframe before it (or on from the previous tile, when no keyframe
+lies between), at most `EXACT_PIXELS` of picture; never the same frames twice. Labels are
+distinct (in tenths or hundredths of a second when the moments are that close). A poster
+frame comes from a seek to a keyframe plus at most `POSTER_STEP_FRAMES` more.
+
+A file whose pictures cannot be decoded raises `DamagedFileError`, one without pictures
+`NoPictureError`; both are `MediaError`s a caller can turn into "preview skipped".
 """
 
 from __future__ import annotations
@@ -33,9 +37,19 @@ if TYPE_CHECKING:
     from av.video.stream import VideoStream
     from PIL import Image
 
-#: Frames decoded at most past a keyframe to come nearer a tile's time (a poster's).
-STEP_FRAMES = 8
+#: Picture decoded at most past a keyframe to reach a tile's moment, in pixels: 15 frames of
+#: 1080p, 138 of 640x360 (frames nothing refers to are skipped and not counted). Beyond it
+#: (keyframes far apart for the picture's size) the tile shows the frame reached, labelled
+#: with its own time: a sheet of a long 1080p video with keyframes 8 s apart decodes about
+#: 12 x 15 frames, not the whole file.
+EXACT_PIXELS = 32_000_000
+#: The same for a poster frame, which need not be exact.
 POSTER_STEP_FRAMES = 120
+#: Frames before a moment from which every frame is decoded (the decoder's reordering delay
+#: of B-frames, with room to spare).
+_NEAR = 6
+#: Times closer than this are the same moment (floating-point noise, not a frame apart).
+_SAME = 1e-6
 SHEET_LIMIT = 900_000  # bytes; the quality steps down until the sheet is under it
 _QUALITIES = (82, 70, 55, 40)
 _BACKGROUND = (18, 18, 18)
@@ -54,14 +68,36 @@ class Preview:
     frames_decoded: int
 
 
-def clock(seconds: float, *, tenths: bool = False) -> str:
-    """'0:05', '1:02:03' (or '0:05.3' with tenths): a time as a video player shows it."""
-    seconds = max(0.0, seconds)
-    whole = int(seconds)
+def clock(seconds: float, *, digits: int = 0) -> str:
+    """'0:05', '1:02:03' (or '0:05.3' with one digit, '0:05.30' with two): a time as a video
+    player shows it, cut (not rounded) to `digits` decimals."""
+    scale = 10**digits
+    units = int(max(0.0, seconds) * scale + _SAME)  # 0.29999999999999993 is the 0.3 it means
+    whole, part = divmod(units, scale)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     text = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-    return f"{text}.{int((seconds - whole) * 10)}" if tenths else text
+    return f"{text}.{part:0{digits}d}" if digits else text
+
+
+def exact_frames(width: int, height: int) -> int:
+    """Frames a tile may decode past a keyframe for pictures of this size (`EXACT_PIXELS`)."""
+    return max(8, EXACT_PIXELS // max(1, width * height))
+
+
+def label_digits(duration: float, count: int) -> int:
+    """Decimals that tell a sheet's moments apart: none a second or more apart (and for a
+    minute or more of video), else tenths, else hundredths."""
+    step = (duration / count if count else duration) + _SAME
+    if step >= 1 and duration >= 60:
+        return 0
+    return 1 if step >= 0.1 else 2
+
+
+def sheet_labels(duration: float, count: int) -> list[str]:
+    """The labels of a sheet of `count` moments of a video `duration` seconds long."""
+    digits = label_digits(duration, count)
+    return [clock(t, digits=digits) for t in sheet_times(duration, count)]
 
 
 def tile_size(display_width: int, display_height: int, tile_width: int) -> tuple[int, int]:
@@ -72,12 +108,12 @@ def tile_size(display_width: int, display_height: int, tile_width: int) -> tuple
 
 
 def sheet_times(duration: float, count: int) -> list[float]:
-    """Evenly spread times, each in the middle of its share of the video."""
-    return [duration * (i + 0.5) / count for i in range(count)]
+    """Evenly spaced moments, the first at 0:00: the start of each share of the video."""
+    return [duration * i / count for i in range(count)]
 
 
 class _Seeker:
-    """Frames near given times, from keyframe seeks, decoding as little as it can."""
+    """Frames at (or near) given times, from keyframe seeks, decoding as little as it can."""
 
     def __init__(self, container: InputContainer, stream: VideoStream) -> None:
         self.container, self.stream = container, stream
@@ -87,9 +123,14 @@ class _Seeker:
             float(e.timestamp * self.base) for e in stream.index_entries if e.is_keyframe
         )
         self.origin = float((stream.start_time or 0) * self.base)
+        rate = stream.average_rate or stream.guessed_rate
+        self.step = 1 / float(rate) if rate else 1 / 30  # a frame's length, in seconds
         self.decoded = 0
         self._frames: object = None
         self._last: float | None = None
+        # For `at`: the frame shown at the last moment asked, and one decoded past it.
+        self._shown: VideoFrame | None = None
+        self._ahead: VideoFrame | None = None
 
     def _keys_around(self, seconds: float) -> tuple[float | None, float | None]:
         """The keyframe times (stream clock) at or before and after `seconds`."""
@@ -109,8 +150,50 @@ class _Seeker:
         """Seek to the keyframe at or before `seconds` (stream clock)."""
         self.container.seek(int(seconds / self.base), stream=self.stream, backward=True)
         self._frames = self.container.decode(self.stream)
+        self._shown = self._ahead = None
 
-    def near(self, seconds: float, tolerance: float, steps: int = STEP_FRAMES) -> VideoFrame | None:
+    def at(self, seconds: float, limit: int) -> tuple[VideoFrame | None, bool]:
+        """The frame on screen at `seconds` (the last one starting at or before it) and True;
+        or, when more than `limit` frames lie between the keyframe before and `seconds`, the
+        frame reached and False. Decodes on from the last frame shown when no keyframe lies
+        between it and `seconds` (moments asked in order decode each frame at most once)."""
+        wanted = seconds + self.origin
+        before, _ = self._keys_around(wanted + _SAME)
+        shown = self._shown
+        going_on = (
+            self._frames is not None
+            and shown is not None
+            and self.time(shown) <= seconds + _SAME
+            and (before is None or before <= self.time(shown) + self.origin + _SAME)
+        )
+        if not going_on:
+            # To the moment itself: FFmpeg lands on the keyframe at or before it by
+            # presentation time, where the index holds decoding times (earlier, with B-frames).
+            self._seek(wanted)
+            shown = None
+        context = self.stream.codec_context
+        for _ in range(limit + 1):
+            # Frames no other frame refers to are skipped while the moment is still a few
+            # frames off: nothing later needs them, and they are about half of a file with
+            # B-frames. Near the moment every frame is decoded, so the one shown is exact.
+            far = shown is not None and self.time(shown) < seconds - _NEAR * self.step
+            context.skip_frame = "NONREF" if far else "DEFAULT"
+            frame, self._ahead = self._ahead or self._next(), None
+            if frame is None:  # the end: the last frame stays on screen
+                break
+            if self.time(frame) > seconds + _SAME:
+                self._ahead = frame
+                if shown is None:  # the first frame starts after `seconds` (an offset start)
+                    shown, self._ahead = frame, None
+                break
+            shown = frame
+        else:
+            self._shown = shown
+            return shown, False
+        self._shown = shown
+        return shown, True
+
+    def near(self, seconds: float, tolerance: float, steps: int) -> VideoFrame | None:
         """A frame within `tolerance` of `seconds` if a keyframe is there; else the frame
         reached by decoding at most `steps` frames past the keyframe before it."""
         wanted = seconds + self.origin
@@ -226,16 +309,18 @@ def contact_sheet(
         seeker = _Seeker(container, stream)
         duration = info.duration or 0.0
         count = columns * rows
-        tolerance = duration / count / 2
-        for target in sheet_times(duration, count) if duration else [0.0]:
+        digits = label_digits(duration, count)
+        reach = exact_frames(stream.codec_context.width, stream.codec_context.height)
+        for moment in sheet_times(duration, count) if duration else [0.0]:
             try:
-                frame = seeker.near(target, tolerance)
+                frame, exact = seeker.at(moment, reach)
             except (av.error.FFmpegError, ValueError):
-                frame = None
+                frame, exact = None, False
             if frame is None:
                 continue
             shown = _fit(*_frame_size(frame, info.rotation), box)
-            tiles.append((seeker.time(frame), _picture(frame, shown, info.rotation)))
+            when = moment if exact else seeker.time(frame)
+            tiles.append((when, _picture(frame, shown, info.rotation)))
     if not tiles:
         raise _undecodable(src)
     sheet = Image.new(
@@ -246,7 +331,7 @@ def contact_sheet(
     for index, (seconds, picture) in enumerate(tiles):
         tile = Image.new("RGB", box, (0, 0, 0))
         tile.paste(picture, ((box[0] - picture.width) // 2, (box[1] - picture.height) // 2))
-        _label(tile, clock(seconds, tenths=(info.duration or 0) < 60))
+        _label(tile, clock(seconds, digits=digits))
         row, col = divmod(index, columns)
         sheet.paste(tile, (_GAP + col * (box[0] + _GAP), _GAP + row * (box[1] + _GAP)))
     size = _save_jpeg(sheet, dst, _QUALITIES)
@@ -321,12 +406,15 @@ def _photo_poster(src: Path, dst: Path, info: MediaInfo, max_width: int) -> Prev
 
 
 __all__ = [
+    "EXACT_PIXELS",
     "POSTER_STEP_FRAMES",
-    "STEP_FRAMES",
     "Preview",
     "clock",
     "contact_sheet",
+    "exact_frames",
+    "label_digits",
     "poster_frame",
+    "sheet_labels",
     "sheet_times",
     "tile_size",
 ]

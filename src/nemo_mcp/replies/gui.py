@@ -45,7 +45,9 @@ _INSTRUCTIONS: dict[Kind, tuple[Action, str] | None] = {
     "export": ("export", "Call `export` to render and save the MP4 (free)."),
     "preview": ("timeline", "See the timeline summary below, or call `timeline` for every track."),
     "state": ("timeline", "Call `timeline` to read the current tracks."),
-    "edit": ("generate", "Describe the change with `generate`."),
+    # An offer, not a request: the reply this replaces usually tells of a change just made
+    # ("I changed the title ... Drag the text to move it"), so it must not read as pending.
+    "edit": ("generate", "To change anything else, describe it with `generate`."),
     "confirm": ("generate", "Ask for it with `generate`."),
     "credits": ("credits", "Call `credits` for the balance."),
     "upload": ("upload", "Call `upload` with the file paths or URLs."),

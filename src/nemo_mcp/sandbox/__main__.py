@@ -7,33 +7,26 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Sequence
 
 import uvicorn
 
+from nemo_mcp.errors import ConfigError
+from nemo_mcp.listening import bind, url_of
 from nemo_mcp.sandbox.app import create_app
 from nemo_mcp.sandbox.config import SandboxConfig
-from nemo_mcp.sandbox.options import DESCRIPTION, add_arguments, config_from
+from nemo_mcp.sandbox.options import DESCRIPTION, EPILOG, add_arguments, config_from
 
 
 def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None = None) -> int:
     """Serve the sandbox on `host:port` (0: any free port) until interrupted; the exit code."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(
-        family, socket.SOCK_STREAM, socket.IPPROTO_TCP
-    )  # so asyncio sets TCP_NODELAY
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
-    except OSError as err:
-        sock.close()
-        print(f"nemo-mcp sandbox: cannot listen on {host}:{port}: {err.strerror}", file=sys.stderr)
+        sock = bind(host, port)
+    except ConfigError as err:
+        print(f"nemo-mcp sandbox: {err}", file=sys.stderr)
         return 1
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    print(f"NemoVideo sandbox backend at http://{shown}:{bound} (Ctrl-C to stop)", file=sys.stderr)
+    print(f"NemoVideo sandbox backend at {url_of(sock)} (Ctrl-C to stop)", file=sys.stderr)
     server = uvicorn.Server(
         uvicorn.Config(create_app(config), log_level="info", lifespan="on", ws="none")
     )
@@ -46,7 +39,9 @@ def run(host: str = "127.0.0.1", port: int = 8765, config: SandboxConfig | None 
 
 def build_parser() -> argparse.ArgumentParser:
     """The same options as `nemo-mcp sandbox` (defined once, in `nemo_mcp.sandbox.options`)."""
-    parser = argparse.ArgumentParser(prog="python -m nemo_mcp.sandbox", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="python -m nemo_mcp.sandbox", description=DESCRIPTION, epilog=EPILOG
+    )
     add_arguments(parser)
     return parser
 

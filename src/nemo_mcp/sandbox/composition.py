@@ -6,7 +6,8 @@ gives.
   upload that was kept shows it: a photo slowly zooming or panning, a video as it is. An
   upload that was not kept (a link, or over the caps) becomes a card with its file name. Any
   other segment is a generated clip: a card showing its `m.prompt` (else its label), in a
-  colour of its own.
+  colour of its own; without words when a caption over its time shows those very words (a
+  script's scene and its line), so each line is on screen once.
 - Text tracks (`tt` 7) become captions over their time ranges.
 - Audio tracks (`tt` 1) become a chord, chosen by the music's name, at the segment's volume
   (else the track's, else full).
@@ -16,7 +17,7 @@ gives.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from nemo_mcp.media.compose import (
     Visual,
     palette,
 )
-from nemo_mcp.timeline.model import Segment, parse_draft, words
+from nemo_mcp.timeline.model import Segment, Track, parse_draft, words
 
 WIDTH, HEIGHT, FPS = 640, 360, 24
 _MOTIONS: tuple[Motion, ...] = ("zoom_in", "pan_right", "zoom_out", "pan_left")
@@ -79,7 +80,9 @@ def _chord(name: str | None) -> int:
     return digest[0] % len(CHORDS)
 
 
-def _visual(segment: Segment, upload: Upload | None, index: int) -> Visual:
+def _visual(
+    segment: Segment, upload: Upload | None, index: int, captioned: Callable[[str], bool]
+) -> Visual:
     if upload is not None and upload.path is not None and upload.kind == "image":
         return Still(upload.path, _MOTIONS[index % len(_MOTIONS)])
     if upload is not None and upload.path is not None and upload.kind == "video":
@@ -87,7 +90,30 @@ def _visual(segment: Segment, upload: Upload | None, index: int) -> Visual:
     if upload is not None:
         return Card(upload.name, palette(f"{upload.name}|{index}"), drift=1 if index % 2 else -1)
     text = prompt_of(segment) or segment.label or "generated clip"
-    return Card(text, palette(f"{text}|{index}"), drift=1 if index % 2 else -1)
+    shown = "" if captioned(text) else text
+    return Card(shown, palette(f"{text}|{index}"), drift=1 if index % 2 else -1)
+
+
+def _captions(tracks: Sequence[Track], end: int) -> list[Caption]:
+    """The text tracks' segments with text, over their time ranges (cut at `end`)."""
+    captions = []
+    for track in tracks:
+        if track.kind != "text":
+            continue
+        for segment in track.segments:
+            length = _length(segment, end)
+            text = segment.text or segment.label
+            if text and length > 0:
+                captions.append(Caption(segment.start_ms, length, text))
+    return captions
+
+
+def _length(segment: Segment, end: int) -> int:
+    """How long a segment shows: to the draft's end when unknown, and never past it."""
+    length = segment.duration_ms
+    if length is None:
+        length = end - segment.start_ms
+    return min(length, end - segment.start_ms)
 
 
 def composition_of(draft: object, resolve: Resolver) -> Composition:
@@ -95,26 +121,26 @@ def composition_of(draft: object, resolve: Resolver) -> Composition:
     parsed = parse_draft(draft)
     end = parsed.duration_ms
     shots: list[Shot] = []
-    captions: list[Caption] = []
+    captions = _captions(parsed.tracks, end)
     tones: list[Tone] = []
     clip = 0
     for layer, track in enumerate(parsed.tracks):
         for segment in track.segments:
-            length = segment.duration_ms
-            if length is None:
-                length = end - segment.start_ms
-            length = min(length, end - segment.start_ms)
+            length = _length(segment, end)
             if length <= 0:
                 continue
             if track.kind == "video":
-                shots.append(
-                    Shot(segment.start_ms, length, _visual(segment, resolve(segment), clip), layer)
-                )
+                start, stop = segment.start_ms, segment.start_ms + length
+
+                def captioned(text: str, start: int = start, stop: int = stop) -> bool:
+                    return any(
+                        c.text == text and c.start_ms < stop and start < c.start_ms + c.duration_ms
+                        for c in captions
+                    )
+
+                visual = _visual(segment, resolve(segment), clip, captioned)
+                shots.append(Shot(segment.start_ms, length, visual, layer))
                 clip += 1
-            elif track.kind == "text":
-                text = segment.text or segment.label
-                if text:
-                    captions.append(Caption(segment.start_ms, length, text))
             elif track.kind == "audio":
                 level = segment.volume if segment.volume is not None else track.volume
                 tones.append(

@@ -11,12 +11,26 @@ if TYPE_CHECKING:
     from nemo_mcp.sandbox.config import SandboxConfig
 
 DESCRIPTION = "A local NemoVideo backend that speaks the whole contract, with fault switches."
+DEFAULT_PORT = 8765
+#: How a server meets a sandbox: said in the sandbox's help (and `serve`'s).
+EPILOG = (
+    "Point nemo-mcp at it with NEMO_API_URL, for example "
+    f"NEMO_API_URL=http://127.0.0.1:{DEFAULT_PORT} nemo-mcp serve "
+    "(NEMO_WEB_URL too, for browser links that stay on this computer)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The sandbox's options, added to `parser`."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"the port to listen on, 0 for any free one (default {DEFAULT_PORT})",
+    )
     parser.add_argument(
         "--set",
         dest="settings",

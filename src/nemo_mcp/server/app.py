@@ -108,6 +108,13 @@ def _outcome(result: Any) -> str:
     return "waiting" if status in _WAITING else "ok"
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """`text`, or its first whole words within `limit` characters and an ellipsis."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,:;") + "…"
+
+
 def _example_prompt(text: str) -> Callable[[], str]:
     def prompt() -> str:
         return text
@@ -396,9 +403,7 @@ def create_server(
         return json.dumps({"renders": [render_job(entry).record() for entry in renders]})
 
     for n, example in enumerate(identity.profile.try_saying, start=1):
-        mcp.prompt(
-            name=f"try-{n}",
-            title=example[:60],
-            description=f"An example request for {identity.profile.title}",
-        )(_example_prompt(example))
+        mcp.prompt(name=f"try-{n}", title=_short(example.text), description=example.about)(
+            _example_prompt(example.text)
+        )
     return mcp

@@ -14,6 +14,8 @@
   leaves the process's logging as it was: the SDK's constructor would install a
   root handler where there is none, and logging is the entry point's to configure
   (`cli.setup_logging`).
+- `NemoServer.get_prompt` answers an unknown prompt name as invalid params (-32602),
+  naming the prompts there are, as the SDK answers an unknown resource.
 
 Every message passes through `redaction.redact`, so no token can reach the agent.
 """
@@ -30,10 +32,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INVALID_PARAMS,
     CallToolResult,
     ElicitRequest,
     ElicitRequestURLParams,
+    GetPromptResult,
     InputRequiredResult,
 )
 from mcp_types.version import is_version_at_least
@@ -392,3 +397,20 @@ class NemoServer(MCPServer[Any]):
                 raise
             schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
             raise ToolError(argument_problem(name, cause, schemas.get(name, {}))) from None
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[Any, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        """An unknown prompt is the caller's mistake (invalid params, like an unknown
+        resource), answered with the names there are; not a server error with a traceback."""
+        known = [prompt.name for prompt in await self.list_prompts()]
+        if name not in known:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"Unknown prompt: {name}; the prompts are {', '.join(known)}",
+                data={"name": name},
+            )
+        return await super().get_prompt(name, arguments, context)

@@ -68,9 +68,8 @@ def draft_hash(draft: Any) -> str:
 
 
 def _title(draft: Any) -> str:
-    meta = draft.get("m") if isinstance(draft, dict) else None
-    title = meta.get("title") if isinstance(meta, dict) else None
-    return title if isinstance(title, str) and title.strip() else "nemovideo"
+    """The title the file is named after: the current one (a retitle changes it)."""
+    return parse_draft(draft).title or "nemovideo"
 
 
 def file_is_saved(job: RenderJob) -> bool:

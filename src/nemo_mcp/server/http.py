@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nemo_mcp.errors import ConfigError
+from nemo_mcp.listening import bind, url_of
 from nemo_mcp.server.exposure import Exposure, bearer, identity_key, is_loopback, known_token
 from nemo_mcp.server.hostcheck import HostCheck, HostRule
 
@@ -221,10 +224,32 @@ def serve_http(
     port: int,
     public_url: str | None = None,
 ) -> int:
-    """Run the server over streamable HTTP until interrupted; returns the exit code."""
+    """Run the server over streamable HTTP until interrupted; returns the exit code.
+
+    The socket is bound first, so a port in use ends with one sentence (exit code 2), and
+    the URL is printed once the server listens (the app started: it answers at once)."""
     import uvicorn
 
     print(f"nemo-mcp: serving MCP over HTTP, {exposure.describe()}", file=sys.stderr)
-    app = http_app(server, exposure, tokens, host=host, public_url=public_url)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        sock = bind(host, port)
+    except ConfigError as err:
+        print(f"nemo-mcp: {err}", file=sys.stderr)
+        return 2
+    url = url_of(sock, "/mcp")
+
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(f"nemo-mcp: listening at {url}", file=sys.stderr, flush=True)
+
+    config = uvicorn.Config(
+        http_app(server, exposure, tokens, host=host, public_url=public_url),
+        host=host,
+        port=port,
+        log_level="warning",
+    )
+    with sock:
+        Announcing(config).run(sockets=[sock])
     return 0

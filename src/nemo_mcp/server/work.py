@@ -312,10 +312,12 @@ class Work:
             ask=ask,
         )
         if submission.how == "full":
+            # `ahead` counts every unfinished request, the running one too: it is not waiting.
+            waiting = max(0, submission.ahead - 1)
             raise InputError(
-                f"{submission.ahead} requests are already waiting on this project, the most "
-                "this server queues. Wait for them to finish (call `timeline` to see them), "
-                "then ask again; nothing was sent."
+                f"{waiting} requests are already waiting on this project behind the one "
+                "running, the most this server queues. Wait for them to finish (call "
+                "`timeline` to see them), then ask again; nothing was sent."
             )
         assert submission.entry is not None
         self.start()

@@ -18,7 +18,10 @@ cannot read it counts or names, and it never guesses. The reading rules:
 - Metadata is looked up in `m` first, then on the item itself. Label: the first of `name`,
   `title`, `text`, `prompt` that is a non-empty string or a number, whitespace collapsed to
   single spaces. Text: `text`. Volume: `volume`. Id: the item's `id`, else `m.id`.
-  Track name: `name`, else `title`. Draft title: `title`, else `name`.
+  Track name: `name`, else `title`.
+- Draft title: the title shown on screen, which a retitle changes: the text of the earliest
+  segment with text on a text track named "Title" (any case). Without one, the draft's own
+  `title`, else `name` (the project's first title, which a retitle leaves as it was).
 - Volume: up to 1 is a fraction, above 1 a percentage (0.35 and 35 are both 35%); a string may
   end in "%". Negative volumes and volumes above 1000% are ignored.
 - Total duration: the draft's `d` when it is a usable time above zero, else the latest
@@ -52,6 +55,8 @@ KIND_LABELS: dict[TrackKind, str] = {
     "other": "Track",
 }
 _LABEL_KEYS = ("name", "title", "text", "prompt")
+#: The name (case-folded) of the text track holding the on-screen title.
+TITLE_TRACK = "title"
 _START_KEYS = ("s", "st", "start")
 _LENGTH_KEYS = ("d", "duration")
 _END_KEYS = ("e", "end")
@@ -332,6 +337,16 @@ def _track(raw: dict[str, Any], index: int, fallback_id: str | None) -> Track:
     )
 
 
+def _shown_title(tracks: Iterable[Track]) -> str | None:
+    """The title on screen: the earliest text on a text track named "Title"."""
+    for track in tracks:
+        if track.kind == "text" and (track.name or "").casefold() == TITLE_TRACK:
+            for segment in track.segments:
+                if segment.text:
+                    return segment.text
+    return None
+
+
 def _kind_of(value: object) -> str:
     """What a JSON value is, with its article: "a list", "a number"."""
     if isinstance(value, bool):
@@ -371,6 +386,7 @@ def parse_draft(value: object) -> Draft:
     if found is not None and not isinstance(found, (list, dict)):
         problem = f"unreadable tracks: t is {_kind_of(found)}, not a list"
     tracks = [_track(item, position, item_id) for position, (item, item_id) in enumerate(items)]
+    title = _shown_title(tracks) or title
     ends = [track.end_ms for track in tracks if track.end_ms is not None]
     return Draft(
         tracks=tuple(tracks),
