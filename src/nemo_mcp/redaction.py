@@ -82,8 +82,10 @@ def _scan(text: str, index: dict[str, tuple[str, ...]]) -> str:
 def forget_all() -> None:
     """Forget every registered secret (the token shapes are still masked): a test starts
     with none, so what one test registered never hides a leak in another."""
+    global _longest, _index
     with _lock:
         _known.clear()
+        _longest = _index = None
 
 
 def redact(text: str, *, claims: bool = True) -> str:

@@ -48,32 +48,31 @@ class Leases(Protocol):
     async def release(self, name: str, owner: str) -> None: ...
 
 
-def expired(expires_at: str | None, now: float) -> bool:
-    """Whether a token expiring at `expires_at` (ISO 8601) is due for renewal at `now`."""
+def _moment(expires_at: str | None) -> datetime | None:
+    """An ISO 8601 expiry as an aware datetime (UTC when it names no zone); None if absent
+    or unreadable."""
     if not expires_at:
-        return False
+        return None
     try:
         moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
     except ValueError:
-        return False
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp() - EXPIRY_MARGIN <= now
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def expired(expires_at: str | None, now: float) -> bool:
+    """Whether a token expiring at `expires_at` (ISO 8601) is due for renewal at `now`."""
+    moment = _moment(expires_at)
+    return moment is not None and moment.timestamp() - EXPIRY_MARGIN <= now
 
 
 def free_again(expires_at: str | None, retry_after: float | None, now: float) -> str | None:
     """When this computer may have a free token again, as a UTC date, if known: the
     backend's `Retry-After`, else the old token's expiry (read from what was left of it)."""
-    moment: datetime | None = None
     if retry_after is not None:
-        moment = datetime.fromtimestamp(now + retry_after, tz=timezone.utc)
-    elif expires_at:
-        try:
-            moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+        moment: datetime | None = datetime.fromtimestamp(now + retry_after, tz=timezone.utc)
+    else:
+        moment = _moment(expires_at)
     if moment is None or moment.timestamp() <= now:  # unknown, or already past
         return None
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

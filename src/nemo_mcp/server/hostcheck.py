@@ -22,14 +22,16 @@ Refused: 421 for a wrong Host, 403 for a wrong Origin, as the SDK answers. `/hea
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nemo_mcp.server.exposure import is_loopback
 
-#: Paths answered whatever the Host (the load balancer's health checks).
-OPEN_PATHS = frozenset({"/healthz"})
+#: Paths answered whatever the Host, and without a bearer token: the load balancer's
+#: health and readiness checks, and the operator's metrics (when served on this port).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def host_name(authority: str) -> str | None:
@@ -79,8 +81,11 @@ class HostRule:
         return not self.checked and own is not None and name == own
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
-    data = json.dumps({"error": message}).encode()
+async def respond(
+    send: Send, status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]
+) -> None:
+    """Answer an HTTP request with `body` as JSON (and any `extra` headers), unserved."""
+    data = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
@@ -88,10 +93,15 @@ async def _refuse(send: Send, status: int, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
+                *extra,
             ],
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    await respond(send, status, {"error": message})
 
 
 class HostCheck:

@@ -22,7 +22,6 @@ open to the load balancer and the metrics scraper.
 from __future__ import annotations
 
 import hmac
-import json
 import socket
 import sys
 from collections import OrderedDict
@@ -37,35 +36,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nemo_mcp.errors import ConfigError
 from nemo_mcp.listening import bind, url_of
 from nemo_mcp.server.exposure import Exposure, bearer, identity_key, is_loopback, known_token
-from nemo_mcp.server.hostcheck import HostCheck, HostRule
+from nemo_mcp.server.hostcheck import OPEN_PATHS, HostCheck, HostRule, respond
 
 SESSION_HEADER = b"mcp-session-id"
-#: Paths answered without a bearer token (the load balancer's health checks).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Sessions remembered per bearer token; opening more forgets that token's least recently used.
 SESSIONS_PER_USER = 256
 
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-
-
-async def _respond(
-    send: Send, status: int, body: dict[str, Any], *extra: tuple[bytes, bytes]
-) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
 
 
 class BearerGate:
@@ -85,7 +64,7 @@ class BearerGate:
         if self.allowed(bearer(_headers(scope))):
             await self.app(scope, receive, send)
             return
-        await _respond(
+        await respond(
             send,
             401,
             {"error": "missing or invalid bearer token (see NEMO_HTTP_TOKENS)"},
@@ -151,7 +130,7 @@ class SessionOwners:
             await self.app(scope, receive, self._opening(send, owner))
             return
         if not self._owns(session, owner):
-            await _respond(
+            await respond(
                 send,
                 404,
                 {
