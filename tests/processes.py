@@ -32,6 +32,18 @@ needs_proc = pytest.mark.skipif(
     reason="finds and measures server processes through /proc (Linux only)",
 )
 
+#: A plain HTTP `initialize` request, for tests that speak to a served server by hand.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "1"},
+    },
+}
+
 
 def server_env(tmp_path: Path, sandbox: Any, **extra: str) -> dict[str, str]:
     """The environment of a server process: the sandbox, and quick timings."""

@@ -18,20 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from processes import end, run_http, server_env
+from processes import INITIALIZE, end, run_http, server_env
 
 TOKEN = "carol-secret-token-789"
 PUBLIC = "https://mcp.example.com"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "matrix", "version": "1"},
-    },
-}
 
 
 @dataclass

@@ -18,21 +18,11 @@ import pytest
 from mcp import Client
 
 from mcp_harness import text_of
-from processes import end, needs_proc
+from processes import INITIALIZE, end, needs_proc
 
 pytestmark = needs_proc
 
 STARTUP_SECONDS = 20.0
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
