@@ -222,7 +222,7 @@ class NemoService:
         """Whether another call has been given the entry's outcome (recording this call's
         ask, so joining the entry need not ask again)."""
         if entry.id not in call.delivered:
-            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask, now=clock())
+            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask)
         return call.delivered[entry.id]
 
     async def named(self, request_id: str) -> Entry | None:
