@@ -427,3 +427,62 @@ def test_a_new_file_opened_by_many_at_once_opens_for_all(tmp_path: Path) -> None
         for thread in threads:
             thread.join()
     assert failures == []
+
+
+async def test_a_call_meeting_another_connections_lock_waits_it_out(tmp_path: Path) -> None:
+    """A quick call finds the file locked (another process writes): it is not refused but
+    waits in a worker thread, the event loop free meanwhile, and lands once it is free."""
+    import anyio
+
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path, clock=Clock())
+    try:
+        first = await ask(ledger, "a")  # opened: later calls try the quick way first
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        ticks = 0
+        second: str | None = None
+
+        async def submit() -> None:
+            nonlocal second
+            second = await ask(ledger, "b")
+
+        async def tick() -> None:
+            nonlocal ticks
+            while second is None:
+                ticks += 1
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(submit)
+            tasks.start_soon(tick)
+            await anyio.sleep(0.3)
+            assert second is None  # waiting, not refused
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert ticks >= 10  # the loop ran while the call waited
+        assert [e.id for e in await ledger.unfinished("u")] == [first, second]
+    finally:
+        await ledger.close()
+
+
+async def test_a_file_from_before_generations_is_opened_and_fenced(tmp_path: Path) -> None:
+    from nemo_mcp.ledger.sqlite import SCHEMA
+
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(SCHEMA.replace("    generation INTEGER NOT NULL DEFAULT 0,\n", ""))
+    old.execute(
+        "INSERT INTO work (id, user, kind, key, session_id, state, request, created_at, "
+        "updated_at) VALUES ('e1', 'u', 'message', 'k', 's', 'queued', '{}', 1, 1)"
+    )
+    old.close()
+    ledger = SqliteLedger(path, clock=Clock())
+    try:
+        found = await ledger.get("e1")
+        assert found is not None and found.generation == 0
+        claimed = await ledger.claim_head("u", P1, lease=20)
+        assert claimed is not None and claimed.generation == 1
+        assert await ledger.update("e1", P1, generation=0, lease=20, state="sending") is None
+    finally:
+        await ledger.close()

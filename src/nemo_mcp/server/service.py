@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from nemo_mcp.errors import InputError
-from nemo_mcp.ledger import KEEP_HANDLES, KEEP_SECONDS, Entry, Kind, Ledger, clock
+from nemo_mcp.ledger import KEEP_HANDLES, Entry, Kind, Ledger, clock, recent
 from nemo_mcp.metrics import Metrics
 from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.server.jobs import HANDLE, handle_of, render_job
@@ -163,7 +163,7 @@ class NemoService:
             return None
         if not latest.finished:
             return latest  # the same words while they run: a wait, whatever the flags
-        if (latest.finished_at or 0) < now - KEEP_SECONDS:
+        if not recent(latest.finished_at, now):
             return None
         if not await self._delivered(latest, call):
             return latest  # finished, but no call has been given its result yet
@@ -212,7 +212,7 @@ class NemoService:
         latest = await self.ledger.latest(user=self.user, kind="render", key=fingerprint)
         if latest is None or not latest.finished:
             return latest
-        if (latest.finished_at or 0) < clock() - KEEP_SECONDS:
+        if not recent(latest.finished_at, clock()):
             return None
         if await self.ledger.last_seq(self.user) != latest.seq:
             return None  # other work since (an edit): this export is of something new
@@ -236,7 +236,7 @@ class NemoService:
             found = await self.ledger.get(request_id)
             if found is None or found.user != self.user or found.key.startswith(HANDLE):
                 return None
-        if found.finished and (found.finished_at or 0) < clock() - KEEP_HANDLES:
+        if found.finished and not recent(found.finished_at, clock(), KEEP_HANDLES):
             return None
         return found
 
