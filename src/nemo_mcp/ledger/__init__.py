@@ -207,6 +207,22 @@ def entry_of(row: Mapping[str, Any]) -> Entry:
     )
 
 
+@dataclass(frozen=True)
+class Save:
+    """One `update` as a store applies it: `changes` as `changed_fields` gives them."""
+
+    entry_id: str
+    owner: str
+    generation: int
+    lease: float
+    changes: dict[str, str | bool]
+
+    @property
+    def final(self) -> bool:
+        """The save ends the entry (and releases its claim)."""
+        return self.changes.get("state") in FINAL
+
+
 Submitted = Literal["new", "unfinished", "finished", "full"]
 
 
@@ -284,6 +300,19 @@ class Ledger(Protocol):
         `generation`, renewing the lease (`lease` <= 0 gives it up); a final state
         releases the claim. None when `owner` no longer holds that claim (another claim
         bumped the generation, or the entry ended): nothing is changed then."""
+        changes = changed_fields(
+            state=state,
+            session_id=session_id,
+            progress=progress,
+            memo=memo,
+            outcome=outcome,
+            error=error,
+            reusable=reusable,
+        )
+        return await self._save(Save(entry_id, owner, generation, lease, changes))
+
+    async def _save(self, save: Save) -> Entry | None:
+        """`update` in the store, all or nothing."""
         ...
 
     async def drop(self, entry_id: str, *, error: dict[str, Any]) -> Entry | None:
@@ -371,6 +400,7 @@ __all__ = [
     "Entry",
     "Kind",
     "Ledger",
+    "Save",
     "State",
     "Submission",
     "changed_fields",

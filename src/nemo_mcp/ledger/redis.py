@@ -48,7 +48,6 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from nemo_mcp.ledger import (
-    FINAL,
     HISTORY,
     KEEP_HANDLES,
     KEEP_RENDERS,
@@ -57,9 +56,9 @@ from nemo_mcp.ledger import (
     Clock,
     Entry,
     Kind,
-    State,
+    Ledger,
+    Save,
     Submission,
-    changed_fields,
     dump_json,
     entry_of,
 )
@@ -313,7 +312,7 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-class RedisLedger:
+class RedisLedger(Ledger):
     """`Ledger` in Redis under `prefix` (one user's namespace), on a shared client.
 
     The client is the server's (one connection pool per replica); `close` leaves it
@@ -486,47 +485,25 @@ class RedisLedger:
         user = await self.redis.hget(self._key("e", entry_id), "user")
         return None if user is None else str(user)
 
-    async def update(
-        self,
-        entry_id: str,
-        owner: str,
-        *,
-        generation: int,
-        lease: float,
-        state: State | None = None,
-        session_id: str | None = None,
-        progress: dict[str, Any] | None = None,
-        memo: dict[str, Any] | None = None,
-        outcome: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reusable: bool | None = None,
-    ) -> Entry | None:
-        changes: list[str] = []
-        for name, value in changed_fields(
-            state=state,
-            session_id=session_id,
-            progress=progress,
-            memo=memo,
-            outcome=outcome,
-            error=error,
-            reusable=reusable,
-        ).items():
-            changes += [name, ("1" if value else "0") if isinstance(value, bool) else value]
-        user = await self._user_of(entry_id)
+    async def _save(self, save: Save) -> Entry | None:
+        fields: list[str] = []
+        for name, value in save.changes.items():
+            fields += [name, ("1" if value else "0") if isinstance(value, bool) else value]
+        user = await self._user_of(save.entry_id)
         if user is None:
             return None
         return _entry(
             await self._update(
-                keys=self._ending_keys(entry_id, user),
+                keys=self._ending_keys(save.entry_id, user),
                 args=[
                     self._clock(),
-                    owner,
-                    str(generation),
-                    _number(lease),
-                    "1" if state in FINAL else "0",
+                    save.owner,
+                    str(save.generation),
+                    _number(save.lease),
+                    "1" if save.final else "0",
                     HISTORY,
                     self.announce,
-                    *changes,
+                    *fields,
                 ],
             )
         )

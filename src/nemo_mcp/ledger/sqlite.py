@@ -36,7 +36,6 @@ from typing import Any, NoReturn, TypeVar
 import anyio.to_thread
 
 from nemo_mcp.ledger import (
-    FINAL,
     HISTORY,
     KEEP_HANDLES,
     KEEP_RENDERS,
@@ -44,9 +43,9 @@ from nemo_mcp.ledger import (
     Clock,
     Entry,
     Kind,
-    State,
+    Ledger,
+    Save,
     Submission,
-    changed_fields,
     dump_json,
     entry_of,
     healing,
@@ -103,7 +102,7 @@ ADDED = {"generation": "INTEGER NOT NULL DEFAULT 0"}
 _UNFINISHED = "finished_at IS NULL"
 
 
-class SqliteLedger:
+class SqliteLedger(Ledger):
     """`Ledger` on a SQLite file (created with 0600 permissions).
 
     `busy_seconds`: how long a lock held by another connection is waited out before the
@@ -336,48 +335,29 @@ class SqliteLedger:
 
         return await self._run(work)
 
-    async def update(
-        self,
-        entry_id: str,
-        owner: str,
-        *,
-        generation: int,
-        lease: float,
-        state: State | None = None,
-        session_id: str | None = None,
-        progress: dict[str, Any] | None = None,
-        memo: dict[str, Any] | None = None,
-        outcome: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reusable: bool | None = None,
-    ) -> Entry | None:
-        changes: dict[str, Any] = changed_fields(
-            state=state,
-            session_id=session_id,
-            progress=progress,
-            memo=memo,
-            outcome=outcome,
-            error=error,
-            reusable=reusable,
-        )
-        final = state in FINAL
-        assignments = ", ".join(f"{name} = ?" for name in changes)
+    async def _save(self, save: Save) -> Entry | None:
+        changes = save.changes
+        assignments = "".join(f"{name} = ?, " for name in changes)
         # The commit that guards a request leaving is flushed to the disk: in a thread.
-        durable = state in ("sending", "starting")
+        durable = changes.get("state") in ("sending", "starting")
 
         def work(db: sqlite3.Connection) -> Entry | None:
             with _transaction(db, durable=durable):
                 now = self.clock()
-                ending = (now, None, 0.0) if final else (None, owner, lease_end(now, lease))
+                ending = (
+                    (now, None, 0.0)
+                    if save.final
+                    else (None, save.owner, lease_end(now, save.lease))
+                )
                 cursor = db.execute(
-                    f"UPDATE work SET {assignments}{', ' if changes else ''}updated_at = ?, "
-                    "finished_at = ?, owner = ?, lease_until = ?, version = version + 1 "
+                    f"UPDATE work SET {assignments}updated_at = ?, finished_at = ?, owner = ?, "
+                    "lease_until = ?, version = version + 1 "
                     f"WHERE id = ? AND owner = ? AND generation = ? AND {_UNFINISHED}",
-                    (*changes.values(), now, *ending, entry_id, owner, generation),
+                    (*changes.values(), now, *ending, save.entry_id, save.owner, save.generation),
                 )
                 if cursor.rowcount != 1:
                     return None
-                return self._row(db, entry_id)
+                return self._row(db, save.entry_id)
 
         return await self._run(work, quick=not durable)
 
