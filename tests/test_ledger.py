@@ -486,3 +486,23 @@ async def test_a_file_from_before_generations_is_opened_and_fenced(tmp_path: Pat
         assert await ledger.update("e1", P1, generation=0, lease=20, state="sending") is None
     finally:
         await ledger.close()
+
+
+async def test_the_write_ahead_log_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
+    """Commits on the loop never checkpoint (autocheckpoint is off); every
+    CHECKPOINT_EVERY calls one does, in a worker thread, so the log stops growing."""
+    from nemo_mcp.ledger.sqlite import CHECKPOINT_EVERY
+
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path, clock=Clock())
+    wal = Path(f"{path}-wal")
+    try:
+        await ledger.prune()  # opened (call 1)
+        for n in range(CHECKPOINT_EVERY - 2):
+            await ledger.deliver(f"e{n}", "call")  # one write each
+        before_any = wal.stat().st_size
+        for n in range(2 * CHECKPOINT_EVERY):
+            await ledger.deliver(f"f{n}", "call")
+        assert wal.stat().st_size <= before_any * 1.2  # reused from its start, not grown 3x
+    finally:
+        await ledger.close()

@@ -19,7 +19,9 @@ A call is one short transaction. It runs on the event loop's thread when the fil
 free at once (no other connection holds its write lock, no commit must be flushed to
 the disk, no other call of this process is running): the common case, a fraction of a
 millisecond. Otherwise it runs in a worker thread, which waits out a lock held by another
-process, so a busy database never blocks the event loop.
+process, so a busy database never blocks the event loop. The write-ahead log is copied
+into the file (a checkpoint, flushed to the disk) in a worker thread every
+`CHECKPOINT_EVERY` calls, never by a commit on the loop.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ CREATE TABLE IF NOT EXISTS leases (
 ADDED = {"generation": "INTEGER NOT NULL DEFAULT 0"}
 
 _UNFINISHED = "finished_at IS NULL"
+#: Every this many calls, one runs in a worker thread and first copies the write-ahead
+#: log into the file (a passive checkpoint: it waits for no one), keeping the log short.
+CHECKPOINT_EVERY = 1000
 
 
 class SqliteLedger(Ledger):
@@ -120,6 +125,7 @@ class SqliteLedger(Ledger):
         self._db: sqlite3.Connection | None = None
         self._opened: tuple[int, int] | None = None  # (device, inode) of what _db has open
         self._broken: sqlite3.Connection | None = None  # a damaged file's, kept until moved
+        self._calls = 0
 
     # plumbing ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -158,6 +164,9 @@ class SqliteLedger(Ledger):
                 if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                # Checkpoints (which flush the file to the disk) are made in a worker
+                # thread every CHECKPOINT_EVERY calls, never by a commit on the loop.
+                db.execute("PRAGMA wal_autocheckpoint=0")
                 with _transaction(db):
                     for statement in SCHEMA.split(";"):
                         if statement.strip():
@@ -200,6 +209,9 @@ class SqliteLedger(Ledger):
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, quick: bool = True) -> T:
         """`work` in one go: here and now when `quick` and the file is free at once (see
         the module's docstring), else in a worker thread that waits a lock out."""
+        self._calls += 1
+        if self._calls % CHECKPOINT_EVERY == 0:
+            quick = False  # this one copies the log into the file first, off the loop
         if quick and self._db is not None and self._lock.acquire(blocking=False):
             try:
                 return work(self._connect())
@@ -216,6 +228,8 @@ class SqliteLedger(Ledger):
             with self._lock:
                 try:
                     db = self._connect()
+                    if self._calls % CHECKPOINT_EVERY == 0:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits
                     db.execute(f"PRAGMA busy_timeout={int(self.busy_seconds * 1000)}")
                     try:
                         return work(db)
