@@ -86,20 +86,24 @@ async def test_every_endpoint_in_each_envelope(
             await generate(client, "add music")
         sandbox.control.fault("export_blocked", route="render_start")
         with pytest.raises(PlanError):
-            await renders.start_render(
-                client,
-                state.state.draft,
-                session_id=session.session_id,
-                output={"format": "mp4", "quality": "high"},
-                remember=_noop,
-            )
+            await start(client, state.state.draft, session.session_id)
         sandbox.control.set(upload_limit_bytes=10)
         with pytest.raises(FileTooLargeError):
             await client.upload_files([clip])
 
 
-async def _noop(render_id: str) -> None:
-    return None
+async def start(client: NemoClient, draft: Any, session_id: str, **output: str) -> str:
+    """One render of `draft` started under a new id (what a render job's first start sends)."""
+    render_id = renders.new_render_id()
+    await renders.start_render(
+        client,
+        draft,
+        render_id=render_id,
+        session_id=session_id,
+        output=output,
+        sent_before=False,
+    )
+    return render_id
 
 
 @pytest.mark.parametrize("shape", ["bare", "success", "code"])
@@ -112,13 +116,7 @@ async def test_render_in_every_status_shape(
         await generate(client, "a video of a bridge")
         draft = (await client.state()).state.draft
         session = await client.session()
-        render_id = await renders.start_render(
-            client,
-            draft,
-            session_id=session.session_id,
-            output={"format": "mp4", "quality": "high"},
-            remember=_noop,
-        )
+        render_id = await start(client, draft, session.session_id, format="mp4", quality="high")
         seen: list[float] = []
 
         async def on_status(status: Any) -> None:
@@ -141,32 +139,28 @@ async def test_broken_output_url_falls_back_to_the_download_endpoint(
         await generate(client, "a video of a fox")
         draft = (await client.state()).state.draft
         session = await client.session()
-        render_id = await renders.start_render(
-            client, draft, session_id=session.session_id, output={}, remember=_noop
-        )
+        render_id = await start(client, draft, session.session_id)
         final = await renders.wait_render(client, render_id, started_at=time.time(), shortest=0.3)
         sandbox.control.fault("output_url_broken", route="file")
         saved = await renders.download(client, final, tmp_path / "out", stem="v")
     assert saved.used_fallback and saved.path.read_bytes()[4:8] == b"ftyp"
 
 
-async def test_reused_render_id_gets_a_new_id_once(
+async def test_a_reused_render_id_is_refused_as_a_duplicate(
     tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = iter(["render_1", "render_1", "render_2"])
-    monkeypatch.setattr(renders, "new_render_id", lambda: next(ids))
+    """The sandbox refuses an id it knows: for a new id that is `StartRefusedError` (the
+    job then records a new id, tests/test_jobs.py); nothing more is started."""
+    monkeypatch.setattr(renders, "new_render_id", lambda: "render_1")
     async with nemo(tmp_path, sandbox.url) as client:
         await generate(client, "a video of a kite")
         draft = (await client.state()).state.draft
         session = await client.session()
-        first = await renders.start_render(
-            client, draft, session_id=session.session_id, output={}, remember=_noop
-        )
-        second = await renders.start_render(
-            client, draft, session_id=session.session_id, output={}, remember=_noop
-        )
-    assert (first, second) == ("render_1", "render_2")
-    assert sandbox.control.stats()["renders_started"] == 2
+        first = await start(client, draft, session.session_id)
+        with pytest.raises(renders.StartRefusedError):
+            await start(client, draft, session.session_id)
+    assert first == "render_1"
+    assert sandbox.control.stats()["renders_started"] == 1
 
 
 @pytest.mark.parametrize("sse", ["adk", "adk_partial", "typed"])

@@ -317,6 +317,7 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
     from nemo_mcp.errors import RateLimitError
     from nemo_mcp.hosted.redis_client_state import RedisState
     from nemo_mcp.identity import load_identity
+    from nemo_mcp.ledger import new_owner
     from nemo_mcp.ledger.redis import RedisLedger
     from nemo_mcp.settings import Settings
 
@@ -336,6 +337,7 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
             load_identity(),
             state,
             leases=RedisLedger(redis, f"{prefix}:b"),
+            owner=new_owner(),
         )
         async with client:
             try:

@@ -24,7 +24,6 @@ from nemo_mcp import redaction, retrying
 from nemo_mcp.backend.models import AnonymousToken, parse_wire
 from nemo_mcp.client_state import ClientState
 from nemo_mcp.errors import AuthError, ConfigError, RateLimitError
-from nemo_mcp.ledger import new_owner
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import AuthRecord
 
@@ -79,13 +78,16 @@ def free_again(expires_at: str | None, retry_after: float | None, now: float) ->
 
 
 class HomeLeases:
-    """The home's named leases, held by this process (one owner name) while it asks for
-    the token or starts a project; without `leases` (one process), holding is free."""
+    """The home's named leases, held under `owner` (the name the leases' store gives this
+    process) while it asks for the token or starts a project; without `leases` (one
+    process), holding is free."""
 
-    def __init__(self, leases: Leases | None, store: ClientState) -> None:
+    def __init__(self, leases: Leases | None, store: ClientState, owner: str = "") -> None:
+        if leases is not None and not owner:
+            raise ValueError("shared leases are held under an owner name")
         self.leases = leases
         self.store = store
-        self.owner = new_owner()
+        self.owner = owner
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:

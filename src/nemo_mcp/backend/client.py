@@ -72,6 +72,7 @@ class NemoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         leases: Leases | None = None,
+        owner: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -81,7 +82,7 @@ class NemoClient:
         self._transport = transport
         self._sleep: Sleep = sleep or anyio.sleep
         self._http: httpx.AsyncClient | None = None
-        self.home = HomeLeases(leases, self.store)
+        self.home = HomeLeases(leases, self.store, owner)
         #: Who this client is: its token (`clock`: the wall clock its expiry is read against).
         self.credentials = Credentials(
             settings, self.store, self.home, self._ask_token, clock=clock
