@@ -47,6 +47,8 @@ from nemo_mcp.errors import (
     PlanError,
     RateLimitError,
     RenderError,
+    RenderSlowError,
+    RenderUnclearError,
     ServerError,
     SessionNotFoundError,
     TransportError,
@@ -125,11 +127,10 @@ async def start_render(
         log.info("render start unclear (%s); sending it again under the same id", last)
         await client.sleep(wait)
     assert last is not None
-    raise RenderError(
-        f"NemoVideo's answer to the render start was lost ({last.message}), and whether it "
-        "started cannot be told yet. Call `export` again to check on it: it is followed by "
-        "its id, never started twice.",
+    raise RenderUnclearError(
+        f"the answer to the render start was lost ({last.message})",
         code=last.code,
+        detail={"reason": last.message},
     ) from last
 
 
@@ -195,9 +196,9 @@ async def wait_render(
     while True:
         elapsed = clock() - started_at
         if elapsed > give_up_after:
-            raise RenderError(
-                f"render {render_id} has not finished after {elapsed / 60:.0f} minutes; "
-                "call export again later to check on it"
+            raise RenderSlowError(
+                f"render {render_id} has not finished after {elapsed / 60:.0f} minutes",
+                detail={"render_id": render_id, "minutes": round(elapsed / 60)},
             )
         await client.sleep(max(0.0, poller.next_delay() - (elapsed - _last_sample(poller))))
         try:
