@@ -21,17 +21,21 @@ from nemo_mcp.backend.events import (
 )
 from nemo_mcp.backend.stream import send_message
 from nemo_mcp.errors import (
-    AuthError,
     CreditsError,
     FileTooLargeError,
     PlanError,
     RateLimitError,
-    SessionNotFoundError,
+    SessionReplacedError,
+    TokenRefusedError,
     UnsupportedFileError,
 )
 from nemo_mcp.identity import load_identity
+from nemo_mcp.ledger import Entry
+from nemo_mcp.server.jobs import render
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import StateStore
+
+from fakes import Recorded
 
 
 @asynccontextmanager
@@ -146,21 +150,44 @@ async def test_broken_output_url_falls_back_to_the_download_endpoint(
     assert saved.used_fallback and saved.path.read_bytes()[4:8] == b"ftyp"
 
 
-async def test_a_reused_render_id_is_refused_as_a_duplicate(
+async def test_reused_render_id_gets_a_new_id_once(
     tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sandbox refuses an id it knows: for a new id that is `StartRefusedError` (the
-    job then records a new id, tests/test_jobs.py); nothing more is started."""
-    monkeypatch.setattr(renders, "new_render_id", lambda: "render_1")
+    """The sandbox refuses an id it knows (a clean refusal of a new id, to the backend
+    module: `StartRefusedError`); the render job then records a new id and starts that."""
+    ids = iter(["render_1", "render_1", "render_2"])
+    monkeypatch.setattr(renders, "new_render_id", lambda: next(ids))
     async with nemo(tmp_path, sandbox.url) as client:
         await generate(client, "a video of a kite")
         draft = (await client.state()).state.draft
         session = await client.session()
         first = await start(client, draft, session.session_id)
-        with pytest.raises(renders.StartRefusedError):
-            await start(client, draft, session.session_id)
-    assert first == "render_1"
-    assert sandbox.control.stats()["renders_started"] == 1
+        log: list[tuple[str, ...]] = []
+        run = Recorded(job_entry(), log)
+        await render.prepare(run, draft, session_id=session.session_id, digest="d", title="t")
+        await render.start(run, client, sent_before=False)
+    assert first == "render_1" and render.render_of(run).render_id == "render_2"
+    assert log == [
+        ("saved", "starting", "render_1"),
+        ("saved", "starting", "render_2"),
+        ("saved", "rendering", "render_2"),
+    ]
+    assert sandbox.control.stats()["renders_started"] == 2
+
+
+def job_entry() -> Entry:
+    return Entry(
+        id="e1",
+        user="",
+        seq=1,
+        kind="render",
+        key="render|mp4|high",
+        session_id=None,
+        state="queued",
+        request={"format": "mp4", "quality": "high"},
+        created_at=0.0,
+        updated_at=0.0,
+    )
 
 
 @pytest.mark.parametrize("sse", ["adk", "adk_partial", "typed"])
@@ -196,9 +223,12 @@ async def test_token_renewal_session_loss_and_rate_limit(tmp_path: Path, sandbox
         assert sandbox.control.stats()["tokens_issued"] == 2
         old = await client.session()
         sandbox.control.fault("session_lost", route="state")
-        with pytest.raises(SessionNotFoundError, match="timeline is gone"):
+        with pytest.raises(SessionReplacedError) as lost:
             await client.state()
-        assert (await client.session()).session_id != old.session_id
+        new = await client.session()
+        assert (
+            new.session_id != old.session_id and lost.value.detail["session_id"] == new.session_id
+        )
         sandbox.control.fault("rate_limited", route="credits", times=2, retry_after="0")
         with pytest.raises(RateLimitError):
             await client.credits()
@@ -208,7 +238,7 @@ async def test_token_renewal_session_loss_and_rate_limit(tmp_path: Path, sandbox
     async with nemo(
         tmp_path / "b", sandbox.url, token=SecretStr("nmv_usr_not_a_real_token")
     ) as client:
-        with pytest.raises(AuthError, match="NEMO_TOKEN"):
+        with pytest.raises(TokenRefusedError):
             await client.credits()
 
 

@@ -28,9 +28,13 @@ from nemo_mcp.errors import (
     RenderError,
     ServerError,
     SessionNotFoundError,
+    SessionReplacedError,
     StreamBrokenError,
+    TokenRefusedError,
     UnsupportedFileError,
 )
+from nemo_mcp.server.boundary import message_for, token_replaced
+from nemo_mcp.state_files import Damaged
 
 from fakes import FakeBackend, Sleeps, data_frame, fail, make_client, ok, sse
 
@@ -127,10 +131,27 @@ async def test_1001_twice_is_an_auth_error(tmp_path: Path) -> None:
 async def test_explicit_token_refused_says_what_to_do(tmp_path: Path) -> None:
     backend = FakeBackend(script=[lambda r: fail(1001, status=401)])
     async with make_client(tmp_path, backend, token=SecretStr("nmv_usr_secret_abcdef")) as client:
-        with pytest.raises(AuthError, match="NEMO_TOKEN") as info:
+        with pytest.raises(TokenRefusedError) as info:
             await client.credits()
-    assert "nmv_usr_secret_abcdef" not in str(info.value)
+        said = message_for(info.value, client)
+    assert "NEMO_TOKEN was refused" in said and "unset NEMO_TOKEN" in said
+    assert "nmv_usr_secret_abcdef" not in str(info.value) + said
     assert backend.count("/api/auth/anonymous-token") == 0
+
+
+async def test_a_damaged_token_replaced_is_given_as_a_fact_once(tmp_path: Path) -> None:
+    """The backend keeps what was replaced; the notice's words are the server's."""
+    damaged = Damaged(path="/h/auth.json", moved_to="/h/auth.json.damaged-1", problem="not JSON")
+    async with make_client(tmp_path, FakeBackend()) as client:
+        client.store.damaged_auth = damaged
+        await client.token()
+        assert client.credentials.take_replaced() == [damaged]
+        assert client.credentials.take_replaced() == [] and client.store.take_notices() == []
+    assert token_replaced(damaged) == (
+        "The saved NemoVideo token (/h/auth.json) was damaged (not JSON) and was moved aside "
+        "to /h/auth.json.damaged-1; a new free token was fetched for this computer with its "
+        "client id."
+    )
 
 
 async def test_429_waits_retry_after_then_retries_once(tmp_path: Path) -> None:
@@ -229,8 +250,11 @@ async def test_session_lost_starts_new_session_and_says_so(tmp_path: Path) -> No
         )
     )
     async with make_client(tmp_path, backend) as client:
-        with pytest.raises(SessionNotFoundError, match="timeline is gone"):
+        with pytest.raises(SessionReplacedError) as lost:
             await client.state()
+        assert lost.value.detail == {"session_id": "222"}  # the fact; the words are the server's
+        assert "timeline is gone" in message_for(lost.value, client)
+        assert "(session 222)" in message_for(lost.value, client)
         assert (await client.session()).session_id == "222"
         await client.state()
     assert (await client.store.load_session()).session_id == "222"  # type: ignore[union-attr]

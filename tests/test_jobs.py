@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from nemo_mcp.server.jobs import (
     render,
 )
 
-from fakes import FakeBackend, data_frame, fail, make_client, ok, sse
+from fakes import FakeBackend, Recorded, data_frame, fail, make_client, ok, sse
 
 
 def entry(kind: str, key: str = "k", **values: Any) -> Entry:
@@ -106,37 +105,6 @@ def test_other_moves_are_refused(kind: str, old: str, new: str) -> None:
 
 
 # the transitions, each recorded before it acts ---------------------------------------------
-class Recorded:
-    """A run as the transitions see it (`jobs.common.Journal`): what `save` makes durable
-    goes to `log` (shared with the backend's requests), and `durable` is the entry a
-    process started after a kill would read."""
-
-    def __init__(self, durable: Entry, log: list[tuple[str, ...]]) -> None:
-        self.durable = durable
-        self.memo: dict[str, Any] = dict(durable.memo)
-        self.sticky = False
-        self.log = log
-
-    @property
-    def job(self) -> MessageJob | RenderJob:
-        return job_of(self.durable, self.memo)
-
-    async def save(self, *, state: Any = None, session_id: str | None = None, **memo: Any) -> None:
-        if state is not None:
-            check_move(self.durable.kind, self.durable.state, state)
-        self.memo.update(memo)
-        self.durable = replace(
-            self.durable,
-            state=state or self.durable.state,
-            session_id=session_id or self.durable.session_id,
-            memo=dict(self.memo),
-        )
-        self.log.append(("saved", self.durable.state, str(self.memo.get("render_id"))))
-
-    def phase(self, words: str, percent: float | None = None) -> None:
-        pass
-
-
 class Renders:
     """The render start of the contract: a known id is refused as a duplicate (409)."""
 

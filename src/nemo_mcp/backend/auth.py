@@ -26,7 +26,7 @@ from nemo_mcp.backend.models import AnonymousToken, parse_wire
 from nemo_mcp.client_state import ClientState
 from nemo_mcp.errors import HomeBusyError, OneTokenError, RateLimitError, TokenRefusedError
 from nemo_mcp.settings import Settings
-from nemo_mcp.state_files import AuthRecord
+from nemo_mcp.state_files import AuthRecord, Damaged
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class Credentials:
         self._auth: AuthRecord | None = None
         self._auth_stamp: Hashable = None
         self._lock = anyio.Lock()
+        self._replaced: list[Damaged] = []
         if settings.token is not None:
             redaction.register(settings.token.get_secret_value())
 
@@ -232,12 +233,13 @@ class Credentials:
         log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
         damaged, self.store.damaged_auth = self.store.damaged_auth, None
         if damaged is not None:
-            self.store.note(
-                f"The saved NemoVideo token ({damaged.path}) was damaged ({damaged.problem}) and "
-                f"was moved aside to {damaged.moved_to}; a new free token was fetched for this "
-                "computer with its client id."
-            )
+            self._replaced.append(damaged)  # the server says so once (`take_replaced`)
         return record
+
+    def take_replaced(self) -> list[Damaged]:
+        """Damaged token files a new token was fetched in place of, each given out once."""
+        replaced, self._replaced = self._replaced, []
+        return replaced
 
     def _one_token_facts(self, retry_after: float | None, *, refused: bool) -> dict[str, Any]:
         """For the 7-day rule: which token is gone (refused, damaged or missing), and when

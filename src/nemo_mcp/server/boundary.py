@@ -73,6 +73,7 @@ from nemo_mcp.ledger import healing
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.state_files import Damaged
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,15 @@ def _one_token_sentence(facts: Mapping[str, Any]) -> str:
     return (
         f"{gone}, and NemoVideo gives one free token per computer every 7 days, so set "
         f"NEMO_TOKEN to your NemoVideo account's token, or {wait}."
+    )
+
+
+def token_replaced(damaged: Damaged) -> str:
+    """The one-time notice that a damaged token file was replaced by a new free token."""
+    return (
+        f"The saved NemoVideo token ({damaged.path}) was damaged ({damaged.problem}) and was "
+        f"moved aside to {damaged.moved_to}; a new free token was fetched for this computer "
+        "with its client id."
     )
 
 
