@@ -200,9 +200,7 @@ async def run_render(
     status: RenderStatus | None = None
     if run.state in ("starting", "rendering"):
         status = await _follow(run, client, settings)
-        await run.save(
-            state="downloading", url=status.url, expected_size=status.size, rendered=True
-        )
+        await render.rendered(run, status)
     output = await _deliver(run, client, settings, status)
     return output.model_dump(mode="json")
 
@@ -241,21 +239,16 @@ async def _prepare(
         for earlier, job in same:
             if earlier.state == "done" and await _still_there(job, settings):
                 link = await browser_link(client)
-                await run.save(**{**earlier.memo, "reused_from": earlier.id})
+                await render.reuse(run, earlier)
                 reused = _job(run).output(link=link, elapsed=0.0, reused=True)
                 return reused.model_dump(mode="json")
         for earlier, job in same:
             if job.rendered:
                 # Rendered, but its file was never saved, or is gone or changed since:
                 # download it again; never render it again.
-                kept = {k: v for k, v in earlier.memo.items() if k not in _SAVED}
                 await _check_output(settings)
-                await run.save(
-                    state="downloading",
-                    session_id=session.session_id,
-                    from_earlier=earlier.id,
-                    draft=draft,
-                    **kept,
+                await render.download_earlier(
+                    run, earlier, session_id=session.session_id, draft=draft
                 )
                 return None
     await _check_output(settings)
@@ -278,10 +271,6 @@ async def _check_output(settings: Settings) -> None:
     """Before a render starts: the folder it will be saved in (when it will be saved)."""
     if settings.save_exports:
         await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
-
-
-#: What a saved download adds to a render's memo (and what reusing one must not copy).
-_SAVED = ("file", "size", "sha256", "finished_at", "resumed", "reused_from", "from_earlier")
 
 
 async def _restart(run: Run, client: NemoClient, settings: Settings) -> None:
