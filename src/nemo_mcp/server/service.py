@@ -22,6 +22,7 @@ from anyio.abc import TaskGroup
 from nemo_mcp.errors import InputError
 from nemo_mcp.ledger import KEEP_HANDLES, KEEP_SECONDS, Entry, Kind, Ledger, clock
 from nemo_mcp.metrics import Metrics
+from nemo_mcp.server.boundary import token_replaced
 from nemo_mcp.server.exposure import Exposure
 from nemo_mcp.server.jobs import HANDLE, handle_of, render_job
 from nemo_mcp.settings import Settings
@@ -86,8 +87,10 @@ class NemoService:
         self.work.start()
 
     def take_notices(self) -> list[str]:
-        """Sentences the user must hear once (damaged state files found and set aside)."""
-        return self.client.store.take_notices()
+        """Sentences the user must hear once (damaged state files found and set aside, a
+        damaged token replaced)."""
+        replaced = [token_replaced(d) for d in self.client.credentials.take_replaced()]
+        return self.client.store.take_notices() + replaced
 
     # requests -------------------------------------------------------------------------
     async def submit_message(

@@ -181,7 +181,7 @@ def newest_export(
     """The export to show: a render still to finish, else the newest render of the session
     that finished or failed (`renders` newest last, `queue` the unfinished work in order)."""
     from nemo_mcp.handoff import FORMATS
-    from nemo_mcp.server.tools.export import pending_output
+    from nemo_mcp.server.export import pending_output
 
     # A hand-off to an editor (an export with a timeline format) is no video to show.
     renders = [e for e in renders if e.request.get("format") not in FORMATS]

@@ -78,6 +78,7 @@ def error_record(err: NemoError) -> dict[str, Any]:
         "code": err.code,
         "http_status": err.http_status,
         "from_backend": err.from_backend,
+        "detail": err.detail,
     }
 
 
@@ -91,6 +92,7 @@ def error_from(record: dict[str, Any]) -> NemoError:
         code=record.get("code"),
         http_status=record.get("http_status"),
         from_backend=bool(record.get("from_backend")),
+        detail=record.get("detail"),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from nemo_mcp.ledger import FINAL, Entry
+from nemo_mcp.server.jobs import message, render
 from nemo_mcp.server.jobs.message import MESSAGE_MOVES, MessageJob
 from nemo_mcp.server.jobs.render import RENDER_MOVES, RenderJob
 
@@ -77,5 +78,7 @@ __all__ = [
     "check_move",
     "handle_of",
     "job_of",
+    "message",
+    "render",
     "render_job",
 ]

@@ -14,8 +14,9 @@ from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.handoff.folder import answer, waiting
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import tasks
+from nemo_mcp.server.export import pending_output
 from nemo_mcp.server.icons import icon
-from nemo_mcp.server.jobs import handle_of, render_job
+from nemo_mcp.server.jobs import handle_of
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.previews import Picture, export_preview, file_link
 from nemo_mcp.server.tools.common import (
@@ -28,7 +29,6 @@ from nemo_mcp.server.tools.common import (
     served,
     service_of,
 )
-from nemo_mcp.server.work import status_line
 
 if TYPE_CHECKING:
     from nemo_mcp.server.service import NemoService
@@ -79,23 +79,6 @@ RequestId = Annotated[
         "'rendering' result waits for that render",
     ),
 ]
-
-
-def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
-    """What a caller gets while its export waits its turn or renders."""
-    queued = entry.state == "queued" and ahead > 0
-    job = render_job(entry)
-    handle = job.handle
-    return ExportOutput(
-        status="queued" if queued else "rendering",
-        render_id=job.render_id or "",
-        progress_percent=int(job.percent or 0),
-        progress=status_line(entry, now),
-        ahead=ahead if queued else 0,
-        elapsed_seconds=round(now - entry.created_at, 1),
-        next_steps=[f'Call `export` with request_id="{handle}" to keep waiting on this render.'],
-        request_id=handle,
-    )
 
 
 def export_text(out: ExportOutput) -> str:
