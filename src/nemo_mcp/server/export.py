@@ -44,7 +44,7 @@ from nemo_mcp.backend.models import RenderStatus
 from nemo_mcp.errors import InputError, NemoError, RenderError
 from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
 from nemo_mcp.ledger import Entry
-from nemo_mcp.server.jobs import RenderJob, render_job
+from nemo_mcp.server.jobs import HandoffJob, RenderJob, render_job
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.work import Run
 from nemo_mcp.settings import Settings
@@ -61,6 +61,11 @@ STALE_PART_SECONDS = 600
 def render_key(fmt: str, quality: str) -> str:
     """One export request per format and quality: a second ask joins the unfinished one."""
     return f"render|{fmt}|{quality}"
+
+
+def handoff_key(fmt: str) -> str:
+    """One hand-off request per timeline format (never a render's key: another kind)."""
+    return f"handoff|{fmt}"
 
 
 def draft_hash(draft: Any) -> str:
@@ -161,8 +166,12 @@ async def run_render(
     """Execute a render entry from whatever state it was left in; the outcome's JSON.
 
     `history` holds the user's earlier render entries (for reuse and unsaved renders)."""
-    if _job(run).format in HANDOFF_FORMATS:  # a timeline for an editor (nemo_mcp.handoff)
-        return await run_handoff_export(run, client, settings, history)
+    if _job(run).format in HANDOFF_FORMATS:
+        # Left by a version that ran hand-offs as renders: a hand-off is its own kind now.
+        raise InputError(
+            f"This hand-off was asked of an earlier version of nemo-mcp; call `export` with "
+            f"format {_job(run).format} again to hand the timeline off (nothing is rendered)."
+        )
     if run.state in ("starting", "rendering", "downloading") and _job(run).render_id:
         run.memo["resumed"] = True  # left unfinished by a server that stopped
     if run.state == "queued":
@@ -441,25 +450,17 @@ async def _download(
 async def run_handoff_export(
     run: Run, client: NemoClient, settings: Settings, history: list[Entry]
 ) -> dict[str, Any]:
-    """A hand-off entry's outcome: the folder `nemo_mcp.handoff` writes, with this module's
-    file checks; no render is started."""
+    """A hand-off entry's outcome (its own ledger kind, `server/jobs/handoff.py`): the folder
+    `nemo_mcp.handoff` writes, with this module's file checks; no render is started.
+
+    `history` holds the user's earlier hand-offs in the same format, newest last."""
     from nemo_mcp.handoff.job import Checks, run_handoff
 
     checks = Checks(folder=check_output_folder, saved=record_is_saved, digest=draft_hash)
     handed = await run_handoff(run, client, settings, history, checks)
-    return ExportOutput(
-        status="completed",
-        render_id="",
-        progress_percent=100,
-        file=handed.file,
-        folder=handed.folder,
-        handoff_format=handed.format,
-        size_bytes=handed.size,
-        not_carried=handed.not_carried,
-        reused=handed.reused,
-        elapsed_seconds=round(0.0 if handed.reused else run.elapsed, 1),
-        next_steps=[f"Open the folder {handed.folder} in the editor (its README says how)."],
-    ).model_dump(mode="json")
+    job = run.job
+    assert isinstance(job, HandoffJob)
+    return job.output(elapsed=run.elapsed, reused=handed.reused).model_dump(mode="json")
 
 
 def _holder(run: Run) -> str:
@@ -480,6 +481,8 @@ __all__ = [
     "check_output_folder",
     "draft_hash",
     "file_is_saved",
+    "handoff_key",
     "render_key",
+    "run_handoff_export",
     "run_render",
 ]
