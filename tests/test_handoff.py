@@ -29,6 +29,7 @@ from nemo_mcp.handoff.media import checked_media
 from nemo_mcp.handoff.plan import Clip, Lane, Mark, frame_rate, plan, to_frames
 from nemo_mcp.handoff.timeline import NAMESPACE, build, not_carried
 from nemo_mcp.ledger import Entry
+from nemo_mcp.media import probe
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.studio import newest_export
 from nemo_mcp.server.tools.export import handoff_waiting
@@ -387,6 +388,7 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
         # Video and audio: tracks, clip count, positions and lengths to the frame, in points.
         # (FCPXML holds no clip without media: a gap keeps its place, and the answer says so.)
         offline = {note.split('"')[1] for note in out["not_carried"] if "has no media link" in note}
+        want_audio: list[list[tuple[int, int, int]]] = []
         for kind in ("video", "audio"):
             want = [
                 [(_frames(s["start"]), _frames(s["end"]) - _frames(s["start"]), 0)
@@ -397,6 +399,8 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
             want = [lane for lane in want if lane]
             got = [[c[:3] for c in lane] for lane in clips_of(back, kind.title())]
             assert got == want, (fmt, kind)
+            if kind == "audio":
+                want_audio = want
             # Every media reference is relative and resolves to a file inside the folder.
             for lane in clips_of(back, kind.title()):
                 for *_, url in lane:
@@ -405,6 +409,12 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
                     assert "://" not in url and not Path(url).is_absolute()
                     target = (folder / url).resolve()
                     assert target.is_file() and folder.resolve() in target.parents
+        # The music is carried with its file (the sandbox links it, as it links clips): each
+        # audio clip's reference resolves to a sound in the folder.
+        music = [c for lane in clips_of(back, "Audio") for c in lane]
+        assert music and len(music) == sum(len(lane) for lane in want_audio), (fmt, music)
+        for *_, url in music:
+            assert url is not None and probe(folder / url).kind == "audio", (fmt, url)
         # Titles and captions: their text over their frames.
         want_marks = sorted(
             (s["text"], _frames(s["start"]), _frames(s["end"]) - _frames(s["start"]))
@@ -495,7 +505,9 @@ def test_the_demo_hands_off_and_prints_the_folders(tmp_path: Path) -> None:
         assert folder.parent == face and f"  {folder}" in printed.split("Done:")[1]
         [timeline] = folder.glob("*" + ADAPTERS[fmt][1])  # type: ignore[index]
         assert otio.adapters.read_from_file(str(timeline), adapter_name=ADAPTERS[fmt][0])  # type: ignore[index]
-        assert (folder / "README.md").is_file() and len(list((folder / "media").iterdir())) == 3
+        media = sorted(p.name for p in (folder / "media").iterdir())
+        assert (folder / "README.md").is_file() and len(media) == 4, media  # 3 clips, music
+        assert media[-1].endswith(".wav")
 
 
 async def test_a_broken_download_is_continued_in_the_same_folder(
@@ -512,10 +524,10 @@ async def test_a_broken_download_is_continued_in_the_same_folder(
     # The folder the broken attempt made is the one finished; no other was made.
     assert Path(out["folder"]).name in text_of(broken)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [Path(out["folder"]).name]
-    assert _fetched(sandbox) - fetched == 3  # the three photos, each once
-    assert sorted(p.name for p in (Path(out["folder"]) / "media").iterdir()) == [
-        "01-shoe-red.png", "02-shoe-blue.png", "03-shoe-green.png"
-    ]  # fmt: skip
+    assert _fetched(sandbox) - fetched == 4  # the three photos and the music, each once
+    *photos, music = sorted(p.name for p in (Path(out["folder"]) / "media").iterdir())
+    assert photos == ["01-shoe-red.png", "02-shoe-blue.png", "03-shoe-green.png"]
+    assert music.startswith("04-") and music.endswith(".wav")
     assert not list(Path(out["folder"]).rglob("*.part"))
     assert sandbox.control.stats()["renders_started"] == 0
 
@@ -641,3 +653,26 @@ def test_a_handoff_under_way_says_so_not_rendering(status: str, ahead: int, said
     assert text.endswith(
         "Call `export` with format xml again to wait for it (nothing is rendered)."
     )
+
+
+# the sandbox's music: a file of its own, as its clips have ---------------------------------
+async def test_the_sandboxs_music_is_a_sound_long_enough_for_its_draft(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    async with faced(tmp_path, sandbox, "ai-generator-generator") as session:
+        shown = (await session.call("timeline")).structured_content
+        handed = (await session.call("export", {"format": "otio"})).structured_content
+    assert shown is not None and handed is not None
+    [bgm] = [s for t in shown["tracks"] if t["kind"] == "audio" for s in t["segments"]]
+    [path] = [r["path"] for r in sandbox.control.requests() if "/files/music/" in r["path"]]
+    async with httpx.AsyncClient(base_url=sandbox.url) as http:
+        got = await http.get(path)
+        too_long = await http.get("/files/music/lo-fi-601s.wav")
+        not_music = await http.get("/files/music/lo-fi-10s.mp3")
+    assert got.status_code == 200 and got.headers["content-type"] == "audio/wav"
+    [music] = (Path(handed["folder"]) / "media").glob("*.wav")
+    assert music.read_bytes() == got.content
+    heard = probe(music)
+    assert heard.kind == "audio" and heard.duration is not None
+    assert heard.duration >= bgm["end"] - bgm["start"]
+    assert too_long.status_code == 404 and not_music.status_code == 404
