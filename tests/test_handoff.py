@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import opentimelineio as otio
@@ -437,6 +438,27 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
         for note in out["not_carried"]:
             assert note in readme and note in text_of(result)
         assert "## Open it" in readme
+        # What an editor reads besides the adapter: in the XML itself, every file it names
+        # is in the folder, and every reference it makes is to something it defines.
+        if fmt != "otio":
+            assert xml_files_resolve(file) >= {p.name for p in (folder / "media").iterdir()}
+
+
+def xml_files_resolve(file: Path) -> set[str]:
+    """The media an FCPXML (`asset src`) or Final Cut 7 XML (`pathurl`) file names, each
+    checked to resolve inside its folder; and every `ref` checked to name an `id` there."""
+    root = ElementTree.parse(file).getroot()
+    ids = {e.get("id") for e in root.iter() if e.get("id")}
+    assert all(e.get("ref") in ids for e in root.iter() if e.get("ref")), file
+    named = [e.get("src") or "" for e in root.iter("asset")]
+    named += [e.text or "" for e in root.iter("pathurl")]
+    found = set()
+    for name in named:
+        target = (file.parent / name).resolve()
+        assert "://" not in name and target.is_file(), name
+        assert file.parent.resolve() in target.parents, name
+        found.add(target.name)
+    return found
 
 
 def _fetched(sandbox: Any) -> int:
