@@ -11,6 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nemo_mcp.ledger import clock
+from nemo_mcp.ledger.sqlite import SqliteLedger
+from nemo_mcp.state_files import StateStore
+
 from mcp_harness import Session, connect, make_settings, text_of
 from processes import http_server, ledger_rows, needs_proc, server_env
 from tasks_client import TasksClient
@@ -146,3 +150,31 @@ async def test_a_handoff_as_a_task_completes_with_its_folder(tmp_path: Path, san
     out = done["result"]["structuredContent"]
     assert out["handoff_format"] == "fcpxml" and Path(out["file"]).is_file()
     assert renders_started(sandbox) == 0
+
+
+async def test_a_handoff_left_as_a_render_by_an_earlier_version_renders_nothing(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """An unfinished `render` entry with a timeline format (how hand-offs were kept before
+    they had their own kind) is ended with one sentence when it is taken up: no render."""
+    settings = make_settings(tmp_path, sandbox.url)
+    async with connect(settings) as session:
+        await made(session)
+    ledger = SqliteLedger(StateStore(settings.home, settings.api_url).ledger_path)
+    try:
+        left = await ledger.submit(
+            user="",
+            kind="render",
+            key="render|otio|high",
+            session_id=None,
+            request={"format": "otio", "quality": "high", "fresh": False},
+            now=clock(),
+        )
+    finally:
+        await ledger.close()
+    assert left.entry is not None
+    async with connect(settings) as session:
+        waited = await session.call("export", {"request_id": left.entry.id})
+        handed = await finished(session, {"format": "otio"})
+    assert waited.is_error and "call `export` with format otio again" in text_of(waited)
+    assert handed["folder"] and renders_started(sandbox) == 0
