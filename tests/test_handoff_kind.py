@@ -137,6 +137,28 @@ async def test_a_handoff_is_waited_for_like_an_export(tmp_path: Path, sandbox: A
 
 
 @needs_proc
+async def test_a_queued_handoff_cancelled_as_a_task_writes_nothing(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sandbox.control.set(generation_seconds=1.5)
+    env = server_env(tmp_path, sandbox)
+    with http_server(env, tmp_path / "server.log") as url:
+        async with TasksClient(url) as client:
+            first = await client.call("generate", A)
+            queued = await client.call("export", {"format": "xml"})
+            assert "waiting for its turn" in queued["statusMessage"], queued
+            await client.cancel(queued["taskId"])
+            cancelled = await client.get(queued["taskId"])
+            done = await client.poll(first["taskId"])
+    assert cancelled["status"] == "cancelled", cancelled
+    assert "no folder was written" in cancelled["statusMessage"]
+    assert done["status"] == "completed"
+    out = tmp_path / "out"
+    assert not out.exists() or not list(out.glob("*-xml"))
+    assert renders_started(sandbox) == 0
+
+
+@needs_proc
 async def test_a_handoff_as_a_task_completes_with_its_folder(tmp_path: Path, sandbox: Any) -> None:
     env = server_env(tmp_path, sandbox)
     with http_server(env, tmp_path / "server.log") as url:
