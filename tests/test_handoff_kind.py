@@ -8,10 +8,13 @@ served process), counting the renders the sandbox started.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
-from nemo_mcp.ledger import clock
+import pytest
+
+from nemo_mcp.ledger import Ledger, clock
 from nemo_mcp.ledger.sqlite import SqliteLedger
 from nemo_mcp.state_files import StateStore
 
@@ -200,3 +203,36 @@ async def test_a_handoff_left_as_a_render_by_an_earlier_version_renders_nothing(
         handed = await finished(session, {"format": "otio"})
     assert waited.is_error and "call `export` with format otio again" in text_of(waited)
     assert handed["folder"] and renders_started(sandbox) == 0
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+async def test_both_ledgers_keep_a_handoff_out_of_the_renders(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    ledger: Ledger
+    if store == "redis":
+        from nemo_mcp.hosted.redis_client import connect as redis
+        from nemo_mcp.ledger.redis import RedisLedger
+        from nemo_mcp.scale import Scale
+
+        client = redis(request.getfixturevalue("redis_server").url, Scale())
+        ledger = RedisLedger(client, f"test:{uuid.uuid4().hex}", server_clock=False)
+    else:
+        ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    try:
+        now = clock()
+        asked = await ledger.submit(
+            user="u", kind="handoff", key="handoff|otio", session_id="s",
+            request={"format": "otio"}, now=now,
+        )  # fmt: skip
+        assert asked.how == "new" and asked.entry is not None
+        found = await ledger.latest(user="u", kind="handoff", key="handoff|otio")
+        assert found is not None and found.id == asked.entry.id and found.kind == "handoff"
+        assert await ledger.latest(user="u", kind="render", key="handoff|otio") is None
+        assert await ledger.renders("u") == []
+        claimed = await ledger.claim_head("u", "me", now=now, lease=10)
+        assert claimed is not None and claimed.id == asked.entry.id
+    finally:
+        await ledger.close()
+        if store == "redis":
+            await client.aclose()
