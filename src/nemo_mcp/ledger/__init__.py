@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Kind = Literal["message", "render"]
+Kind = Literal["message", "render", "handoff"]
 State = Literal[
     "queued",
     "sending",

@@ -44,7 +44,7 @@ from nemo_mcp.backend.models import RenderStatus
 from nemo_mcp.errors import InputError, NemoError, RenderError
 from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
 from nemo_mcp.ledger import Entry
-from nemo_mcp.server.jobs import RenderJob, render, render_job
+from nemo_mcp.server.jobs import HandoffJob, MessageJob, RenderJob, job_of, render, render_job
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.work import Run, status_line
 from nemo_mcp.settings import Settings
@@ -61,6 +61,11 @@ STALE_PART_SECONDS = 600
 def render_key(fmt: str, quality: str) -> str:
     """One export request per format and quality: a second ask joins the unfinished one."""
     return f"render|{fmt}|{quality}"
+
+
+def handoff_key(fmt: str) -> str:
+    """One hand-off request per timeline format (never a render's key: another kind)."""
+    return f"handoff|{fmt}"
 
 
 def draft_hash(draft: Any) -> str:
@@ -156,20 +161,24 @@ def clean_stale_parts(folder: Path, now: float) -> None:
 
 
 def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
-    """What a caller (the `export` tool, the studio) gets while an export waits its turn
-    or renders: read from its `RenderJob`, as every answer about a render is."""
-    job = render_job(entry)
+    """What a caller (the `export` tool, the studio) gets while an export or a hand-off
+    waits its turn or runs: read from its typed job, as every answer about it is."""
+    job = job_of(entry)
+    assert not isinstance(job, MessageJob), entry.kind
     queued = job.phase == "queued" and ahead > 0
+    handoff = job.format if isinstance(job, HandoffJob) else None
+    what = f"hand-off ({handoff}, nothing is rendered)" if handoff else "render"
     return ExportOutput(
         status="queued" if queued else "rendering",
-        render_id=job.render_id or "",
+        render_id=job.render_id or "" if isinstance(job, RenderJob) else "",
         progress_percent=int(job.percent or 0),
         progress=status_line(entry, now),
         ahead=ahead if queued else 0,
         elapsed_seconds=round(now - job.created_at, 1),
         next_steps=[
-            f'Call `export` with request_id="{job.handle}" to keep waiting on this render.'
+            f'Call `export` with request_id="{job.handle}" to keep waiting on this {what}.'
         ],
+        handoff_format=handoff,
         request_id=job.handle,
     )
 
@@ -180,8 +189,12 @@ async def run_render(
     """Execute a render entry from whatever state it was left in; the outcome's JSON.
 
     `history` holds the user's earlier render entries (for reuse and unsaved renders)."""
-    if _job(run).format in HANDOFF_FORMATS:  # a timeline for an editor (nemo_mcp.handoff)
-        return await run_handoff_export(run, client, settings, history)
+    if _job(run).format in HANDOFF_FORMATS:
+        # Left by a version that ran hand-offs as renders: a hand-off is its own kind now.
+        raise InputError(
+            f"This hand-off was asked of an earlier version of nemo-mcp; call `export` with "
+            f"format {_job(run).format} again to hand the timeline off (nothing is rendered)."
+        )
     if run.state in ("starting", "rendering", "downloading") and _job(run).render_id:
         run.memo["resumed"] = True  # left unfinished by a server that stopped
     if run.state == "queued":
@@ -411,25 +424,17 @@ async def _download(
 async def run_handoff_export(
     run: Run, client: NemoClient, settings: Settings, history: list[Entry]
 ) -> dict[str, Any]:
-    """A hand-off entry's outcome: the folder `nemo_mcp.handoff` writes, with this module's
-    file checks; no render is started."""
+    """A hand-off entry's outcome (its own ledger kind, `server/jobs/handoff.py`): the folder
+    `nemo_mcp.handoff` writes, with this module's file checks; no render is started.
+
+    `history` holds the user's earlier hand-offs in the same format, newest last."""
     from nemo_mcp.handoff.job import Checks, run_handoff
 
     checks = Checks(folder=check_output_folder, saved=record_is_saved, digest=draft_hash)
     handed = await run_handoff(run, client, settings, history, checks)
-    return ExportOutput(
-        status="completed",
-        render_id="",
-        progress_percent=100,
-        file=handed.file,
-        folder=handed.folder,
-        handoff_format=handed.format,
-        size_bytes=handed.size,
-        not_carried=handed.not_carried,
-        reused=handed.reused,
-        elapsed_seconds=round(0.0 if handed.reused else run.elapsed, 1),
-        next_steps=[f"Open the folder {handed.folder} in the editor (its README says how)."],
-    ).model_dump(mode="json")
+    job = run.job
+    assert isinstance(job, HandoffJob)
+    return job.output(elapsed=run.elapsed, reused=handed.reused).model_dump(mode="json")
 
 
 def _holder(run: Run) -> str:
@@ -450,7 +455,9 @@ __all__ = [
     "check_output_folder",
     "draft_hash",
     "file_is_saved",
+    "handoff_key",
     "pending_output",
     "render_key",
+    "run_handoff_export",
     "run_render",
 ]

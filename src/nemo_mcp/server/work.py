@@ -38,7 +38,7 @@ from nemo_mcp.ledger import (
     clock,
     new_owner,
 )
-from nemo_mcp.server.jobs import MessageJob, RenderJob, check_move, job_of
+from nemo_mcp.server.jobs import AnyJob, check_move, job_of
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -150,7 +150,7 @@ class Run:
         return clock() - self.entry.created_at
 
     @property
-    def job(self) -> MessageJob | RenderJob:
+    def job(self) -> AnyJob:
         """The typed job, with this run's newest facts."""
         return job_of(self.entry, self.memo)
 

@@ -123,7 +123,13 @@ def handoff_text(out: ExportOutput) -> str:
 
 def handoff_waiting(out: ExportOutput, fmt: str) -> str:
     """The agent's text for a hand-off still queued or under way."""
-    return waiting(fmt=fmt, queued=out.status == "queued", ahead=out.ahead, progress=out.progress)
+    return waiting(
+        fmt=fmt,
+        queued=out.status == "queued",
+        ahead=out.ahead,
+        progress=out.progress,
+        request_id=out.request_id,
+    )
 
 
 @guarded("Exporting the video")
@@ -149,7 +155,8 @@ async def export(
     now = clock()
     if not entry.finished:
         out = pending_output(entry, ahead=ahead, now=now)
-        text = export_text(out) if format == "mp4" else handoff_waiting(out, format)
+        fmt = out.handoff_format  # from the entry: a wait by request_id names no format
+        text = handoff_waiting(out, fmt) if fmt else export_text(out)
         return result(text, out, notices=service.take_notices())
     return await finished_result(service, entry, served(ctx), end - anyio.current_time())
 
