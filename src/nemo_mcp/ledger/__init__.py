@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
-Kind = Literal["message", "render"]
+Kind = Literal["message", "render", "handoff"]
 State = Literal[
     "queued",
     "sending",

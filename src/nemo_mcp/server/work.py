@@ -38,7 +38,7 @@ from nemo_mcp.ledger import (
     clock,
     new_owner,
 )
-from nemo_mcp.server.jobs import MessageJob, RenderJob, check_move, job_of
+from nemo_mcp.server.jobs import AnyJob, check_move, job_of
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -78,6 +78,7 @@ def error_record(err: NemoError) -> dict[str, Any]:
         "code": err.code,
         "http_status": err.http_status,
         "from_backend": err.from_backend,
+        "detail": err.detail,
     }
 
 
@@ -91,6 +92,7 @@ def error_from(record: dict[str, Any]) -> NemoError:
         code=record.get("code"),
         http_status=record.get("http_status"),
         from_backend=bool(record.get("from_backend")),
+        detail=record.get("detail"),
     )
 
 
@@ -148,7 +150,7 @@ class Run:
         return clock() - self.entry.created_at
 
     @property
-    def job(self) -> MessageJob | RenderJob:
+    def job(self) -> AnyJob:
         """The typed job, with this run's newest facts."""
         return job_of(self.entry, self.memo)
 

@@ -15,8 +15,9 @@ as far as the work allows.
 - **Cancelled**: when another call (without a task) waits for the same work, only this
   task ends. Otherwise a queued entry is dropped from the ledger (nothing was sent); a
   render is cancelled at the backend, and the task ends `cancelled` once the entry shows
-  the render stopped; a message already sent cannot be unsent, so the task goes on and
-  says so. A cancel never sends anything.
+  the render stopped; a message already sent cannot be unsent, nor a hand-off under way
+  (it only writes a folder here) stopped, so the task goes on and says so. A cancel never
+  sends anything.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ MESSAGE_POLL_MS: Final = 1_000
 DROPPED = {
     "message": "Cancelled before it was sent: nothing was sent to NemoVideo or charged.",
     "render": "Cancelled before the render started: no render was started.",
+    "handoff": "Cancelled before the hand-off started: no folder was written.",
 }
 DROPPED_ANY = "Cancelled before it started: nothing of it was done."
 ALREADY_SENT = (
@@ -75,6 +77,7 @@ ALREADY_SENT = (
 TOO_LATE = {
     "message": "Completed: the request had been sent before the cancel came, so it went on.",
     "render": "Completed: the render finished before the cancel could stop it.",
+    "handoff": "Completed: the hand-off finished before the cancel could stop it.",
 }
 SHARED = (
     "Cancelled for this task only: another call waits for the same work, so it goes on "
@@ -84,6 +87,10 @@ CANCELLING = "Cancelling the render at NemoVideo."
 NOT_CANCELLED = (
     "The render could not be cancelled at NemoVideo ({why}); it goes on, and this task "
     "ends with its result."
+)
+HANDOFF_GOES_ON = (
+    "A cancel was asked, but the hand-off was already writing its folder on this computer "
+    "(nothing is sent or charged); it goes on, and this task ends with its result."
 )
 RENDER_CANCELLED = "Cancelled: the render was stopped at NemoVideo; no file was saved."
 RENDER_DONE = (
@@ -306,10 +313,9 @@ class TaskKeeper:
             entry = await service.ledger.get(record.entry)
             if entry is None or entry.finished:
                 return
-        if entry.kind == "message":
-            await store.save(
-                replace(record, cancel_asked=now, message=ALREADY_SENT, updated_at=now)
-            )
+        if entry.kind in ("message", "handoff"):
+            said = ALREADY_SENT if entry.kind == "message" else HANDOFF_GOES_ON
+            await store.save(replace(record, cancel_asked=now, message=said, updated_at=now))
             return
         render_id = entry.memo.get("render_id")
         if entry.state == "downloading" or not isinstance(render_id, str):
