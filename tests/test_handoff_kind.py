@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from nemo_mcp.ledger import Ledger, clock
+from nemo_mcp.ledger import Ledger
 from nemo_mcp.ledger.sqlite import SqliteLedger
 from nemo_mcp.state_files import StateStore
 
@@ -193,7 +193,6 @@ async def test_a_handoff_left_as_a_render_by_an_earlier_version_renders_nothing(
             key="render|otio|high",
             session_id=None,
             request={"format": "otio", "quality": "high", "fresh": False},
-            now=clock(),
         )
     finally:
         await ledger.close()
@@ -216,21 +215,23 @@ async def test_both_ledgers_keep_a_handoff_out_of_the_renders(
         from nemo_mcp.scale import Scale
 
         client = redis(request.getfixturevalue("redis_server").url, Scale())
-        ledger = RedisLedger(client, f"test:{uuid.uuid4().hex}", server_clock=False)
+        ledger = RedisLedger(
+            client,
+            f"test:{uuid.uuid4().hex}",
+        )
     else:
         ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
     try:
-        now = clock()
         asked = await ledger.submit(
             user="u", kind="handoff", key="handoff|otio", session_id="s",
-            request={"format": "otio"}, now=now,
+            request={"format": "otio"},
         )  # fmt: skip
         assert asked.how == "new" and asked.entry is not None
         found = await ledger.latest(user="u", kind="handoff", key="handoff|otio")
         assert found is not None and found.id == asked.entry.id and found.kind == "handoff"
         assert await ledger.latest(user="u", kind="render", key="handoff|otio") is None
         assert await ledger.renders("u") == []
-        claimed = await ledger.claim_head("u", "me", now=now, lease=10)
+        claimed = await ledger.claim_head("u", "me", lease=10)
         assert claimed is not None and claimed.id == asked.entry.id
     finally:
         await ledger.close()

@@ -42,7 +42,7 @@ AskToken = Callable[[str], Awaitable[Any]]
 class Leases(Protocol):
     """Named leases shared by every process using one user's state (the ledger's)."""
 
-    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool: ...
+    async def lease(self, name: str, owner: str, *, seconds: float) -> bool: ...
 
     async def release(self, name: str, owner: str) -> None: ...
 
@@ -99,7 +99,7 @@ class HomeLeases:
         held = False
         for wait in retrying.LEASE.tries():
             await anyio.sleep(wait)
-            held = await self.leases.lease(name, self.owner, now=time.time(), seconds=60.0)
+            held = await self.leases.lease(name, self.owner, seconds=60.0)
             if held or anyio.current_time() > deadline:
                 break
         if not held:

@@ -33,7 +33,7 @@ from nemo_mcp.hosted.serving import (
     shared_request_state,
 )
 from nemo_mcp.identity import SkillIdentity, load_identity
-from nemo_mcp.ledger import Ledger, clock, new_owner
+from nemo_mcp.ledger import Ledger, new_owner
 from nemo_mcp.metrics import Metrics
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
@@ -219,7 +219,7 @@ def create_server(
                     where = str(state.ledger_path)
                 closing.push_async_callback(ledger.close)
                 try:
-                    await ledger.prune(now=clock())
+                    await ledger.prune()
                 except NemoError:  # damaged (healed), locked, a full disk: already one sentence
                     raise
                 except Exception as err:  # a ledger that cannot be opened is said plainly

@@ -16,8 +16,8 @@ nothing: the render's URL is the result, and an earlier render of the same timel
 reused by its URL.
 
 A download is complete only when its size matches what the render reported (when it
-reported one). It streams into `.nemo-<render id>-<holder>.part` beside its final name (its own
-for each process holding the claim), and is
+reported one). It streams into `.nemo-<render id>-g<generation>.part` beside its final name (its own
+for each claim on the entry: the ledger's generation), and is
 moved there only when whole; stale parts are removed. Its size and SHA-256 are recorded,
 so a later reuse can tell the saved file from anything put in its place.
 """
@@ -438,8 +438,8 @@ async def run_handoff_export(
 
 
 def _holder(run: Run) -> str:
-    """A short tag of the process holding `run`'s claim (its owner name, hashed)."""
-    return hashlib.sha256(run.work.owner.encode()).hexdigest()[:10]
+    """The tag of `run`'s claim: its generation (the ledger's fencing token)."""
+    return f"g{run.entry.generation}"
 
 
 async def browser_link(client: NemoClient) -> str | None:

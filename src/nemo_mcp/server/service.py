@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 
 from nemo_mcp.errors import InputError
 from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
-from nemo_mcp.ledger import KEEP_HANDLES, KEEP_SECONDS, Entry, Kind, Ledger, clock
+from nemo_mcp.ledger import KEEP_HANDLES, Entry, Kind, Ledger, clock, recent
 from nemo_mcp.metrics import Metrics
 from nemo_mcp.server.boundary import token_replaced
 from nemo_mcp.server.exposure import Exposure
@@ -192,7 +192,7 @@ class NemoService:
             return None
         if not latest.finished:
             return latest  # the same words while they run: a wait, whatever the flags
-        if (latest.finished_at or 0) < now - KEEP_SECONDS:
+        if not recent(latest.finished_at, now):
             return None
         if not await self._delivered(latest, call):
             return latest  # finished, but no call has been given its result yet
@@ -258,7 +258,7 @@ class NemoService:
         latest = await self.ledger.latest(user=self.user, kind=kind, key=fingerprint)
         if latest is None or not latest.finished:
             return latest
-        if (latest.finished_at or 0) < clock() - KEEP_SECONDS:
+        if not recent(latest.finished_at, clock()):
             return None
         if not await self._only_handoffs_since(latest):
             return None  # other work since (an edit): this export is of something new
@@ -287,7 +287,7 @@ class NemoService:
         """Whether another call has been given the entry's outcome (recording this call's
         ask, so joining the entry need not ask again)."""
         if entry.id not in call.delivered:
-            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask, now=clock())
+            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask)
         return call.delivered[entry.id]
 
     async def named(self, request_id: str) -> Entry | None:
@@ -301,7 +301,7 @@ class NemoService:
             found = await self.ledger.get(request_id)
             if found is None or found.user != self.user or found.key.startswith(HANDLE):
                 return None
-        if found.finished and (found.finished_at or 0) < clock() - KEEP_HANDLES:
+        if found.finished and not recent(found.finished_at, clock(), KEEP_HANDLES):
             return None
         return found
 

@@ -12,6 +12,7 @@ by the ledger's states:
     downloading -> downloading   taken up again after a stop: the files still the ones
                                  saved are kept, the rest fetched, the timeline written anew
     any -> done | failed         the folder, or the failure, is recorded
+    queued -> cancelled          dropped by a cancel before it started (`Ledger.drop`)
 
 `queued -> done` is the same timeline handed off before, its folder still whole (reused).
 """
@@ -25,7 +26,7 @@ from pydantic import Field
 from nemo_mcp.server.jobs.common import JobFacts
 from nemo_mcp.server.outputs import ExportOutput
 
-HandoffPhase = Literal["queued", "downloading", "done", "failed"]
+HandoffPhase = Literal["queued", "downloading", "done", "failed", "cancelled"]
 
 #: The moves a hand-off may make (the two ends are reachable from every phase).
 HANDOFF_MOVES: dict[str, frozenset[str]] = {

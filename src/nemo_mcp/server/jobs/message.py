@@ -8,6 +8,7 @@ Its phases and the moves between them (each saved before the step it guards acts
     sending -> recovering      the answer was lost (unclear) and the evidence shows it arrived
     streaming -> recovering    the stream closed or broke: the outcome is read from the state
     any -> done | failed       the outcome, or the failure, is recorded
+    queued -> cancelled        dropped by a cancel before it was sent (`Ledger.drop`)
 
 Each move is a function below that records it and returns once it is durable; the
 executor (`server.generation`) acts only after. The backend records nothing: it gives
@@ -22,7 +23,9 @@ from pydantic import Field
 
 from nemo_mcp.server.jobs.common import JobFacts, Journal
 
-MessagePhase = Literal["queued", "sending", "streaming", "recovering", "done", "failed"]
+MessagePhase = Literal[
+    "queued", "sending", "streaming", "recovering", "done", "failed", "cancelled"
+]
 
 #: The moves a message may make (the two ends are reachable from every phase).
 MESSAGE_MOVES: dict[str, frozenset[str]] = {

@@ -9,6 +9,7 @@ Its phases and the moves between them (each saved before the step it guards acts
     rendering -> downloading   the render finished: its file is fetched, never rendered again
     downloading -> starting    the earlier render's file is gone from the backend too
     any -> done | failed       the saved file, or the failure, is recorded
+    queued -> cancelled        dropped by a cancel before it started (`Ledger.drop`)
 
 Every reader of a render (the export tool's answers, the `nemo://renders` resource, the
 studio, the running-work lines) reads it through `RenderJob`.
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RenderPhase = Literal["queued", "starting", "rendering", "downloading", "done", "failed"]
+RenderPhase = Literal[
+    "queued", "starting", "rendering", "downloading", "done", "failed", "cancelled"
+]
 
 #: The moves a render may make (the two ends are reachable from every phase).
 RENDER_MOVES: dict[str, frozenset[str]] = {

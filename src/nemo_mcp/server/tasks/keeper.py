@@ -69,6 +69,7 @@ DROPPED = {
     "render": "Cancelled before the render started: no render was started.",
     "handoff": "Cancelled before the hand-off started: no folder was written.",
 }
+DROPPED_ANY = "Cancelled before it started: nothing of it was done."
 ALREADY_SENT = (
     "A cancel was asked, but the request had already been sent to NemoVideo and a sent "
     "request cannot be unsent; this task goes on and ends with its result."
@@ -212,9 +213,11 @@ class TaskKeeper:
             ended = replace(
                 record, status="failed", error={"code": -32603, "message": gone}, message=gone
             )
-        elif record.cancel_asked is not None and entry.state == "failed" and _stopped(entry):
-            why = DROPPED[entry.kind] if _dropped(entry) else RENDER_CANCELLED
-            ended = replace(record, status="cancelled", message=why)
+        elif entry.state == "cancelled":  # dropped before it started: nothing left
+            ended = replace(record, status="cancelled", message=dropped_words(entry))
+        elif record.cancel_asked is not None and entry.state == "failed" and entry.kind == "render":
+            # A render the backend stopped on this cancel.
+            ended = replace(record, status="cancelled", message=RENDER_CANCELLED)
         else:
             if entry.error is not None:
                 answer = error_result(error_from(entry.error), service.client)
@@ -228,7 +231,7 @@ class TaskKeeper:
         ended.updated_at = now
         saved = await self.store(service).save(ended)
         if saved is not None and saved.status == "completed" and entry is not None:
-            await service.ledger.deliver(entry.id, record.ask, now=now)
+            await service.ledger.deliver(entry.id, record.ask)
 
     # answering ----------------------------------------------------------------------
     async def record(self, service: NemoService, task_id: str) -> TaskRecord:
@@ -300,12 +303,9 @@ class TaskKeeper:
             await store.save(replace(record, status="cancelled", message=SHARED, updated_at=now))
             return
         if entry.state == "queued":
-            why = DROPPED[entry.kind]
-            # Recorded first: whoever finishes the task then knows the drop was a cancel.
+            why = dropped_words(entry)
             record = await store.save(replace(record, cancel_asked=now, updated_at=now)) or record
-            dropped = await service.ledger.drop(
-                entry.id, now=now, error=error_record(NemoError(why))
-            )
+            dropped = await service.ledger.drop(entry.id, error=error_record(NemoError(why)))
             if dropped is not None:
                 service.work.touch()
                 await store.save(replace(record, status="cancelled", message=why, updated_at=now))
@@ -332,15 +332,9 @@ class TaskKeeper:
             await store.save(replace(record, cancel_asked=now, message=refused, updated_at=now))
 
 
-def _dropped(entry: Entry) -> bool:
-    """Whether the entry was dropped from the queue by a cancel (nothing of it left)."""
-    return (entry.error or {}).get("message") == DROPPED[entry.kind]
-
-
-def _stopped(entry: Entry) -> bool:
-    """Whether a failed entry failed because of the cancel: dropped, or a render (the
-    backend stopped it); a message that failed on its own keeps its own error."""
-    return _dropped(entry) or entry.kind == "render"
+def dropped_words(entry: Entry) -> str:
+    """What a task says of its work dropped from the queue (`cancelled`): nothing left."""
+    return DROPPED.get(entry.kind, DROPPED_ANY)
 
 
 __all__ = ["Finisher", "TaskKeeper", "UnknownTask", "cancel_render", "poll_interval"]
