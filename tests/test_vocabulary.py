@@ -11,8 +11,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nemo_mcp"
 OLD = re.compile(r"[A-Za-z_]*(?:profile|face|slug)[A-Za-z_]*", re.IGNORECASE)
 #: Words that contain an old one and mean something else.
 OTHER_MEANINGS = frozenset({"interface", "interfaces", "surface", "surfaces", "icc_profile"})
-#: Files where an old word means something else: a font face, a photo's colour profile.
-ELSEWHERE = {"media/pictures.py": {"face"}, "media/convert.py": {"profile"}}
+#: Files where an old word means something else: a font face, a photo's colour profile,
+#: a music file's name made from its title.
+ELSEWHERE = {
+    "media/pictures.py": {"face"},
+    "media/convert.py": {"profile"},
+    "sandbox/composition.py": {"slug"},
+}
 #: Still to be renamed where the client is reworked (`upload_profile`, `identity.profile`);
 #: identity.py keeps the two old names for it until then.
 PENDING = {
