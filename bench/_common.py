@@ -110,7 +110,7 @@ def sandbox_process(**config: Any) -> Iterator[str]:
 
 
 def identity_headers(skill: str | None = None) -> dict[str, str]:
-    """The attribution headers the server would send for `skill` (default profile if None)."""
+    """The attribution headers the server would send for `skill` (the default skill if None)."""
     from nemo_mcp.identity import load_identity
 
     return load_identity(skill=skill).headers()

@@ -43,10 +43,10 @@ def client_for(api_url: str, state: Path, files: Path) -> NemoClient:
         api_url=api_url, home=state / "home", output_dir=state / "out", upload_dirs=(files,)
     )
     identity = load_identity()
-    # The profiles cap uploads at 500 MB; a 1 GiB run needs a larger cap on both ends
+    # The skills cap uploads at 500 MB; a 1 GiB run needs a larger cap on both ends
     # (the sandbox gets `upload_limit_bytes`), so the bench raises the client's copy too.
-    profile = dataclasses.replace(identity.profile, max_upload_bytes=1 << 40)
-    identity = dataclasses.replace(identity, profile=profile)
+    skill = dataclasses.replace(identity.skill, max_upload_bytes=1 << 40)
+    identity = dataclasses.replace(identity, skill=skill)
     return NemoClient(settings, identity, StateStore(settings.home, api_url))
 
 

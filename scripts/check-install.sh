@@ -2,7 +2,7 @@
 # What users install, as they install it: build and check the sdist and the wheel
 # (scripts/build-dist.sh), install the wheel WITHOUT extras into a fresh virtual environment
 # outside the checkout, and from there run `nemo-mcp --version`, `nemo-mcp doctor` against
-# the sandbox backend, and `nemo-mcp demo --all`, checking that each product face saved its
+# the sandbox backend, and `nemo-mcp demo --all`, checking that each skill's demo saved its
 # MP4 (their paths are printed).
 #
 #   scripts/check-install.sh
@@ -50,13 +50,13 @@ env -u NEMO_TOKEN "$nemo" demo --all --output-dir "$work/demo" >"$work/demo.log"
     || { cat "$work/demo.log" >&2; exit 1; }
 tail -n 12 "$work/demo.log"
 
-echo "== the five faces' MP4s"
-faces="$("$work/venv/bin/python" -c 'from nemo_mcp.demo import FACES; print(*FACES)')"
+echo "== the five skills' MP4s"
+skills="$("$work/venv/bin/python" -c 'from nemo_mcp.demo import DEMOS; print(*DEMOS)')"
 count=0
-for face in $faces; do
-    video="$(find "$work/demo/$face" -maxdepth 1 -name '*.mp4' -size +10k | head -n 1)"
+for skill in $skills; do
+    video="$(find "$work/demo/$skill" -maxdepth 1 -name '*.mp4' -size +10k | head -n 1)"
     if [ -z "$video" ]; then
-        echo "check-install: the $face face saved no MP4" >&2
+        echo "check-install: the $skill demo saved no MP4" >&2
         exit 1
     fi
     grep -qF "Saved: $video" "$work/demo.log" || { echo "check-install: $video was not reported" >&2; exit 1; }
@@ -67,5 +67,5 @@ for face in $faces; do
     echo "$video ($(wc -c <"$video") bytes)"
     count=$((count + 1))
 done
-[ "$count" -eq 5 ] || { echo "check-install: $count faces, expected 5" >&2; exit 1; }
-echo "check-install: the plain install works (5 faces, 5 MP4s)"
+[ "$count" -eq 5 ] || { echo "check-install: $count skills, expected 5" >&2; exit 1; }
+echo "check-install: the plain install works (5 skills, 5 MP4s)"

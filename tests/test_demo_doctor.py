@@ -61,7 +61,7 @@ def test_demo_saves_the_file_the_sandbox_served(tmp_path: Path, sandbox: Any) ->
     assert done.returncode == 0, done.stdout + done.stderr
     from nemo_mcp import demo
 
-    saved = list((out / demo.DEFAULT_SKILL).glob("*.mp4"))  # the text-prompt face's folder
+    saved = list((out / demo.DEFAULT_SKILL).glob("*.mp4"))  # the text-prompt skill's folder
     assert len(saved) == 1
     sheets = list((out / demo.DEFAULT_SKILL).glob("*-contact-sheet.jpg"))
     assert len(sheets) == 1 and f"Contact sheet: {sheets[0]}" in done.stdout
@@ -98,7 +98,7 @@ def test_a_failing_demo_says_why_in_one_sentence(tmp_path: Path) -> None:
     (line,) = [t for t in out.getvalue().splitlines() if t.startswith("Demo failed")]
     assert "TaskGroup" not in line and "sub-exception" not in line
     assert line == (
-        f"Demo failed: the {demo.DEFAULT_SKILL} face stopped: generate answered: Out of credits "
+        f"Demo failed: the {demo.DEFAULT_SKILL} demo stopped: generate answered: Out of credits "
         "(the free trial's 100 credits are used up)."
     )
     assert "Traceback" not in out.getvalue()
@@ -211,7 +211,7 @@ def test_doctor_checks_a_saved_token_without_printing_it(
     [
         ({"NEMO_API_URL": "ftp://x"}, "NEMO_API_URL must start with http"),
         ({"NEMO_API_URL": "http://127.0.0.1:9"}, "unreachable"),
-        ({"NEMO_SKILL": "nope"}, "unknown skill profile"),
+        ({"NEMO_SKILL": "nope"}, "unknown skill"),
         ({"NEMO_TOKEN": "nmv_usr_bogus_token_123"}, "NEMO_TOKEN was refused"),
         ({"NEMO_UPLOAD_DIRS": "/no/such/folder"}, "is not a folder"),
         ({"NEMO_TOOL_TIMEOUT": "-1"}, "NEMO_TOOL_TIMEOUT must be above 0"),

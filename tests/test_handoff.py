@@ -3,7 +3,7 @@ timeline file, its media and a README, renders nothing and spends nothing.
 
 The plan (draft -> frames) is checked rule by rule; the formats are checked by reading each
 written file back with OpenTimelineIO through the same adapters; the whole path runs through
-the SDK's `Client` against the sandbox, for the draft of each of the five demo faces.
+the SDK's `Client` against the sandbox, for the draft of each of the five skills' demos.
 """
 
 from __future__ import annotations
@@ -334,28 +334,30 @@ def test_without_the_packages_the_answer_says_how_to_install(
     assert said.count(".") <= 2 and "\n" not in said
 
 
-# through the SDK's Client against the sandbox, for each demo face -----------------------
+# through the SDK's Client against the sandbox, for each skill's demo -----------------------
 @asynccontextmanager
-async def faced(tmp_path: Path, sandbox: Any, slug: str, **settings: Any) -> AsyncIterator[Any]:
-    """A session on the sandbox whose project holds the draft of the face `slug` (made with
+async def demo_project(
+    tmp_path: Path, sandbox: Any, skill: str, **settings: Any
+) -> AsyncIterator[Any]:
+    """A session on the sandbox whose project holds the draft of the skill `skill`'s demo (made with
     the credits the demo's account starts with)."""
     sandbox.control.set(initial_credits=300)
     async with connect(make_settings(tmp_path, sandbox.url, **settings)) as session:
-        await _face(session, demo.FACES[slug], tmp_path / "uploads")
+        await _demo_steps(session, demo.DEMOS[skill], tmp_path / "uploads")
         yield session
 
 
-async def _face(session: Any, face: demo.Face, uploads: Path) -> None:
-    """The face's own steps, as its demo takes them: uploads, the request, the edit."""
-    for name in face.inputs:
+async def _demo_steps(session: Any, spec: demo.Demo, uploads: Path) -> None:
+    """The demo's own steps, as it takes them: uploads, the request, the edit."""
+    for name in spec.inputs:
         (uploads / name).write_bytes(demo.bundled(name))
-    if face.uploads:
-        sent = await session.call("upload", {"sources": [str(uploads / n) for n in face.uploads]})
+    if spec.uploads:
+        sent = await session.call("upload", {"sources": [str(uploads / n) for n in spec.uploads]})
         assert not sent.is_error, text_of(sent)
-    request: dict[str, Any] = {"message": face.request}
-    if face.script:
-        request["script_file"] = str(uploads / face.script)
-    for args in (request, {"message": face.edit}):
+    request: dict[str, Any] = {"message": spec.request}
+    if spec.script:
+        request["script_file"] = str(uploads / spec.script)
+    for args in (request, {"message": spec.edit}):
         made = await session.call("generate", args)
         assert not made.is_error, text_of(made)
         while made.structured_content["status"] in ("running", "queued"):
@@ -367,9 +369,11 @@ def _frames(seconds: float) -> int:
     return round(seconds * FPS)
 
 
-@pytest.mark.parametrize("slug", list(demo.FACES))
-async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, sandbox: Any) -> None:
-    async with faced(tmp_path, sandbox, slug) as session:
+@pytest.mark.parametrize("skill", list(demo.DEMOS))
+async def test_each_skill_hands_off_in_each_format(
+    skill: str, tmp_path: Path, sandbox: Any
+) -> None:
+    async with demo_project(tmp_path, sandbox, skill) as session:
         shown = (await session.call("timeline")).structured_content
         before = sandbox.control.stats()
         handed = {fmt: await session.call("export", {"format": fmt}) for fmt in FORMATS}
@@ -469,7 +473,7 @@ def _fetched(sandbox: Any) -> int:
 async def test_the_same_timeline_again_is_the_same_folder_unless_fresh(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    async with faced(tmp_path, sandbox, "image-to-video-by-prompt") as session:
+    async with demo_project(tmp_path, sandbox, "image-to-video-by-prompt") as session:
         first = (await session.call("export", {"format": "fcpxml"})).structured_content
         fetched = _fetched(sandbox)
         again = await session.call("export", {"format": "fcpxml"})
@@ -489,7 +493,9 @@ async def test_the_same_timeline_again_is_the_same_folder_unless_fresh(
 async def test_a_hosted_server_without_a_shared_volume_hands_off_nothing(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    async with faced(tmp_path, sandbox, "ai-generator-generator", save_exports=False) as session:
+    async with demo_project(
+        tmp_path, sandbox, "ai-generator-generator", save_exports=False
+    ) as session:
         refused = await session.call("export", {"format": "xml"})
     assert refused.is_error
     assert "NEMO_OUTPUT_DIR to a shared volume" in text_of(refused)
@@ -520,11 +526,11 @@ def test_the_demo_hands_off_and_prints_the_folders(tmp_path: Path) -> None:
     printed = out.getvalue()
     assert code == 0, printed
     assert "The hand-offs sent 0 messages and started 0 renders." in printed
-    face = tmp_path / "ai-video-generation-online"
+    skill_folder = tmp_path / "ai-video-generation-online"
     for fmt in FORMATS:
         [line] = [x for x in printed.splitlines() if x.startswith(f"Handed off ({fmt}): ")]
         folder = Path(line.split(": ", 1)[1])
-        assert folder.parent == face and f"  {folder}" in printed.split("Done:")[1]
+        assert folder.parent == skill_folder and f"  {folder}" in printed.split("Done:")[1]
         [timeline] = folder.glob("*" + ADAPTERS[fmt][1])  # type: ignore[index]
         assert otio.adapters.read_from_file(str(timeline), adapter_name=ADAPTERS[fmt][0])  # type: ignore[index]
         media = sorted(p.name for p in (folder / "media").iterdir())
@@ -535,7 +541,7 @@ def test_the_demo_hands_off_and_prints_the_folders(tmp_path: Path) -> None:
 async def test_a_broken_download_is_continued_in_the_same_folder(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    async with faced(tmp_path, sandbox, "meta-video-generation-free") as session:
+    async with demo_project(tmp_path, sandbox, "meta-video-generation-free") as session:
         sandbox.control.fault("download_cut", route="file", bytes=100)
         broken = await session.call("export", {"format": "otio"})
         fetched = _fetched(sandbox)
@@ -628,7 +634,7 @@ async def test_the_timeline_says_the_handoff_is_there_once_ready(
     sandbox.control.set(initial_credits=300)  # before the account is made
     async with connect(make_settings(tmp_path, sandbox.url)) as session:
         empty = text_of(await session.call("timeline"))
-    async with faced(tmp_path, sandbox, "ai-generator-generator") as session:
+    async with demo_project(tmp_path, sandbox, "ai-generator-generator") as session:
         ready = text_of(await session.call("timeline"))
         tools = {t.name: t for t in (await session.client.list_tools()).tools}
     assert "format 'otio'" not in empty
@@ -681,7 +687,7 @@ def test_a_handoff_under_way_says_so_not_rendering(status: str, ahead: int, said
 async def test_the_sandboxs_music_is_a_sound_long_enough_for_its_draft(
     tmp_path: Path, sandbox: Any
 ) -> None:
-    async with faced(tmp_path, sandbox, "ai-generator-generator") as session:
+    async with demo_project(tmp_path, sandbox, "ai-generator-generator") as session:
         shown = (await session.call("timeline")).structured_content
         handed = (await session.call("export", {"format": "otio"})).structured_content
     assert shown is not None and handed is not None

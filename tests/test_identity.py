@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nemo_mcp.errors import SkillFileError
-from nemo_mcp.identity import PROFILES, detect_platform, load_identity, parse_frontmatter
+from nemo_mcp.identity import SKILLS, detect_platform, load_identity, parse_frontmatter
 
 
 @pytest.mark.parametrize(
@@ -35,9 +35,9 @@ def write_skill(tmp_path: Path, front: str) -> Path:
     return path
 
 
-def test_repo_skill_md_names_a_profile() -> None:
+def test_repo_skill_md_names_a_skill() -> None:
     identity = load_identity()
-    assert identity.source in PROFILES
+    assert identity.source in SKILLS
     assert identity.version
     assert set(identity.headers()) == {"X-Skill-Source", "X-Skill-Version", "X-Skill-Platform"}
 
@@ -58,7 +58,7 @@ def test_version_from_frontmatter(tmp_path: Path, front: str, version: str) -> N
     assert identity.source == "ai-generator-generator"
 
 
-def test_profile_override_and_platform_override(tmp_path: Path) -> None:
+def test_skill_override_and_platform_override(tmp_path: Path) -> None:
     path = write_skill(tmp_path, "name: ai-generator-generator\nversion: 1")
     identity = load_identity(
         skill="image-to-video-by-prompt", skill_source_override="cursor", skill_file=path
@@ -68,7 +68,7 @@ def test_profile_override_and_platform_override(tmp_path: Path) -> None:
         "X-Skill-Version": "1",
         "X-Skill-Platform": "cursor",
     }
-    assert identity.profile.max_upload_bytes == 200 * 1000 * 1000
+    assert identity.skill.max_upload_bytes == 200 * 1000 * 1000
 
 
 def test_platform_detected_from_install_path(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_platform_detected_from_install_path(tmp_path: Path) -> None:
         ("---\n- a list\n---\n", "must be a mapping"),
         ("---\nversion: 1\n---\n", "no 'name'"),
         ("---\nname: ai-generator-generator\n---\n", "no 'version'"),
-        ("---\nname: nope\nversion: 1\n---\n", "unknown skill profile"),
+        ("---\nname: nope\nversion: 1\n---\n", "unknown skill"),
     ],
 )
 def test_bad_skill_files(tmp_path: Path, text: str, message: str) -> None:
@@ -108,8 +108,8 @@ def test_frontmatter_with_bom_and_crlf() -> None:
     }
 
 
-def test_profiles_match_the_seeds() -> None:
-    limits = {slug: p.max_upload_bytes // 1_000_000 for slug, p in PROFILES.items()}
+def test_skills_match_the_seeds() -> None:
+    limits = {name: s.max_upload_bytes // 1_000_000 for name, s in SKILLS.items()}
     assert limits == {
         "ai-generator-generator": 500,
         "image-to-video-by-prompt": 200,
@@ -117,8 +117,8 @@ def test_profiles_match_the_seeds() -> None:
         "meta-video-generation-free": 200,
         "ai-video-generation-online": 200,
     }
-    assert all(len(p.try_saying) >= 3 for p in PROFILES.values())
-    assert PROFILES["free-video-generator-from-script"].accepts_scripts
+    assert all(len(s.try_saying) >= 3 for s in SKILLS.values())
+    assert SKILLS["free-video-generator-from-script"].accepts_scripts
 
 
 def test_a_remembered_identity_skips_the_yaml_parser_until_the_text_changes(

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from nemo_mcp import __version__
 from nemo_mcp.cli import build_parser
-from nemo_mcp.identity import PROFILES, frontmatter_name_version, load_identity, parse_frontmatter
+from nemo_mcp.identity import SKILLS, frontmatter_name_version, load_identity, parse_frontmatter
 from nemo_mcp.settings import DEFAULT_TOOL_TIMEOUT, Settings, settings_from_env
 
 try:
@@ -52,7 +52,7 @@ DOCUMENTED_VARS = {
     "NEMO_TOOL_TIMEOUT", "NEMO_LANGUAGE",
 }  # fmt: skip
 STDIO_MANIFESTS = ["claude_desktop_config.json", "cursor-mcp.json"] + [
-    f"profiles/{slug}.json" for slug in PROFILES
+    f"profiles/{skill}.json" for skill in SKILLS
 ]
 
 
@@ -171,7 +171,7 @@ def test_server_json_defaults_are_the_real_defaults() -> None:
         checked.add(var["name"])
         if var["name"] == "NEMO_SKILL":
             assert var["default"] == skill_name
-            assert var["choices"] == list(PROFILES)
+            assert var["choices"] == list(SKILLS)
             continue
         assert settings_from_env({var["name"]: var["default"]}) == baseline, var["name"]
     assert {"NEMO_API_URL", "NEMO_WEB_URL", "NEMO_TOOL_TIMEOUT", "NEMO_SKILL"} <= checked
@@ -250,14 +250,14 @@ def test_stdio_entry_env_means_anonymous_and_downloads() -> None:
     assert settings.output_dir == Path.home() / "Downloads" / "nemovideo"
 
 
-@pytest.mark.parametrize("slug", list(PROFILES))
-def test_profile_entry_is_the_common_entry_plus_its_profile(slug: str) -> None:
-    profile = entry(f"profiles/{slug}.json")
+@pytest.mark.parametrize("skill", list(SKILLS))
+def test_skill_entry_is_the_common_entry_plus_its_skill(skill: str) -> None:
+    skilled = entry(f"profiles/{skill}.json")
     expected = copy.deepcopy(entry("cursor-mcp.json"))
-    expected["env"]["NEMO_SKILL"] = slug
-    assert profile == expected
-    settings = settings_from_env(profile["env"])
-    assert load_identity(skill=settings.skill).profile is PROFILES[slug]
+    expected["env"]["NEMO_SKILL"] = skill
+    assert skilled == expected
+    settings = settings_from_env(skilled["env"])
+    assert load_identity(skill=settings.skill).skill is SKILLS[skill]
 
 
 def test_http_entry_matches_the_serve_defaults() -> None:

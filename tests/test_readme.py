@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nemo_mcp.cli import build_parser
-from nemo_mcp.identity import PROFILES
+from nemo_mcp.identity import SKILLS
 from nemo_mcp.sandbox.options import config_from
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,8 +68,8 @@ def test_every_setting_is_documented() -> None:
         assert f"`{name}`" in README, f"{name} is not in the README's configuration table"
 
 
-def test_tools_and_profiles_are_documented() -> None:
+def test_tools_and_skills_are_documented() -> None:
     for tool in ("generate", "upload", "export", "credits", "timeline"):
         assert f"| `{tool}` |" in README
-    for slug in PROFILES:
-        assert slug in README
+    for skill in SKILLS:
+        assert skill in README

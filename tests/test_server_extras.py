@@ -12,7 +12,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from nemo_mcp.identity import PROFILES
+from nemo_mcp.identity import SKILLS
 
 from mcp_harness import connect, make_settings, text_of
 
@@ -33,7 +33,7 @@ async def test_resources_and_prompts(tmp_path: Path, sandbox: Any) -> None:
         history = json.loads((await client.read_resource("nemo://renders")).contents[0].text)  # type: ignore[union-attr]
         assert history["renders"][-1]["status"] == "completed"
         prompts = (await client.list_prompts()).prompts
-        examples = PROFILES["ai-video-generation-online"].try_saying
+        examples = SKILLS["ai-video-generation-online"].try_saying
         assert len(prompts) == len(examples)
         first = await client.get_prompt(prompts[0].name)
         assert first.messages[0].content.text == examples[0].text  # type: ignore[union-attr]
@@ -165,11 +165,11 @@ async def test_an_edit_reads_as_done_and_offers_the_next_step(
     ), reply
 
 
-@pytest.mark.parametrize("slug", list(PROFILES))
+@pytest.mark.parametrize("skill", list(SKILLS))
 async def test_try_saying_prompts_each_say_what_they_are(
-    tmp_path: Path, sandbox: Any, slug: str
+    tmp_path: Path, sandbox: Any, skill: str
 ) -> None:
-    async with connect(make_settings(tmp_path, sandbox.url, skill=slug)) as session:
+    async with connect(make_settings(tmp_path, sandbox.url, skill=skill)) as session:
         prompts = (await session.client.list_prompts()).prompts
         said = [
             (await session.client.get_prompt(p.name)).messages[0].content.text  # type: ignore[union-attr]

@@ -2,7 +2,7 @@
 
 The frontmatter is read with the server's own parser and, when installed, with
 the Agent Skills reference validator (`skills-ref`). The body is checked for
-the facts an agent needs, kept in step with the profiles in `identity.py`.
+the facts an agent needs, kept in step with the skills in `identity.py`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from nemo_mcp.identity import (
-    PROFILES,
     SCRIPT_TYPES,
+    SKILLS,
     UPLOAD_TYPES,
     frontmatter_name_version,
     parse_frontmatter,
@@ -51,7 +51,7 @@ def test_name_and_version_as_the_server_reads_them() -> None:
     data = front()
     assert frontmatter_name_version(data) == ("ai-video-generation-online", "1.0.0")
     assert data["version"] == data["metadata"]["version"] == "1.0.0"
-    assert data["name"] in PROFILES
+    assert data["name"] in SKILLS
 
 
 def test_fields_are_the_spec_fields_plus_version() -> None:
@@ -155,7 +155,7 @@ def test_body_covers_errors_and_limits(phrase: str) -> None:
     assert phrase in body()
 
 
-def test_accepted_types_match_the_profiles() -> None:
+def test_accepted_types_match_the_skills() -> None:
     flat = " ".join(body().split())
     found = re.search(
         r"Accepted: ([a-z0-9, ]+) \(scripts: ([a-z0-9, ]+), through `generate`\)", flat
@@ -165,9 +165,9 @@ def test_accepted_types_match_the_profiles() -> None:
     assert found.group(2).split(", ") == list(SCRIPT_TYPES)
 
 
-def test_upload_limits_match_the_profiles() -> None:
-    for profile in PROFILES.values():
-        assert profile.max_upload_label in body(), profile.slug
+def test_upload_limits_match_the_skills() -> None:
+    for skill in SKILLS.values():
+        assert skill.max_upload_label in body(), skill.name
 
 
 def test_body_fits_the_recommended_size() -> None:

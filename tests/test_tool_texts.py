@@ -339,7 +339,7 @@ class _Client:
         (UnsupportedFileError("x.exe: .exe files are not accepted."), "x.exe: .exe"),
         (FileTooLargeError("too big", from_backend=True), "Compress or trim"),
         (ServerError("an answer that is not JSON", http_status=502), "server problem (HTTP 502)"),
-        (SkillFileError("unknown skill profile 'x'"), "unknown skill profile"),
+        (SkillFileError("unknown skill 'x'"), "unknown skill"),
         (ConfigError("cannot write /x: Read-only file system"), "cannot write /x"),
     ],
 )

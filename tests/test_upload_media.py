@@ -192,7 +192,7 @@ async def test_a_cancelled_upload_stops_its_shrink(tmp_path: Path, noisy: Path) 
     import anyio
 
     from nemo_mcp import media
-    from nemo_mcp.identity import PROFILES
+    from nemo_mcp.identity import SKILLS
     from nemo_mcp.server import uploading
 
     stopped = threading.Event()
@@ -206,12 +206,12 @@ async def test_a_cancelled_upload_stops_its_shrink(tmp_path: Path, noisy: Path) 
             stopped.set()
             raise
 
-    profile = next(iter(PROFILES.values())).limited_to(LIMIT)
+    skill = next(iter(SKILLS.values())).limited_to(LIMIT)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(media, "shrink_video", endless)
         with anyio.move_on_after(0.5):
-            await uploading.prepare([noisy], profile, scratch, shrink=True)
+            await uploading.prepare([noisy], skill, scratch, shrink=True)
             raise AssertionError("the shrink should still be running")
         assert await anyio.to_thread.run_sync(stopped.wait, 5.0)

@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from nemo_mcp import __version__
-from nemo_mcp.identity import PROFILES
+from nemo_mcp.identity import SKILLS
 from nemo_mcp.sandbox import options as sandbox_options
 
-#: The face `nemo-mcp demo` shows without `--skill` (nemo_mcp.demo.DEFAULT_SKILL).
+#: The skill `nemo-mcp demo` shows without `--skill` (nemo_mcp.demo.DEFAULT_SKILL).
 DEFAULT_DEMO_SKILL = "ai-generator-generator"
 
 SERVE_EPILOG = (
@@ -55,14 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--output-dir", default=None, help="where to save the MP4s (default ./nemo-demo)"
     )
-    faces = demo.add_mutually_exclusive_group()
-    faces.add_argument(
+    which = demo.add_mutually_exclusive_group()
+    which.add_argument(
         "--skill",
         default=None,
-        choices=list(PROFILES),
-        help=f"the product face to show (default {DEFAULT_DEMO_SKILL}: text prompts)",
+        choices=list(SKILLS),
+        help=f"the skill to show (default {DEFAULT_DEMO_SKILL}: text prompts)",
     )
-    faces.add_argument("--all", action="store_true", help="show the five product faces in turn")
+    which.add_argument("--all", action="store_true", help="show the five skills in turn")
     demo.add_argument(
         "--handoff",
         action="store_true",

@@ -1,15 +1,15 @@
-"""`nemo-mcp demo`: the whole job offline, through a real MCP client, for each product face.
+"""`nemo-mcp demo`: the whole job offline, through a real MCP client, for each product skill.
 
 Starts the sandbox backend on a free loopback port, launches `nemo-mcp` over stdio as any MCP
-client would, with `NEMO_SKILL` set to the face's profile (its headers, upload limit and
+client would, with `NEMO_SKILL` set to the skill (its headers, upload limit and
 example prompts), and walks the job its users would: check credits, upload what they bring
-(product photos), generate from the profile's example prompt (with their script, tagline or
+(product photos), generate from the skill's example prompt (with their script, tagline or
 product description), make an edit, show the timeline, export and save the MP4, then draw a
 contact sheet of it beside it, printing progress as it goes. State lives in a temporary
 folder, so the user's real token and session are never touched.
 
 The inputs are small files bundled with the package (`nemo_mcp/demo_inputs`): they are
-copied into `<output>/<face>/inputs/` and uploaded from there, so what was sent sits beside
+copied into `<output>/<skill>/inputs/` and uploaded from there, so what was sent sits beside
 what came back.
 """
 
@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
-from nemo_mcp.identity import PROFILES
+from nemo_mcp.identity import SKILLS
 
 if TYPE_CHECKING:
     from nemo_mcp.sandbox.config import SandboxConfig
     from nemo_mcp.sandbox.testing import SandboxServer
 
-#: The face `nemo-mcp demo` shows without `--skill`: text prompts.
+#: The skill `nemo-mcp demo` shows without `--skill`: text prompts.
 DEFAULT_SKILL = "ai-generator-generator"
 PHOTOS = ("shoe-red.png", "shoe-blue.png", "shoe-green.png")
 DESCRIPTION = (
@@ -46,13 +46,13 @@ DESCRIPTION = (
 
 
 @dataclass(frozen=True)
-class Face:
-    """What one product face's demo brings and asks: `request` is built from the profile's own
+class Demo:
+    """What one skill's demo brings and asks: `request` is built from the skill's own
     example prompt; `uploads` are bundled files sent with `upload`, `script` a bundled script
     sent with `generate`'s `script_file` (the way scripts travel: their text goes with the
     request)."""
 
-    slug: str
+    skill: str
     request: str
     edit: str
     uploads: tuple[str, ...] = ()
@@ -63,37 +63,37 @@ class Face:
         return self.uploads + ((self.script,) if self.script else ())
 
 
-def _example(slug: str, number: int) -> str:
-    return PROFILES[slug].try_saying[number].text
+def _example(skill: str, number: int) -> str:
+    return SKILLS[skill].try_saying[number].text
 
 
-FACES: dict[str, Face] = {
-    face.slug: face
-    for face in (
-        Face(
+DEMOS: dict[str, Demo] = {
+    demo.skill: demo
+    for demo in (
+        Demo(
             "ai-generator-generator",
             request=_example("ai-generator-generator", 2),
             edit='change the background music to upbeat jazz and add the title "City of Tomorrow"',
         ),
-        Face(
+        Demo(
             "image-to-video-by-prompt",
             request=_example("image-to-video-by-prompt", 2),
             edit='add the title "Built for Speed"',
             uploads=PHOTOS[:2],
         ),
-        Face(
+        Demo(
             "free-video-generator-from-script",
             request=_example("free-video-generator-from-script", 2),
             edit="change the background music to gentle piano",
             script="script.docx",
         ),
-        Face(
+        Demo(
             "meta-video-generation-free",
             request=_example("meta-video-generation-free", 2) + ': "Made for the long run"',
             edit="change the background music to upbeat pop",
             uploads=PHOTOS,
         ),
-        Face(
+        Demo(
             "ai-video-generation-online",
             request=f"{_example('ai-video-generation-online', 1)}: {DESCRIPTION}",
             edit='change the title to "Trailrunner X: run in any weather"',
@@ -102,18 +102,18 @@ FACES: dict[str, Face] = {
     )
 }
 
-#: The default face's words (the README's first command).
-PROMPT = FACES[DEFAULT_SKILL].request
-EDIT = FACES[DEFAULT_SKILL].edit
+#: The default skill's words (the README's first command).
+PROMPT = DEMOS[DEFAULT_SKILL].request
+EDIT = DEMOS[DEFAULT_SKILL].edit
 
 
 @dataclass(frozen=True)
 class Saved:
-    """One face's result: the MP4, its contact sheet, the timeline the demo was shown (the
+    """One skill's demo result: the MP4, its contact sheet, the timeline the demo was shown (the
     `timeline` tool's structured output), the `X-Skill-Source` values the backend saw,
     and how many messages it was sent and renders it was asked to start."""
 
-    slug: str
+    skill: str
     video: Path
     sheet: Path
     timeline: dict[str, Any]
@@ -155,11 +155,11 @@ def _size(path: Path) -> str:
 
 
 def _server_env(
-    slug: str, api_url: str, home: Path, output_dir: Path, inputs: Path
+    skill: str, api_url: str, home: Path, output_dir: Path, inputs: Path
 ) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "SYSTEMROOT", "HOME", "LANG")},
-        "NEMO_SKILL": slug,  # the profile: headers, upload limit and example prompts
+        "NEMO_SKILL": skill,  # its headers, upload limit and example prompts
         "NEMO_API_URL": api_url,
         # Claim links point at the sandbox too: nothing here is the real service.
         "NEMO_WEB_URL": api_url,
@@ -188,8 +188,8 @@ def _counts(requests: list[dict[str, Any]]) -> tuple[int, int]:
     return routes.count("run_sse"), routes.count("render_start")
 
 
-async def _face(
-    face: Face,
+async def _show(
+    demo: Demo,
     sandbox: SandboxServer,
     home: Path,
     target: Path,
@@ -200,17 +200,17 @@ async def _face(
 
     from nemo_mcp.media import contact_sheet
 
-    profile = PROFILES[face.slug]
-    _say(out, f"\n== {profile.title} ({face.slug}) ==")
-    _say(out, f"Its users bring {profile.brings}; uploads up to {profile.max_upload_label}.")
-    _say(out, "Try saying: " + "; ".join(repr(p.text) for p in profile.try_saying))
+    skill = SKILLS[demo.skill]
+    _say(out, f"\n== {skill.title} ({skill.name}) ==")
+    _say(out, f"Its users bring {skill.brings}; uploads up to {skill.max_upload_label}.")
+    _say(out, "Try saying: " + "; ".join(repr(p.text) for p in skill.try_saying))
     inputs = target / "inputs"
     await anyio.Path(inputs).mkdir(parents=True, exist_ok=True)
-    for name in face.inputs:
+    for name in demo.inputs:
         await anyio.Path(inputs / name).write_bytes(bundled(name))
     seen_before = await _requests_served(sandbox)
 
-    env = _server_env(face.slug, sandbox.url, home, target, inputs)
+    env = _server_env(demo.skill, sandbox.url, home, target, inputs)
     params = StdioServerParameters(command=sys.executable, args=["-m", "nemo_mcp"], env=env)
     last_note = {"text": ""}
 
@@ -239,19 +239,19 @@ async def _face(
         step = itertools.count(1)
         credits = await call("credits")
         _say(out, f"\n{next(step)}. credits\n{_text(credits)}")
-        if face.uploads:
-            _say(out, f"\n{next(step)}. upload: {', '.join(face.uploads)}")
-            sent = await call("upload", {"sources": [str(inputs / n) for n in face.uploads]})
+        if demo.uploads:
+            _say(out, f"\n{next(step)}. upload: {', '.join(demo.uploads)}")
+            sent = await call("upload", {"sources": [str(inputs / n) for n in demo.uploads]})
             _say(out, _text(sent))
-        request: dict[str, Any] = {"message": face.request}
+        request: dict[str, Any] = {"message": demo.request}
         with_script = ""
-        if face.script:
-            request["script_file"] = str(inputs / face.script)
-            with_script = f" with the script {face.script}"
-        _say(out, f"\n{next(step)}. generate: {face.request!r}{with_script}")
+        if demo.script:
+            request["script_file"] = str(inputs / demo.script)
+            with_script = f" with the script {demo.script}"
+        _say(out, f"\n{next(step)}. generate: {demo.request!r}{with_script}")
         _say(out, _text(await generate(request)))
-        _say(out, f"\n{next(step)}. generate: {face.edit!r}")
-        _say(out, _text(await generate({"message": face.edit})))
+        _say(out, f"\n{next(step)}. generate: {demo.edit!r}")
+        _say(out, _text(await generate({"message": demo.edit})))
         shown = await call("timeline")
         _say(out, f"\n{next(step)}. timeline\n{_text(shown)}")
         _say(out, f"\n{next(step)}. export")
@@ -295,7 +295,7 @@ async def _face(
             "The hand-offs sent {} messages and started {} renders.".format(*_counts(handed_off)),
         )
     return Saved(
-        face.slug,
+        demo.skill,
         video,
         sheet,
         dict(shown.structured_content),
@@ -308,7 +308,7 @@ async def _face(
 
 
 class DemoFailed(Exception):
-    """A face's run stopped; the message is one sentence naming the face and the cause."""
+    """A skill's demo stopped; the message is one sentence naming the skill and the cause."""
 
 
 def _innermost(err: BaseException) -> BaseException:
@@ -337,7 +337,7 @@ def cause_of(err: BaseException) -> str:
 
 
 async def _run(
-    slugs: Sequence[str],
+    skills: Sequence[str],
     sandbox: SandboxServer,
     home: Path,
     target: Path,
@@ -345,26 +345,26 @@ async def _run(
     handoff: bool = False,
 ) -> list[Saved]:
     saved = []
-    for slug in slugs:
+    for skill in skills:
         try:
             saved.append(
-                await _face(FACES[slug], sandbox, home / slug, target / slug, out, handoff)
+                await _show(DEMOS[skill], sandbox, home / skill, target / skill, out, handoff)
             )
         except Exception as err:
-            raise DemoFailed(f"the {slug} face stopped: {cause_of(err)}") from err
+            raise DemoFailed(f"the {skill} demo stopped: {cause_of(err)}") from err
     return saved
 
 
 def run(
-    slugs: Sequence[str],
+    skills: Sequence[str],
     output_dir: Path,
     out: TextIO,
     config: SandboxConfig | None = None,
     *,
     handoff: bool = False,
 ) -> list[Saved]:
-    """Run the faces `slugs` in turn against one sandbox; raises on the first failure.
-    `handoff`: each face also hands its timeline to editors, in every timeline format."""
+    """Run the demos of `skills` in turn against one sandbox; raises on the first failure.
+    `handoff`: each demo also hands its timeline to editors, in every timeline format."""
     from nemo_mcp.sandbox.config import SandboxConfig
     from nemo_mcp.sandbox.testing import SandboxServer
 
@@ -376,7 +376,7 @@ def run(
         SandboxServer(config) as sandbox,
     ):
         _say(out, f"Sandbox backend at {sandbox.url}; exports go to {output_dir}")
-        return anyio.run(_run, slugs, sandbox, Path(home), output_dir, out, handoff)
+        return anyio.run(_run, skills, sandbox, Path(home), output_dir, out, handoff)
 
 
 def main(
@@ -388,29 +388,29 @@ def main(
     config: SandboxConfig | None = None,
     handoff: bool = False,
 ) -> int:
-    """Run the demo of one face (`skill`, else the text-prompt face) or of all five (`every`);
+    """Run the demo of one skill (`skill`, else the text-prompt one) or of all five (`every`);
     returns the process exit code."""
     out = out or sys.stdout
     target = Path(
         output_dir or os.environ.get("NEMO_OUTPUT_DIR") or Path.cwd() / "nemo-demo"
     ).expanduser()
-    slugs = list(FACES) if every else [skill or DEFAULT_SKILL]
+    skills = list(DEMOS) if every else [skill or DEFAULT_SKILL]
     _say(out, "nemo-mcp demo: everything runs on this machine against the sandbox backend.")
     try:
-        if any(s not in FACES for s in slugs):
-            raise ValueError(f"no such face {skill!r}; choose one of: {', '.join(FACES)}")
+        if any(s not in DEMOS for s in skills):
+            raise ValueError(f"no such skill {skill!r}; choose one of: {', '.join(DEMOS)}")
         if handoff:
             from nemo_mcp.handoff import missing_sentence
 
             if (missing := missing_sentence()) is not None:
                 raise ValueError(missing)
-        saved = run(slugs, target, out, config, handoff=handoff)
+        saved = run(skills, target, out, config, handoff=handoff)
     except Exception as err:  # the demo explains failures; it never shows a traceback
         _say(out, f"\nDemo failed: {cause_of(err)}.")
         return 1
     _say(out, "\nDone:")
     for one in saved:
-        _say(out, f"  {one.slug}: {one.video}\n  {' ' * len(one.slug)}  {one.sheet}")
+        _say(out, f"  {one.skill}: {one.video}\n  {' ' * len(one.skill)}  {one.sheet}")
         for folder in one.handoffs.values():
-            _say(out, f"  {' ' * len(one.slug)}  {folder}")
+            _say(out, f"  {' ' * len(one.skill)}  {folder}")
     return 0

@@ -2,13 +2,13 @@
 
     NemoError                      anything this package raises on purpose
     ├── ConfigError                settings, SKILL.md or the state folder are unusable
-    │   ├── SkillFileError         SKILL.md missing, without frontmatter, or an unknown profile
+    │   ├── SkillFileError         SKILL.md missing, without frontmatter, or an unknown skill
     │   ├── HomeBusyError          another process held the home's lease past the wait
     │   └── StateDamagedError      a saved state file was damaged; said once, then moved aside
     │       └── SessionDamagedError    the saved project was: its timeline is out of reach
     ├── InputError                 the caller's input is refused before any request
-    │   ├── UnsupportedFileError   (4001 too) a type the active profile does not take
-    │   ├── FileTooLargeError      (4002 too) over the active profile's size limit
+    │   ├── UnsupportedFileError   (4001 too) a type the active skill does not take
+    │   ├── FileTooLargeError      (4002 too) over the active skill's size limit
     │   ├── PathNotAllowedError    outside the allowed folders, a device, a folder...
     │   └── LimitError             an operator's per-user limit (calls a minute, credits a day)
     ├── BackendError               the backend answered, and said no
@@ -80,7 +80,7 @@ class ConfigError(NemoError):
 
 
 class SkillFileError(ConfigError):
-    """SKILL.md is missing, has no frontmatter, lacks `name`/`version`, or names no profile."""
+    """SKILL.md is missing, has no frontmatter, lacks `name`/`version`, or names no skill."""
 
 
 class HomeBusyError(ConfigError):
@@ -102,11 +102,11 @@ class InputError(NemoError):
 
 
 class UnsupportedFileError(InputError):
-    """A file type the active profile does not accept (also backend code 4001)."""
+    """A file type the active skill does not accept (also backend code 4001)."""
 
 
 class FileTooLargeError(InputError):
-    """A file over the active profile's size limit (also backend code 4002)."""
+    """A file over the active skill's size limit (also backend code 4002)."""
 
 
 class PathNotAllowedError(InputError):

@@ -1,9 +1,9 @@
-"""Skill identity: SKILL.md frontmatter, install platform, and the five product profiles.
+"""Skill identity: SKILL.md frontmatter, install platform, and the five product skills.
 
 Every backend request carries `X-Skill-Source`, `X-Skill-Version` and
 `X-Skill-Platform`. The version comes from SKILL.md's YAML frontmatter, the
 platform from where the skill is installed, and the source from the active
-profile: one of the five public product faces of the backend.
+skill's name: one of the five public product skills of the backend.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from nemo_mcp.errors import SkillFileError
 
 MB = 1000 * 1000
 
-#: Upload types every product face accepts (BACKEND.md).
+#: Upload types every skill accepts (BACKEND.md).
 UPLOAD_TYPES: tuple[str, ...] = (
     "mp4", "mov", "avi", "webm", "mkv",
     "jpg", "png", "gif", "webp",
@@ -41,7 +41,7 @@ class Example:
     about: str
 
 
-#: The same last step on every face.
+#: The same last step in every skill.
 EXPORT = Example(
     "export the video as a 1080p MP4",
     "Render the current video and save the MP4 on this computer (free).",
@@ -49,10 +49,11 @@ EXPORT = Example(
 
 
 @dataclass(frozen=True)
-class Profile:
-    """One product face of the backend: what its users bring and what it accepts."""
+class Skill:
+    """One product skill of the backend (its `name` is the `X-Skill-Source` value and
+    NEMO_SKILL's choice): what its users bring and what it accepts."""
 
-    slug: str
+    name: str
     title: str
     brings: str
     max_upload_bytes: int
@@ -65,18 +66,18 @@ class Profile:
     def max_upload_label(self) -> str:
         return f"{self.max_upload_bytes / MB:g} MB"
 
-    def limited_to(self, max_bytes: int | None) -> Profile:
-        """This profile with a lower per-file upload limit (never a higher one)."""
+    def limited_to(self, max_bytes: int | None) -> Skill:
+        """This skill with a lower per-file upload limit (never a higher one)."""
         if max_bytes is None or max_bytes >= self.max_upload_bytes:
             return self
         return replace(self, max_upload_bytes=max_bytes)
 
 
-PROFILES: dict[str, Profile] = {
-    p.slug: p
-    for p in (
-        Profile(
-            slug="ai-generator-generator",
+SKILLS: dict[str, Skill] = {
+    s.name: s
+    for s in (
+        Skill(
+            name="ai-generator-generator",
             title="AI Generator Generator",
             brings="text prompts",
             max_upload_bytes=500 * MB,
@@ -94,8 +95,8 @@ PROFILES: dict[str, Profile] = {
             ),
             recommended_types=("mp4", "mov", "webm", "gif"),
         ),
-        Profile(
-            slug="image-to-video-by-prompt",
+        Skill(
+            name="image-to-video-by-prompt",
             title="Image to Video by Prompt",
             brings="images and a motion prompt",
             max_upload_bytes=200 * MB,
@@ -112,8 +113,8 @@ PROFILES: dict[str, Profile] = {
             ),
             recommended_types=("jpg", "png", "webp"),
         ),
-        Profile(
-            slug="free-video-generator-from-script",
+        Skill(
+            name="free-video-generator-from-script",
             title="Free Video Generator from Script",
             brings="a written script (TXT, Markdown, DOCX, PDF or plain text)",
             max_upload_bytes=500 * MB,
@@ -131,8 +132,8 @@ PROFILES: dict[str, Profile] = {
             recommended_types=("txt", "docx", "pdf"),
             accepts_scripts=True,
         ),
-        Profile(
-            slug="meta-video-generation-free",
+        Skill(
+            name="meta-video-generation-free",
             title="Meta Video Generation Free",
             brings="text or images",
             max_upload_bytes=200 * MB,
@@ -149,8 +150,8 @@ PROFILES: dict[str, Profile] = {
             ),
             recommended_types=("jpg", "png", "mp4", "mov"),
         ),
-        Profile(
-            slug="ai-video-generation-online",
+        Skill(
+            name="ai-video-generation-online",
             title="AI Video Generation Online",
             brings="text or images, for promotional videos",
             max_upload_bytes=200 * MB,
@@ -170,21 +171,28 @@ PROFILES: dict[str, Profile] = {
     )
 }
 
+#: The skill's former name, until backend/client.py says `Skill` (merge: remove).
+Profile = Skill
+
 _FRONTMATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
 
 @dataclass(frozen=True)
 class SkillIdentity:
-    """The three attribution header values, plus the active profile."""
+    """The three attribution header values, plus the active skill."""
 
-    profile: Profile
+    skill: Skill
     version: str
     platform: str
     skill_file: Path
 
     @property
     def source(self) -> str:
-        return self.profile.slug
+        return self.skill.name
+
+    @property
+    def profile(self) -> Skill:  # until backend/client.py says `skill` (merge: remove)
+        return self.skill
 
     def headers(self) -> dict[str, str]:
         return {
@@ -280,7 +288,7 @@ def load_identity(
 ) -> SkillIdentity:
     """Resolve the attribution values once (`remembered`: see `read_name_version`).
 
-    `skill` (NEMO_SKILL) picks the profile; else the profile SKILL.md names.
+    `skill` (NEMO_SKILL) picks the skill; else the one SKILL.md names.
     `skill_source_override` (SKILL_SOURCE) overrides the detected platform.
     """
     path = skill_file or default_skill_file()
@@ -289,14 +297,12 @@ def load_identity(
     except OSError as err:
         raise SkillFileError(f"cannot read {path}: {err.strerror or err}") from err
     name, version = read_name_version(text, remembered)
-    slug = (skill or name).strip()
-    if slug not in PROFILES:
-        choices = ", ".join(PROFILES)
-        raise SkillFileError(f"unknown skill profile {slug!r}; choose one of: {choices}")
+    chosen = (skill or name).strip()
+    if chosen not in SKILLS:
+        choices = ", ".join(SKILLS)
+        raise SkillFileError(f"unknown skill {chosen!r}; choose one of: {choices}")
     if skill_source_override and skill_source_override.strip():
         platform = skill_source_override.strip()
     else:
         platform = detect_platform(install_path or path.parent)
-    return SkillIdentity(
-        profile=PROFILES[slug], version=version, platform=platform, skill_file=path
-    )
+    return SkillIdentity(skill=SKILLS[chosen], version=version, platform=platform, skill_file=path)

@@ -128,7 +128,7 @@ class Settings:
     #: `upload` re-encodes a video over the upload limit into a copy that fits, as if every
     #: call said `shrink: true` (the original is never changed).
     shrink_videos: bool = False
-    #: A per-file upload limit below the product profile's own (bytes; None: the profile's).
+    #: A per-file upload limit below the skill's own (bytes; None: the skill's).
     upload_limit_bytes: int | None = None
     #: Serving many users: users kept open, the Redis pool, limits, metrics (`scale.py`).
     scale: Scale = field(default_factory=Scale)

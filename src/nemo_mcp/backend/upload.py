@@ -1,6 +1,6 @@
 """Upload checks and multipart bodies streamed from disk.
 
-A file is checked against the active profile (type, size, that it is a
+A file is checked against the active skill (type, size, that it is a
 regular file) before a byte is sent, and its body is read in chunks while it
 is sent, so memory stays flat whatever the file's size.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from nemo_mcp.errors import FileTooLargeError, PathNotAllowedError, UnsupportedFileError
-from nemo_mcp.identity import Profile
+from nemo_mcp.identity import Skill
 
 CHUNK = 1024 * 1024
 
@@ -39,22 +39,22 @@ def _label(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-def check_type(path: Path, profile: Profile) -> str:
-    """The extension of `path` when `profile` accepts it; `UnsupportedFileError` otherwise."""
+def check_type(path: Path, skill: Skill) -> str:
+    """The extension of `path` when `skill` accepts it; `UnsupportedFileError` otherwise."""
     suffix = path.suffix.lower().lstrip(".")
-    if suffix not in profile.upload_types:
+    if suffix not in skill.upload_types:
         raise UnsupportedFileError(
             f"{path.name}: .{suffix or '(none)'} files are not accepted. "
-            f"Accepted: {', '.join(profile.upload_types)}.",
+            f"Accepted: {', '.join(skill.upload_types)}.",
             code=4001,
         )
     return suffix
 
 
-def check_file(path: Path, profile: Profile) -> LocalFile:
-    """Check type, kind and size of `path` for `profile`; raise an `InputError` if refused."""
+def check_file(path: Path, skill: Skill) -> LocalFile:
+    """Check type, kind and size of `path` for `skill`; raise an `InputError` if refused."""
     name = path.name
-    suffix = check_type(path, profile)
+    suffix = check_type(path, skill)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -64,10 +64,10 @@ def check_file(path: Path, profile: Profile) -> LocalFile:
     if not stat.S_ISREG(info.st_mode):
         kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise PathNotAllowedError(f"{name}: {kind}; upload a regular file")
-    if info.st_size > profile.max_upload_bytes:
+    if info.st_size > skill.max_upload_bytes:
         raise FileTooLargeError(
-            f"{name} is {_label(info.st_size)}, over the {profile.max_upload_label} limit of "
-            f"{profile.title}. Compress or trim it (e.g. a lower bitrate or a shorter cut) "
+            f"{name} is {_label(info.st_size)}, over the {skill.max_upload_label} limit of "
+            f"{skill.title}. Compress or trim it (e.g. a lower bitrate or a shorter cut) "
             "and upload again.",
             code=4002,
         )

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from av.video.frame import VideoFrame
 
 MB = 1000 * 1000
-#: The two upload limits of NemoVideo's product profiles.
+#: The two upload limits of NemoVideo's skills.
 LIMIT_200_MB = 200 * MB
 LIMIT_500_MB = 500 * MB
 

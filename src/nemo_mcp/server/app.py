@@ -408,7 +408,7 @@ def create_server(
         renders = await service.ledger.renders(service.user)
         return json.dumps({"renders": [render_job(entry).record() for entry in renders]})
 
-    for n, example in enumerate(identity.profile.try_saying, start=1):
+    for n, example in enumerate(identity.skill.try_saying, start=1):
         mcp.prompt(name=f"try-{n}", title=_short(example.text), description=example.about)(
             _example_prompt(example.text)
         )

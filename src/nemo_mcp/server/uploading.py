@@ -27,7 +27,7 @@ import anyio.to_thread
 
 from nemo_mcp.backend.upload import check_file, check_type
 from nemo_mcp.errors import FileTooLargeError
-from nemo_mcp.identity import Profile
+from nemo_mcp.identity import Skill
 from nemo_mcp.server.work import PROGRESS_EVERY
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,10 @@ def is_video(path: Path) -> bool:
     return _suffix(path) in VIDEO_TYPES
 
 
-def too_large(path: Path, size: int, profile: Profile) -> FileTooLargeError:
+def too_large(path: Path, size: int, skill: Skill) -> FileTooLargeError:
     """The refusal of a file over the limit; for a video, with the way to shrink it."""
     over = (
-        f"{path.name} is {_label(size)}, over the {profile.max_upload_label} limit of "
-        f"{profile.title}."
+        f"{path.name} is {_label(size)}, over the {skill.max_upload_label} limit of {skill.title}."
     )
     if is_video(path):
         return FileTooLargeError(
@@ -82,38 +81,38 @@ def too_large(path: Path, size: int, profile: Profile) -> FileTooLargeError:
     )
 
 
-def _accepting(profile: Profile) -> Profile:
-    """`profile` taking the convertible types too, whatever their size (checked apart)."""
+def _accepting(skill: Skill) -> Skill:
+    """`skill` taking the convertible types too, whatever their size (checked apart)."""
     return replace(
-        profile,
-        upload_types=(*profile.upload_types, *CONVERTED_TYPES),
+        skill,
+        upload_types=(*skill.upload_types, *CONVERTED_TYPES),
         max_upload_bytes=2**63,
     )
 
 
-def check_local(path: Path, profile: Profile, *, shrink: bool) -> int:
+def check_local(path: Path, skill: Skill, *, shrink: bool) -> int:
     """The checks made before any probe: type (a convertible type included), a regular
     readable file, and the size (a video may be over it when `shrink` allows). Its size."""
-    size = check_file(path, _accepting(profile)).size
-    check_size(path, size, profile, shrink=shrink)
+    size = check_file(path, _accepting(skill)).size
+    check_size(path, size, skill, shrink=shrink)
     return size
 
 
-def check_size(path: Path, size: int, profile: Profile, *, shrink: bool) -> None:
+def check_size(path: Path, size: int, skill: Skill, *, shrink: bool) -> None:
     """Type and size alone (of a file already opened, before it is copied)."""
-    check_type(path, _accepting(profile))
+    check_type(path, _accepting(skill))
     converted_photo = _suffix(path) in ("heic", "heif")  # checked once it is a JPEG
-    if size > profile.max_upload_bytes and not converted_photo and not (shrink and is_video(path)):
-        raise too_large(path, size, profile)
+    if size > skill.max_upload_bytes and not converted_photo and not (shrink and is_video(path)):
+        raise too_large(path, size, skill)
 
 
-def probe_all(paths: Sequence[Path], profile: Profile, *, shrink: bool) -> None:
+def probe_all(paths: Sequence[Path], skill: Skill, *, shrink: bool) -> None:
     """Check and probe every file (blocking: run in a worker thread); the first refusal
     is raised, before any file is converted or sent."""
     from nemo_mcp import media
 
     for path in paths:
-        check_local(path, profile, shrink=shrink)
+        check_local(path, skill, shrink=shrink)
     for path in paths:
         media.probe(path)
 
@@ -149,24 +148,24 @@ def _shrink(
 
 async def prepare(
     paths: Sequence[Path],
-    profile: Profile,
+    skill: Skill,
     scratch: Path,
     *,
     shrink: bool,
     report: Report | None = None,
 ) -> list[Prepared]:
-    """Make `paths` ready to send under `profile`: probed, converted and (when `shrink`
+    """Make `paths` ready to send under `skill`: probed, converted and (when `shrink`
     allows) shrunk into `scratch`. Raises the first refusal, before anything is sent."""
-    await anyio.to_thread.run_sync(lambda: probe_all(paths, profile, shrink=shrink))
+    await anyio.to_thread.run_sync(lambda: probe_all(paths, skill, shrink=shrink))
     ready: list[Prepared] = []
     for index, path in enumerate(paths):
         item = await anyio.to_thread.run_sync(_convert, path, _folder(scratch, index, "converted"))
         size = (await anyio.Path(item.path).stat()).st_size
-        if size > profile.max_upload_bytes:
+        if size > skill.max_upload_bytes:
             if not (shrink and is_video(item.path)):
-                raise too_large(item.source, size, profile)
+                raise too_large(item.source, size, skill)
             folder = _folder(scratch, index, "shrunk")
-            item = await _shrunk(item, folder, profile.max_upload_bytes, report)
+            item = await _shrunk(item, folder, skill.max_upload_bytes, report)
         ready.append(item)
     return ready
 

@@ -1,6 +1,6 @@
-"""`nemo-mcp demo --all`: each of the five product faces, offline, with its own inputs.
+"""`nemo-mcp demo --all`: each of the five skills, offline, with its own inputs.
 
-The five faces run once (in-process, against one quick sandbox) and every check reads what
+The five skills' demos run once (in-process, against one quick sandbox) and every check reads what
 the demo saved: the MP4 lasts as long as the timeline the demo was shown, and its frames show
 what that timeline says where it says it (titles and captions over their ranges, the
 uploaded photos' colours, the prompt on a generated clip).
@@ -19,7 +19,7 @@ from PIL import Image
 from nemo_mcp import demo
 from nemo_mcp.cli import build_parser
 from nemo_mcp.documents import read_script
-from nemo_mcp.identity import PROFILES
+from nemo_mcp.identity import SKILLS
 from nemo_mcp.media import probe
 from nemo_mcp.sandbox import scripted_agent
 from nemo_mcp.sandbox.config import SandboxConfig
@@ -37,14 +37,14 @@ QUICK = SandboxConfig(
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], str]]:
-    """The five faces in turn, as `nemo-mcp demo --all` runs them (at a quicker pace)."""
+def demos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], str]]:
+    """The five skills' demos in turn, as `nemo-mcp demo --all` runs them (at a quicker pace)."""
     out = io.StringIO()
     folder = tmp_path_factory.mktemp("demo")
-    saved = {s.slug: s for s in demo.run(list(demo.FACES), folder, out, QUICK)}
-    assert list(saved) == list(PROFILES)
-    for slug, one in saved.items():
-        assert one.video.parent == folder / slug
+    saved = {s.skill: s for s in demo.run(list(demo.DEMOS), folder, out, QUICK)}
+    assert list(saved) == list(SKILLS)
+    for skill, one in saved.items():
+        assert one.video.parent == folder / skill
     yield saved, out.getvalue()
 
 
@@ -79,17 +79,17 @@ def middle(segment: dict[str, Any]) -> float:
     return (segment["start"] + segment["end"]) / 2
 
 
-@pytest.mark.parametrize("slug", list(PROFILES))
-def test_face_saves_the_video_its_timeline_describes(
-    slug: str, faces: tuple[dict[str, Any], str]
+@pytest.mark.parametrize("skill", list(SKILLS))
+def test_skill_saves_the_video_its_timeline_describes(
+    skill: str, demos: tuple[dict[str, Any], str]
 ) -> None:
-    saved, printed = faces
-    face, one = demo.FACES[slug], saved[slug]
+    saved, printed = demos
+    spec, one = demo.DEMOS[skill], saved[skill]
     timeline = one.timeline
 
-    # The face ran as its own profile: every request carried its X-Skill-Source.
-    assert one.skill_sources == {slug}
-    assert f"== {PROFILES[slug].title} ({slug}) ==" in printed
+    # The demo ran as its own skill: every request carried its X-Skill-Source.
+    assert one.skill_sources == {skill}
+    assert f"== {SKILLS[skill].title} ({skill}) ==" in printed
 
     # The MP4 lasts what the timeline says, within one frame.
     info = probe(one.video)
@@ -115,9 +115,9 @@ def test_face_saves_the_video_its_timeline_describes(
     assert text_contrast(outside, title["text"], caption=True) < shown - 50
 
     video = track(timeline, "Video")["segments"]
-    if face.uploads:
+    if spec.uploads:
         # Each uploaded photo fills its range: its own colour, away from the text.
-        assert [s["label"] for s in video] == list(face.uploads)
+        assert [s["label"] for s in video] == list(spec.uploads)
         frames = frames_at(one.video, [middle(s) for s in video])
         for segment, frame in zip(video, frames, strict=True):
             with Image.open(one.video.parent / "inputs" / segment["label"]) as photo:
@@ -132,12 +132,12 @@ def test_face_saves_the_video_its_timeline_describes(
         assert len(prompts) == len(video)
         times = [max(middle(s), after) if s is video[0] else middle(s) for s in video]
         for prompt, frame in zip(prompts, frames_at(one.video, times), strict=True):
-            if face.script:  # each line on screen once: as its caption, not on its scene too
+            if spec.script:  # each line on screen once: as its caption, not on its scene too
                 assert text_contrast(frame, prompt, caption=False) < 30, prompt
             else:
                 assert text_contrast(frame, prompt, caption=False) > 80, prompt
 
-    if face.script or "description" in face.request:
+    if spec.script or "description" in spec.request:
         # The script's (or description's) lines, each shown over its own range only.
         lines = track(timeline, "Captions")["segments"]
         assert len(lines) >= 3 and lines[0]["start"] == title["end"]
@@ -149,7 +149,7 @@ def test_face_saves_the_video_its_timeline_describes(
             assert all(text_contrast(f, segment["text"], caption=True) < here - 50 for f in others)
 
 
-def test_demo_cli_takes_a_face_or_all() -> None:
+def test_demo_cli_takes_a_skill_or_all() -> None:
     parser = build_parser()
     assert parser.parse_args(["demo"]).skill is None
     assert parser.parse_args(["demo", "--skill", "image-to-video-by-prompt"]).skill == (
@@ -157,25 +157,25 @@ def test_demo_cli_takes_a_face_or_all() -> None:
     )
     assert parser.parse_args(["demo", "--all"]).all
     with pytest.raises(SystemExit):
-        parser.parse_args(["demo", "--skill", "no-such-face"])
+        parser.parse_args(["demo", "--skill", "no-such-skill"])
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--all", "--skill", "ai-generator-generator"])
 
 
 def test_script_as_txt_and_docx_tell_the_same_story(tmp_path: Path) -> None:
-    face = demo.FACES["free-video-generator-from-script"]
+    spec = demo.DEMOS["free-video-generator-from-script"]
     stories = []
     for name in ("script.txt", "script.docx"):
         path = tmp_path / name
         path.write_bytes(demo.bundled(name))
-        stories.append(scripted_agent.story_of(request_text(face.request, read_script(path))))
+        stories.append(scripted_agent.story_of(request_text(spec.request, read_script(path))))
     assert stories[0] == stories[1] and stories[0] is not None
     assert stories[0].title == "Morning Brew" and len(stories[0].lines) == 4
 
 
-def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--all` runs the five faces in order, `--skill` just its own, no flag the text-prompt
-    face, each under the output folder given (the runs themselves are checked above)."""
+def test_all_and_skill_reach_the_skills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--all` runs the five skills in order, `--skill` just its own, no flag the text-prompt
+    skill, each under the output folder given (the runs themselves are checked above)."""
     import logging
 
     from nemo_mcp import cli
@@ -183,9 +183,9 @@ def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.Monke
     asked: list[tuple[list[str], Path, bool]] = []
 
     def run(
-        slugs: list[str], output_dir: Path, out: Any, config: Any = None, *, handoff: bool = False
+        skills: list[str], output_dir: Path, out: Any, config: Any = None, *, handoff: bool = False
     ) -> list[Any]:
-        asked.append((list(slugs), output_dir, handoff))
+        asked.append((list(skills), output_dir, handoff))
         return []
 
     monkeypatch.setattr(demo, "run", run)
@@ -202,7 +202,7 @@ def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.Monke
     finally:
         root.handlers[:], root.level = handlers, level
     assert asked == [
-        (list(PROFILES), tmp_path, False),
+        (list(SKILLS), tmp_path, False),
         (["meta-video-generation-free"], tmp_path, False),
         ([demo.DEFAULT_SKILL], tmp_path, False),
         (["ai-video-generation-online"], tmp_path, True),
@@ -210,9 +210,9 @@ def test_all_and_skill_reach_the_faces(tmp_path: Path, monkeypatch: pytest.Monke
     assert cli.DEFAULT_DEMO_SKILL == demo.DEFAULT_SKILL
 
 
-def test_the_script_face_reads_documents_in_a_plain_install() -> None:
+def test_the_script_skill_reads_documents_in_a_plain_install() -> None:
     """python-docx and pypdf come with `pip install nemo-mcp` itself (no extra), so the
-    script face sends its .docx as it is."""
+    script skill sends its .docx as it is."""
     from importlib.metadata import requires
 
     plain = {
@@ -221,13 +221,13 @@ def test_the_script_face_reads_documents_in_a_plain_install() -> None:
         if "extra ==" not in r
     }
     assert {"python-docx", "pypdf"} <= plain
-    assert demo.FACES["free-video-generator-from-script"].script == "script.docx"
+    assert demo.DEMOS["free-video-generator-from-script"].script == "script.docx"
 
 
-def test_the_demo_points_only_at_what_outlives_it(faces: tuple[dict[str, Any], str]) -> None:
+def test_the_demo_points_only_at_what_outlives_it(demos: tuple[dict[str, Any], str]) -> None:
     """The sandbox ends with the demo: after saying where it runs, nothing printed links to it
     (no render URL, no browser link); the saved files are named instead."""
-    saved, printed = faces
+    saved, printed = demos
     _, _, rest = printed.partition("Sandbox backend at ")
     sandbox_url, _, after = rest.partition(";")
     assert sandbox_url.startswith("http://127.0.0.1:")
