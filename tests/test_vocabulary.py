@@ -18,13 +18,6 @@ ELSEWHERE = {
     "media/convert.py": {"profile"},
     "sandbox/composition.py": {"slug"},
 }
-#: Still to be renamed where the client is reworked (`upload_profile`, `identity.profile`);
-#: identity.py keeps the two old names for it until then.
-PENDING = {
-    "backend/client.py": {"Profile", "upload_profile", "profile"},
-    "server/tools/upload.py": {"upload_profile"},
-    "identity.py": {"Profile", "profile"},
-}
 
 
 def old_words() -> dict[str, set[str]]:
@@ -41,4 +34,4 @@ def old_words() -> dict[str, set[str]]:
 
 def test_code_says_skill_for_a_skill() -> None:
     found = old_words()
-    assert all(words <= PENDING.get(name, set()) for name, words in found.items()), found
+    assert found == {}, found

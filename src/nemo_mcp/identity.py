@@ -171,9 +171,6 @@ SKILLS: dict[str, Skill] = {
     )
 }
 
-#: The skill's former name, until backend/client.py says `Skill` (merge: remove).
-Profile = Skill
-
 _FRONTMATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
 
@@ -189,10 +186,6 @@ class SkillIdentity:
     @property
     def source(self) -> str:
         return self.skill.name
-
-    @property
-    def profile(self) -> Skill:  # until backend/client.py says `skill` (merge: remove)
-        return self.skill
 
     def headers(self) -> dict[str, str]:
         return {

@@ -57,7 +57,7 @@ from nemo_mcp.errors import (
     SessionNotFoundError,
     SessionReplacedError,
 )
-from nemo_mcp.identity import Profile, SkillIdentity
+from nemo_mcp.identity import Skill, SkillIdentity
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import Damaged, SessionRecord, StateStore
 
@@ -366,13 +366,13 @@ class NemoClient:
 
     # uploads ---------------------------------------------------------------------
     @property
-    def upload_profile(self) -> Profile:
-        """The active profile, its upload limit lowered by NEMO_UPLOAD_LIMIT_MB if set."""
-        return self.identity.profile.limited_to(self.settings.upload_limit_bytes)
+    def upload_skill(self) -> Skill:
+        """The active skill, its upload limit lowered by NEMO_UPLOAD_LIMIT_MB if set."""
+        return self.identity.skill.limited_to(self.settings.upload_limit_bytes)
 
     def check_files(self, paths: Sequence[Path]) -> list[LocalFile]:
-        """Check every file against the active profile before anything is sent."""
-        return [check_file(p, self.upload_profile) for p in paths]
+        """Check every file against the active skill before anything is sent."""
+        return [check_file(p, self.upload_skill) for p in paths]
 
     async def upload_files(
         self,

@@ -153,10 +153,10 @@ async def _upload_paths(
         # made from the descriptor opened once, never the caller's path again.
         for source in local:  # type and size first: nothing too large is copied
             assert source.opened is not None
-            check_size(source.opened.path, source.opened.size, client.upload_profile, shrink=shrink)
+            check_size(source.opened.path, source.opened.size, client.upload_skill, shrink=shrink)
         paths = await anyio.to_thread.run_sync(_private_copies, local, Path(scratch))
         ready = await prepare(
-            paths, client.upload_profile, Path(scratch), shrink=shrink, report=reporter(ctx)
+            paths, client.upload_skill, Path(scratch), shrink=shrink, report=reporter(ctx)
         )
         sent = [item.path for item in ready]
         client.check_files(sent)
