@@ -106,6 +106,26 @@ async def test_a_gateway_error_after_the_message_was_taken_is_not_a_failure(
     assert renders_started(sandbox) == 0 and _spent(sandbox) == 100
 
 
+async def test_an_unclear_generation_is_reported_once_it_is_whole(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """A generation is two-stage (the raw clip, then music and title): after a gateway's
+    502, the draft holding still between two reads while the backend still holds the
+    message's credits is not "settled". The answer waits for the whole result."""
+    sandbox.control.set(initial_credits=1000, generation_seconds=2.0)
+    sandbox.control.fault("gateway_after", route="run_sse", status=502)
+    args = {"message": "a video of a lighthouse in a storm"}
+    settings = make_settings(tmp_path, sandbox.url, recovery_delays=(0.25,) * 16)
+    async with connect(settings) as session:
+        result = await session.call("generate", args)
+    assert not result.is_error, text_of(result)
+    assert structured(result)["status"] == "completed"
+    (balance,) = sandbox.control.stats()["credits"].values()
+    assert balance["frozen"] == 0  # answered once the backend let go of the message
+    assert "Added BGM" in text_of(result) and "Added Title" in text_of(result), text_of(result)
+    assert sent(sandbox) == [args["message"]] and _spent(sandbox) == 100
+
+
 async def test_while_an_unclear_send_is_checked_the_answer_says_so(
     tmp_path: Path, sandbox: Any
 ) -> None:

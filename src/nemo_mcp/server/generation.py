@@ -224,6 +224,24 @@ async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bo
     return arrived(gen.before, now, baseline, balance)
 
 
+async def _still_held(client: NemoClient, run: Run) -> bool:
+    """Whether the backend still holds more credits than before the message: the work is
+    then under way (a generation lands its raw clip first and adds music and titles after),
+    so a draft that held still between two reads is not yet its result. Unknown (no
+    baseline, credits unreadable) counts as not held: the draft alone decides then."""
+    baseline = _job(run).credits
+    if baseline is None:
+        return False
+    try:
+        balance = await client.credits()
+    except (TransportError, BackendError) as err:
+        if isinstance(err, SessionNotFoundError):
+            raise
+        log.info("could not read credits while recovering (%s)", err)
+        return False
+    return balance.frozen > baseline.get("frozen", 0)
+
+
 async def _unclear(
     client: NemoClient, settings: Settings, run: Run, gen: GenerationRun, err: NemoError
 ) -> GenerateOutput:
@@ -423,7 +441,7 @@ async def _recover(
             continue
         if _same_draft(draft, gen.before):
             continue
-        if seen is not None and _same_draft(draft, seen):
+        if seen is not None and _same_draft(draft, seen) and not await _still_held(client, run):
             break  # changed, and settled
         seen = draft
     if seen is None:
