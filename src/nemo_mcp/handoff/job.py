@@ -196,6 +196,7 @@ async def _write(
             kept=media,
             saved=saved,
             still_there=still_there,
+            holder=run.entry.holder,
             on_progress=run.phase,
         )
     except (RenderError, OSError) as err:

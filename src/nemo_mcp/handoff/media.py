@@ -108,6 +108,7 @@ async def save_media(
     kept: Mapping[str, dict[str, Any]],
     saved: Saved,
     still_there: Callable[[dict[str, Any]], Awaitable[bool]],
+    holder: str,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Download `items` into `folder/media`; each link's file relative to `folder`.
@@ -131,7 +132,7 @@ async def save_media(
             target,
             stem=item.stem,
             suffix=item.suffix,
-            part_name=f".nemo-media-{item.number}.part",
+            part_name=f".nemo-media-{item.number}-{holder}.part",
             fallback=False,
             max_bytes=MAX_MEDIA_BYTES,
         )

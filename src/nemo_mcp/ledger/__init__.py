@@ -150,6 +150,12 @@ class Entry:
     def finished(self) -> bool:
         return self.state in FINAL
 
+    @property
+    def holder(self) -> str:
+        """The tag of this claim in file names (`.part` files): its generation. A paused
+        process that lost the claim can only ever touch its own files."""
+        return f"g{self.generation}"
+
     def answers_again(self, now: float) -> bool:
         """Whether this entry is what a submission of its key finds: unfinished, or
         finished, `reusable` and recent (within `KEEP_SECONDS`)."""

@@ -392,7 +392,7 @@ async def _download(
                 expected_size=expected,
                 # Named for this claim's holder: a replica paused past its lease only
                 # ever touches its own part, and names the file only if still the holder.
-                part_name=f".nemo-{renders.safe_stem(render_id)}-{_holder(run)}.part",
+                part_name=f".nemo-{renders.safe_stem(render_id)}-{run.entry.holder}.part",
                 on_progress=on_progress,
                 before_claim=run.save,
             )
@@ -435,11 +435,6 @@ async def run_handoff_export(
     job = run.job
     assert isinstance(job, HandoffJob)
     return job.output(elapsed=run.elapsed, reused=handed.reused).model_dump(mode="json")
-
-
-def _holder(run: Run) -> str:
-    """The tag of `run`'s claim: its generation (the ledger's fencing token)."""
-    return f"g{run.entry.generation}"
 
 
 async def browser_link(client: NemoClient) -> str | None:
