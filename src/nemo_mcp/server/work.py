@@ -38,6 +38,7 @@ from nemo_mcp.ledger import (
     clock,
     new_owner,
 )
+from nemo_mcp.scale import answering_by
 from nemo_mcp.server.jobs import MessageJob, RenderJob, check_move, job_of
 
 if TYPE_CHECKING:
@@ -177,8 +178,15 @@ class Run:
         )
         if updated is None:
             raise ClaimLostError("another process took this work over")
-        self.entry = updated
+        self._newer(updated)
         self.work.touch()
+
+    def _newer(self, updated: Entry) -> None:
+        """Keep `updated` unless a later write's answer arrived first: a renewal and a
+        state change run side by side, and their answers may come back in either order
+        (an older answer kept would undo the state change here)."""
+        if updated.version >= self.entry.version:
+            self.entry = updated
 
     def phase(
         self,
@@ -227,7 +235,7 @@ class Run:
                 self.lost = True
                 scope.cancel()
                 return
-            self.entry = updated
+            self._newer(updated)
 
 
 Executor = Callable[[Run], Awaitable[dict[str, Any]]]
@@ -399,6 +407,10 @@ class Work:
             self.tasks.start_soon(self._runner)
 
     async def _runner(self) -> None:
+        with answering_by(None):  # no caller waits on the runner, whoever started it
+            await self._run_queue()
+
+    async def _run_queue(self) -> None:
         troubles = 0
         try:
             while True:
