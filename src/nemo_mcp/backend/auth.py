@@ -22,7 +22,7 @@ import anyio
 
 from nemo_mcp import redaction, retrying
 from nemo_mcp.backend.models import AnonymousToken, parse_wire
-from nemo_mcp.client_state import ClientState
+from nemo_mcp.client_state import ClientState, holding
 from nemo_mcp.errors import AuthError, ConfigError, RateLimitError
 from nemo_mcp.ledger import new_owner
 from nemo_mcp.settings import Settings
@@ -106,7 +106,8 @@ class HomeLeases:
                 f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
             )
         try:
-            yield
+            with holding(name, self.owner):  # the store fences its writes with it
+                yield
         finally:
             with anyio.CancelScope(shield=True):
                 await self.leases.release(name, self.owner)
