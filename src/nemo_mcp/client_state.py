@@ -17,7 +17,7 @@ with the NemoVideo skill: the file store never replaces it, and records nothing.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Literal, Protocol
@@ -29,13 +29,13 @@ Record = Literal["auth", "session"]
 #: The home's named leases the running task holds, by name: the owner each was taken as.
 #: A shared store fences its writes with them (`RedisState`): a write made under a lease
 #: another process has taken since is refused.
-_holding: ContextVar[Mapping[str, str]] = ContextVar("nemo_leases_held", default={})
+_holding: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("nemo_leases_held", default=())
 
 
 @contextmanager
 def holding(name: str, owner: str) -> Iterator[None]:
     """Mark the block as holding the home's lease `name` as `owner`."""
-    token = _holding.set({**_holding.get(), name: owner})
+    token = _holding.set((*_holding.get(), (name, owner)))
     try:
         yield
     finally:
@@ -44,7 +44,7 @@ def holding(name: str, owner: str) -> Iterator[None]:
 
 def held(name: str) -> str | None:
     """The owner the running task holds the lease `name` as, if it holds it."""
-    return _holding.get().get(name)
+    return next((owner for held, owner in reversed(_holding.get()) if held == name), None)
 
 
 class ClientState(Protocol):
