@@ -200,12 +200,12 @@ class Credentials:
         record = await self.store.load_auth()
         if record is not None:
             self._auth, self._auth_stamp = record, stamp
-            redaction.register(record.token)
+            redaction.register(record.token, holder=self)
         return record
 
     async def _keep(self, record: AuthRecord) -> None:
         self._auth, self._auth_stamp = record, await self.store.stamp("auth")
-        redaction.register(record.token)
+        redaction.register(record.token, holder=self)
 
     async def _fetch_anonymous_token(self, *, token_exists: bool) -> AuthRecord:
         """Ask for an anonymous token (holding the home's lease); keep it before returning."""
@@ -225,7 +225,7 @@ class Credentials:
                 retry_after=err.retry_after,
             ) from err
         token = parse_wire(AnonymousToken, data, what="the token request")
-        redaction.register(token.token)
+        redaction.register(token.token, holder=self)
         record = AuthRecord(
             token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
         )
