@@ -6,9 +6,10 @@ Read from the environment with the other settings (`settings.settings_from_env`)
     NEMO_MAX_USERS              users kept open per process (least recently used closed
                                 first; default 1000)
     NEMO_USER_IDLE_SECONDS      a user unused this long is closed (default 600)
-    NEMO_REDIS_MAX_CONNECTIONS  the Redis connection pool per process (default 64)
-    NEMO_REDIS_TIMEOUT          seconds a Redis command, connection or free pool slot
-                                is waited for (default 2)
+    NEMO_REDIS_MAX_CONNECTIONS  Redis commands in flight per process (default 64;
+                                more wait their turn, within their call's budget)
+    NEMO_REDIS_TIMEOUT          seconds a Redis command or connection is waited for
+                                (default 2)
     NEMO_REDIS_CLUSTER          1: NEMO_STATE_URL names a node of a Redis Cluster
     NEMO_CREDITS_PER_DAY        per-user spend cap, counted at the estimate when work
                                 is accepted (default off)
