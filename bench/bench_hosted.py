@@ -489,7 +489,7 @@ def report(
         + " (the killed replica's stop at its death; the sandbox is not counted).",
     ]
     if tally.errors:
-        kinds = Counter(e.split(": ", 1)[1][:120] for e in tally.errors)
+        kinds = Counter(e.split(": ", 1)[1][:150] for e in tally.errors)
         lines += ["", "Failed attempts, by what the client saw:", ""]
         lines += [f"- {count} x {kind}" for kind, count in kinds.most_common(8)]
     if STATUSES:

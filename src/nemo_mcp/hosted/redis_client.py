@@ -8,8 +8,8 @@
   check use spare connections of their own, never a command's place.
 - **Waiting within the budget.** A command that finds every place taken waits for one
   until shortly before the call it answers is due (`scale.answering_by`), at least
-  `NEMO_REDIS_TIMEOUT`; work no caller waits for (a job's runner) waits up to
-  `BACKGROUND_WAIT`. Load makes calls slower, never failed.
+  `LEAST_WAIT` (or `NEMO_REDIS_TIMEOUT` if longer); work no caller waits for (a job's
+  runner) waits up to `BACKGROUND_WAIT`. Load makes calls slower, never failed.
 - **Short.** Connecting and each command are bounded by `NEMO_REDIS_TIMEOUT`; a lost
   connection is tried again once, a timeout never (a stalled Redis must not hold a
   call for several timeouts).
@@ -40,6 +40,9 @@ BACKGROUND_WAIT = 30.0
 #: A call's wait for a place ends this long before the call is due, so that the
 #: refusal, naming Redis, is its answer.
 ANSWER_MARGIN = 1.0
+#: The shortest wait for a place, even for a call at the end of its budget (its last
+#: write, recording that it was answered): a few seconds late beats failed.
+LEAST_WAIT = 5.0
 #: Connections beyond the commands' places: the subscription and health checks.
 SPARE_CONNECTIONS = 4
 
@@ -82,9 +85,10 @@ class Gate:
         answers is due (or its cancel scope's deadline), at least the Redis timeout."""
         due = answer_due()
         end = min(math.inf if due is None else due, anyio.current_effective_deadline())
+        least = max(self.timeout, LEAST_WAIT)
         if math.isinf(end):
-            return max(self.timeout, BACKGROUND_WAIT)
-        return max(self.timeout, end - ANSWER_MARGIN - anyio.current_time())
+            return max(least, BACKGROUND_WAIT)
+        return max(least, end - ANSWER_MARGIN - anyio.current_time())
 
     async def run(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """`call` (one command or pipeline) in a place, its failures named as Redis."""

@@ -21,7 +21,7 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -355,7 +355,7 @@ class Work:
         last_report = -math.inf
         last_seen: tuple[int, str] | None = None
         while True:
-            entry = await self.ledger.get(entry_id)
+            entry = await self._look(entry_id)
             if entry is None:
                 raise InputError("this request is no longer in the ledger; ask again")
             if entry.finished:
@@ -380,6 +380,15 @@ class Work:
                 except Exception:  # a client gone away must not end the wait
                     log.debug("progress report failed", exc_info=True)
             await self._pause(min(self.poll, max(0.0, deadline - now)))
+
+    async def _look(self, entry_id: str) -> Entry | None:
+        """The entry as it stands. While this process runs it, its run has the newest
+        record and progress: read there, not from the ledger (each progress step wakes
+        the waiters here, and a shared ledger would be read once per waiter per step)."""
+        run = self._runs.get(entry_id)
+        if run is not None and not run.lost:
+            return replace(run.entry, progress=dict(run.progress))
+        return await self.ledger.get(entry_id)
 
     async def unfinished(self) -> list[Entry]:
         return await self.ledger.unfinished(self.user)
