@@ -138,3 +138,48 @@ async def test_the_health_check_never_waits_behind_busy_commands(
             assert await answers(redis, 0.3)
     finally:
         await redis.aclose()
+
+
+async def test_a_renewals_late_answer_never_undoes_a_state_change(tmp_path: Path) -> None:
+    """Under load a lease renewal (sent first) may be answered after the state change
+    sent next: the run keeps the newer record, and its next move is allowed."""
+    from types import SimpleNamespace
+
+    from nemo_mcp.ledger import clock
+    from nemo_mcp.ledger.sqlite import SqliteLedger
+    from nemo_mcp.server.work import Run
+
+    ledger = SqliteLedger(tmp_path / "ledger.db")
+    held = anyio.Event()
+    answered_late = anyio.Event()
+
+    class LateRenewals:
+        """The ledger, each renewal's answer held back until the state change is done."""
+
+        async def update(self, entry_id: str, owner: str, **changes: Any) -> Any:
+            answer = await ledger.update(entry_id, owner, **changes)
+            if changes.get("state") is None:
+                held.set()
+                await answered_late.wait()
+            return answer
+
+    try:
+        await ledger.submit(
+            user="u", kind="render", key="k", session_id=None, request={}, now=clock()
+        )
+        entry = await ledger.claim_head("u", "me", now=clock(), lease=30.0)
+        assert entry is not None
+        work = SimpleNamespace(ledger=LateRenewals(), owner="me", lease=30.0, touch=lambda: None)
+        run = Run(work, entry)  # type: ignore[arg-type]
+        async with anyio.create_task_group() as tasks:
+            run.phase("starting the render")  # progress to write: a renewal goes out
+            tasks.start_soon(run.keep_alive, tasks.cancel_scope)
+            await held.wait()
+            await run.save(state="starting", render_id="r1")
+            answered_late.set()
+            await anyio.sleep(0.05)  # the renewal's (older) answer arrives now
+            assert run.entry.state == "starting"
+            await run.save(state="rendering")  # a move from "starting", never from "queued"
+            tasks.cancel_scope.cancel()
+    finally:
+        await ledger.close()
