@@ -3,8 +3,10 @@
 A real `serve --http` process with a pool of 4 Redis connections (and a short Redis
 timeout) serves many users at once against the sandbox: every call is answered, each
 message reaches the sandbox once, each user gets one render, and the health check keeps
-answering while the commands queue. Then the mechanism alone: commands cancelled while
-they wait for, or give back, a connection never keep it from the others.
+answering while the commands queue. Then the mechanisms alone: commands cancelled while
+they wait for, or give back, a connection never keep it from the others; the health
+check asks Redis beside busy commands; a lease renewal answered late never undoes the
+state change written after it (which made a render fail under load).
 """
 
 from __future__ import annotations

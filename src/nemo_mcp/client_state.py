@@ -44,7 +44,7 @@ def holding(name: str, owner: str) -> Iterator[None]:
 
 def held(name: str) -> str | None:
     """The owner the running task holds the lease `name` as, if it holds it."""
-    return next((owner for held, owner in reversed(_holding.get()) if held == name), None)
+    return next((owner for lease, owner in reversed(_holding.get()) if lease == name), None)
 
 
 class ClientState(Protocol):
