@@ -390,6 +390,9 @@ def run(
                 logs.mkdir(parents=True, exist_ok=True)
                 for n in range(len(replicas)):
                     shutil.copy(folder / f"replica{n}.log", logs / f"replica{n}.log")
+                for found in folder.glob("redis*/**/redis-server.log"):
+                    name = "-".join(found.relative_to(folder).parts)
+                    shutil.copy(found, logs / name)
     text = report(users, kill_at, tally, wall, stats, used)
     where = "a Redis Cluster of three masters" if cluster else "one Redis"
     return f"State in {where}.\n\n" + (many_report(crowd, cache) + "\n\n" if many else "") + text

@@ -79,6 +79,10 @@ class Gate:
         self.places = anyio.Semaphore(places)
         self.timeout = timeout
         self.noted = noted
+        #: When Redis last answered a command (anyio's clock).
+        self.answered = -math.inf
+        #: Health checks ask Redis one at a time (each on a spare connection).
+        self.probe = anyio.Lock()
 
     def wait_seconds(self) -> float:
         """How long a command may wait for a place now: until shortly before the call it
@@ -103,8 +107,11 @@ class Gate:
             self.noted()
             raise redis_problem(Unreachable("No connection available."), wait) from None
         try:
-            return await call()
+            answer = await call()
+            self.answered = anyio.current_time()
+            return answer
         except NoScriptError:
+            self.answered = anyio.current_time()
             raise  # the script is loaded and run again by its caller
         except RedisError as err:
             self.noted()
@@ -125,6 +132,8 @@ def _named(gate: Gate) -> type[Redis]:
             return list(await gate.run(lambda: parent(raise_on_error)))
 
     class NamedRedis(Redis):
+        places = gate
+
         async def execute_command(self, *args: Any, **options: Any) -> Any:
             parent = super().execute_command
             return await gate.run(lambda: parent(*args, **options))  # type: ignore[no-untyped-call]
@@ -154,6 +163,8 @@ def _named_cluster(gate: Gate) -> Any:
             return await gate.run(lambda: parent(raise_on_error, allow_redirections))
 
     class NamedCluster(RedisCluster):
+        places = gate
+
         async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
             parent = super().execute_command
             return await gate.run(lambda: parent(*args, **kwargs))
@@ -183,12 +194,24 @@ def _shielded_pool() -> Any:
 
 
 async def answers(redis: Redis, seconds: float) -> bool:
-    """Whether Redis answers a PING within `seconds`, asked on a spare connection (the
-    health check judges Redis, not how busy this replica's commands are)."""
+    """Whether Redis answers within `seconds`: it answered a command that recently, or
+    a PING asked on a spare connection, one health check at a time (the health check
+    judges Redis, not how busy this replica's commands are, and adds no load to it)."""
+    gate: Gate | None = getattr(redis, "places", None)
+    if gate is None:  # a plain client (tests): its own PING
+        try:
+            with anyio.fail_after(seconds):
+                await redis.ping()
+        except Exception:
+            return False
+        return True
     try:
         with anyio.fail_after(seconds):
-            ping = getattr(redis, "ping_outside", redis.ping)
-            await ping()
+            async with gate.probe:
+                if anyio.current_time() - gate.answered < seconds:
+                    return True  # answered lately (maybe to the check before this one)
+                await redis.ping_outside()  # type: ignore[attr-defined]
+                gate.answered = anyio.current_time()
     except Exception:
         return False
     return True
