@@ -193,10 +193,10 @@ def _shielded_pool() -> Any:
     return ShieldedPool
 
 
-async def answers(redis: Redis, seconds: float) -> bool:
-    """Whether Redis answers within `seconds`: it answered a command that recently, or
-    a PING asked on a spare connection, one health check at a time (the health check
-    judges Redis, not how busy this replica's commands are, and adds no load to it)."""
+async def answers(redis: Redis, seconds: float, *, lately: bool = True) -> bool:
+    """Whether Redis answers within `seconds`: it answered a command that recently (if
+    `lately`), or a PING asked on a spare connection, one check at a time (a health
+    check judges Redis, not how busy this replica's commands are, and adds no load)."""
     gate: Gate | None = getattr(redis, "places", None)
     if gate is None:  # a plain client (tests): its own PING
         try:
@@ -208,7 +208,7 @@ async def answers(redis: Redis, seconds: float) -> bool:
     try:
         with anyio.fail_after(seconds):
             async with gate.probe:
-                if anyio.current_time() - gate.answered < seconds:
+                if lately and anyio.current_time() - gate.answered < seconds:
                     return True  # answered lately (maybe to the check before this one)
                 await redis.ping_outside()  # type: ignore[attr-defined]
                 gate.answered = anyio.current_time()

@@ -327,7 +327,9 @@ def create_server(
         if "services" not in live:
             return JSONResponse({"ready": False, "why": "starting or stopping"}, 503)
         redis = live.get("redis")
-        if redis is not None and not await answers(redis, settings.scale.redis_timeout):
+        if redis is not None and not await answers(
+            redis, settings.scale.redis_timeout, lately=False
+        ):
             return JSONResponse({"ready": False, "why": "Redis does not answer"}, 503)
         return JSONResponse({"ready": True})
 
