@@ -42,7 +42,6 @@ OWNER = "bench:1:a"
 
 async def one_cycle(ledger: SqliteLedger, user: str, key: str) -> tuple[float, float, float]:
     """(ask, run, ask again) seconds for one message's ledger work."""
-    now = time.time()
     start = time.perf_counter()
     assert await ledger.latest(user=user, kind="message", key=key) is None
     submission = await ledger.submit(
@@ -51,28 +50,34 @@ async def one_cycle(ledger: SqliteLedger, user: str, key: str) -> tuple[float, f
         key=key,
         session_id="s",
         request={"message": key},
-        now=now,
         ask="call-1",
     )
     assert submission.entry is not None
     entry_id = submission.entry.id
     asked = time.perf_counter()
-    head = await ledger.claim_head(user, OWNER, now=now, lease=20)
+    head = await ledger.claim_head(user, OWNER, lease=20)
     assert head is not None and head.id == entry_id
+    claim = head.generation
     for state in ("sending", "streaming"):
-        await ledger.update(entry_id, OWNER, now=now, lease=20, state=state)  # type: ignore[arg-type]
+        await ledger.update(entry_id, OWNER, generation=claim, lease=20, state=state)  # type: ignore[arg-type]
     await ledger.update(
-        entry_id, OWNER, now=now, lease=20, state="done", outcome={"reply": key}, reusable=False
+        entry_id,
+        OWNER,
+        generation=claim,
+        lease=20,
+        state="done",
+        outcome={"reply": key},
+        reusable=False,
     )
     ran = time.perf_counter()
     await ledger.get(entry_id)
-    await ledger.deliver(entry_id, "call-1", now=now)
+    await ledger.deliver(entry_id, "call-1")
     delivered = time.perf_counter()
     found = await ledger.latest(user=user, kind="message", key=key)
     assert found is not None and found.finished
-    assert await ledger.ask(entry_id, "call-2", now=now)  # returned before: a replay
+    assert await ledger.ask(entry_id, "call-2")  # returned before: a replay
     await ledger.get(entry_id)
-    await ledger.deliver(entry_id, "call-2", now=now)
+    await ledger.deliver(entry_id, "call-2")
     done = time.perf_counter()
     return (asked - start) + (delivered - ran), ran - asked, done - delivered
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ import httpx
 
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.identity import load_identity
+from nemo_mcp.ledger import Entry
+from nemo_mcp.server.jobs import MessageJob, RenderJob, check_move, job_of
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import StateStore
 
@@ -109,3 +111,34 @@ def make_client(
         sleep=sleeps or Sleeps(),
         clock=clock,
     )
+
+
+class Recorded:
+    """A run as the transitions see it (`jobs.common.Journal`): what `save` makes durable
+    goes to `log` (shared with the backend's requests), and `durable` is the entry a
+    process started after a kill would read."""
+
+    def __init__(self, durable: Entry, log: list[tuple[str, ...]]) -> None:
+        self.durable = durable
+        self.memo: dict[str, Any] = dict(durable.memo)
+        self.sticky = False
+        self.log = log
+
+    @property
+    def job(self) -> MessageJob | RenderJob:
+        return job_of(self.durable, self.memo)
+
+    async def save(self, *, state: Any = None, session_id: str | None = None, **memo: Any) -> None:
+        if state is not None:
+            check_move(self.durable.kind, self.durable.state, state)
+        self.memo.update(memo)
+        self.durable = replace(
+            self.durable,
+            state=state or self.durable.state,
+            session_id=session_id or self.durable.session_id,
+            memo=dict(self.memo),
+        )
+        self.log.append(("saved", self.durable.state, str(self.memo.get("render_id"))))
+
+    def phase(self, words: str, percent: float | None = None) -> None:
+        pass

@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from nemo_mcp.ledger import Entry, clock
+from nemo_mcp.ledger import Entry
 from nemo_mcp.ledger.sqlite import SqliteLedger
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import StateStore
@@ -66,23 +66,21 @@ async def seed_render(
     it (`url` is where the backend said the video is)."""
     ledger = SqliteLedger(StateStore(settings.home, settings.api_url).ledger_path)
     try:
-        now = clock()
         submitted = await ledger.submit(
             user="",
             kind="render",
             key="render|mp4|high",
             session_id=session_id,
             request={"format": "mp4", "quality": "high", "fresh": False},
-            now=now,
         )
         assert submitted.entry is not None
-        claimed = await ledger.claim(submitted.entry.id, "seed", now=now, lease=10)
-        assert claimed is not None
+        claimed = await ledger.claim_head("", "seed", lease=10)
+        assert claimed is not None and claimed.id == submitted.entry.id
         outcome = {"status": "completed", "render_id": render_id, "url": url, "file": None}
         done = await ledger.update(
             claimed.id,
             "seed",
-            now=now,
+            generation=claimed.generation,
             lease=10,
             state="done",
             memo={"render_id": render_id, "url": url},

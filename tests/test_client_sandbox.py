@@ -21,17 +21,21 @@ from nemo_mcp.backend.events import (
 )
 from nemo_mcp.backend.stream import send_message
 from nemo_mcp.errors import (
-    AuthError,
     CreditsError,
     FileTooLargeError,
     PlanError,
     RateLimitError,
-    SessionNotFoundError,
+    SessionReplacedError,
+    TokenRefusedError,
     UnsupportedFileError,
 )
 from nemo_mcp.identity import load_identity
+from nemo_mcp.ledger import Entry
+from nemo_mcp.server.jobs import render
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import StateStore
+
+from fakes import Recorded
 
 
 @asynccontextmanager
@@ -86,20 +90,24 @@ async def test_every_endpoint_in_each_envelope(
             await generate(client, "add music")
         sandbox.control.fault("export_blocked", route="render_start")
         with pytest.raises(PlanError):
-            await renders.start_render(
-                client,
-                state.state.draft,
-                session_id=session.session_id,
-                output={"format": "mp4", "quality": "high"},
-                remember=_noop,
-            )
+            await start(client, state.state.draft, session.session_id)
         sandbox.control.set(upload_limit_bytes=10)
         with pytest.raises(FileTooLargeError):
             await client.upload_files([clip])
 
 
-async def _noop(render_id: str) -> None:
-    return None
+async def start(client: NemoClient, draft: Any, session_id: str, **output: str) -> str:
+    """One render of `draft` started under a new id (what a render job's first start sends)."""
+    render_id = renders.new_render_id()
+    await renders.start_render(
+        client,
+        draft,
+        render_id=render_id,
+        session_id=session_id,
+        output=output,
+        sent_before=False,
+    )
+    return render_id
 
 
 @pytest.mark.parametrize("shape", ["bare", "success", "code"])
@@ -112,13 +120,7 @@ async def test_render_in_every_status_shape(
         await generate(client, "a video of a bridge")
         draft = (await client.state()).state.draft
         session = await client.session()
-        render_id = await renders.start_render(
-            client,
-            draft,
-            session_id=session.session_id,
-            output={"format": "mp4", "quality": "high"},
-            remember=_noop,
-        )
+        render_id = await start(client, draft, session.session_id, format="mp4", quality="high")
         seen: list[float] = []
 
         async def on_status(status: Any) -> None:
@@ -141,9 +143,7 @@ async def test_broken_output_url_falls_back_to_the_download_endpoint(
         await generate(client, "a video of a fox")
         draft = (await client.state()).state.draft
         session = await client.session()
-        render_id = await renders.start_render(
-            client, draft, session_id=session.session_id, output={}, remember=_noop
-        )
+        render_id = await start(client, draft, session.session_id)
         final = await renders.wait_render(client, render_id, started_at=time.time(), shortest=0.3)
         sandbox.control.fault("output_url_broken", route="file")
         saved = await renders.download(client, final, tmp_path / "out", stem="v")
@@ -153,20 +153,41 @@ async def test_broken_output_url_falls_back_to_the_download_endpoint(
 async def test_reused_render_id_gets_a_new_id_once(
     tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The sandbox refuses an id it knows (a clean refusal of a new id, to the backend
+    module: `StartRefusedError`); the render job then records a new id and starts that."""
     ids = iter(["render_1", "render_1", "render_2"])
     monkeypatch.setattr(renders, "new_render_id", lambda: next(ids))
     async with nemo(tmp_path, sandbox.url) as client:
         await generate(client, "a video of a kite")
         draft = (await client.state()).state.draft
         session = await client.session()
-        first = await renders.start_render(
-            client, draft, session_id=session.session_id, output={}, remember=_noop
-        )
-        second = await renders.start_render(
-            client, draft, session_id=session.session_id, output={}, remember=_noop
-        )
-    assert (first, second) == ("render_1", "render_2")
+        first = await start(client, draft, session.session_id)
+        log: list[tuple[str, ...]] = []
+        run = Recorded(job_entry(), log)
+        await render.prepare(run, draft, session_id=session.session_id, digest="d", title="t")
+        await render.start(run, client, sent_before=False)
+    assert first == "render_1" and render.render_of(run).render_id == "render_2"
+    assert log == [
+        ("saved", "starting", "render_1"),
+        ("saved", "starting", "render_2"),
+        ("saved", "rendering", "render_2"),
+    ]
     assert sandbox.control.stats()["renders_started"] == 2
+
+
+def job_entry() -> Entry:
+    return Entry(
+        id="e1",
+        user="",
+        seq=1,
+        kind="render",
+        key="render|mp4|high",
+        session_id=None,
+        state="queued",
+        request={"format": "mp4", "quality": "high"},
+        created_at=0.0,
+        updated_at=0.0,
+    )
 
 
 @pytest.mark.parametrize("sse", ["adk", "adk_partial", "typed"])
@@ -202,9 +223,12 @@ async def test_token_renewal_session_loss_and_rate_limit(tmp_path: Path, sandbox
         assert sandbox.control.stats()["tokens_issued"] == 2
         old = await client.session()
         sandbox.control.fault("session_lost", route="state")
-        with pytest.raises(SessionNotFoundError, match="timeline is gone"):
+        with pytest.raises(SessionReplacedError) as lost:
             await client.state()
-        assert (await client.session()).session_id != old.session_id
+        new = await client.session()
+        assert (
+            new.session_id != old.session_id and lost.value.detail["session_id"] == new.session_id
+        )
         sandbox.control.fault("rate_limited", route="credits", times=2, retry_after="0")
         with pytest.raises(RateLimitError):
             await client.credits()
@@ -214,7 +238,7 @@ async def test_token_renewal_session_loss_and_rate_limit(tmp_path: Path, sandbox
     async with nemo(
         tmp_path / "b", sandbox.url, token=SecretStr("nmv_usr_not_a_real_token")
     ) as client:
-        with pytest.raises(AuthError, match="NEMO_TOKEN"):
+        with pytest.raises(TokenRefusedError):
             await client.credits()
 
 

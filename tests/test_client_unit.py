@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from nemo_mcp.backend import render as renders
-from nemo_mcp.backend.events import TextEvent
+from nemo_mcp.backend.events import OpenedEvent, TextEvent
 from nemo_mcp.backend.models import RenderStatus
 from nemo_mcp.backend.stream import StreamLimits, send_message
 from nemo_mcp.errors import (
@@ -28,9 +28,13 @@ from nemo_mcp.errors import (
     RenderError,
     ServerError,
     SessionNotFoundError,
+    SessionReplacedError,
     StreamBrokenError,
+    TokenRefusedError,
     UnsupportedFileError,
 )
+from nemo_mcp.server.boundary import message_for, token_replaced
+from nemo_mcp.state_files import Damaged
 
 from fakes import FakeBackend, Sleeps, data_frame, fail, make_client, ok, sse
 
@@ -127,10 +131,27 @@ async def test_1001_twice_is_an_auth_error(tmp_path: Path) -> None:
 async def test_explicit_token_refused_says_what_to_do(tmp_path: Path) -> None:
     backend = FakeBackend(script=[lambda r: fail(1001, status=401)])
     async with make_client(tmp_path, backend, token=SecretStr("nmv_usr_secret_abcdef")) as client:
-        with pytest.raises(AuthError, match="NEMO_TOKEN") as info:
+        with pytest.raises(TokenRefusedError) as info:
             await client.credits()
-    assert "nmv_usr_secret_abcdef" not in str(info.value)
+        said = message_for(info.value, client)
+    assert "NEMO_TOKEN was refused" in said and "unset NEMO_TOKEN" in said
+    assert "nmv_usr_secret_abcdef" not in str(info.value) + said
     assert backend.count("/api/auth/anonymous-token") == 0
+
+
+async def test_a_damaged_token_replaced_is_given_as_a_fact_once(tmp_path: Path) -> None:
+    """The backend keeps what was replaced; the notice's words are the server's."""
+    damaged = Damaged(path="/h/auth.json", moved_to="/h/auth.json.damaged-1", problem="not JSON")
+    async with make_client(tmp_path, FakeBackend()) as client:
+        client.store.damaged_auth = damaged
+        await client.token()
+        assert client.credentials.take_replaced() == [damaged]
+        assert client.credentials.take_replaced() == [] and client.store.take_notices() == []
+    assert token_replaced(damaged) == (
+        "The saved NemoVideo token (/h/auth.json) was damaged (not JSON) and was moved aside "
+        "to /h/auth.json.damaged-1; a new free token was fetched for this computer with its "
+        "client id."
+    )
 
 
 async def test_429_waits_retry_after_then_retries_once(tmp_path: Path) -> None:
@@ -229,8 +250,11 @@ async def test_session_lost_starts_new_session_and_says_so(tmp_path: Path) -> No
         )
     )
     async with make_client(tmp_path, backend) as client:
-        with pytest.raises(SessionNotFoundError, match="timeline is gone"):
+        with pytest.raises(SessionReplacedError) as lost:
             await client.state()
+        assert lost.value.detail == {"session_id": "222"}  # the fact; the words are the server's
+        assert "timeline is gone" in message_for(lost.value, client)
+        assert "(session 222)" in message_for(lost.value, client)
         assert (await client.session()).session_id == "222"
         await client.state()
     assert (await client.store.load_session()).session_id == "222"  # type: ignore[union-attr]
@@ -250,7 +274,8 @@ async def test_message_stream_events_and_body(tmp_path: Path) -> None:
     seen = []
     async with make_client(tmp_path, backend) as client:
         outcome = await send_message(client, "make a video", seen.append)
-    assert seen == [TextEvent("Done!", author="nemo_agent")]
+    # The stream's opening comes first, as an event: the caller records it if it likes.
+    assert seen == [OpenedEvent(session_id="1001001"), TextEvent("Done!", author="nemo_agent")]
     assert outcome.meaningful == 1
     request = next(r for r in backend.requests if r.url.path == SSE)
     assert request.headers["Accept"] == "text/event-stream"
@@ -323,7 +348,7 @@ async def test_broken_stream_is_reported_never_resent(tmp_path: Path) -> None:
         with pytest.raises(StreamBrokenError):
             await send_message(client, "hi", seen.append)
     assert backend.count(SSE) == 1
-    assert seen == [TextEvent("Working", author="nemo_agent")]
+    assert seen == [OpenedEvent(session_id="1001001"), TextEvent("Working", author="nemo_agent")]
 
 
 async def test_connect_failure_before_sending_is_retried(tmp_path: Path) -> None:
@@ -420,36 +445,31 @@ async def test_upload_multipart_body(tmp_path: Path) -> None:
 
 
 # renders ----------------------------------------------------------------------------------
-async def test_render_retries_once_with_new_id_on_refusal(tmp_path: Path) -> None:
+async def test_a_refused_render_start_is_said_and_not_renamed_here(tmp_path: Path) -> None:
+    """A clean refusal of a new id is `StartRefusedError`: the job records a new id and
+    starts that (tests/test_jobs.py); the backend neither renames nor records."""
     starts = []
 
-    def conflict_first(request: httpx.Request) -> httpx.Response | None:
+    def refused(request: httpx.Request) -> httpx.Response | None:
         if request.url.path == "/api/render/proxy/lambda":
             starts.append(request)
-            if len(starts) == 1:
-                return fail(409, "render id already exists", status=409)
-            return ok({"id": "x"})
+            return fail(409, "render id already exists", status=409)
         return None
 
-    remembered: list[str] = []
-
-    async def remember(render_id: str) -> None:
-        remembered.append(render_id)
-
-    backend = FakeBackend(script=[conflict_first])
+    backend = FakeBackend(script=[refused])
     async with make_client(tmp_path, backend) as client:
-        render_id = await renders.start_render(
-            client,
-            {"t": [1]},
-            session_id="1",
-            output={"format": "mp4", "quality": "high"},
-            remember=remember,
-        )
+        with pytest.raises(renders.StartRefusedError):
+            await renders.start_render(
+                client,
+                {"t": [1]},
+                render_id="render_1_ab",
+                session_id="1",
+                output={"format": "mp4", "quality": "high"},
+                sent_before=False,
+            )
     import json
 
-    ids = [json.loads(r.content)["id"] for r in starts]
-    assert len(ids) == 2 and ids[0] != ids[1] and render_id == ids[1] == remembered[1]
-    assert all(i.startswith("render_") for i in ids)
+    assert [json.loads(r.content)["id"] for r in starts] == ["render_1_ab"]
     assert json.loads(starts[0].content)["sessionId"] == "1"
 
 
@@ -462,12 +482,10 @@ async def test_render_start_5xx_that_did_start_is_not_started_again(tmp_path: Pa
         return None
 
     backend = FakeBackend(script=[half])
-
-    async def remember(render_id: str) -> None:
-        pass
-
     async with make_client(tmp_path, backend) as client:
-        await renders.start_render(client, {}, session_id="1", output={}, remember=remember)
+        await renders.start_render(
+            client, {}, render_id="render_1_ab", session_id="1", output={}, sent_before=False
+        )
     assert backend.count("/api/render/proxy/lambda") == 1
 
 
@@ -483,13 +501,11 @@ async def test_render_start_plan_error_is_final(tmp_path: Path) -> None:
             )
         ]
     )
-
-    async def remember(render_id: str) -> None:
-        pass
-
     async with make_client(tmp_path, backend) as client:
         with pytest.raises(PlanError):
-            await renders.start_render(client, {}, session_id="1", output={}, remember=remember)
+            await renders.start_render(
+                client, {}, render_id="render_1_ab", session_id="1", output={}, sent_before=False
+            )
     assert backend.count("/api/render/proxy/lambda") == 1
 
 

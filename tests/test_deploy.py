@@ -34,11 +34,14 @@ async def test_redis_keeps_what_it_acknowledged_through_a_kill(tmp_path: Path) -
         assert config["maxmemory-policy"] == "noeviction"
         ledger = RedisLedger(client, f"nemo:{{{uuid.uuid4().hex}}}:b")
         asked = await ledger.submit(
-            user="", kind="message", key="k", session_id="s", request={"m": 1}, now=1.0
+            user="", kind="message", key="k", session_id="s", request={"m": 1}
         )
         assert asked.entry is not None
-        await ledger.claim(asked.entry.id, "owner", now=1.0, lease=20)
-        sending = await ledger.update(asked.entry.id, "owner", now=1.0, lease=20, state="sending")
+        claimed = await ledger.claim_head("", "owner", lease=20)
+        assert claimed is not None
+        sending = await ledger.update(
+            asked.entry.id, "owner", generation=claimed.generation, lease=20, state="sending"
+        )
         assert sending is not None
         await client.aclose()
         server.kill()  # no shutdown save: only what was flushed survives

@@ -27,6 +27,7 @@ from nemo_mcp.backend.envelope import parse_retry_after, read_envelope
 from nemo_mcp.backend.events import (
     ErrorEvent,
     HeartbeatEvent,
+    OpenedEvent,
     ReplyAssembler,
     StateDeltaEvent,
     TextEvent,
@@ -242,7 +243,10 @@ def test_send_message_raises_only_nemo_errors(
 
     with tempfile.TemporaryDirectory() as home:
         anyio.run(main, Path(home))
-    assert all(isinstance(e, EVENT_TYPES) for e in seen)
+    # The stream's opening, once and first, then only decoded events.
+    opened = [e for e in seen if isinstance(e, OpenedEvent)]
+    assert seen[: len(opened)] == opened and len(opened) <= 1
+    assert all(isinstance(e, EVENT_TYPES) for e in seen[len(opened) :])
     assert calls["run_sse"] <= 2  # at most one retry, and only for a refusal before the stream
 
 

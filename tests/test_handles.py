@@ -161,7 +161,9 @@ async def test_fresh_export_waited_on_as_told_renders_once(tmp_path: Path, sandb
         await no_work_running(session)  # the agent was slow to ask again
         result = await session.call("export", {"fresh": True})
         assert structured(result)["status"] == "completed", text_of(result)
-        assert structured(result)["render_id"] == structured(first)["render_id"]
+        assert structured(result)["request_id"] == structured(first)["request_id"]
+        # (The first answer may come before its render id is recorded, on a slow machine.)
+        assert structured(first)["render_id"] in ("", structured(result)["render_id"])
     assert len(list((tmp_path / "out").glob("*.mp4"))) == 1
     assert len(sent(sandbox)) == 1 and renders_started(sandbox) == 1
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import opentimelineio as otio
@@ -29,6 +30,7 @@ from nemo_mcp.handoff.media import checked_media
 from nemo_mcp.handoff.plan import Clip, Lane, Mark, frame_rate, plan, to_frames
 from nemo_mcp.handoff.timeline import NAMESPACE, build, not_carried
 from nemo_mcp.ledger import Entry
+from nemo_mcp.media import probe
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.studio import newest_export
 from nemo_mcp.server.tools.export import handoff_waiting
@@ -199,7 +201,7 @@ def marks_of(timeline: otio.schema.Timeline, fmt: str) -> list[tuple[str, int, i
     """Titles and captions as (text, start, duration) on the timeline."""
     if fmt != "fcpxml":
         found = [(m.name, m.marked_range) for m in timeline.tracks.markers]
-    else:  # markers on the video clips, in each clip's own time
+    else:  # markers on the clips under them, in each clip's own time
         found = []
         for track in timeline.tracks:
             for item in track:
@@ -209,7 +211,10 @@ def marks_of(timeline: otio.schema.Timeline, fmt: str) -> list[tuple[str, int, i
                                                      m.marked_range.duration))
                     for m in item.markers
                 ]  # fmt: skip
-    return sorted((name, r.start_time.to_frames(), r.duration.to_frames()) for name, r in found)
+    marks = [(name, r.start_time.to_frames(), r.duration.to_frames()) for name, r in found]
+    # The FCPXML reader gives a connected clip's marker twice: on that clip, and on the main
+    # line's clip holding it (it reads every marker nested in a clip); the file holds one.
+    return sorted(set(marks) if fmt == "fcpxml" else marks)
 
 
 def volumes_of(timeline: otio.schema.Timeline, fmt: str) -> list[float | None]:
@@ -247,13 +252,11 @@ def test_each_format_reads_back_to_the_frame(fmt: str) -> None:
     back = read_back(text, fmt)
     for kind in ("Video", "Audio"):
         assert clips_of(back, kind) == expected_clips(SAMPLE, kind.lower(), SAMPLE_MEDIA)
-    marks = [("Hello", 0, 90), ("One", 90, 135), ("Two", 225, 45)]
+    # "Two" starts over the video's gap: in FCPXML it is on the music under it (the reader
+    # reads no marker on a gap), in the music's own time.
+    assert marks_of(back, fmt) == [("Hello", 0, 90), ("One", 90, 135), ("Two", 225, 45)]
     if fmt == "fcpxml":
-        # "Two" starts over the gap: FCPXML holds a marker on a gap, and it is written there,
-        # but the adapter's reader makes its own gaps and reads none.
-        assert '<marker start="3600s" duration="3/2s" value="Two"/>' in text, text
-        marks.pop()
-    assert marks_of(back, fmt) == marks
+        assert '<marker start="15/2s" duration="3/2s" value="Two"/>' in text, text
     notes = not_carried(SAMPLE, fmt)  # type: ignore[arg-type]
     if fmt == "fcpxml":
         assert volumes_of(back, fmt) == [None]
@@ -285,6 +288,28 @@ def test_a_clip_without_media_keeps_its_place(fmt: str) -> None:
         assert clips_of(back, "Video") == [[(0, 30, 0, None), (30, 30, 0, "media/a.mp4")]]
         assert clips_of(back, "Audio") == [[(0, 60, 0, None)]]
         assert sum("without media (offline)" in n for n in notes) == 2, notes
+
+
+def test_a_title_where_no_clip_plays_stays_on_the_gap_and_is_said() -> None:
+    planned = plan(
+        parse_draft(
+            draft(
+                (0, "Video", [seg(0, 1000, url="http://h/a.mp4"), seg(2000, 1000, url="http://h/b.mp4")]),
+                (7, "Captions", [seg(1000, 500, text="Between"), seg(2000, 500, text="On b")]),
+            )
+        )
+    )  # fmt: skip
+    media = {"http://h/a.mp4": "media/a.mp4", "http://h/b.mp4": "media/b.mp4"}
+    text = timeline_text(build(planned, media, "fcpxml"), "fcpxml")
+    # Final Cut Pro holds a marker on a gap; OpenTimelineIO's reader drops it, so it is said.
+    assert '<marker start="3600s" duration="1/2s" value="Between"/>' in text, text
+    assert marks_of(read_back(text, "fcpxml"), "fcpxml") == [("On b", 60, 15)]
+    notes = not_carried(planned, "fcpxml")
+    assert any('"Between" (Captions) starts where no clip plays' in n for n in notes), notes
+    for fmt in ("otio", "xml"):  # timeline markers: nothing to say
+        back = read_back(timeline_text(build(planned, media, fmt), fmt), fmt)  # type: ignore[arg-type]
+        assert marks_of(back, fmt) == [("Between", 30, 15), ("On b", 60, 15)]
+        assert not any("no clip plays" in n for n in not_carried(planned, fmt))  # type: ignore[arg-type]
 
 
 def test_lanes_are_what_the_formats_write() -> None:
@@ -364,6 +389,7 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
         # Video and audio: tracks, clip count, positions and lengths to the frame, in points.
         # (FCPXML holds no clip without media: a gap keeps its place, and the answer says so.)
         offline = {note.split('"')[1] for note in out["not_carried"] if "has no media link" in note}
+        want_audio: list[list[tuple[int, int, int]]] = []
         for kind in ("video", "audio"):
             want = [
                 [(_frames(s["start"]), _frames(s["end"]) - _frames(s["start"]), 0)
@@ -374,6 +400,8 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
             want = [lane for lane in want if lane]
             got = [[c[:3] for c in lane] for lane in clips_of(back, kind.title())]
             assert got == want, (fmt, kind)
+            if kind == "audio":
+                want_audio = want
             # Every media reference is relative and resolves to a file inside the folder.
             for lane in clips_of(back, kind.title()):
                 for *_, url in lane:
@@ -382,6 +410,12 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
                     assert "://" not in url and not Path(url).is_absolute()
                     target = (folder / url).resolve()
                     assert target.is_file() and folder.resolve() in target.parents
+        # The music is carried with its file (the sandbox links it, as it links clips): each
+        # audio clip's reference resolves to a sound in the folder.
+        music = [c for lane in clips_of(back, "Audio") for c in lane]
+        assert music and len(music) == sum(len(lane) for lane in want_audio), (fmt, music)
+        for *_, url in music:
+            assert url is not None and probe(folder / url).kind == "audio", (fmt, url)
         # Titles and captions: their text over their frames.
         want_marks = sorted(
             (s["text"], _frames(s["start"]), _frames(s["end"]) - _frames(s["start"]))
@@ -404,6 +438,27 @@ async def test_each_face_hands_off_in_each_format(slug: str, tmp_path: Path, san
         for note in out["not_carried"]:
             assert note in readme and note in text_of(result)
         assert "## Open it" in readme
+        # What an editor reads besides the adapter: in the XML itself, every file it names
+        # is in the folder, and every reference it makes is to something it defines.
+        if fmt != "otio":
+            assert xml_files_resolve(file) >= {p.name for p in (folder / "media").iterdir()}
+
+
+def xml_files_resolve(file: Path) -> set[str]:
+    """The media an FCPXML (`asset src`) or Final Cut 7 XML (`pathurl`) file names, each
+    checked to resolve inside its folder; and every `ref` checked to name an `id` there."""
+    root = ElementTree.parse(file).getroot()
+    ids = {e.get("id") for e in root.iter() if e.get("id")}
+    assert all(e.get("ref") in ids for e in root.iter() if e.get("ref")), file
+    named = [e.get("src") or "" for e in root.iter("asset")]
+    named += [e.text or "" for e in root.iter("pathurl")]
+    found = set()
+    for name in named:
+        target = (file.parent / name).resolve()
+        assert "://" not in name and target.is_file(), name
+        assert file.parent.resolve() in target.parents, name
+        found.add(target.name)
+    return found
 
 
 def _fetched(sandbox: Any) -> int:
@@ -472,7 +527,9 @@ def test_the_demo_hands_off_and_prints_the_folders(tmp_path: Path) -> None:
         assert folder.parent == face and f"  {folder}" in printed.split("Done:")[1]
         [timeline] = folder.glob("*" + ADAPTERS[fmt][1])  # type: ignore[index]
         assert otio.adapters.read_from_file(str(timeline), adapter_name=ADAPTERS[fmt][0])  # type: ignore[index]
-        assert (folder / "README.md").is_file() and len(list((folder / "media").iterdir())) == 3
+        media = sorted(p.name for p in (folder / "media").iterdir())
+        assert (folder / "README.md").is_file() and len(media) == 4, media  # 3 clips, music
+        assert media[-1].endswith(".wav")
 
 
 async def test_a_broken_download_is_continued_in_the_same_folder(
@@ -489,10 +546,10 @@ async def test_a_broken_download_is_continued_in_the_same_folder(
     # The folder the broken attempt made is the one finished; no other was made.
     assert Path(out["folder"]).name in text_of(broken)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [Path(out["folder"]).name]
-    assert _fetched(sandbox) - fetched == 3  # the three photos, each once
-    assert sorted(p.name for p in (Path(out["folder"]) / "media").iterdir()) == [
-        "01-shoe-red.png", "02-shoe-blue.png", "03-shoe-green.png"
-    ]  # fmt: skip
+    assert _fetched(sandbox) - fetched == 4  # the three photos and the music, each once
+    *photos, music = sorted(p.name for p in (Path(out["folder"]) / "media").iterdir())
+    assert photos == ["01-shoe-red.png", "02-shoe-blue.png", "03-shoe-green.png"]
+    assert music.startswith("04-") and music.endswith(".wav")
     assert not list(Path(out["folder"]).rglob("*.part"))
     assert sandbox.control.stats()["renders_started"] == 0
 
@@ -618,3 +675,26 @@ def test_a_handoff_under_way_says_so_not_rendering(status: str, ahead: int, said
     assert text.endswith(
         "Call `export` with format xml again to wait for it (nothing is rendered)."
     )
+
+
+# the sandbox's music: a file of its own, as its clips have ---------------------------------
+async def test_the_sandboxs_music_is_a_sound_long_enough_for_its_draft(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    async with faced(tmp_path, sandbox, "ai-generator-generator") as session:
+        shown = (await session.call("timeline")).structured_content
+        handed = (await session.call("export", {"format": "otio"})).structured_content
+    assert shown is not None and handed is not None
+    [bgm] = [s for t in shown["tracks"] if t["kind"] == "audio" for s in t["segments"]]
+    [path] = [r["path"] for r in sandbox.control.requests() if "/files/music/" in r["path"]]
+    async with httpx.AsyncClient(base_url=sandbox.url) as http:
+        got = await http.get(path)
+        too_long = await http.get("/files/music/lo-fi-601s.wav")
+        not_music = await http.get("/files/music/lo-fi-10s.mp3")
+    assert got.status_code == 200 and got.headers["content-type"] == "audio/wav"
+    [music] = (Path(handed["folder"]) / "media").glob("*.wav")
+    assert music.read_bytes() == got.content
+    heard = probe(music)
+    assert heard.kind == "audio" and heard.duration is not None
+    assert heard.duration >= bgm["end"] - bgm["start"]
+    assert too_long.status_code == 404 and not_music.status_code == 404

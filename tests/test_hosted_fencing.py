@@ -59,7 +59,8 @@ async def test_a_holder_paused_past_its_lease_has_its_write_refused(
     redis = connect(redis_server.url)
     try:
         state, ledger = redis_user(redis, f"fence-{lease}")
-        stale, fresh = HomeLeases(ledger, state), HomeLeases(ledger, state)
+        stale = HomeLeases(ledger, state, owner="replica-a")
+        fresh = HomeLeases(ledger, state, owner="replica-b")
         taken_over = anyio.Event()
         refused: list[str] = []
 
@@ -104,7 +105,7 @@ async def test_the_token_request_and_a_new_client_id_are_fenced_too(
     redis = connect(redis_server.url)
     try:
         state, ledger = redis_user(redis, "fence-ids")
-        holder = HomeLeases(ledger, state)
+        holder = HomeLeases(ledger, state, owner="replica-a")
         first = await state.client_id()
         async with holder.hold("anonymous-token"):
             await state.note_token_asked(first)

@@ -147,7 +147,6 @@ async def test_a_renewals_late_answer_never_undoes_a_state_change(tmp_path: Path
     sent next: the run keeps the newer record, and its next move is allowed."""
     from types import SimpleNamespace
 
-    from nemo_mcp.ledger import clock
     from nemo_mcp.ledger.sqlite import SqliteLedger
     from nemo_mcp.server.work import Run
 
@@ -166,10 +165,8 @@ async def test_a_renewals_late_answer_never_undoes_a_state_change(tmp_path: Path
             return answer
 
     try:
-        await ledger.submit(
-            user="u", kind="render", key="k", session_id=None, request={}, now=clock()
-        )
-        entry = await ledger.claim_head("u", "me", now=clock(), lease=30.0)
+        await ledger.submit(user="u", kind="render", key="k", session_id=None, request={})
+        entry = await ledger.claim_head("u", "me", lease=30.0)
         assert entry is not None
         work = SimpleNamespace(ledger=LateRenewals(), owner="me", lease=30.0, touch=lambda: None)
         run = Run(work, entry)  # type: ignore[arg-type]

@@ -3,7 +3,6 @@ masters in cluster mode): leases on Redis's clock, whatever the replicas' clocks
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,7 +13,6 @@ from nemo_mcp.hosted.local import RedisClusterServers, RedisServer
 from nemo_mcp.ledger.redis import RedisLedger
 
 P1, P2 = "elsewhere:1:a", "elsewhere:2:b"  # replicas on other machines: leases decide
-HOUR = 3600.0
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])
@@ -37,25 +35,31 @@ async def ledger(request: pytest.FixtureRequest) -> AsyncIterator[RedisLedger]:
     await opened.close()
 
 
+async def redis_time(ledger: RedisLedger) -> float:
+    seconds, micros = await ledger.redis.time()
+    return int(seconds) + int(micros) / 1e6
+
+
 async def test_a_claim_is_held_by_redis_clock_not_a_replicas(ledger: RedisLedger) -> None:
-    asked = await ledger.submit(
-        user="", kind="render", key="k", session_id="s", request={}, now=time.time()
-    )
+    """No replica gives a time: every script reads Redis's `TIME`, so a lease is judged
+    by one clock however far the replicas' clocks drift apart."""
+    before = await redis_time(ledger)
+    asked = await ledger.submit(user="", kind="render", key="k", session_id="s", request={})
     assert asked.entry is not None
     entry_id = asked.entry.id
-    held = await ledger.claim_head("", P1, now=time.time(), lease=20)
-    assert held is not None and held.owner == P1
-    # A replica whose clock runs an hour ahead still sees P1's lease held...
-    assert await ledger.claim_head("", P2, now=time.time() + HOUR, lease=20) is None
-    assert await ledger.lease("token", P1, now=time.time(), seconds=20)
-    assert not await ledger.lease("token", P2, now=time.time() + HOUR, seconds=20)
-    # ...and a replica whose clock runs an hour behind still renews for 20 s of Redis time.
-    renewed = await ledger.update(entry_id, P1, now=time.time() - HOUR, lease=20, state="starting")
-    assert renewed is not None and renewed.lease_until > time.time() + 10
-    # Given up (a lease that has already run out): taken over at once, whatever the clock.
-    assert await ledger.update(entry_id, P1, now=time.time(), lease=-time.time()) is not None
-    taken = await ledger.claim_head("", P2, now=time.time() - HOUR, lease=20)
-    assert taken is not None and taken.owner == P2
+    held = await ledger.claim_head("", P1, lease=20)
+    assert held is not None and held.owner == P1 and held.generation == 1
+    assert before <= held.created_at and before + 20 <= held.lease_until
+    assert held.lease_until <= await redis_time(ledger) + 20
+    assert await ledger.claim_head("", P2, lease=20) is None
+    assert await ledger.lease("token", P1, seconds=20)
+    assert not await ledger.lease("token", P2, seconds=20)
+    renewed = await ledger.update(entry_id, P1, generation=1, lease=20, state="starting")
+    assert renewed is not None and renewed.lease_until > await redis_time(ledger) + 10
+    # Given up (a lease that has already run out): taken over at once.
+    assert await ledger.update(entry_id, P1, generation=1, lease=0) is not None
+    taken = await ledger.claim_head("", P2, lease=20)
+    assert taken is not None and taken.owner == P2 and taken.generation == 2
 
 
 class Waiter:
@@ -74,9 +78,7 @@ async def test_a_change_is_announced_to_the_replicas_waiting_on_it(ledger: Redis
 
     notifier = Notifier(ledger.redis, sharded=ledger.announce == "SPUBLISH")
     waiter = Waiter()
-    asked = await ledger.submit(
-        user="", kind="message", key="k", session_id="s", request={}, now=time.time()
-    )
+    asked = await ledger.submit(user="", kind="message", key="k", session_id="s", request={})
     assert asked.entry is not None
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(notifier.run)
@@ -89,8 +91,11 @@ async def test_a_change_is_announced_to_the_replicas_waiting_on_it(ledger: Redis
             while not waiter.woken.is_set():
                 # Claimed and changed by "another replica" until the announcement lands
                 # (the subscription to this channel may be a moment behind `live`).
-                await ledger.claim_head("", P1, now=time.time(), lease=20)
-                await ledger.update(asked.entry.id, P1, now=time.time(), lease=20, progress={})
+                claimed = await ledger.claim_head("", P1, lease=20)
+                assert claimed is not None
+                await ledger.update(
+                    asked.entry.id, P1, generation=claimed.generation, lease=20, progress={}
+                )
                 with anyio.move_on_after(0.2):
                     await waiter.woken.wait()
         tasks.cancel_scope.cancel()

@@ -317,7 +317,9 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
     from nemo_mcp.errors import RateLimitError
     from nemo_mcp.hosted.redis_client_state import RedisState
     from nemo_mcp.identity import load_identity
+    from nemo_mcp.ledger import new_owner
     from nemo_mcp.ledger.redis import RedisLedger
+    from nemo_mcp.server.boundary import message_for
     from nemo_mcp.settings import Settings
 
     from sandbox_client import Backend
@@ -336,6 +338,7 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
             load_identity(),
             state,
             leases=RedisLedger(redis, f"{prefix}:b"),
+            owner=new_owner(),
         )
         async with client:
             try:
@@ -349,7 +352,8 @@ async def test_a_token_request_cut_short_by_a_dead_replica_is_asked_with_a_new_i
     assert sandbox.control.stats()["tokens_issued"] == 2
     _, refused = await first_token(record=False)  # the same crash, unrecorded
     assert isinstance(refused, RateLimitError)
-    assert "one free token per computer every 7 days" in refused.message
+    said = message_for(refused, None)  # the server's words for the backend's facts
+    assert "one free token per computer every 7 days" in said and "NEMO_TOKEN" in said
 
 
 async def test_the_redis_password_never_reaches_a_log_line() -> None:

@@ -64,20 +64,16 @@ async def test_another_process_notices_the_ledger_was_replaced_and_reopens(
     path = tmp_path / "ledger.sqlite3"
     mine, other = SqliteLedger(path), SqliteLedger(path)
     try:
-        made = await mine.submit(
-            user="u", kind="message", key="k", session_id=None, request={}, now=time.time()
-        )
+        made = await mine.submit(user="u", kind="message", key="k", session_id=None, request={})
         assert made.entry is not None
         assert await other.get(made.entry.id) is not None  # open on the same file
         # A third process found it damaged and healed it: moved aside, a fresh one made.
         os.replace(path, tmp_path / "ledger.sqlite3.damaged-x")
         fresh = SqliteLedger(path)
-        await fresh.prune(now=time.time())
+        await fresh.prune()
         await fresh.close()
         assert await other.get(made.entry.id) is None  # reopened: the fresh file
-        later = await other.submit(
-            user="u", kind="message", key="k2", session_id=None, request={}, now=time.time()
-        )
+        later = await other.submit(user="u", kind="message", key="k2", session_id=None, request={})
         assert later.entry is not None
         assert await mine.get(later.entry.id) is not None  # both on the fresh file now
     finally:
@@ -112,7 +108,7 @@ async def test_a_full_disk_under_the_ledger_is_named_as_a_full_disk(tmp_path: Pa
     path = tmp_path / "ledger.sqlite3"
     ledger = SqliteLedger(path)
     try:
-        await ledger.prune(now=time.time())
+        await ledger.prune()
         # SQLite's own "database or disk is full", the way a full disk ends a write.
         db = ledger._connect()
         db.execute("PRAGMA max_page_count = 1")
@@ -123,7 +119,6 @@ async def test_a_full_disk_under_the_ledger_is_named_as_a_full_disk(tmp_path: Pa
                 key="k",
                 session_id=None,
                 request={"pad": "x" * 9000},
-                now=time.time(),
             )
         except Exception as err:
             failed: Exception = err

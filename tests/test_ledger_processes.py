@@ -301,7 +301,8 @@ async def test_kill_before_the_render_start_arrives_starts_it_once_after(
 
 
 async def test_kill_mid_render_resumes_the_same_render(tmp_path: Path, sandbox: Any) -> None:
-    sandbox.control.set(generation_seconds=0.2, render_seconds=1.2)
+    # The render runs 3 s: long enough that a loaded machine still sees it `rendering`.
+    sandbox.control.set(generation_seconds=0.2, render_seconds=3.0)
     env = server_env(tmp_path, sandbox, NEMO_TOOL_TIMEOUT="0.3")
     home = Path(env["NEMO_HOME"])
     async with stdio_server(env) as (client, pid):

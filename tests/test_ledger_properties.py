@@ -76,8 +76,8 @@ class LedgerMachine(RuleBasedStateMachine):
         # In memory where there is a memory file system: the commits' fsyncs are not the test.
         shm = Path("/dev/shm")
         self.folder = tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None)
-        self.ledger = self.open_ledger()
         self.now = 1_000_000.0
+        self.ledger = self.open_ledger()
         self.processes = [Process("p0"), Process("p1")]
         self.backend = Backend()
         self.asks: list[tuple[str, str]] = []  # (entry id, the key its caller asked for)
@@ -85,7 +85,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.counter = itertools.count()
 
     def open_ledger(self) -> Ledger:
-        return SqliteLedger(Path(self.folder.name) / "ledger.sqlite3")
+        return SqliteLedger(Path(self.folder.name) / "ledger.sqlite3", clock=self.clock)
+
+    def clock(self) -> float:
+        """The stores' time: moved by `time_passes` only."""
+        return self.now
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -105,7 +109,6 @@ class LedgerMachine(RuleBasedStateMachine):
                 key=key,
                 session_id="s",
                 request={"message": key},
-                now=self.now,
             )
         )
         if submission.how == "full":
@@ -121,19 +124,16 @@ class LedgerMachine(RuleBasedStateMachine):
         process = self.processes[which]
         if not process.alive:
             return
-        head = self.run(self.ledger.head(USER))
-        if head is None:
-            return
-        entry = self.run(
-            self.ledger.claim(head.id, process.owner, now=self.now, lease=LEASE_SECONDS)
-        )
+        entry = self.run(self.ledger.claim_head(USER, process.owner, lease=LEASE_SECONDS))
         if entry is None:
-            return  # another live process holds it
-        owner, now = process.owner, self.now
+            return  # none, or another live process holds it
+        owner, generation = process.owner, entry.generation
 
         def update(**changes: Any) -> bool:
             done = self.run(
-                self.ledger.update(entry.id, owner, now=now, lease=LEASE_SECONDS, **changes)
+                self.ledger.update(
+                    entry.id, owner, generation=generation, lease=LEASE_SECONDS, **changes
+                )
             )
             return done is not None
 
@@ -186,7 +186,9 @@ class LedgerMachine(RuleBasedStateMachine):
         for process in self.processes:
             if process.alive and head is not None and head.owner == process.owner:
                 self.run(
-                    self.ledger.update(head.id, process.owner, now=self.now, lease=LEASE_SECONDS)
+                    self.ledger.update(
+                        head.id, process.owner, generation=head.generation, lease=LEASE_SECONDS
+                    )
                 )
 
     @precondition(lambda self: bool(self.asks))
@@ -221,7 +223,7 @@ class RedisLedgerMachine(LedgerMachine):
 
         client = Redis.from_url(self.url, decode_responses=True)
         return RedisLedger(
-            client, f"test:{{{uuid.uuid4().hex}}}", owns_client=True, server_clock=False
+            client, f"test:{{{uuid.uuid4().hex}}}", owns_client=True, clock=self.clock
         )
 
 

@@ -158,12 +158,16 @@ async def _ready(client: NemoClient, sandbox: SandboxServer) -> str:
     session = await client.session()
     draft = (await client.state()).state.draft
 
-    async def remember(render_id: str) -> None:
-        pass
-
-    return await renders.start_render(
-        client, draft, session_id=session.session_id, output={}, remember=remember
+    render_id = renders.new_render_id()
+    await renders.start_render(
+        client,
+        draft,
+        render_id=render_id,
+        session_id=session.session_id,
+        output={},
+        sent_before=False,
     )
+    return render_id
 
 
 @pytest.mark.parametrize(

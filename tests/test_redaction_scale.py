@@ -113,7 +113,9 @@ async def test_the_registry_follows_the_users_open_not_every_user_served(
     async def open_user(user_settings: Any, user: str, closing: Any) -> Any:
         prefix = user_prefix(f"redact-{user}")
         state, ledger = RedisState(redis, prefix, "api"), RedisLedger(redis, f"{prefix}:api")
-        client = NemoClient(user_settings, load_identity(), state, leases=ledger)
+        client = NemoClient(
+            user_settings, load_identity(), state, leases=ledger, owner=f"replica-{user}"
+        )
         return await closing.enter_async_context(client), ledger
 
     tokens: list[str] = []

@@ -606,11 +606,13 @@ def test_newest_export_and_running_work_from_ledger_entries() -> None:
     queued = _entry(6, state="queued", finished_at=None, outcome=None, session_id="t")
     pending = newest_export([older, render, queued], [message, render, queued], "s", 200.0)
     assert pending is not None and pending.status == "queued" and pending.ahead == 2
-    work = running_work([message, render, queued, older], 200.0)
+    handoff = _entry(8, kind="handoff", state="queued", finished_at=None, outcome=None)
+    work = running_work([message, render, queued, older, handoff], 200.0)
     assert [(w.kind, w.phase, w.percent) for w in work] == [
         ("generation", "adding music", None),
         ("render", "rendering", 42.0),
         ("render", "waiting for its turn", None),
+        ("handoff", "waiting for its turn", None),
     ]
     assert work[0].elapsed_seconds == 96.0
 

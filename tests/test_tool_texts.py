@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,10 +15,17 @@ from nemo_mcp.errors import (
     ConfigError,
     CreditsError,
     FileTooLargeError,
+    HomeBusyError,
     NemoError,
+    OneTokenError,
     RateLimitError,
+    RenderSlowError,
+    RenderUnclearError,
     ServerError,
+    SessionDamagedError,
+    SessionReplacedError,
     SkillFileError,
+    TokenRefusedError,
     UnsupportedFileError,
 )
 from nemo_mcp.ledger import Entry, Submission
@@ -29,7 +37,7 @@ from nemo_mcp.server.tools.export import export_text
 from nemo_mcp.server.tools.generate import answer_notes, generate_text, pending_output
 from nemo_mcp.server.tools.timeline import timeline_text
 from nemo_mcp.server.tools.upload import items_for, upload_text
-from nemo_mcp.server.work import Ticket
+from nemo_mcp.server.work import Ticket, error_from, error_record
 
 from conftest import Transcript
 
@@ -371,3 +379,55 @@ async def test_boundary_words_errors_and_logs_the_unexpected(transcript: Transcr
     logged = "\n".join(transcript.logs)
     assert "Exporting the video failed unexpectedly" in logged and "ValueError" in logged
     assert "boundarysecret" not in logged
+
+
+FACTS: list[tuple[NemoError, str]] = [
+    (TokenRefusedError("NEMO_TOKEN was refused", code=1001), "unset NEMO_TOKEN to use a free"),
+    (
+        SessionReplacedError("gone", code=1002, detail={"session_id": "s-new"}),
+        "A new empty project was started (session s-new); generate the video again.",
+    ),
+    (
+        HomeBusyError("held", detail={"lease": "session", "waited": 90.0, "where": "/home/x"}),
+        "Another nemo-mcp process has been starting a project for over 90 s (/home/x)",
+    ),
+    (
+        SessionDamagedError(
+            "damaged",
+            detail={"path": "/h/session.json", "problem": "not JSON", "moved_to": "/h/s.bad"},
+        ),
+        "moved aside to /h/s.bad, so its timeline cannot be reached from here. Nothing was "
+        "sent. Ask again to continue in a new, empty project; the old one, if it still "
+        "exists, stays in your NemoVideo account (https://web.test).",
+    ),
+    (
+        OneTokenError(
+            "7 days",
+            detail={"gone": "missing", "where": "/home/x", "until": "2026-12-09 10:00 UTC"},
+        ),
+        "The saved NemoVideo token is missing from /home/x, and NemoVideo gives one free token "
+        "per computer every 7 days, so set NEMO_TOKEN to your NemoVideo account's token, or "
+        "wait until 2026-12-09 10:00 UTC and try again.",
+    ),
+    (
+        RenderUnclearError("lost", detail={"reason": "HTTP 504"}),
+        "NemoVideo's answer to the render start was lost (HTTP 504)",
+    ),
+    (
+        RenderSlowError("slow", detail={"render_id": "render_1_ab", "minutes": 15}),
+        "The render render_1_ab has not finished after 15 minutes; call `export` again",
+    ),
+]
+
+
+@pytest.mark.parametrize(("err", "says"), FACTS)
+def test_the_backends_facts_are_worded_here_and_survive_the_ledger(
+    err: NemoError, says: str
+) -> None:
+    """The backend raises facts (`detail`), and only the boundary words them: the same
+    sentence at once, and after the failure was kept in the ledger and read back."""
+    assert says in message_for(err, _Client())  # type: ignore[arg-type]
+    kept = error_from(json.loads(json.dumps(error_record(err))))
+    assert type(kept) is type(err) and kept.detail == err.detail
+    assert message_for(kept, _Client()) == message_for(err, _Client())  # type: ignore[arg-type]
+    assert says not in err.message  # the words are not the backend's

@@ -73,7 +73,7 @@ export interface Credits {
 }
 
 export interface RunningWork {
-  kind: "generation" | "render";
+  kind: "generation" | "render" | "handoff";
   phase: string;
   percent: number | null;
   elapsedSeconds: number | null;
@@ -217,7 +217,7 @@ function readCredits(value: unknown): Credits | null {
 
 function readRunning(raw: Json): RunningWork {
   return {
-    kind: raw.kind === "render" ? "render" : "generation",
+    kind: raw.kind === "render" || raw.kind === "handoff" ? raw.kind : "generation",
     phase: str(raw.phase) ?? "",
     percent: num(raw.percent),
     elapsedSeconds: nonNegative(raw.elapsed_seconds),

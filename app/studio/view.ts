@@ -220,6 +220,12 @@ export function drawCredits(credits: Credits | null): void {
   if (credits.anonymous) list.append(el("dd", { class: "muted note" }, "free anonymous account"));
 }
 
+const WORK_LABELS: Record<RunningWork["kind"], string> = {
+  generation: "Generation",
+  render: "Render",
+  handoff: "Hand-off",
+};
+
 export function drawRunning(running: RunningWork[], fallback: string[]): void {
   const list = byId<HTMLElement>("running");
   const items: HTMLElement[] = running.map((work) => {
@@ -228,7 +234,7 @@ export function drawRunning(running: RunningWork[], fallback: string[]): void {
     return el(
       "li",
       { "data-kind": work.kind },
-      el("span", { class: "work-kind" }, work.kind === "render" ? "Render" : "Generation"),
+      el("span", { class: "work-kind" }, WORK_LABELS[work.kind]),
       el("span", { class: "work-phase" }, work.phase || "working"),
       bar,
       work.percent !== null ? el("span", { class: "work-percent" }, percent(work.percent)) : null,

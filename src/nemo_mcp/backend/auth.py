@@ -6,7 +6,8 @@ another process changed it; replaced before it expires, read against an injected
 clock), else a new one, asked for once per home whichever process gets there first
 (`HomeLeases`). `renew` replaces a token the backend refused, once, with the same client
 id. The anonymous-token request itself goes through `ask`, which `NemoClient` gives:
-this module sends nothing.
+this module sends nothing. Its failures are typed errors with their facts (`HomeBusyError`,
+`TokenRefusedError`, `OneTokenError`); the server's boundary words them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import anyio
 from nemo_mcp import redaction, retrying
 from nemo_mcp.backend.models import AnonymousToken, parse_wire
 from nemo_mcp.client_state import ClientState, holding
-from nemo_mcp.errors import AuthError, ConfigError, RateLimitError
-from nemo_mcp.ledger import new_owner
+from nemo_mcp.errors import HomeBusyError, OneTokenError, RateLimitError, TokenRefusedError
 from nemo_mcp.settings import Settings
-from nemo_mcp.state_files import AuthRecord
+from nemo_mcp.state_files import AuthRecord, Damaged
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 EXPIRY_MARGIN = 300.0
 #: How long a process waits for another one asking for the token or making the session.
 HOME_LEASE_WAIT = 90.0
-_LEASE_WORDS = {"anonymous-token": "asking for the token", "session": "starting a project"}
 
 #: Sends the anonymous-token request with this client id; the answer's `data`.
 AskToken = Callable[[str], Awaitable[Any]]
@@ -43,7 +42,7 @@ AskToken = Callable[[str], Awaitable[Any]]
 class Leases(Protocol):
     """Named leases shared by every process using one user's state (the ledger's)."""
 
-    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool: ...
+    async def lease(self, name: str, owner: str, *, seconds: float) -> bool: ...
 
     async def release(self, name: str, owner: str) -> None: ...
 
@@ -79,13 +78,16 @@ def free_again(expires_at: str | None, retry_after: float | None, now: float) ->
 
 
 class HomeLeases:
-    """The home's named leases, held by this process (one owner name) while it asks for
-    the token or starts a project; without `leases` (one process), holding is free."""
+    """The home's named leases, held under `owner` (the name the leases' store gives this
+    process) while it asks for the token or starts a project; without `leases` (one
+    process), holding is free."""
 
-    def __init__(self, leases: Leases | None, store: ClientState) -> None:
+    def __init__(self, leases: Leases | None, store: ClientState, owner: str = "") -> None:
+        if leases is not None and not owner:
+            raise ValueError("shared leases are held under an owner name")
         self.leases = leases
         self.store = store
-        self.owner = new_owner()
+        self.owner = owner
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
@@ -97,13 +99,13 @@ class HomeLeases:
         held = False
         for wait in retrying.LEASE.tries():
             await anyio.sleep(wait)
-            held = await self.leases.lease(name, self.owner, now=time.time(), seconds=60.0)
+            held = await self.leases.lease(name, self.owner, seconds=60.0)
             if held or anyio.current_time() > deadline:
                 break
         if not held:
-            raise ConfigError(
-                f"another nemo-mcp process has been {_LEASE_WORDS.get(name, name)} for over "
-                f"{HOME_LEASE_WAIT:.0f} s ({self.store.where}); try again."
+            raise HomeBusyError(
+                f"the home's {name} lease is held by another process",
+                detail={"lease": name, "waited": HOME_LEASE_WAIT, "where": self.store.where},
             )
         try:
             with holding(name, self.owner):  # the store fences its writes with it
@@ -134,6 +136,7 @@ class Credentials:
         self._auth: AuthRecord | None = None
         self._auth_stamp: Hashable = None
         self._lock = anyio.Lock()
+        self._replaced: list[Damaged] = []
         if settings.token is not None:
             redaction.register(settings.token.get_secret_value())
 
@@ -180,11 +183,7 @@ class Credentials:
     async def renew(self, stale: str) -> None:
         """Replace a token the backend refused (1001), once, with the same client id."""
         if self.settings.token is not None:
-            raise AuthError(
-                "NEMO_TOKEN was refused by NemoVideo (expired or invalid). Set a valid token, "
-                "or unset NEMO_TOKEN to use a free anonymous one.",
-                code=1001,
-            )
+            raise TokenRefusedError("NEMO_TOKEN was refused", code=1001)
         async with self._lock, self.home.hold("anonymous-token"):
             stored = await self._reload()
             if stored is not None and stored.token != stale and self._fresh(stored):
@@ -219,10 +218,11 @@ class Credentials:
         try:
             data = await self._ask(client_id)
         except RateLimitError as err:
-            raise RateLimitError(
-                self._one_token_message(err.retry_after, refused=token_exists),
+            raise OneTokenError(
+                "one free token per computer every 7 days",
                 code=429,
                 retry_after=err.retry_after,
+                detail=self._one_token_facts(err.retry_after, refused=token_exists),
             ) from err
         token = parse_wire(AnonymousToken, data, what="the token request")
         redaction.register(token.token, holder=self)
@@ -234,40 +234,35 @@ class Credentials:
         log.info("obtained an anonymous NemoVideo token (expires %s)", token.expires_at)
         damaged, self.store.damaged_auth = self.store.damaged_auth, None
         if damaged is not None:
-            self.store.note(
-                f"The saved NemoVideo token ({damaged.path}) was damaged ({damaged.problem}) and "
-                f"was moved aside to {damaged.moved_to}; a new free token was fetched for this "
-                "computer with its client id."
-            )
+            self._replaced.append(damaged)  # the server says so once (`take_replaced`)
         return record
 
-    def _one_token_message(self, retry_after: float | None, *, refused: bool = False) -> str:
-        """One sentence for the 7-day rule: which token is gone (refused, damaged or
-        missing), the rule, what to do."""
+    def take_replaced(self) -> list[Damaged]:
+        """Damaged token files a new token was fetched in place of, each given out once."""
+        replaced, self._replaced = self._replaced, []
+        return replaced
+
+    def _one_token_facts(self, retry_after: float | None, *, refused: bool) -> dict[str, Any]:
+        """For the 7-day rule: which token is gone (refused, damaged or missing), and when
+        a free one comes again, if known."""
         damaged = self.store.damaged_auth
+        facts: dict[str, Any] = {"where": self.store.where}
         if refused:
-            gone = "NemoVideo refused this computer's saved token (expired or invalid)"
+            facts["gone"] = "refused"
             expires = self._auth.expires_at if self._auth is not None else None
         elif damaged is not None:
-            aside = f"moved aside to {damaged.moved_to}" if damaged.moved_to else "left in place"
-            gone = (
-                f"The saved NemoVideo token in {damaged.path} was damaged ({damaged.problem}) "
-                f"and {aside}"
+            facts.update(
+                gone="damaged",
+                path=damaged.path,
+                problem=damaged.problem,
+                moved_to=damaged.moved_to,
             )
             expires = damaged.salvaged.get("expires_at")
         else:
-            gone = f"The saved NemoVideo token is missing from {self.store.where}"
+            facts["gone"] = "missing"
             expires = None
-        until = free_again(expires, retry_after, self._clock())
-        wait = (
-            f"wait until {until} and try again"
-            if until
-            else "try again once 7 days have passed since its token was fetched"
-        )
-        return (
-            f"{gone}, and NemoVideo gives one free token per computer every 7 days, so set "
-            f"NEMO_TOKEN to your NemoVideo account's token, or {wait}."
-        )
+        facts["until"] = free_again(expires, retry_after, self._clock())
+        return facts
 
 
 __all__ = [

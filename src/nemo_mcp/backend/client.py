@@ -8,7 +8,8 @@ headers, and the retry rules: 429 waits and retries once;
 GETs and polls retry 5xx and connection failures with bounded backoff; a
 request that may have reached the server is never sent again unless it is
 safe to repeat. Every answer is read under a size cap (`body.py`) and every
-call within deadlines (`retry.py`). The agent stream and renders live in
+call within deadlines (`retry.py`). Its failures are typed errors with their facts
+(`SessionDamagedError`, `SessionReplacedError`): the server's boundary words them. The agent stream and renders live in
 `stream.py` and `render.py`; they use `request`/`authorized_headers` from here.
 """
 
@@ -50,7 +51,12 @@ from nemo_mcp.backend.retry import (
 )
 from nemo_mcp.backend.upload import LocalFile, MultipartBody, OnProgress, check_file
 from nemo_mcp.client_state import ClientState, FileState, Record
-from nemo_mcp.errors import InputError, SessionNotFoundError, StateDamagedError
+from nemo_mcp.errors import (
+    InputError,
+    SessionDamagedError,
+    SessionNotFoundError,
+    SessionReplacedError,
+)
 from nemo_mcp.identity import Profile, SkillIdentity
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import Damaged, SessionRecord, StateStore
@@ -72,6 +78,7 @@ class NemoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep | None = None,
         leases: Leases | None = None,
+        owner: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -81,7 +88,7 @@ class NemoClient:
         self._transport = transport
         self._sleep: Sleep = sleep or anyio.sleep
         self._http: httpx.AsyncClient | None = None
-        self.home = HomeLeases(leases, self.store)
+        self.home = HomeLeases(leases, self.store, owner)
         #: Who this client is: its token (`clock`: the wall clock its expiry is read against).
         self.credentials = Credentials(
             settings, self.store, self.home, self._ask_token, clock=clock
@@ -252,14 +259,15 @@ class NemoClient:
             self._session, self._session_stamp = record, stamp
         return record
 
-    def _damaged_session_error(self, damaged: Damaged) -> StateDamagedError:
-        sid = damaged.salvaged.get("session_id")
-        where = f" (it was session {sid})" if sid else ""
-        return StateDamagedError(
-            f"The saved project in {damaged.path} was damaged ({damaged.problem}) and was moved "
-            f"aside to {damaged.moved_to}, so its timeline cannot be reached from here{where}. "
-            "Nothing was sent. Ask again to continue in a new, empty project; the old one, if "
-            f"it still exists, stays in your NemoVideo account ({self.settings.web_url})."
+    def _damaged_session_error(self, damaged: Damaged) -> SessionDamagedError:
+        return SessionDamagedError(
+            "the saved project was damaged",
+            detail={
+                "path": damaged.path,
+                "problem": damaged.problem,
+                "moved_to": damaged.moved_to,
+                "session_id": damaged.salvaged.get("session_id"),
+            },
         )
 
     async def new_session(self) -> SessionRecord:
@@ -299,15 +307,14 @@ class NemoClient:
 
     async def session_lost(
         self, lost: SessionRecord, err: SessionNotFoundError
-    ) -> SessionNotFoundError:
-        """After a 1002 on `lost`: a new session, and the error that says so plainly."""
+    ) -> SessionReplacedError:
+        """After a 1002 on `lost`: a new session, and the error that names it."""
         new = await self.replace_lost_session(lost)
-        return SessionNotFoundError(
-            "The NemoVideo session expired or was removed on the server, so its timeline is "
-            f"gone. A new empty project was started (session {new.session_id}); generate "
-            "the video again.",
+        return SessionReplacedError(
+            "the session is gone; a new one was started",
             code=1002,
             http_status=err.http_status,
+            detail={"session_id": new.session_id},
         )
 
     async def session_request(self, method: str, path: str, **kwargs: Any) -> Any:

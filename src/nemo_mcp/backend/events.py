@@ -78,6 +78,14 @@ StreamEvent = (
 HEARTBEAT = HeartbeatEvent()
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedEvent:
+    """The backend answered the message with an event stream: it has the message. Given
+    once by `stream.send_message`, before any event is read (never decoded from a frame)."""
+
+    session_id: str
+
+
 def is_meaningful(event: StreamEvent) -> bool:
     """Whether an event shows the agent doing something (heartbeats do not)."""
     return not isinstance(event, (HeartbeatEvent, UnknownEvent))

@@ -1,9 +1,10 @@
 """Renders: start exactly once, poll adaptively, download to disk with the fallback.
 
-A render id is chosen and handed to the caller (to persist) before the start request
-is sent; it has a random part, so ids never collide across processes, replicas or
-users. A clean refusal of the start (the backend answered, and said no) is retried once
-with a new id, as the contract says. An unclear start (a 5xx, a gateway's page, a
+A render id is made by `new_render_id` (a pure function) and recorded by the caller
+before the start request is sent; it has a random part, so ids never collide across
+processes, replicas or users. This module records nothing. A clean refusal of the start
+(the backend answered, and said no) is `StartRefusedError`: the caller records a new
+id and starts that, once, as the contract says. An unclear start (a 5xx, a gateway's page, a
 timeout after the body left, a dropped connection, an unreadable answer) may have
 started the render: it is sent again under the *same* id, and the backend's refusal of
 a known id then proves it exists, so one request never starts two renders. Only the
@@ -46,6 +47,8 @@ from nemo_mcp.errors import (
     PlanError,
     RateLimitError,
     RenderError,
+    RenderSlowError,
+    RenderUnclearError,
     ServerError,
     SessionNotFoundError,
     TransportError,
@@ -70,29 +73,36 @@ def _duplicate(err: BackendError) -> bool:
     return err.code == 409 or err.http_status == 409 or "already exist" in low
 
 
+class StartRefusedError(RenderError):
+    """The backend answered the start of a render id it cannot know yet, and said no (a
+    clean refusal): nothing started. The contract's answer is a new id, once."""
+
+    def __init__(self, refusal: BackendError) -> None:
+        super().__init__(refusal.message, code=refusal.code, http_status=refusal.http_status)
+        self.refusal = refusal
+
+
 async def start_render(
     client: NemoClient,
     draft: Any,
     *,
+    render_id: str,
     session_id: str,
     output: dict[str, str],
-    remember: Callable[[str], Awaitable[None]],
-    render_id: str | None = None,
-) -> str:
-    """Start one render of `draft`; returns its id. `remember(id)` runs before a new id
-    is first sent. With `render_id` (a start that may have reached the backend before),
-    that id is sent again: a duplicate-id refusal then means the render exists."""
-    sent = render_id is not None  # this id may already be known to the backend
-    if render_id is None:
-        render_id = new_render_id()
-        await remember(render_id)
-    renamed = False
+    sent_before: bool,
+) -> None:
+    """Send the start of `render_id` (chosen, and recorded, by the caller) until the
+    backend has it. `sent_before`: the id may have reached the backend already (an
+    earlier, unclear send), so its duplicate-id refusal means the render exists.
+    Returns once the render exists; raises `StartRefusedError` for a clean refusal of an
+    id never sent before, and `RenderError` when it is refused otherwise or whether it
+    started cannot be told. Records nothing."""
     last: NemoError | None = None
     waits = retrying.RENDER_START.waits()
     while True:
         try:
             await _send_start(client, render_id, draft, session_id=session_id, output=output)
-            return render_id
+            return
         except SessionNotFoundError as err:
             raise await client.session_lost(await client.session(), err) from err
         except _FINAL:
@@ -101,31 +111,26 @@ async def start_render(
             last = err
             if not retrying.unclear(err):
                 assert isinstance(err, BackendError)
-                if sent and _duplicate(err):
-                    return render_id  # the earlier, unclear send started it
-                if sent or renamed:
-                    raise RenderError(
-                        f"the render could not be started: {err.message}", code=err.code
-                    ) from err
-                renamed = True  # a clean refusal: once more with a new id, as documented
-                log.warning("render start refused (%s); retrying once with a new id", err)
-                render_id = new_render_id()
-                await remember(render_id)
-                continue
-            sent = True
+                if sent_before and _duplicate(err):
+                    return  # the earlier, unclear send started it
+                if not sent_before:
+                    raise StartRefusedError(err) from err
+                raise RenderError(
+                    f"the render could not be started: {err.message}", code=err.code
+                ) from err
+            sent_before = True
             if await render_known(client, render_id):
-                return render_id
+                return
         wait = next(waits, None)
         if wait is None:
             break
         log.info("render start unclear (%s); sending it again under the same id", last)
         await client.sleep(wait)
     assert last is not None
-    raise RenderError(
-        f"NemoVideo's answer to the render start was lost ({last.message}), and whether it "
-        "started cannot be told yet. Call `export` again to check on it: it is followed by "
-        "its id, never started twice.",
+    raise RenderUnclearError(
+        f"the answer to the render start was lost ({last.message})",
         code=last.code,
+        detail={"reason": last.message},
     ) from last
 
 
@@ -191,9 +196,9 @@ async def wait_render(
     while True:
         elapsed = clock() - started_at
         if elapsed > give_up_after:
-            raise RenderError(
-                f"render {render_id} has not finished after {elapsed / 60:.0f} minutes; "
-                "call export again later to check on it"
+            raise RenderSlowError(
+                f"render {render_id} has not finished after {elapsed / 60:.0f} minutes",
+                detail={"render_id": render_id, "minutes": round(elapsed / 60)},
             )
         await client.sleep(max(0.0, poller.next_delay() - (elapsed - _last_sample(poller))))
         try:

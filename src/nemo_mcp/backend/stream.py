@@ -27,7 +27,7 @@ from httpx_sse import ServerSentEvent
 
 from nemo_mcp.backend.body import ANSWER_LIMIT, decoded_chunks, read_answer
 from nemo_mcp.backend.client import NemoClient
-from nemo_mcp.backend.events import StreamEvent, decode_sse, is_meaningful
+from nemo_mcp.backend.events import OpenedEvent, StreamEvent, decode_sse, is_meaningful
 from nemo_mcp.backend.retry import (
     STREAM_IDLE_SECONDS,
     STREAM_OPEN_SECONDS,
@@ -47,7 +47,8 @@ from nemo_mcp.errors import (
 
 log = logging.getLogger(__name__)
 
-OnEvent = Callable[[StreamEvent], Awaitable[None] | None]
+#: Takes each event: first `OpenedEvent`, once the stream opened, then the stream's own.
+OnEvent = Callable[[StreamEvent | OpenedEvent], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,12 @@ async def send_message(
     on_event: OnEvent,
     *,
     limits: StreamLimits | None = None,
-    on_open: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamOutcome:
     """Send `text` once to the current session and feed each event to `on_event`.
 
-    `on_open` runs once the backend has answered with an event stream (it has the
-    message), before the first event is read.
+    The first is `OpenedEvent`, given once the backend has answered with an event
+    stream (it has the message) and before the stream's first event is read: what the
+    caller records of that is its own business.
 
     Returns when the stream closes. Raises `StreamBrokenError` if it breaks,
     `BackendTimeoutError` past the limits, the mapped `BackendError` when the
@@ -143,8 +144,7 @@ async def send_message(
     except SessionNotFoundError as err:
         raise await client.session_lost(session, err) from err
     try:
-        if on_open is not None:
-            await on_open()
+        await _emit(on_event, OpenedEvent(session_id=session.session_id))
         await _consume(response, on_event, outcome, limits)
     finally:
         await response.aclose()
@@ -243,9 +243,13 @@ async def _deliver(
             deadline = min(anyio.current_time() + limits.idle, total_deadline)
             if deadline - scope.deadline > 1.0:  # moving it costs; a second is plenty
                 scope.deadline = deadline
-        result = on_event(event)
-        if inspect.isawaitable(result):
-            await result
+        await _emit(on_event, event)
+
+
+async def _emit(on_event: OnEvent, event: StreamEvent | OpenedEvent) -> None:
+    result = on_event(event)
+    if inspect.isawaitable(result):
+        await result
 
 
 __all__ = ["StreamLimits", "StreamOutcome", "event_source", "message_body", "send_message"]

@@ -135,9 +135,12 @@ def answer(*, fmt: str, folder: str, file: str, not_carried: Sequence[str], reus
     return "\n".join(lines)
 
 
-def waiting(*, fmt: str, queued: bool, ahead: int, progress: str) -> str:
+def waiting(
+    *, fmt: str, queued: bool, ahead: int, progress: str, request_id: str | None = None
+) -> str:
     """The agent's text for a hand-off still waiting its turn or under way."""
-    again = f"Call `export` with format {fmt} again to wait for it (nothing is rendered)."
+    how = f'request_id="{request_id}" (or format {fmt})' if request_id else f"format {fmt}"
+    again = f"Call `export` with {how} again to wait for it (nothing is rendered)."
     if queued:
         earlier = "request runs" if ahead == 1 else "requests run"
         return (

@@ -1,8 +1,9 @@
 """The hand-off job: one export request with a timeline format, from its ledger entry to a
 folder holding the timeline file, its media and a README.
 
-It runs as an export (a `render` entry of the ledger, in the user's one-at-a-time order, after
-every edit asked before it) but starts no render and spends nothing: it reads the draft, saves
+It is its own kind of ledger entry (`handoff`, typed by `server/jobs/handoff.py`), run in the
+user's one-at-a-time order after every edit asked before it, but it starts no render and
+spends nothing, and no render answers it: it reads the draft, saves
 the media the draft links, writes the timeline through OpenTimelineIO and says what did not
 carry over. The draft it read is kept in the entry until the folder is written, so a hand-off
 taken up again after a stop hands off the same timeline, keeping the media already saved.
@@ -90,7 +91,8 @@ def _files(memo: dict[str, Any]) -> list[dict[str, Any]]:
 async def run_handoff(
     run: Run, client: NemoClient, settings: Settings, history: list[Entry], checks: Checks
 ) -> HandedOff:
-    """Execute a hand-off entry from whatever state it was left in."""
+    """Execute a hand-off entry from whatever state it was left in; `history` holds the
+    user's earlier hand-offs in this format, newest last."""
     fmt = str(run.request.get("format"))
     if fmt not in FORMATS:
         raise InputError(f"Unknown hand-off format {fmt!r}; use one of {', '.join(FORMATS)}.")

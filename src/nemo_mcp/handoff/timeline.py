@@ -9,8 +9,11 @@ and a format, give a `Timeline`; nothing is read or written. What each format ca
   Premiere and Final Cut 7 apply; titles and captions as sequence markers.
 - `fcpxml` (Final Cut Pro X, DaVinci Resolve): the adapter writes no audio levels and no
   timeline markers, so volumes are listed as not carried, and titles and captions are markers
-  on the video clip (or gap) under their start. Its audio hangs off the video line, so the
-  video track is filled with a gap to the end when it is shorter than the rest.
+  on the clip under their start (`fcpx_places`): the main video track's, else another
+  track's (a connected clip), else the gap there, which Final Cut Pro shows but OpenTimelineIO's
+  reader (it rebuilds gaps from the clips' offsets and reads no gap element) and DaVinci
+  Resolve drop, so that is said. Its audio hangs off the video line, so the video track is
+  filled with a gap to the end when it is shorter than the rest.
 """
 
 from __future__ import annotations
@@ -143,6 +146,21 @@ def _mark_on_items(track: otio.schema.Track, mark: Mark, fps: float) -> None:
             return
 
 
+def fcpx_places(plan: Plan) -> list[int | None]:
+    """For each of `plan.marks`: the lane (index into `plan.lanes`) whose clip with media is
+    under its start, the first video lane first (FCPXML's main line), then the others; None
+    when only a gap is there."""
+    video = next((n for n, lane in enumerate(plan.lanes) if lane.kind == "video"), None)
+    order = ([] if video is None else [video]) + [n for n in range(len(plan.lanes)) if n != video]
+
+    def under(lane: Lane, frame: int) -> bool:
+        return any(
+            c.url is not None and c.start <= frame < c.start + c.duration for c in lane.clips
+        )
+
+    return [next((n for n in order if under(plan.lanes[n], m.start)), None) for m in plan.marks]
+
+
 def build(plan: Plan, media: Mapping[str, str], fmt: Format) -> otio.schema.Timeline:
     """The timeline of `plan` for `fmt`; `media` maps each link to its file (relative)."""
     fps = plan.fps
@@ -154,13 +172,14 @@ def build(plan: Plan, media: Mapping[str, str], fmt: Format) -> otio.schema.Time
     if fmt != "fcpxml":
         timeline.tracks.markers.extend(_marker(m, m.start, fps) for m in plan.marks)
         return timeline
-    videos = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video]
+    tracks = list(timeline.tracks)  # one per lane, in the plan's order
+    videos = [t for t in tracks if t.kind == otio.schema.TrackKind.Video]
     if not videos:
         videos = [otio.schema.Track(name="Video", kind=otio.schema.TrackKind.Video)]
         timeline.tracks.insert(0, videos[0])
     _pad(videos[0], plan.duration, fps)
-    for mark in plan.marks:
-        _mark_on_items(videos[0], mark, fps)
+    for mark, place in zip(plan.marks, fcpx_places(plan), strict=True):
+        _mark_on_items(videos[0] if place is None else tracks[place], mark, fps)
     return timeline
 
 
@@ -179,14 +198,29 @@ def not_carried(plan: Plan, fmt: Format) -> list[str]:
                     f'"{clip.name}" on {lane.name} has no media link in the draft; {instead}.'
                 )
     if plan.marks:
-        where = "markers on the timeline" if fmt != "fcpxml" else "markers on the video clips"
+        where = "markers on the timeline" if fmt != "fcpxml" else "markers on the clips under them"
         notes.append(
             f"Flattened: the titles' and captions' style (font, size, colour, position); "
             f"their {len(plan.marks)} texts are {where}, at their times."
         )
     if fmt == "fcpxml":
+        for mark, place in zip(plan.marks, fcpx_places(plan), strict=True):
+            if place is None:
+                notes.append(
+                    f'"{mark.text}" ({mark.track}) starts where no clip plays: it is a marker '
+                    "on the gap there, which Final Cut Pro shows and DaVinci Resolve may drop."
+                )
         notes.extend(volume_notes(plan.lanes))
     return notes
 
 
-__all__ = ["NAMESPACE", "Format", "build", "fcpx_name", "levels_filter", "not_carried", "percent"]
+__all__ = [
+    "NAMESPACE",
+    "Format",
+    "build",
+    "fcpx_name",
+    "fcpx_places",
+    "levels_filter",
+    "not_carried",
+    "percent",
+]

@@ -1,11 +1,16 @@
 """The ledger of work: every paid or slow operation on a user's projects, recorded before
 any request leaves, and shared by every process (and, hosted, every replica).
 
-An entry is one operation: a message to the agent (`message`) or a render (`render`).
-It is written as `queued` when asked, and moves through its states as it runs:
+An entry is one typed job: a message to the agent (`message`), a render (`render`), or
+any other `Kind` (the stores know no kind by name but `render`, whose entries are kept
+as history). It is written as `queued` when asked, and moves through its states as it
+runs (each kind's moves are written out in `server/jobs`):
 
     message  queued -> sending -> streaming -> (recovering) -> done | failed
     render   queued -> starting -> rendering -> downloading -> done | failed
+    any      queued -> cancelled                  (`drop`: nothing of it had left)
+
+`done`, `failed` and `cancelled` are the ends (`FINAL`).
 
 The ledger, not any process's memory, decides what may be sent:
 
@@ -15,10 +20,20 @@ The ledger, not any process's memory, decides what may be sent:
   renews while it works. A claim held by a live owner cannot be taken; one whose lease
   has expired (its process died) is taken over, and the new owner continues from the
   recorded state by recovery, never by sending again.
+- **Fenced.** Every claim that changes the owner bumps the entry's `generation` (a
+  fencing token). Every save carries the generation it was claimed under and is refused,
+  atomically with the check, once another claim has bumped it: an owner that was paused
+  past its lease can never write over its successor. Files a run writes as it goes
+  (a download's `.part`) are named by it too.
+- **One clock.** Every time an entry or a lease holds is taken by the store itself (the
+  SQLite ledger's process, Redis's `TIME` inside its scripts), never given by a caller,
+  so no lease is ever judged by two machines' clocks. Tests give a store a `clock`.
 - **Idempotence.** Asking again for an entry's `key` (the same words in the same
   project, or the same render request) finds the existing entry instead of adding one,
   while it is unfinished, or finished and `reusable` within the time to keep it.
 - **Bounded.** At most `MAX_WAITING` entries wait behind the one running.
+- **Kept.** A finished entry (a handle and its result) is kept `KEEP_HANDLES` (24 hours)
+  at least; renders beyond the newest `KEEP_RENDERS` of a user go after that too.
 
 `SqliteLedger` (`sqlite.py`) keeps it in one SQLite file per state folder, safe under
 concurrent processes and crashes; the hosted mode keeps the same ledger in Redis.
@@ -31,10 +46,11 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
-Kind = Literal["message", "render"]
+Kind = Literal["message", "render", "handoff"]
 State = Literal[
     "queued",
     "sending",
@@ -45,8 +61,11 @@ State = Literal[
     "downloading",
     "done",
     "failed",
+    "cancelled",
 ]
-FINAL: frozenset[str] = frozenset({"done", "failed"})
+FINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+#: The kind whose entries are kept as history (the newest `KEEP_RENDERS` per user).
+HISTORY: Kind = "render"
 
 #: Entries that may wait behind the one running, per user.
 MAX_WAITING = 5
@@ -54,8 +73,14 @@ MAX_WAITING = 5
 KEEP_SECONDS = 30 * 60
 #: How long a finished entry (a handle and its result) can still be asked for by id.
 KEEP_HANDLES = 24 * 3600
+#: Render entries kept for history and reuse, per user (older ones once past
+#: `KEEP_HANDLES`).
+KEEP_RENDERS = 200
 #: A claim lasts this long unless renewed; a dead owner's work is taken over after it.
 LEASE_SECONDS = 20.0
+
+#: Seconds since the epoch, as a store reads its time (tests give a store their own).
+Clock = Callable[[], float]
 
 
 def new_owner() -> str:
@@ -111,6 +136,8 @@ class Entry:
     updated_at: float
     version: int = 0
     owner: str | None = None
+    #: Bumped by every claim that changes the owner: saves name the one they hold.
+    generation: int = 0
     lease_until: float = 0.0
     finished_at: float | None = None
     reusable: bool = False
@@ -123,14 +150,77 @@ class Entry:
     def finished(self) -> bool:
         return self.state in FINAL
 
-    def claimable_by(self, owner: str, now: float) -> bool:
-        """Free, ours, or held by an owner whose lease ran out or who died here."""
+    def answers_again(self, now: float) -> bool:
+        """Whether this entry is what a submission of its key finds: unfinished, or
+        finished, `reusable` and recent (within `KEEP_SECONDS`)."""
+        return not self.finished or (self.reusable and recent(self.finished_at, now))
+
+    def claimable_by(self, owner: str, now: float, *, dead_here: bool = True) -> bool:
+        """Free, ours, or held by an owner whose lease ran out (or who died here, when
+        `dead_here`: the store can see this host's processes)."""
         return (
             self.owner is None
             or self.owner == owner
             or self.lease_until < now
-            or owner_is_dead_here(self.owner)
+            or (dead_here and owner_is_dead_here(self.owner))
         )
+
+
+def recent(finished_at: float | None, now: float, keep: float = KEEP_SECONDS) -> bool:
+    """Whether work finished at `finished_at` is within `keep` seconds of `now`."""
+    return (finished_at or 0.0) >= now - keep
+
+
+def lease_end(now: float, seconds: float) -> float:
+    """When a lease of `seconds` taken at `now` ends: 0 (over) for none or a negative one."""
+    return now + seconds if seconds > 0 else 0.0
+
+
+def _optional_json(raw: Any) -> Any:
+    return json.loads(raw) if raw else None
+
+
+def entry_of(row: Mapping[str, Any]) -> Entry:
+    """An entry from a stored row: SQLite's typed columns or a Redis hash's text fields
+    ('' for a missing owner, session, finish time, outcome, error)."""
+    return Entry(
+        id=str(row["id"]),
+        user=str(row["user"]),
+        seq=int(row["seq"]),
+        kind=cast(Kind, row["kind"]),
+        key=str(row["key"]),
+        session_id=row["session_id"] or None,
+        state=cast(State, row["state"]),
+        request=json.loads(row["request"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        version=int(row["version"]),
+        owner=row["owner"] or None,
+        generation=int(row["generation"]),
+        lease_until=float(row["lease_until"]),
+        finished_at=float(row["finished_at"]) if row["finished_at"] not in (None, "") else None,
+        reusable=str(row["reusable"]) == "1",
+        progress=json.loads(row["progress"]),
+        memo=json.loads(row["memo"]),
+        outcome=_optional_json(row["outcome"]),
+        error=_optional_json(row["error"]),
+    )
+
+
+@dataclass(frozen=True)
+class Save:
+    """One `update` as a store applies it: `changes` as `changed_fields` gives them."""
+
+    entry_id: str
+    owner: str
+    generation: int
+    lease: float
+    changes: dict[str, str | bool]
+
+    @property
+    def final(self) -> bool:
+        """The save ends the entry (and releases its claim)."""
+        return self.changes.get("state") in FINAL
 
 
 Submitted = Literal["new", "unfinished", "finished", "full"]
@@ -149,7 +239,7 @@ class Submission:
 
 
 class Ledger(Protocol):
-    """The store behind the ledger; every method is atomic."""
+    """The store behind the ledger; every method is atomic, and takes its time itself."""
 
     async def submit(
         self,
@@ -159,17 +249,12 @@ class Ledger(Protocol):
         key: str,
         session_id: str | None,
         request: dict[str, Any],
-        now: float,
         ask: str | None = None,
     ) -> Submission:
-        """Find the entry for `key` (unfinished, or finished, reusable and recent), else
-        add a queued one at the end of the user's queue unless the queue is full; with
-        `ask`, record that call as waiting for it (see `ask`), in the same transaction."""
-        ...
-
-    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
-        """The entry `submit` would answer `key` with, without adding one; None when a
-        submission would add a new entry."""
+        """Find the entry for `key` (unfinished, or finished, reusable and recent: see
+        `Entry.answers_again`), else add a queued one at the end of the user's queue
+        unless the queue is full; with `ask`, record that call as waiting for it (see
+        `ask`), in the same transaction."""
         ...
 
     async def latest(self, *, user: str, kind: Kind, key: str) -> Entry | None:
@@ -190,14 +275,10 @@ class Ledger(Protocol):
         """The user's unfinished entries, in order."""
         ...
 
-    async def claim(self, entry_id: str, owner: str, *, now: float, lease: float) -> Entry | None:
-        """Take (or renew) the claim on the head entry `entry_id`; None if another live
-        owner holds it or it is not the head."""
-        ...
-
-    async def claim_head(self, user: str, owner: str, *, now: float, lease: float) -> Entry | None:
-        """Take the claim on the user's head entry, whichever it is; None if there is
-        none or another live owner holds it."""
+    async def claim_head(self, user: str, owner: str, *, lease: float) -> Entry | None:
+        """Take (or renew) the claim on the user's head entry, whichever it is, bumping
+        its `generation` when the owner changes; None if there is none or another live
+        owner holds it."""
         ...
 
     async def update(
@@ -205,7 +286,7 @@ class Ledger(Protocol):
         entry_id: str,
         owner: str,
         *,
-        now: float,
+        generation: int,
         lease: float,
         state: State | None = None,
         session_id: str | None = None,
@@ -215,38 +296,54 @@ class Ledger(Protocol):
         error: dict[str, Any] | None = None,
         reusable: bool | None = None,
     ) -> Entry | None:
-        """Change an entry `owner` holds, renewing the lease; a final state releases the
-        claim. None when `owner` no longer holds it (nothing is changed then)."""
+        """Save (or, with a final state, finish) an entry `owner` holds under the claim of
+        `generation`, renewing the lease (`lease` <= 0 gives it up); a final state
+        releases the claim. None when `owner` no longer holds that claim (another claim
+        bumped the generation, or the entry ended): nothing is changed then."""
+        changes = changed_fields(
+            state=state,
+            session_id=session_id,
+            progress=progress,
+            memo=memo,
+            outcome=outcome,
+            error=error,
+            reusable=reusable,
+        )
+        return await self._save(Save(entry_id, owner, generation, lease, changes))
+
+    async def _save(self, save: Save) -> Entry | None:
+        """`update` in the store, all or nothing."""
         ...
 
-    async def drop(self, entry_id: str, *, now: float, error: dict[str, Any]) -> Entry | None:
-        """End a `queued` entry as failed with `error` (a cancel), whoever claims it:
+    async def drop(self, entry_id: str, *, error: dict[str, Any]) -> Entry | None:
+        """End a `queued` entry as `cancelled` with `error` (why), whoever claims it:
         nothing of it has left, since its executor records another state before
-        anything is sent, and that update then finds it finished. None when the entry
+        anything is sent, and that save then finds it finished. None when the entry
         is no longer queued (nothing is changed then)."""
         ...
 
-    async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
+    async def ask(self, entry_id: str, ask_id: str) -> bool:
         """Record that a call (`ask_id`) waits for `entry_id`; True if another call was
         already given its outcome (it was delivered before)."""
         ...
 
-    async def deliver(self, entry_id: str, ask_id: str, *, now: float) -> None:
+    async def deliver(self, entry_id: str, ask_id: str) -> None:
         """Record that the call `ask_id` was given the entry's outcome."""
         ...
 
-    async def renders(self, user: str, *, limit: int = 200) -> list[Entry]:
+    async def renders(self, user: str, *, limit: int = KEEP_RENDERS) -> list[Entry]:
         """The user's render entries, newest last."""
         ...
 
-    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+    async def lease(self, name: str, owner: str, *, seconds: float) -> bool:
         """Take or renew the named lease (e.g. asking for the one anonymous token)."""
         ...
 
     async def release(self, name: str, owner: str) -> None: ...
 
-    async def prune(self, *, now: float) -> int:
-        """Forget finished entries nobody can ask for again; keep recent renders."""
+    async def prune(self) -> int:
+        """Forget finished entries nobody can ask for again (`KEEP_HANDLES`); keep the
+        newest `KEEP_RENDERS` renders of each user however old."""
         ...
 
     async def close(self) -> None: ...
@@ -293,18 +390,25 @@ def clock() -> float:
 
 __all__ = [
     "FINAL",
+    "HISTORY",
     "KEEP_HANDLES",
+    "KEEP_RENDERS",
     "KEEP_SECONDS",
     "LEASE_SECONDS",
     "MAX_WAITING",
+    "Clock",
     "Entry",
     "Kind",
     "Ledger",
+    "Save",
     "State",
     "Submission",
     "changed_fields",
     "clock",
     "dump_json",
+    "entry_of",
+    "lease_end",
     "new_owner",
     "owner_is_dead_here",
+    "recent",
 ]

@@ -15,7 +15,8 @@ make it a Redis Cluster hash tag, so all of a user's keys live in one slot):
     <p>:q:<user>          sorted set: the user's unfinished entries by `seq` (the queue)
     <p>:r:<user>          sorted set: the user's render entries by `seq` (the history)
     <p>:latest            hash: sha256(user, kind, key) -> the newest entry for that key
-    <p>:done              sorted set: finished messages by finish time (for pruning)
+    <p>:done              sorted set: finished entries but renders, by finish time
+                          (for pruning; renders are pruned from the history)
     <p>:users             set: the users with entries (for pruning renders)
     <p>:d:<id>            set: the calls (ask ids) given the entry's outcome
     <p>:lease:<name>      hash: a named lease's owner and end (expires an hour after)
@@ -25,6 +26,10 @@ make it a Redis Cluster hash tag, so all of a user's keys live in one slot):
 Every key a script touches is passed in KEYS, all under the user's one hash tag: keys
 named by ids a script would find (the head of a queue, the newest entry for a key) are
 read first and re-checked inside the script, which asks to be run again if they moved.
+
+Time is Redis's own: every script reads `TIME` for what it records and the leases it
+judges, so replicas' clocks never decide who holds work (a test may give the store a
+`clock`, whose reading the scripts then take instead).
 
 Liveness is by lease only: a claim is taken over when its lease has run out, never on a
 guess that its owner died. Replicas run on other machines, or in containers whose
@@ -39,59 +44,70 @@ Durability is Redis's: with `appendonly yes` and `appendfsync always`
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from nemo_mcp.ledger import (
-    FINAL,
+    HISTORY,
     KEEP_HANDLES,
+    KEEP_RENDERS,
     KEEP_SECONDS,
     MAX_WAITING,
+    Clock,
     Entry,
     Kind,
-    State,
+    Ledger,
+    Save,
     Submission,
-    changed_fields,
     dump_json,
+    entry_of,
 )
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-#: Render entries kept for history and reuse, per user (as the SQLite ledger keeps).
-KEEP_RENDERS = 200
-
-#: Lua helpers: an entry hash as a flat list; the lease clock (Redis's own, or the
-#: caller's `now` where a test drives time by hand: ARGV[1] of every claiming script).
+#: Lua helpers: an entry hash as a flat list; the store's clock (ARGV[1] of every script
+#: that records a time: '' for Redis's own `TIME`, else a test's reading), as a number
+#: and as the text it is stored as; the end of a lease.
 _HEAD = """
 local function entry(key)
   local fields = redis.call('HGETALL', key)
   if #fields == 0 then return false end
   return fields
 end
-local function lease_clock(given)
+local function clock(given)
   if given ~= '' then return tonumber(given) end
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+local function text(number)
+  return string.format('%.6f', number)
+end
 local function lease_end(now, seconds)
   if seconds <= 0 then return 0 end
-  return now + seconds
+  return text(now + seconds)
+end
+-- End the entry KEYS[1] (id, kind) at `now`: out of the queue KEYS[2], and but for the
+-- history kind into the finished set KEYS[3], kept there by finish time.
+local function finish(keys, id, kind, history, now)
+  redis.call('HSET', keys[1], 'finished_at', text(now), 'owner', '', 'lease_until', 0)
+  redis.call('ZREM', keys[2], id)
+  if kind ~= history then redis.call('ZADD', keys[3], text(now), id) end
 end
 """
 
 #: KEYS: seq, latest, queue, renders, users, e:<found>, d:<found>, e:<head>, e:<new>,
-#: d:<new>. ARGV: lease clock, user, kind, key, kf, new id, session, request, now, keep,
-#: most, ask, found id (''), head id (''). 'retry' when `found` or `head` changed since
-#: they were read.
+#: d:<new>. ARGV: clock, user, kind, key, kf, new id, session, request, history kind,
+#: keep, most, ask, found id (''), head id (''). 'retry' when `found` or `head` changed
+#: since they were read.
 _SUBMIT = (
     _HEAD
     + """
 local user, kind, key, kf = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local new_id, session, request, now = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+local new_id, session, request, history = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local keep, most, ask, seen, seen_head = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12],
   ARGV[13], ARGV[14]
+local now = clock(ARGV[1])
 if (redis.call('HGET', KEYS[2], kf) or '') ~= seen then return {'retry'} end
 if (redis.call('ZRANGE', KEYS[3], 0, 0)[1] or '') ~= seen_head then return {'retry'} end
 local how, id, ahead, ekey, given
@@ -115,13 +131,13 @@ if not how then
   id, how, ahead, ekey, given = new_id, 'new', waiting, KEYS[9], KEYS[10]
   redis.call('HSET', ekey, 'id', id, 'user', user, 'seq', seq, 'kind', kind,
     'key', key, 'kf', kf, 'session_id', session, 'state', 'queued', 'request', request,
-    'created_at', ARGV[9], 'updated_at', ARGV[9], 'version', 0, 'owner', '',
-    'lease_until', 0, 'finished_at', '', 'reusable', 0, 'progress', '{}', 'memo', '{}',
-    'outcome', '', 'error', '')
+    'created_at', text(now), 'updated_at', text(now), 'version', 0, 'owner', '',
+    'generation', 0, 'lease_until', 0, 'finished_at', '', 'reusable', 0, 'progress', '{}',
+    'memo', '{}', 'outcome', '', 'error', '')
   redis.call('ZADD', KEYS[3], seq, id)
   redis.call('HSET', KEYS[2], kf, id)
   redis.call('SADD', KEYS[5], user)
-  if kind == 'render' then redis.call('ZADD', KEYS[4], seq, id) end
+  if kind == history then redis.call('ZADD', KEYS[4], seq, id) end
 end
 local delivered = 0
 if ask ~= '' then
@@ -131,50 +147,47 @@ return {how, ahead, delivered, entry(ekey)}
 """
 )
 
-#: Claim the entry of KEYS[2] (id ARGV[2]) if it is the head of the queue KEYS[1].
-#: ARGV: lease clock, id, owner, now, lease seconds, '1' when claiming whichever is the
-#: head ('retry' if the head changed since it was read).
+#: Claim the entry of KEYS[2] (id ARGV[2]) if it is still the head of the queue KEYS[1]
+#: ('retry' if the head changed since it was read), bumping its generation when the
+#: owner changes. ARGV: clock, id, owner, lease seconds.
 _CLAIM = (
     _HEAD
     + """
-local id, owner, seconds = ARGV[2], ARGV[3], tonumber(ARGV[5])
+local id, owner, seconds = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local found = redis.call('HMGET', KEYS[2], 'finished_at', 'owner', 'lease_until')
-if redis.call('ZRANGE', KEYS[1], 0, 0)[1] ~= id then
-  if ARGV[6] == '1' then return 'retry' end
-  return false
-end
+if redis.call('ZRANGE', KEYS[1], 0, 0)[1] ~= id then return 'retry' end
 if not found[1] or found[1] ~= '' then return false end
-local now = lease_clock(ARGV[1])
+local now = clock(ARGV[1])
 if found[2] ~= '' and found[2] ~= owner and tonumber(found[3]) >= now then return false end
 redis.call('HSET', KEYS[2], 'owner', owner, 'lease_until', lease_end(now, seconds),
-  'updated_at', ARGV[4])
+  'updated_at', text(now))
+if found[2] ~= owner then redis.call('HINCRBY', KEYS[2], 'generation', 1) end
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 return entry(KEYS[2])
 """
 )
 
-#: Change the entry KEYS[1] its owner holds (KEYS[2]: its user's queue, KEYS[3]: done);
-#: ARGV: lease clock, owner, now, lease seconds, '1' to finish it (releasing the
-#: claim), the command announcing the change on the channel KEYS[4] (PUBLISH, SPUBLISH
-#: on a Cluster: the channel has the user's hash tag, so it is in the same slot; '':
-#: none), then field/value pairs.
+#: Save the entry KEYS[1] its owner holds under the claim of a generation (KEYS[2]: its
+#: user's queue, KEYS[3]: done); false, changing nothing, when that claim is no longer
+#: its owner's. ARGV: clock, owner, generation, lease seconds, '1' to finish it
+#: (releasing the claim), the history kind, the command announcing the change on the
+#: channel KEYS[4] (PUBLISH, SPUBLISH on a Cluster: the channel has the user's hash tag,
+#: so it is in the same slot; '': none), then field/value pairs.
 _UPDATE = (
     _HEAD
     + """
-local owner, now, seconds, final = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local owner, generation, seconds, final = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local key = KEYS[1]
-local found = redis.call('HMGET', key, 'owner', 'finished_at', 'kind', 'id')
-if found[1] ~= owner or found[2] ~= '' then return false end
-redis.call('HSET', key, 'updated_at', now, 'lease_until',
-  lease_end(lease_clock(ARGV[1]), seconds))
-for n = 7, #ARGV, 2 do redis.call('HSET', key, ARGV[n], ARGV[n + 1]) end
-if final == '1' then
-  redis.call('HSET', key, 'finished_at', now, 'owner', '', 'lease_until', 0)
-  redis.call('ZREM', KEYS[2], found[4])
-  if found[3] == 'message' then redis.call('ZADD', KEYS[3], now, found[4]) end
+local found = redis.call('HMGET', key, 'owner', 'finished_at', 'kind', 'id', 'generation')
+if found[1] ~= owner or found[2] ~= '' or (found[5] or '0') ~= generation then
+  return false
 end
+local now = clock(ARGV[1])
+redis.call('HSET', key, 'updated_at', text(now), 'lease_until', lease_end(now, seconds))
+for n = 8, #ARGV, 2 do redis.call('HSET', key, ARGV[n], ARGV[n + 1]) end
+if final == '1' then finish(KEYS, found[4], found[3], ARGV[6], now) end
 redis.call('HINCRBY', key, 'version', 1)
-if ARGV[6] ~= '' then redis.call(ARGV[6], KEYS[4], found[4]) end
+if ARGV[7] ~= '' then redis.call(ARGV[7], KEYS[4], found[4]) end
 return entry(key)
 """
 )
@@ -208,12 +221,12 @@ return entry(KEYS[2])
 """
 )
 
-#: KEYS[1]: the lease. ARGV: lease clock, owner, lease seconds, TTL.
+#: KEYS[1]: the lease. ARGV: clock, owner, lease seconds, TTL.
 _LEASE = (
     _HEAD
     + """
 local owner, seconds = ARGV[2], tonumber(ARGV[3])
-local now = lease_clock(ARGV[1])
+local now = clock(ARGV[1])
 local held = redis.call('HMGET', KEYS[1], 'owner', 'until')
 if held[1] and held[1] ~= owner and tonumber(held[2]) >= now then return 0 end
 redis.call('HSET', KEYS[1], 'owner', owner, 'until', lease_end(now, seconds))
@@ -227,28 +240,27 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('DEL', KEYS[1
 return 0
 """
 
-#: End the queued entry KEYS[1] as failed (a cancel), whoever claims it; false if it is
-#: not queued. KEYS: the entry, its user's queue, done, the change channel. ARGV: id,
-#: now, error (JSON), the command announcing the change ('' for none).
+#: End the queued entry KEYS[1] as cancelled, whoever claims it; false if it is not
+#: queued. KEYS: the entry, its user's queue, done, the change channel. ARGV: clock,
+#: id, error (JSON), the history kind, the command announcing the change ('' for none).
 _DROP = (
     _HEAD
     + """
-local id, now = ARGV[1], ARGV[2]
+local id, now = ARGV[2], clock(ARGV[1])
 local found = redis.call('HMGET', KEYS[1], 'state', 'finished_at', 'kind')
 if found[1] ~= 'queued' or found[2] ~= '' then return false end
-redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[3], 'finished_at', now,
-  'updated_at', now, 'owner', '', 'lease_until', 0)
-redis.call('ZREM', KEYS[2], id)
-if found[3] == 'message' then redis.call('ZADD', KEYS[3], now, id) end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'error', ARGV[3], 'updated_at', text(now))
+finish(KEYS, id, found[3], ARGV[4], now)
 redis.call('HINCRBY', KEYS[1], 'version', 1)
-if ARGV[4] ~= '' then redis.call(ARGV[4], KEYS[4], id) end
+if ARGV[5] ~= '' then redis.call(ARGV[5], KEYS[4], id) end
 return entry(KEYS[1])
 """
 )
 
 #: Forget entries found to be forgettable. KEYS: done, latest, then per entry its hash,
 #: its delivered set and the sorted set naming it (done, or its user's renders). ARGV:
-#: the finish time before which messages go, then per entry its id and 'done'/'render'.
+#: the finish time before which entries go, then per entry its id and 'done'/'render'
+#: (a render beyond the newest kept, which goes too once finished before that time).
 _PRUNE = """
 local before = tonumber(ARGV[1])
 local gone = 0
@@ -262,7 +274,7 @@ for n = 2, #ARGV, 2 do
     local score = redis.call('ZSCORE', set, id)
     ok = score and tonumber(score) < before
   else
-    ok = finished and finished ~= ''
+    ok = finished and finished ~= '' and tonumber(finished) < before
   end
   if ok then
     local kf = redis.call('HGET', key, 'kf')
@@ -282,36 +294,13 @@ PRUNE_BATCH = 100
 RETRIES = 20
 
 
-def _optional_json(raw: str) -> Any:
-    return json.loads(raw) if raw else None
-
-
 def _entry(fields: list[str] | None) -> Entry | None:
     """An entry from a hash's flat field/value list (as HGETALL gives it in a script)."""
     if not fields:
         return None
     row = dict(zip(fields[::2], fields[1::2], strict=True))
-    return Entry(
-        id=row["id"],
-        user=row["user"],
-        seq=int(row["seq"]),
-        kind=row["kind"],  # type: ignore[arg-type]
-        key=row["key"],
-        session_id=row["session_id"] or None,
-        state=row["state"],  # type: ignore[arg-type]
-        request=json.loads(row["request"]),
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-        version=int(row["version"]),
-        owner=row["owner"] or None,
-        lease_until=float(row["lease_until"]),
-        finished_at=float(row["finished_at"]) if row["finished_at"] else None,
-        reusable=row["reusable"] == "1",
-        progress=json.loads(row["progress"]),
-        memo=json.loads(row["memo"]),
-        outcome=_optional_json(row["outcome"]),
-        error=_optional_json(row["error"]),
-    )
+    row.setdefault("generation", "0")  # entries recorded before generations
+    return entry_of(row)
 
 
 def _key_field(user: str, kind: str, key: str) -> str:
@@ -323,13 +312,13 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-class RedisLedger:
+class RedisLedger(Ledger):
     """`Ledger` in Redis under `prefix` (one user's namespace), on a shared client.
 
     The client is the server's (one connection pool per replica); `close` leaves it
-    open unless `owns_client`. Leases run on Redis's own clock (`TIME`), so replicas'
-    clocks never decide who holds work; `server_clock=False` runs them on the `now`
-    each call gives instead (for tests that drive time by hand).
+    open unless `owns_client`. Times are Redis's own (`TIME`), so replicas' clocks never
+    decide who holds work; a `clock` given (tests that drive time by hand) is read
+    instead.
     """
 
     def __init__(
@@ -338,15 +327,16 @@ class RedisLedger:
         prefix: str,
         *,
         owns_client: bool = False,
-        server_clock: bool = True,
+        clock: Clock | None = None,
         announce: str = "PUBLISH",
     ) -> None:
         self.redis = redis
         self.prefix = prefix
         #: Changes are announced on `channel` with this command ('' for none).
         self.announce = announce
+        #: None: Redis's clock.
+        self.clock = clock
         self._owns = owns_client
-        self._server_clock = server_clock
         self._submit = redis.register_script(_SUBMIT)
         self._claim = redis.register_script(_CLAIM)
         self._update = redis.register_script(_UPDATE)
@@ -365,9 +355,16 @@ class RedisLedger:
         """Where every change of an entry is announced (its id), for waiters elsewhere."""
         return self._key("changed")
 
-    def _clock(self, now: float) -> str:
-        """ARGV[1] of the claiming scripts: '' for Redis's clock, else `now`."""
-        return "" if self._server_clock else _number(now)
+    def _clock(self) -> str:
+        """ARGV[1] of the scripts recording a time: '' for Redis's clock, else ours."""
+        return "" if self.clock is None else _number(self.clock())
+
+    async def _now(self) -> float:
+        """The store's time, outside a script."""
+        if self.clock is not None:
+            return self.clock()
+        seconds, micros = await self.redis.time()
+        return int(seconds) + int(micros) / 1_000_000
 
     async def _entries(self, zset: str, start: int, stop: int) -> list[Entry]:
         for _ in range(RETRIES):
@@ -388,7 +385,6 @@ class RedisLedger:
         key: str,
         session_id: str | None,
         request: dict[str, Any],
-        now: float,
         ask: str | None = None,
     ) -> Submission:
         key_field = _key_field(user, kind, key)
@@ -415,7 +411,7 @@ class RedisLedger:
                     self._key("d", new_id),
                 ],
                 args=[
-                    "",
+                    self._clock(),
                     user,
                     kind,
                     key,
@@ -423,7 +419,7 @@ class RedisLedger:
                     new_id,
                     session_id or "",
                     dump_json(request),
-                    _number(now),
+                    HISTORY,
                     KEEP_SECONDS,
                     MAX_WAITING,
                     ask or "",
@@ -455,13 +451,6 @@ class RedisLedger:
         # One counter per prefix (one user, hosted): its value is the newest entry's seq.
         return int(await self.redis.get(self._key("seq")) or 0)
 
-    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
-        found = await self.latest(user=user, kind=kind, key=key)
-        if found is None or not found.finished:
-            return found
-        recent = (found.finished_at or 0) >= now - KEEP_SECONDS
-        return found if found.reusable and recent else None
-
     async def get(self, entry_id: str) -> Entry | None:
         fields = await self.redis.hgetall(self._key("e", entry_id))
         return _entry([str(x) for pair in fields.items() for x in pair]) if fields else None
@@ -473,21 +462,7 @@ class RedisLedger:
     async def unfinished(self, user: str) -> list[Entry]:
         return await self._entries(self._key("q", user), 0, -1)
 
-    async def _user_of(self, entry_id: str) -> str | None:
-        user = await self.redis.hget(self._key("e", entry_id), "user")
-        return None if user is None else str(user)
-
-    async def claim(self, entry_id: str, owner: str, *, now: float, lease: float) -> Entry | None:
-        user = await self._user_of(entry_id)
-        if user is None:
-            return None
-        found = await self._claim(
-            keys=[self._key("q", user), self._key("e", entry_id)],
-            args=[self._clock(now), entry_id, owner, _number(now), _number(lease), "0"],
-        )
-        return _entry(found)
-
-    async def claim_head(self, user: str, owner: str, *, now: float, lease: float) -> Entry | None:
+    async def claim_head(self, user: str, owner: str, *, lease: float) -> Entry | None:
         queue = self._key("q", user)
         for _ in range(RETRIES):
             heads = await self.redis.zrange(queue, 0, 0)
@@ -496,78 +471,54 @@ class RedisLedger:
             head = str(heads[0])
             found = await self._claim(
                 keys=[queue, self._key("e", head)],
-                args=[self._clock(now), head, owner, _number(now), _number(lease), "1"],
+                args=[self._clock(), head, owner, _number(lease)],
             )
             if found != "retry":
                 return _entry(found)
         raise RuntimeError("the ledger's queue kept changing while its head was claimed")
 
-    async def update(
-        self,
-        entry_id: str,
-        owner: str,
-        *,
-        now: float,
-        lease: float,
-        state: State | None = None,
-        session_id: str | None = None,
-        progress: dict[str, Any] | None = None,
-        memo: dict[str, Any] | None = None,
-        outcome: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reusable: bool | None = None,
-    ) -> Entry | None:
-        changes: list[str] = []
-        for name, value in changed_fields(
-            state=state,
-            session_id=session_id,
-            progress=progress,
-            memo=memo,
-            outcome=outcome,
-            error=error,
-            reusable=reusable,
-        ).items():
-            changes += [name, ("1" if value else "0") if isinstance(value, bool) else value]
-        final = "1" if state in FINAL else "0"
-        user = await self._user_of(entry_id)
+    def _ending_keys(self, entry_id: str, user: str) -> list[str]:
+        """KEYS of the scripts that may end an entry: it, its queue, done, the channel."""
+        return [self._key("e", entry_id), self._key("q", user), self._key("done"), self.channel]
+
+    async def _user_of(self, entry_id: str) -> str | None:
+        user = await self.redis.hget(self._key("e", entry_id), "user")
+        return None if user is None else str(user)
+
+    async def _save(self, save: Save) -> Entry | None:
+        fields: list[str] = []
+        for name, value in save.changes.items():
+            fields += [name, ("1" if value else "0") if isinstance(value, bool) else value]
+        user = await self._user_of(save.entry_id)
         if user is None:
             return None
         return _entry(
             await self._update(
-                keys=[
-                    self._key("e", entry_id),
-                    self._key("q", user),
-                    self._key("done"),
-                    self.channel,
-                ],
+                keys=self._ending_keys(save.entry_id, user),
                 args=[
-                    self._clock(now),
-                    owner,
-                    _number(now),
-                    _number(lease),
-                    final,
+                    self._clock(),
+                    save.owner,
+                    str(save.generation),
+                    _number(save.lease),
+                    "1" if save.final else "0",
+                    HISTORY,
                     self.announce,
-                    *changes,
+                    *fields,
                 ],
             )
         )
 
-    async def drop(self, entry_id: str, *, now: float, error: dict[str, Any]) -> Entry | None:
+    async def drop(self, entry_id: str, *, error: dict[str, Any]) -> Entry | None:
         user = await self._user_of(entry_id)
         if user is None:
             return None
         found = await self._drop(
-            keys=[
-                self._key("e", entry_id),
-                self._key("q", user),
-                self._key("done"),
-                self.channel,
-            ],
-            args=[entry_id, _number(now), dump_json(error), self.announce],
+            keys=self._ending_keys(entry_id, user),
+            args=[self._clock(), entry_id, dump_json(error), HISTORY, self.announce],
         )
         return _entry(found) if found else None
 
-    async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
+    async def ask(self, entry_id: str, ask_id: str) -> bool:
         given = self._key("d", entry_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.scard(given)
@@ -575,25 +526,25 @@ class RedisLedger:
             count, mine = await pipe.execute()
         return int(count) - int(mine) > 0
 
-    async def deliver(self, entry_id: str, ask_id: str, *, now: float) -> None:
+    async def deliver(self, entry_id: str, ask_id: str) -> None:
         await self.redis.sadd(self._key("d", entry_id), ask_id)
 
     async def renders(self, user: str, *, limit: int = KEEP_RENDERS) -> list[Entry]:
         return await self._entries(self._key("r", user), -limit, -1)
 
-    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+    async def lease(self, name: str, owner: str, *, seconds: float) -> bool:
         taken = await self._lease(
             keys=[self._key("lease", name)],
-            args=[self._clock(now), owner, _number(seconds), int(seconds) + 3600],
+            args=[self._clock(), owner, _number(seconds), int(seconds) + 3600],
         )
         return bool(taken)
 
     async def release(self, name: str, owner: str) -> None:
         await self._release(keys=[self._key("lease", name)], args=[owner])
 
-    async def prune(self, *, now: float) -> int:
+    async def prune(self) -> int:
         """Forget what may go, read first and re-checked in the script, in batches."""
-        before = now - KEEP_HANDLES
+        before = await self._now() - KEEP_HANDLES
         done = self._key("done")
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(done, "-inf", f"({_number(before)}")
@@ -623,4 +574,4 @@ class RedisLedger:
             await self.redis.aclose()
 
 
-__all__ = ["KEEP_RENDERS", "RedisLedger"]
+__all__ = ["RedisLedger"]

@@ -12,12 +12,20 @@ any point loses nothing (`synchronous=NORMAL`). The commits that guard a request
 cut can hide that a message may have left. The rest skip the flush: about 0.2 ms a
 commit instead of several.
 
-Calls run in a worker thread, so a busy database never blocks the event loop.
+Time is the store's own (`clock`, the wall clock unless a test gives one): one file is
+one machine's, so every lease in it is judged by one clock.
+
+A call is one short transaction. It runs on the event loop's thread when the file is
+free at once (no other connection holds its write lock, no commit must be flushed to
+the disk, no other call of this process is running): the common case, a fraction of a
+millisecond. Otherwise it runs in a worker thread, which waits out a lock held by another
+process, so a busy database never blocks the event loop. The write-ahead log is copied
+into the file (a checkpoint, flushed to the disk) in a worker thread every
+`CHECKPOINT_EVERY` calls, never by a commit on the loop.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 import threading
@@ -30,17 +38,20 @@ from typing import Any, NoReturn, TypeVar
 import anyio.to_thread
 
 from nemo_mcp.ledger import (
-    FINAL,
+    HISTORY,
     KEEP_HANDLES,
-    KEEP_SECONDS,
+    KEEP_RENDERS,
     MAX_WAITING,
+    Clock,
     Entry,
     Kind,
-    State,
+    Ledger,
+    Save,
     Submission,
-    changed_fields,
     dump_json,
+    entry_of,
     healing,
+    lease_end,
     owner_is_dead_here,
 )
 
@@ -62,6 +73,7 @@ CREATE TABLE IF NOT EXISTS work (
     updated_at REAL NOT NULL,
     version INTEGER NOT NULL DEFAULT 0,
     owner TEXT,
+    generation INTEGER NOT NULL DEFAULT 0,
     lease_until REAL NOT NULL DEFAULT 0,
     finished_at REAL,
     reusable INTEGER NOT NULL DEFAULT 0,
@@ -86,49 +98,34 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 
+#: Columns added since the first schema, added to an older file when it is opened.
+ADDED = {"generation": "INTEGER NOT NULL DEFAULT 0"}
+
 _UNFINISHED = "finished_at IS NULL"
-#: Render entries kept for history and reuse, per user.
-KEEP_RENDERS = 200
+#: Every this many calls, one runs in a worker thread and first copies the write-ahead
+#: log into the file (a passive checkpoint: it waits for no one), keeping the log short.
+CHECKPOINT_EVERY = 1000
 
 
-def _entry(row: sqlite3.Row) -> Entry:
-    return Entry(
-        id=row["id"],
-        user=row["user"],
-        seq=row["seq"],
-        kind=row["kind"],
-        key=row["key"],
-        session_id=row["session_id"],
-        state=row["state"],
-        request=json.loads(row["request"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-        owner=row["owner"],
-        lease_until=row["lease_until"],
-        finished_at=row["finished_at"],
-        reusable=bool(row["reusable"]),
-        progress=json.loads(row["progress"]),
-        memo=json.loads(row["memo"]),
-        outcome=json.loads(row["outcome"]) if row["outcome"] is not None else None,
-        error=json.loads(row["error"]) if row["error"] is not None else None,
-    )
-
-
-class SqliteLedger:
+class SqliteLedger(Ledger):
     """`Ledger` on a SQLite file (created with 0600 permissions).
 
     `busy_seconds`: how long a lock held by another connection is waited out before the
     call is answered that the file is locked (about half the tool's budget). A damaged
     file is healed (`healing`): moved aside, a fresh one started, the call told."""
 
-    def __init__(self, path: Path, *, busy_seconds: float = OPEN_SECONDS) -> None:
+    def __init__(
+        self, path: Path, *, busy_seconds: float = OPEN_SECONDS, clock: Clock = time.time
+    ) -> None:
         self.path = path
         self.busy_seconds = busy_seconds
+        #: Where every time the ledger records comes from.
+        self.clock = clock
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._opened: tuple[int, int] | None = None  # (device, inode) of what _db has open
         self._broken: sqlite3.Connection | None = None  # a damaged file's, kept until moved
+        self._calls = 0
 
     # plumbing ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -167,11 +164,18 @@ class SqliteLedger:
                 if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                # Checkpoints (which flush the file to the disk) are made in a worker
+                # thread every CHECKPOINT_EVERY calls, never by a commit on the loop.
+                db.execute("PRAGMA wal_autocheckpoint=0")
                 with _transaction(db):
                     for statement in SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
-                db.execute(f"PRAGMA busy_timeout={int(self.busy_seconds * 1000)}")
+                    have = {row["name"] for row in db.execute("PRAGMA table_info(work)")}
+                    for name, declared in ADDED.items():
+                        if name not in have:
+                            db.execute(f"ALTER TABLE work ADD COLUMN {name} {declared}")
+                db.execute("PRAGMA busy_timeout=0")  # calls on the loop never wait
                 return db
             except sqlite3.OperationalError as err:
                 db.close()
@@ -202,11 +206,36 @@ class SqliteLedger:
             raise healing.damaged_error(self.path, aside) from err
         raise healing.named(err, self.path, self.busy_seconds) or err
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, quick: bool = True) -> T:
+        """`work` in one go: here and now when `quick` and the file is free at once (see
+        the module's docstring), else in a worker thread that waits a lock out."""
+        self._calls += 1
+        if self._calls % CHECKPOINT_EVERY == 0:
+            quick = False  # this one copies the log into the file first, off the loop
+        if quick and self._db is not None and self._lock.acquire(blocking=False):
+            try:
+                return work(self._connect())
+            except sqlite3.OperationalError as err:
+                if not healing.busy(err):
+                    self._heal(err)
+                # Locked by another connection: nothing was changed; wait in a thread.
+            except (sqlite3.Error, OSError) as err:
+                self._heal(err)
+            finally:
+                self._lock.release()
+
         def call() -> T:
             with self._lock:
                 try:
-                    return work(self._connect())
+                    db = self._connect()
+                    if self._calls % CHECKPOINT_EVERY == 0:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits
+                    db.execute(f"PRAGMA busy_timeout={int(self.busy_seconds * 1000)}")
+                    try:
+                        return work(db)
+                    finally:
+                        if self._db is db:
+                            db.execute("PRAGMA busy_timeout=0")
                 except (sqlite3.Error, OSError) as err:
                     self._heal(err)
 
@@ -214,14 +243,14 @@ class SqliteLedger:
 
     def _row(self, db: sqlite3.Connection, entry_id: str) -> Entry | None:
         row = db.execute("SELECT * FROM work WHERE id = ?", (entry_id,)).fetchone()
-        return _entry(row) if row is not None else None
+        return entry_of(row) if row is not None else None
 
     @staticmethod
     def _head(db: sqlite3.Connection, user: str) -> Entry | None:
         row = db.execute(
             f"SELECT * FROM work WHERE user = ? AND {_UNFINISHED} ORDER BY seq LIMIT 1", (user,)
         ).fetchone()
-        return _entry(row) if row is not None else None
+        return entry_of(row) if row is not None else None
 
     # the ledger -------------------------------------------------------------------
     async def submit(
@@ -232,11 +261,11 @@ class SqliteLedger:
         key: str,
         session_id: str | None,
         request: dict[str, Any],
-        now: float,
         ask: str | None = None,
     ) -> Submission:
         def work(db: sqlite3.Connection) -> Submission:
             with _transaction(db):
+                now = self.clock()
                 found = self._find_or_add(db, user, kind, key, session_id, request, now)
                 if found.entry is None or ask is None or found.how == "full":
                     return found
@@ -244,9 +273,6 @@ class SqliteLedger:
                 return Submission(found.how, found.entry, found.ahead, delivered)
 
         return await self._run(work)
-
-    async def find(self, *, user: str, kind: Kind, key: str, now: float) -> Entry | None:
-        return await self._run(lambda db: _answering(db, user, kind, key, now))
 
     def _find_or_add(
         self,
@@ -258,11 +284,15 @@ class SqliteLedger:
         request: dict[str, Any],
         now: float,
     ) -> Submission:
-        found = _answering(db, user, kind, key, now)
-        if found is not None and not found.finished:
-            return Submission("unfinished", found, _ahead(db, found))
-        if found is not None:
-            return Submission("finished", found)
+        found = _latest(db, user, kind, key)
+        if found is not None and found.answers_again(now):
+            if found.finished:
+                return Submission("finished", found)
+            (ahead,) = db.execute(
+                f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED} AND seq < ?",
+                (user, found.seq),
+            ).fetchone()
+            return Submission("unfinished", found, int(ahead))
         (waiting,) = db.execute(
             f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED}", (user,)
         ).fetchone()
@@ -299,95 +329,58 @@ class SqliteLedger:
             rows = db.execute(
                 f"SELECT * FROM work WHERE user = ? AND {_UNFINISHED} ORDER BY seq", (user,)
             ).fetchall()
-            return [_entry(r) for r in rows]
+            return [entry_of(r) for r in rows]
 
         return await self._run(work)
 
-    async def claim_head(self, user: str, owner: str, *, now: float, lease: float) -> Entry | None:
+    async def claim_head(self, user: str, owner: str, *, lease: float) -> Entry | None:
         def work(db: sqlite3.Connection) -> Entry | None:
             with _transaction(db):
+                now = self.clock()
                 head = self._head(db, user)
                 if head is None or not head.claimable_by(owner, now):
                     return None
                 db.execute(
                     "UPDATE work SET owner = ?, lease_until = ?, version = version + 1, "
-                    "updated_at = ? WHERE id = ?",
-                    (owner, now + lease, now, head.id),
+                    "generation = generation + ?, updated_at = ? WHERE id = ?",
+                    (owner, lease_end(now, lease), head.owner != owner, now, head.id),
                 )
                 return self._row(db, head.id)
 
         return await self._run(work)
 
-    async def claim(self, entry_id: str, owner: str, *, now: float, lease: float) -> Entry | None:
-        def work(db: sqlite3.Connection) -> Entry | None:
-            with _transaction(db):
-                entry = self._row(db, entry_id)
-                if entry is None or entry.finished:
-                    return None
-                head = self._head(db, entry.user)
-                if head is None or head.id != entry_id or not head.claimable_by(owner, now):
-                    return None
-                db.execute(
-                    "UPDATE work SET owner = ?, lease_until = ?, version = version + 1, "
-                    "updated_at = ? WHERE id = ?",
-                    (owner, now + lease, now, entry_id),
-                )
-                return self._row(db, entry_id)
-
-        return await self._run(work)
-
-    async def update(
-        self,
-        entry_id: str,
-        owner: str,
-        *,
-        now: float,
-        lease: float,
-        state: State | None = None,
-        session_id: str | None = None,
-        progress: dict[str, Any] | None = None,
-        memo: dict[str, Any] | None = None,
-        outcome: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reusable: bool | None = None,
-    ) -> Entry | None:
-        changes: dict[str, Any] = {
-            "updated_at": now,
-            "lease_until": now + lease,
-            **changed_fields(
-                state=state,
-                session_id=session_id,
-                progress=progress,
-                memo=memo,
-                outcome=outcome,
-                error=error,
-                reusable=reusable,
-            ),
-        }
-        if state in FINAL:
-            changes.update(finished_at=now, owner=None, lease_until=0.0)
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-
-        durable = state in ("sending", "starting")
+    async def _save(self, save: Save) -> Entry | None:
+        changes = save.changes
+        assignments = "".join(f"{name} = ?, " for name in changes)
+        # The commit that guards a request leaving is flushed to the disk: in a thread.
+        durable = changes.get("state") in ("sending", "starting")
 
         def work(db: sqlite3.Connection) -> Entry | None:
             with _transaction(db, durable=durable):
+                now = self.clock()
+                ending = (
+                    (now, None, 0.0)
+                    if save.final
+                    else (None, save.owner, lease_end(now, save.lease))
+                )
                 cursor = db.execute(
-                    f"UPDATE work SET {assignments}, version = version + 1 "
-                    f"WHERE id = ? AND owner = ? AND {_UNFINISHED}",
-                    (*changes.values(), entry_id, owner),
+                    f"UPDATE work SET {assignments}updated_at = ?, finished_at = ?, owner = ?, "
+                    "lease_until = ?, version = version + 1 "
+                    f"WHERE id = ? AND owner = ? AND generation = ? AND {_UNFINISHED}",
+                    (*changes.values(), now, *ending, save.entry_id, save.owner, save.generation),
                 )
                 if cursor.rowcount != 1:
                     return None
-                return self._row(db, entry_id)
+                return self._row(db, save.entry_id)
 
-        return await self._run(work)
+        return await self._run(work, quick=not durable)
 
-    async def drop(self, entry_id: str, *, now: float, error: dict[str, Any]) -> Entry | None:
+    async def drop(self, entry_id: str, *, error: dict[str, Any]) -> Entry | None:
         def work(db: sqlite3.Connection) -> Entry | None:
             with _transaction(db):
+                now = self.clock()
                 cursor = db.execute(
-                    "UPDATE work SET state = 'failed', error = ?, finished_at = ?, "
+                    "UPDATE work SET state = 'cancelled', error = ?, finished_at = ?, "
                     "updated_at = ?, owner = NULL, lease_until = 0, version = version + 1 "
                     f"WHERE id = ? AND state = 'queued' AND {_UNFINISHED}",
                     (dump_json(error), now, now, entry_id),
@@ -396,16 +389,17 @@ class SqliteLedger:
 
         return await self._run(work)
 
-    async def ask(self, entry_id: str, ask_id: str, *, now: float) -> bool:
+    async def ask(self, entry_id: str, ask_id: str) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with _transaction(db):
-                return _ask(db, entry_id, ask_id, now)
+                return _ask(db, entry_id, ask_id, self.clock())
 
         return await self._run(work)
 
-    async def deliver(self, entry_id: str, ask_id: str, *, now: float) -> None:
+    async def deliver(self, entry_id: str, ask_id: str) -> None:
         def work(db: sqlite3.Connection) -> None:
             with _transaction(db):
+                now = self.clock()
                 db.execute(
                     "INSERT INTO asks (entry, ask, asked_at, delivered_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (entry, ask) DO UPDATE SET delivered_at = excluded.delivered_at",
@@ -417,17 +411,18 @@ class SqliteLedger:
     async def renders(self, user: str, *, limit: int = KEEP_RENDERS) -> list[Entry]:
         def work(db: sqlite3.Connection) -> list[Entry]:
             rows = db.execute(
-                "SELECT * FROM (SELECT * FROM work WHERE user = ? AND kind = 'render' "
+                "SELECT * FROM (SELECT * FROM work WHERE user = ? AND kind = ? "
                 "ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                (user, limit),
+                (user, HISTORY, limit),
             ).fetchall()
-            return [_entry(r) for r in rows]
+            return [entry_of(r) for r in rows]
 
         return await self._run(work)
 
-    async def lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+    async def lease(self, name: str, owner: str, *, seconds: float) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with _transaction(db):
+                now = self.clock()
                 row = db.execute(
                     "SELECT owner, until FROM leases WHERE name = ?", (name,)
                 ).fetchone()
@@ -438,7 +433,7 @@ class SqliteLedger:
                     "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
                     "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
                     "until = excluded.until",
-                    (name, owner, now + seconds),
+                    (name, owner, lease_end(now, seconds)),
                 )
                 return True
 
@@ -451,25 +446,23 @@ class SqliteLedger:
 
         await self._run(work)
 
-    async def prune(self, *, now: float) -> int:
+    async def prune(self) -> int:
         def work(db: sqlite3.Connection) -> int:
             with _transaction(db):
+                now = self.clock()
+                # Anything finished before this is past KEEP_HANDLES; of the history
+                # kind, only what is also older than the newest KEEP_RENDERS.
                 gone = db.execute(
-                    "DELETE FROM work WHERE kind = 'message' AND finished_at IS NOT NULL "
-                    "AND finished_at < ?",
-                    (now - KEEP_HANDLES,),
-                ).rowcount
-                gone += db.execute(
-                    "DELETE FROM work WHERE kind = 'render' AND finished_at IS NOT NULL AND seq "
-                    "NOT IN (SELECT seq FROM work w WHERE w.kind = 'render' AND w.user = work.user "
-                    "ORDER BY seq DESC LIMIT ?)",
-                    (KEEP_RENDERS,),
+                    "DELETE FROM work WHERE finished_at < ? AND (kind != ? OR seq NOT IN "
+                    "(SELECT seq FROM work w WHERE w.kind = work.kind AND w.user = work.user "
+                    "ORDER BY seq DESC LIMIT ?))",
+                    (now - KEEP_HANDLES, HISTORY, KEEP_RENDERS),
                 ).rowcount
                 db.execute("DELETE FROM asks WHERE entry NOT IN (SELECT id FROM work)")
                 db.execute("DELETE FROM leases WHERE until < ?", (now - 3600,))
                 return gone
 
-        return await self._run(work)
+        return await self._run(work, quick=False)
 
     async def close(self) -> None:
         def work() -> None:
@@ -498,27 +491,7 @@ def _latest(db: sqlite3.Connection, user: str, kind: Kind, key: str) -> Entry | 
         "SELECT * FROM work WHERE user = ? AND kind = ? AND key = ? ORDER BY seq DESC LIMIT 1",
         (user, kind, key),
     ).fetchone()
-    return _entry(row) if row is not None else None
-
-
-def _answering(db: sqlite3.Connection, user: str, kind: Kind, key: str, now: float) -> Entry | None:
-    """The entry `submit` would answer `key` with: the newest one, while unfinished, or
-    finished, reusable and recent."""
-    found = _latest(db, user, kind, key)
-    if found is None:
-        return None
-    if not found.finished:
-        return found
-    recent = (found.finished_at or 0) >= now - KEEP_SECONDS
-    return found if found.reusable and recent else None
-
-
-def _ahead(db: sqlite3.Connection, entry: Entry) -> int:
-    (count,) = db.execute(
-        f"SELECT count(*) FROM work WHERE user = ? AND {_UNFINISHED} AND seq < ?",
-        (entry.user, entry.seq),
-    ).fetchone()
-    return int(count)
+    return entry_of(row) if row is not None else None
 
 
 class _transaction:

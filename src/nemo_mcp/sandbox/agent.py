@@ -182,7 +182,10 @@ class Job:
 
         base = session.draft if scripted_agent.has_video(session.draft) else raw
         session.draft = scripted_agent.with_title(
-            scripted_agent.with_music(base, music, audio["cdn_url"] if audio else None), title
+            scripted_agent.with_music(
+                base, music, audio["cdn_url"] if audio else None, library=self.work.base_url
+            ),
+            title,
         )
         self.emit(
             Result(
@@ -217,7 +220,7 @@ class Job:
         draft = session.draft
         calls, outcomes, replies = [], [], []
         for edit in w.intent.edits:
-            applied = scripted_agent.apply_edit(draft, edit)
+            applied = scripted_agent.apply_edit(draft, edit, library=self.work.base_url)
             calls.append((call_id(), applied.tool, applied.args))
             outcomes.append(applied.draft is not None)
             replies.append(applied.reply)

@@ -12,11 +12,21 @@ gives.
 - Audio tracks (`tt` 1) become a chord, chosen by the music's name, at the segment's volume
   (else the track's, else full).
 - A segment of unknown length runs to the end of the draft. The length is the draft's.
+
+Library music (the BGM the agent adds by name) is served as a file too, so a hand-off to an
+editor can carry it: `music_name` names it `<slug>-<seconds>s.wav` (long enough for the
+draft it was added to), and `music_wav` makes it, the same chord struck twice a second.
 """
 
 from __future__ import annotations
 
+import array
 import hashlib
+import io
+import math
+import re
+import sys
+import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +88,42 @@ def prompt_of(segment: Segment) -> str | None:
 def _chord(name: str | None) -> int:
     digest = hashlib.sha256((name or "").encode()).digest()
     return digest[0] % len(CHORDS)
+
+
+#: A library music file's rate (its chords are below 400 Hz) and its longest length.
+MUSIC_RATE = 8_000
+MUSIC_SECONDS = 600
+_MUSIC_NAME = re.compile(r"(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)-(?P<seconds>[1-9][0-9]{0,2})s\.wav")
+
+
+def music_name(name: str, length_ms: int) -> str:
+    """The file name of the library music `name` for a draft `length_ms` long."""
+    slug = "-".join(re.findall(r"[a-z0-9]+", name.lower())) or "music"
+    seconds = min(MUSIC_SECONDS, max(1, math.ceil(length_ms / 1000)))
+    return f"{slug}-{seconds}s.wav"
+
+
+def music_wav(file_name: str) -> bytes | None:
+    """The WAV file (16-bit mono) a `music_name` names; None for any other name."""
+    from nemo_mcp.media.tones import SAMPLE_RATE, Sound
+
+    found = _MUSIC_NAME.fullmatch(file_name)
+    if found is None or int(found["seconds"]) > MUSIC_SECONDS:
+        return None
+    half = SAMPLE_RATE // 2  # one strike: a beat of the render's own sound, whole
+    beat = array.array("f")
+    beat.frombytes(Sound((Tone(0, 2000, 1.0, _chord(found["slug"])),)).chunk(half, half))
+    step = SAMPLE_RATE // MUSIC_RATE
+    pcm = array.array("h", (round(max(-1.0, min(1.0, x)) * 32767) for x in beat[::step]))
+    if sys.byteorder == "big":
+        pcm.byteswap()  # WAV samples are little-endian
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(MUSIC_RATE)
+        wav.writeframes(pcm.tobytes() * (2 * int(found["seconds"])))
+    return out.getvalue()
 
 
 def _visual(
@@ -181,6 +227,8 @@ __all__ = [
     "Upload",
     "clip_composition",
     "composition_of",
+    "music_name",
+    "music_wav",
     "prompt_of",
     "segment_url",
 ]

@@ -22,6 +22,7 @@ from nemo_mcp.sandbox.composition import (
     Upload,
     clip_composition,
     composition_of,
+    music_wav,
     segment_url,
 )
 from nemo_mcp.sandbox.media import extension, file_type
@@ -122,6 +123,21 @@ async def clip_file(world: World, clip_id: str) -> Path | None:
     return await draw(world, clip_composition(prompt, length))
 
 
+async def music_file(world: World, name: str) -> Path | None:
+    """The file a library music URL serves (`composition.music_name`), made on first request."""
+    path = world.files.root / "music" / name
+    if await anyio.Path(path).is_file():
+        return path
+    made = await anyio.to_thread.run_sync(music_wav, name)
+    if made is None:
+        return None
+    scratch = world.files.scratch(".wav")
+    await anyio.Path(scratch).write_bytes(made)
+    await anyio.Path(path.parent).mkdir(exist_ok=True)
+    await anyio.Path(scratch).replace(path)
+    return path
+
+
 __all__ = [
     "MAX_RENDER_MS",
     "PARALLEL",
@@ -129,6 +145,7 @@ __all__ = [
     "composition_for",
     "draw",
     "launch",
+    "music_file",
     "produce",
     "resolver",
 ]

@@ -223,7 +223,8 @@ def _not_found(key: str) -> Response:
 
 @endpoint("file", auth=False)
 async def served_file(call: Call) -> Response:
-    """Output URLs and generated clips, as the storage bucket serves them (no token)."""
+    """Output URLs, generated clips and library music, as the storage bucket serves them (no
+    token)."""
     name: str = call.request.path_params["name"]
     if call.fault("output_url_broken") is not None:
         return _not_found(name)
@@ -232,9 +233,11 @@ async def served_file(call: Call) -> Response:
         clip = None
         if kind == "clips" and name.endswith(".mp4"):
             clip = await rendering.clip_file(call.world, name.removesuffix(".mp4"))
+        elif kind == "music":
+            clip = await rendering.music_file(call.world, name)
         if clip is None:
             return _not_found(f"{kind}/{name}")
-        return FileResponse(clip, media_type="video/mp4")
+        return FileResponse(clip, media_type="audio/wav" if kind == "music" else "video/mp4")
     render = call.world.renders.get(name.removesuffix(".mp4"))
     if render is None or render.phase(time.monotonic())[0] != "completed":
         return _not_found(name)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nemo_mcp.sandbox.composition import music_name
 from nemo_mcp.sandbox.world import new_id
 
 VIDEO, AUDIO, TEXT = 0, 1, 7
@@ -369,9 +370,14 @@ def with_captions(draft: dict[str, Any], lines: Sequence[str], after: int = 0) -
     return new
 
 
-def with_music(draft: dict[str, Any], name: str, url: str | None = None) -> dict[str, Any]:
-    """`draft` with its BGM set to `name` (replacing any, keeping its volume)."""
+def with_music(
+    draft: dict[str, Any], name: str, url: str | None = None, *, library: str | None = None
+) -> dict[str, Any]:
+    """`draft` with its BGM set to `name` (replacing any, keeping its volume): an upload at
+    its `url`, else library music, linked to its file under the sandbox's URL `library`."""
     new = copy.deepcopy(draft)
+    if url is None and library is not None:
+        url = f"{library}/files/music/{music_name(name, new['d'])}"
     old = _tracks(new, AUDIO)
     volume = (
         old[0]["sg"][0]["m"].get("volume", DEFAULT_VOLUME)
@@ -445,13 +451,15 @@ class Applied:
     reply: str
 
 
-def apply_edit(draft: dict[str, Any], edit: Edit) -> Applied:
+def apply_edit(draft: dict[str, Any], edit: Edit, *, library: str | None = None) -> Applied:
+    """`edit` applied to `draft`; music added from the library links its file under the
+    sandbox's URL `library`."""
     export = "click the Export button to download your video."
     if isinstance(edit, AddMusic):
         current = _tracks(draft, AUDIO)
         now = current[0]["sg"][0]["m"].get("name") if current and current[0]["sg"] else None
         name = edit.name or next((n for n in LIBRARY if n != now), LIBRARY[0])
-        new = with_music(draft, name)
+        new = with_music(draft, name, library=library)
         verb = (
             f'replaced the background music with "{name}"'
             if now

@@ -34,7 +34,7 @@ from nemo_mcp.hosted.serving import (
     shared_request_state,
 )
 from nemo_mcp.identity import SkillIdentity, load_identity
-from nemo_mcp.ledger import Ledger, clock
+from nemo_mcp.ledger import Ledger, new_owner
 from nemo_mcp.metrics import Metrics
 from nemo_mcp.scale import answering_by
 from nemo_mcp.server import tools
@@ -221,13 +221,19 @@ def create_server(
                     where = str(state.ledger_path)
                 closing.push_async_callback(ledger.close)
                 try:
-                    await ledger.prune(now=clock())
+                    await ledger.prune()
                 except NemoError:  # damaged (healed), locked, a full disk: already one sentence
                     raise
                 except Exception as err:  # a ledger that cannot be opened is said plainly
                     raise ConfigError(f"cannot open the work ledger {where}: {err}") from err
+                # The home's leases are held under the ledger's name for this process.
                 client = NemoClient(
-                    user_settings, identity, state, transport=transport, leases=ledger
+                    user_settings,
+                    identity,
+                    state,
+                    transport=transport,
+                    leases=ledger,
+                    owner=new_owner(),
                 )
                 return await closing.enter_async_context(client), ledger
 

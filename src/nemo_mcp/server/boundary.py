@@ -2,7 +2,8 @@
 
 - `message_for` words every `NemoError`: what failed, why, what to do next. It
   chooses by exception class and attributes (`from_backend`: the message is the
-  backend's own words and gets wrapped), never by searching the text.
+  backend's own words and gets wrapped; `detail`: the facts the layers below raise,
+  which only this module puts in words), never by searching the text.
 - `tool_boundary(work)` wraps a tool handler once: a `NemoError` becomes a
   `ToolError` through `message_for`; anything unexpected is logged (redacted)
   and the agent gets one sentence naming the work that failed.
@@ -50,14 +51,21 @@ from nemo_mcp.errors import (
     AuthError,
     CreditsError,
     FileTooLargeError,
+    HomeBusyError,
     InputError,
     LedgerError,
     NemoError,
+    OneTokenError,
     PartError,
     PlanError,
     RateLimitError,
+    RenderSlowError,
+    RenderUnclearError,
     ServerError,
+    SessionDamagedError,
+    SessionReplacedError,
     SharedStateError,
+    TokenRefusedError,
     TransportError,
     UnsupportedFileError,
 )
@@ -65,6 +73,7 @@ from nemo_mcp.ledger import healing
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.state_files import Damaged
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,9 @@ ACCEPTED = "mp4, mov, avi, webm, mkv, jpg, png, gif, webp, mp3, wav, m4a, aac"
 def message_for(err: NemoError, client: NemoClient | None) -> str:
     """The agent-facing text for `err` (not yet redacted)."""
     web = client.settings.web_url.rstrip("/") if client else "https://nemovideo.com"
+    worded = _from_facts(err, web)
+    if worded is not None:
+        return worded
     if isinstance(err, CreditsError):
         if client is not None and client.anonymous:
             return (
@@ -115,6 +127,89 @@ def message_for(err: NemoError, client: NemoClient | None) -> str:
             "upload again."
         )
     return f"NemoVideo refused the request: {err.message}."
+
+
+_LEASE_WORDS = {"anonymous-token": "asking for the token", "session": "starting a project"}
+
+
+def _from_facts(err: NemoError, web: str) -> str | None:
+    """The sentence for an error the layers below raise as facts (`err.detail`); None for
+    any other error, or one whose facts were not kept."""
+    facts = err.detail
+    if isinstance(err, TokenRefusedError):
+        return (
+            "NEMO_TOKEN was refused by NemoVideo (expired or invalid). Set a valid token, "
+            "or unset NEMO_TOKEN to use a free anonymous one."
+        )
+    if isinstance(err, SessionReplacedError) and "session_id" in facts:
+        return (
+            "The NemoVideo session expired or was removed on the server, so its timeline is "
+            f"gone. A new empty project was started (session {facts['session_id']}); generate "
+            "the video again."
+        )
+    if isinstance(err, HomeBusyError) and "lease" in facts:
+        lease = str(facts["lease"])
+        return (
+            f"Another nemo-mcp process has been {_LEASE_WORDS.get(lease, lease)} for over "
+            f"{float(facts.get('waited') or 0):.0f} s ({facts.get('where')}); try again."
+        )
+    if isinstance(err, SessionDamagedError) and "path" in facts:
+        sid = facts.get("session_id")
+        was = f" (it was session {sid})" if sid else ""
+        return (
+            f"The saved project in {facts['path']} was damaged ({facts.get('problem')}) and was "
+            f"moved aside to {facts.get('moved_to')}, so its timeline cannot be reached from "
+            f"here{was}. Nothing was sent. Ask again to continue in a new, empty project; the "
+            f"old one, if it still exists, stays in your NemoVideo account ({web})."
+        )
+    if isinstance(err, OneTokenError) and "gone" in facts:
+        return _one_token_sentence(facts)
+    if isinstance(err, RenderUnclearError) and "reason" in facts:
+        return (
+            f"NemoVideo's answer to the render start was lost ({facts['reason']}), and whether "
+            "it started cannot be told yet. Call `export` again to check on it: it is followed "
+            "by its id, never started twice."
+        )
+    if isinstance(err, RenderSlowError) and "render_id" in facts:
+        return (
+            f"The render {facts['render_id']} has not finished after {facts.get('minutes')} "
+            "minutes; call `export` again later to check on it (no new render is started)."
+        )
+    return None
+
+
+def _one_token_sentence(facts: Mapping[str, Any]) -> str:
+    """The 7-day rule in one sentence: which token is gone, the rule, what to do."""
+    if facts["gone"] == "refused":
+        gone = "NemoVideo refused this computer's saved token (expired or invalid)"
+    elif facts["gone"] == "damaged":
+        moved = facts.get("moved_to")
+        aside = f"moved aside to {moved}" if moved else "left in place"
+        gone = (
+            f"The saved NemoVideo token in {facts.get('path')} was damaged "
+            f"({facts.get('problem')}) and {aside}"
+        )
+    else:
+        gone = f"The saved NemoVideo token is missing from {facts.get('where')}"
+    until = facts.get("until")
+    wait = (
+        f"wait until {until} and try again"
+        if until
+        else "try again once 7 days have passed since its token was fetched"
+    )
+    return (
+        f"{gone}, and NemoVideo gives one free token per computer every 7 days, so set "
+        f"NEMO_TOKEN to your NemoVideo account's token, or {wait}."
+    )
+
+
+def token_replaced(damaged: Damaged) -> str:
+    """The one-time notice that a damaged token file was replaced by a new free token."""
+    return (
+        f"The saved NemoVideo token ({damaged.path}) was damaged ({damaged.problem}) and was "
+        f"moved aside to {damaged.moved_to}; a new free token was fetched for this computer "
+        "with its client id."
+    )
 
 
 def _sentence(text: str) -> str:

@@ -16,8 +16,8 @@ nothing: the render's URL is the result, and an earlier render of the same timel
 reused by its URL.
 
 A download is complete only when its size matches what the render reported (when it
-reported one). It streams into `.nemo-<render id>-<holder>.part` beside its final name (its own
-for each process holding the claim), and is
+reported one). It streams into `.nemo-<render id>-g<generation>.part` beside its final name (its own
+for each claim on the entry: the ledger's generation), and is
 moved there only when whole; stale parts are removed. Its size and SHA-256 are recorded,
 so a later reuse can tell the saved file from anything put in its place.
 """
@@ -44,9 +44,9 @@ from nemo_mcp.backend.models import RenderStatus
 from nemo_mcp.errors import InputError, NemoError, RenderError
 from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
 from nemo_mcp.ledger import Entry
-from nemo_mcp.server.jobs import RenderJob, render_job
+from nemo_mcp.server.jobs import HandoffJob, MessageJob, RenderJob, job_of, render, render_job
 from nemo_mcp.server.outputs import ExportOutput
-from nemo_mcp.server.work import Run
+from nemo_mcp.server.work import Run, status_line
 from nemo_mcp.settings import Settings
 from nemo_mcp.timeline import parse_draft
 
@@ -61,6 +61,11 @@ STALE_PART_SECONDS = 600
 def render_key(fmt: str, quality: str) -> str:
     """One export request per format and quality: a second ask joins the unfinished one."""
     return f"render|{fmt}|{quality}"
+
+
+def handoff_key(fmt: str) -> str:
+    """One hand-off request per timeline format (never a render's key: another kind)."""
+    return f"handoff|{fmt}"
 
 
 def draft_hash(draft: Any) -> str:
@@ -155,14 +160,41 @@ def clean_stale_parts(folder: Path, now: float) -> None:
             continue
 
 
+def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
+    """What a caller (the `export` tool, the studio) gets while an export or a hand-off
+    waits its turn or runs: read from its typed job, as every answer about it is."""
+    job = job_of(entry)
+    assert not isinstance(job, MessageJob), entry.kind
+    queued = job.phase == "queued" and ahead > 0
+    handoff = job.format if isinstance(job, HandoffJob) else None
+    what = f"hand-off ({handoff}, nothing is rendered)" if handoff else "render"
+    return ExportOutput(
+        status="queued" if queued else "rendering",
+        render_id=job.render_id or "" if isinstance(job, RenderJob) else "",
+        progress_percent=int(job.percent or 0),
+        progress=status_line(entry, now),
+        ahead=ahead if queued else 0,
+        elapsed_seconds=round(now - job.created_at, 1),
+        next_steps=[
+            f'Call `export` with request_id="{job.handle}" to keep waiting on this {what}.'
+        ],
+        handoff_format=handoff,
+        request_id=job.handle,
+    )
+
+
 async def run_render(
     run: Run, client: NemoClient, settings: Settings, history: list[Entry]
 ) -> dict[str, Any]:
     """Execute a render entry from whatever state it was left in; the outcome's JSON.
 
     `history` holds the user's earlier render entries (for reuse and unsaved renders)."""
-    if _job(run).format in HANDOFF_FORMATS:  # a timeline for an editor (nemo_mcp.handoff)
-        return await run_handoff_export(run, client, settings, history)
+    if _job(run).format in HANDOFF_FORMATS:
+        # Left by a version that ran hand-offs as renders: a hand-off is its own kind now.
+        raise InputError(
+            f"This hand-off was asked of an earlier version of nemo-mcp; call `export` with "
+            f"format {_job(run).format} again to hand the timeline off (nothing is rendered)."
+        )
     if run.state in ("starting", "rendering", "downloading") and _job(run).render_id:
         run.memo["resumed"] = True  # left unfinished by a server that stopped
     if run.state == "queued":
@@ -181,18 +213,14 @@ async def run_render(
     status: RenderStatus | None = None
     if run.state in ("starting", "rendering"):
         status = await _follow(run, client, settings)
-        await run.save(
-            state="downloading", url=status.url, expected_size=status.size, rendered=True
-        )
+        await render.rendered(run, status)
     output = await _deliver(run, client, settings, status)
     return output.model_dump(mode="json")
 
 
 def _job(run: Run) -> RenderJob:
     """The render as the run knows it now (its newest facts)."""
-    job = run.job
-    assert isinstance(job, RenderJob)
-    return job
+    return render.render_of(run)
 
 
 async def _prepare(
@@ -224,25 +252,23 @@ async def _prepare(
         for earlier, job in same:
             if earlier.state == "done" and await _still_there(job, settings):
                 link = await browser_link(client)
-                await run.save(**{**earlier.memo, "reused_from": earlier.id})
+                await render.reuse(run, earlier)
                 reused = _job(run).output(link=link, elapsed=0.0, reused=True)
                 return reused.model_dump(mode="json")
         for earlier, job in same:
             if job.rendered:
                 # Rendered, but its file was never saved, or is gone or changed since:
                 # download it again; never render it again.
-                kept = {k: v for k, v in earlier.memo.items() if k not in _SAVED}
                 await _check_output(settings)
-                await run.save(
-                    state="downloading",
-                    session_id=session.session_id,
-                    from_earlier=earlier.id,
-                    draft=draft,
-                    **kept,
+                await render.download_earlier(
+                    run, earlier, session_id=session.session_id, draft=draft
                 )
                 return None
     await _check_output(settings)
-    await _start(run, client, draft, session_id=session.session_id, digest=digest)
+    await render.prepare(
+        run, draft, session_id=session.session_id, digest=digest, title=_title(draft)
+    )
+    await render.start(run, client, sent_before=False)
     return None
 
 
@@ -260,75 +286,32 @@ async def _check_output(settings: Settings) -> None:
         await anyio.to_thread.run_sync(check_output_folder, settings.output_dir)
 
 
-#: What a saved download adds to a render's memo (and what reusing one must not copy).
-_SAVED = ("file", "size", "sha256", "finished_at", "resumed", "reused_from", "from_earlier")
-
-
 async def _restart(run: Run, client: NemoClient, settings: Settings) -> None:
     """Start a new render of the timeline an earlier, lost render was of."""
-    draft = _job(run).draft
+    job = _job(run)
+    draft = job.draft
     if draft is None:
         draft = (await client.state()).state.draft
     for key in ("render_id", "url", "expected_size", "rendered", "from_earlier", "started_at"):
         run.memo.pop(key, None)
     await _check_output(settings)
-    await _start(run, client, draft)
-
-
-async def _start(
-    run: Run,
-    client: NemoClient,
-    draft: Any,
-    *,
-    session_id: str | None = None,
-    digest: str | None = None,
-    render_id: str | None = None,
-) -> None:
-    """Start the render (or, with `render_id`, make sure the one sent before exists).
-
-    Its session is the one given, else the entry's: one rule for a first start, a
-    confirmation and a restart."""
-    job = _job(run)
-    session_id = session_id or job.session_id or ""
-    digest = digest or job.digest or draft_hash(draft)
-    fmt, quality = job.format, job.quality
-
-    async def remember(render_id: str) -> None:
-        # Durable before the start request leaves: a crash now resumes by this id.
-        await run.save(
-            state="starting",
-            session_id=session_id,
-            render_id=render_id,
-            digest=digest,
-            format=fmt,
-            quality=quality,
-            title=_title(draft),
-            started_at=time.time(),
-            draft=draft,
-        )
-
-    run.phase("starting the render", 0)
-    await renders.start_render(
-        client,
+    await render.prepare(
+        run,
         draft,
-        session_id=session_id,
-        output={"format": fmt, "quality": quality},
-        remember=remember,
-        render_id=render_id,
+        session_id=job.session_id or "",
+        digest=job.digest or draft_hash(draft),
+        title=_title(draft),
     )
-    run.memo.pop("draft", None)
-    await run.save(state="rendering")
+    await render.start(run, client, sent_before=False)
 
 
 async def _confirm_start(run: Run, client: NemoClient) -> None:
     """A start that may not have arrived: sent again under its recorded id, so the
     backend either starts it now or refuses the id it already knows (it exists)."""
-    job = _job(run)
     run.phase("checking the render that was being started")
-    draft = job.draft
-    if draft is None:
-        draft = (await client.state()).state.draft
-    await _start(run, client, draft, render_id=job.render_id)
+    if _job(run).draft is None:  # recorded by `prepare`; read again only if it was not
+        run.memo["draft"] = (await client.state()).state.draft
+    await render.start(run, client, sent_before=True)
 
 
 async def _follow(run: Run, client: NemoClient, settings: Settings) -> RenderStatus:
@@ -441,30 +424,22 @@ async def _download(
 async def run_handoff_export(
     run: Run, client: NemoClient, settings: Settings, history: list[Entry]
 ) -> dict[str, Any]:
-    """A hand-off entry's outcome: the folder `nemo_mcp.handoff` writes, with this module's
-    file checks; no render is started."""
+    """A hand-off entry's outcome (its own ledger kind, `server/jobs/handoff.py`): the folder
+    `nemo_mcp.handoff` writes, with this module's file checks; no render is started.
+
+    `history` holds the user's earlier hand-offs in the same format, newest last."""
     from nemo_mcp.handoff.job import Checks, run_handoff
 
     checks = Checks(folder=check_output_folder, saved=record_is_saved, digest=draft_hash)
     handed = await run_handoff(run, client, settings, history, checks)
-    return ExportOutput(
-        status="completed",
-        render_id="",
-        progress_percent=100,
-        file=handed.file,
-        folder=handed.folder,
-        handoff_format=handed.format,
-        size_bytes=handed.size,
-        not_carried=handed.not_carried,
-        reused=handed.reused,
-        elapsed_seconds=round(0.0 if handed.reused else run.elapsed, 1),
-        next_steps=[f"Open the folder {handed.folder} in the editor (its README says how)."],
-    ).model_dump(mode="json")
+    job = run.job
+    assert isinstance(job, HandoffJob)
+    return job.output(elapsed=run.elapsed, reused=handed.reused).model_dump(mode="json")
 
 
 def _holder(run: Run) -> str:
-    """A short tag of the process holding `run`'s claim (its owner name, hashed)."""
-    return hashlib.sha256(run.work.owner.encode()).hexdigest()[:10]
+    """The tag of `run`'s claim: its generation (the ledger's fencing token)."""
+    return f"g{run.entry.generation}"
 
 
 async def browser_link(client: NemoClient) -> str | None:
@@ -480,6 +455,9 @@ __all__ = [
     "check_output_folder",
     "draft_hash",
     "file_is_saved",
+    "handoff_key",
+    "pending_output",
     "render_key",
+    "run_handoff_export",
     "run_render",
 ]

@@ -39,6 +39,7 @@ from nemo_mcp import retrying
 from nemo_mcp.backend.client import NemoClient
 from nemo_mcp.backend.events import (
     ErrorEvent,
+    OpenedEvent,
     ReplyAssembler,
     StateDeltaEvent,
     StreamEvent,
@@ -58,7 +59,7 @@ from nemo_mcp.errors import (
     TransportError,
 )
 from nemo_mcp.retrying import unclear
-from nemo_mcp.server.jobs import MessageJob
+from nemo_mcp.server.jobs import MessageJob, message
 from nemo_mcp.server.outputs import GenerateOutput
 from nemo_mcp.server.work import Run, format_duration
 from nemo_mcp.settings import Settings
@@ -172,14 +173,13 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
     if run.state == "sending" and job.unclear:
         lost = StreamBrokenError(job.unclear)
         return (await _unclear(client, settings, run, gen, lost)).model_dump(mode="json")
-    if run.state == "sending":
-        if await _received(client, settings, run, gen):
-            run.sticky = True
-            interrupted = StreamBrokenError("the connection ended before the agent answered")
-            output = await _recover(client, settings, run, gen, interrupted)
-            return output.model_dump(mode="json")
-        run.memo["resent"] = True
-    output = await _send(client, settings, run, gen)
+    if run.state == "sending" and await _received(client, settings, run, gen):
+        run.sticky = True
+        interrupted = StreamBrokenError("the connection ended before the agent answered")
+        output = await _recover(client, settings, run, gen, interrupted)
+        return output.model_dump(mode="json")
+    # In `sending` still: nothing showed it arrived, so it is sent now, once.
+    output = await _send(client, settings, run, gen, resend=run.state == "sending")
     if _job(run).resent:
         output.notes.insert(
             0,
@@ -191,9 +191,7 @@ async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[
 
 def _job(run: Run) -> MessageJob:
     """The message as the run knows it now (its newest facts)."""
-    job = run.job
-    assert isinstance(job, MessageJob)
-    return job
+    return message.message_of(run)
 
 
 async def _received(client: NemoClient, settings: Settings, run: Run, gen: GenerationRun) -> bool:
@@ -232,8 +230,7 @@ async def _unclear(
     """The send's answer was lost: look for the message's arrival on the documented
     schedule (the timeline, the credits); report what it did if it arrived, else say it
     was not seen and offer to send it again. Never send it again here."""
-    if not _job(run).unclear:
-        await run.save(unclear=err.message)  # a restart keeps checking, never re-sends
+    await message.unclear(run, err.message)
     checks = len(settings.recovery_delays)
     for n, delay in enumerate(settings.recovery_delays, start=1):
         run.phase(
@@ -262,13 +259,13 @@ async def _unclear(
 
 
 async def _send(
-    client: NemoClient, settings: Settings, run: Run, gen: GenerationRun
+    client: NemoClient, settings: Settings, run: Run, gen: GenerationRun, *, resend: bool = False
 ) -> GenerateOutput:
     job = _job(run)
     if job.new_project and not job.new_session:
         run.phase("starting a new project")
         session = await client.new_session()
-        await run.save(session_id=session.session_id, new_session=session.session_id)
+        await message.new_project(run, session.session_id)
     session = await client.session()
     await client.token()  # fetched now, not between recording `sending` and sending
     run.phase("reading the timeline before the change")
@@ -286,16 +283,14 @@ async def _send(
     except (TransportError, BackendError) as err:
         log.info("could not read credits before sending (%s)", err)
     had_video = _has_video(gen.before)
-    await run.save(
-        state="sending", session_id=session.session_id, before=gen.before, credits=baseline
+    await message.sending(
+        run, session_id=session.session_id, before=gen.before, credits=baseline, resent=resend
     )
 
-    async def on_open() -> None:
-        run.sticky = True
-        await run.save(state="streaming")
-
-    async def on_event(event: StreamEvent) -> None:
-        if isinstance(event, TextEvent):
+    async def on_event(event: StreamEvent | OpenedEvent) -> None:
+        if isinstance(event, OpenedEvent):
+            await message.opened(run)  # durable before the stream's first event is read
+        elif isinstance(event, TextEvent):
             gen.reply.add(event)
             run.phase("the agent is answering")
         elif isinstance(event, ToolCallEvent):
@@ -321,14 +316,14 @@ async def _send(
     run.phase("sending the request")
     limits = StreamLimits(total=settings.stream_total, idle=settings.stream_idle)
     try:
-        outcome = await send_message(client, gen.message, on_event, limits=limits, on_open=on_open)
+        outcome = await send_message(client, gen.message, on_event, limits=limits)
     except NemoError as err:
         if run.sticky and isinstance(err, TransportError):
             return await _recover(client, settings, run, gen, err)
         if run.sticky or not unclear(err):
             raise  # a clean refusal: the backend answered, and said no
         return await _unclear(client, settings, run, gen, err)
-    await run.save(state="recovering")
+    await message.recovering(run)
     if outcome.meaningful == 0:
         # Closed cleanly with nothing but heartbeats: the agent may still be working
         # behind the gateway. Read the state on the schedule, as after a break.
@@ -412,8 +407,7 @@ async def _recover(
     """The backend has the request but no answer came: read the state on the documented
     schedule, report what changed; never send again."""
     log.info("no full answer (%s); recovering from the state", err)
-    if run.state != "recovering":
-        await run.save(state="recovering")
+    await message.recovering(run)
     seen: Any = None
     checks = len(settings.recovery_delays)
     for n, delay in enumerate(settings.recovery_delays, start=1):

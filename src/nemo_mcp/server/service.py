@@ -21,10 +21,12 @@ from anyio.abc import TaskGroup
 
 from nemo_mcp import redaction
 from nemo_mcp.errors import InputError
-from nemo_mcp.ledger import KEEP_HANDLES, KEEP_SECONDS, Entry, Kind, Ledger, clock
+from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
+from nemo_mcp.ledger import KEEP_HANDLES, Entry, Kind, Ledger, clock, recent
 from nemo_mcp.metrics import Metrics
+from nemo_mcp.server.boundary import token_replaced
 from nemo_mcp.server.exposure import Exposure
-from nemo_mcp.server.jobs import HANDLE, handle_of, render_job
+from nemo_mcp.server.jobs import HANDLE, handle_of, handoff_job, render_job
 from nemo_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
     from nemo_mcp.server.work import Run, Ticket, Work
 
 log = logging.getLogger(__name__)
+
+#: The most earlier hand-offs a hand-off reads back (to reuse or continue one).
+HANDOFF_HISTORY = 50
 
 
 class NemoService:
@@ -64,7 +69,11 @@ class NemoService:
             settings=settings,
             client=client,
             tasks=tasks,
-            executors={"message": self._run_message, "render": self._run_render},
+            executors={
+                "message": self._run_message,
+                "render": self._run_render,
+                "handoff": self._run_handoff,
+            },
         )
 
     async def _run_message(self, run: Run) -> dict[str, Any]:
@@ -82,13 +91,33 @@ class NemoService:
             self.metrics.render_started()
         return await run_render(run, self.client, self.settings, history)
 
+    async def _run_handoff(self, run: Run) -> dict[str, Any]:
+        from nemo_mcp.server.export import run_handoff_export
+
+        history = await self.handoffs(handoff_job(run.entry).earlier)
+        return await run_handoff_export(run, self.client, self.settings, history)
+
+    async def handoffs(self, newest: str | None, *, most: int = HANDOFF_HISTORY) -> list[Entry]:
+        """The hand-offs before one, newest last: `newest` and the ones each names as asked
+        before it (`earlier`), at most `most` (the ledger lists renders only)."""
+        found: list[Entry] = []
+        while newest is not None and len(found) < most:
+            entry = await self.ledger.get(newest)
+            if entry is None or entry.kind != "handoff" or entry.user != self.user:
+                break
+            found.append(entry)
+            newest = handoff_job(entry).earlier
+        return found[::-1]
+
     def resume(self) -> None:
         """Take up work a previous process left unfinished (by recovery, never resending)."""
         self.work.start()
 
     def take_notices(self) -> list[str]:
-        """Sentences the user must hear once (damaged state files found and set aside)."""
-        return self.client.store.take_notices()
+        """Sentences the user must hear once (damaged state files found and set aside, a
+        damaged token replaced)."""
+        replaced = [token_replaced(d) for d in self.client.credentials.take_replaced()]
+        return self.client.store.take_notices() + replaced
 
     # requests -------------------------------------------------------------------------
     async def submit_message(
@@ -164,7 +193,7 @@ class NemoService:
             return None
         if not latest.finished:
             return latest  # the same words while they run: a wait, whatever the flags
-        if (latest.finished_at or 0) < now - KEEP_SECONDS:
+        if not recent(latest.finished_at, now):
             return None
         if not await self._delivered(latest, call):
             return latest  # finished, but no call has been given its result yet
@@ -176,19 +205,27 @@ class NemoService:
     async def submit_export(
         self, *, fmt: str, quality: str, fresh: bool, request_id: str | None = None
     ) -> Ticket:
-        """The ledger entry answering this export: the render it waits for, or a new one."""
+        """The ledger entry answering this export: the render (or, for a timeline format,
+        the hand-off) it waits for, or a new one."""
         call = Asking()
         found = await self.find_export(fmt=fmt, quality=quality, request_id=request_id, call=call)
         if found is not None:
             return await self.work.join(found, call.ask, call.delivered.get(found.id))
-        from nemo_mcp.server.export import render_key
-
-        fingerprint = render_key(fmt, quality)
+        kind, fingerprint = export_kind(fmt, quality)
+        request: dict[str, Any] = {"format": fmt, "fresh": fresh, "fingerprint": fingerprint}
+        if kind == "render":
+            request["quality"] = quality
+        else:
+            # What a later hand-off and export read back: the hand-off before this one, and
+            # the newest work before it (see `handoffs`, `_only_handoffs_since`).
+            earlier = await self.ledger.latest(user=self.user, kind=kind, key=fingerprint)
+            request["earlier"] = earlier.id if earlier is not None else None
+            request["after"] = await self.ledger.last_seq(self.user)
         session = await self.client.session()
         ticket = await self.work.submit(
-            "render",
+            kind,
             handle_key(request_id) if request_id else fingerprint,
-            {"format": fmt, "quality": quality, "fresh": fresh, "fingerprint": fingerprint},
+            request,
             session_id=session.session_id,
         )
         if ticket.submission.how == "new":
@@ -198,32 +235,60 @@ class NemoService:
     async def find_export(
         self, *, fmt: str, quality: str, request_id: str | None = None, call: Asking | None = None
     ) -> Entry | None:
-        """The render entry this export waits for: one of the same format and quality
-        that runs, or finished unseen with no other work on the project since."""
-        from nemo_mcp.server.export import render_key
-
+        """The entry this export waits for: one of the same format (and quality) that runs,
+        or finished unseen with no other work on the project since (a hand-off is not
+        work on it). A render never answers a hand-off, nor a hand-off a render."""
         call = call or Asking()
-        fingerprint = render_key(fmt, quality)
+        kind, fingerprint = export_kind(fmt, quality)
         if request_id:
-            if await self.named(request_id) is None:
+            named = await self.named(request_id)
+            if named is None:
                 return None  # a new export, named by the caller
             # The defaults are what a wait by id leaves out: only other values are words.
-            given = fingerprint if fingerprint != render_key("mp4", "high") else None
-            return await self._named("render", request_id, given, call)
-        latest = await self.ledger.latest(user=self.user, kind="render", key=fingerprint)
+            given = fingerprint if (fmt, quality) != ("mp4", "high") else None
+            if given is None and named.kind in EXPORT_KINDS:
+                kind = named.kind  # a wait by id, for the render or the hand-off it names
+            elif named.kind in EXPORT_KINDS and named.kind != kind:
+                what = "an MP4 export" if named.kind == "render" else "a hand-off to an editor"
+                raise InputError(
+                    f'request_id "{request_id}" names {what}, so nothing was done; call '
+                    "`export` with only that request_id to wait for it, or use a new "
+                    "request_id here."
+                )
+            return await self._named(kind, request_id, given, call)
+        latest = await self.ledger.latest(user=self.user, kind=kind, key=fingerprint)
         if latest is None or not latest.finished:
             return latest
-        if (latest.finished_at or 0) < clock() - KEEP_SECONDS:
+        if not recent(latest.finished_at, clock()):
             return None
-        if await self.ledger.last_seq(self.user) != latest.seq:
+        if not await self._only_handoffs_since(latest):
             return None  # other work since (an edit): this export is of something new
         return None if await self._delivered(latest, call) else latest
+
+    async def _only_handoffs_since(self, entry: Entry) -> bool:
+        """Whether every entry after `entry` is a hand-off (nothing that could change the
+        timeline or render it), read back through the hand-offs' own records: each names
+        the user's newest entry when it was asked (`after`). A hand-off named by its own
+        request_id is not found this way, and counts as other work."""
+        newest = await self.ledger.last_seq(self.user)
+        if newest == entry.seq:
+            return True
+        known: dict[int, Entry] = {}
+        for fmt in HANDOFF_FORMATS:
+            _, key = export_kind(fmt, "high")
+            latest = await self.ledger.latest(user=self.user, kind="handoff", key=key)
+            if latest is not None and latest.seq > entry.seq:
+                for handoff in await self.handoffs(latest.id):
+                    known[handoff.seq] = handoff
+        while newest > entry.seq and newest in known:
+            newest = handoff_job(known[newest]).after
+        return newest == entry.seq
 
     async def _delivered(self, entry: Entry, call: Asking) -> bool:
         """Whether another call has been given the entry's outcome (recording this call's
         ask, so joining the entry need not ask again)."""
         if entry.id not in call.delivered:
-            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask, now=clock())
+            call.delivered[entry.id] = await self.ledger.ask(entry.id, call.ask)
         return call.delivered[entry.id]
 
     async def named(self, request_id: str) -> Entry | None:
@@ -237,7 +302,7 @@ class NemoService:
             found = await self.ledger.get(request_id)
             if found is None or found.user != self.user or found.key.startswith(HANDLE):
                 return None
-        if found.finished and (found.finished_at or 0) < clock() - KEEP_HANDLES:
+        if found.finished and not recent(found.finished_at, clock(), KEEP_HANDLES):
             return None
         return found
 
@@ -291,8 +356,20 @@ class Asking:
     delivered: dict[str, bool] = field(default_factory=dict)
 
 
-KINDS: tuple[Kind, ...] = ("message", "render")
-TOOL_OF = {"message": "generate", "render": "export"}
+KINDS: tuple[Kind, ...] = ("message", "render", "handoff")
+TOOL_OF = {"message": "generate", "render": "export", "handoff": "export"}
+#: The kinds `export` asks for: a render (mp4), or a hand-off (a timeline format).
+EXPORT_KINDS: tuple[Kind, ...] = ("render", "handoff")
+
+
+def export_kind(fmt: str, quality: str) -> tuple[Kind, str]:
+    """The ledger kind and key of an export: a hand-off for a timeline format, else a
+    render (one per format and quality)."""
+    from nemo_mcp.server.export import handoff_key, render_key
+
+    if fmt in HANDOFF_FORMATS:
+        return "handoff", handoff_key(fmt)
+    return "render", render_key(fmt, quality)
 
 
 def handle_key(request_id: str) -> str:
@@ -319,6 +396,8 @@ def message_fingerprint(text: str, *, new_project: bool) -> str:
 def describe_entry(entry: Entry, line: str) -> str:
     """An unfinished entry in words: what it is, its handle, and how far it got."""
     handle = f'request_id "{handle_of(entry)}"'
+    if entry.kind == "handoff":
+        return f"hand-off as {handoff_job(entry).format} ({handle}): {line}"
     if entry.kind == "render":
         render_id = render_job(entry).render_id
         what = f"render {render_id}" if render_id else "export"

@@ -77,7 +77,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # The payload ------------------------------------------------------------------------------
 class RunningWork(BaseModel):
-    kind: Literal["generation", "render"]
+    kind: Literal["generation", "render", "handoff"]
     phase: str = Field(description="What the work is doing, in words")
     percent: float | None = Field(None, description="0-100 when known")
     elapsed_seconds: float
@@ -166,7 +166,7 @@ def running_work(entries: Iterable[Entry], now: float) -> list[RunningWork]:
         percent = entry.progress.get("percent")
         found.append(
             RunningWork(
-                kind="render" if entry.kind == "render" else "generation",
+                kind="generation" if entry.kind == "message" else entry.kind,
                 phase=phase_words(entry),
                 percent=round(float(percent), 1) if isinstance(percent, (int, float)) else None,
                 elapsed_seconds=round(max(now - entry.created_at, 0.0), 1),
@@ -181,7 +181,7 @@ def newest_export(
     """The export to show: a render still to finish, else the newest render of the session
     that finished or failed (`renders` newest last, `queue` the unfinished work in order)."""
     from nemo_mcp.handoff import FORMATS
-    from nemo_mcp.server.tools.export import pending_output
+    from nemo_mcp.server.export import pending_output
 
     # A hand-off to an editor (an export with a timeline format) is no video to show.
     renders = [e for e in renders if e.request.get("format") not in FORMATS]

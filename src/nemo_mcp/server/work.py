@@ -39,7 +39,7 @@ from nemo_mcp.ledger import (
     new_owner,
 )
 from nemo_mcp.scale import answering_by
-from nemo_mcp.server.jobs import MessageJob, RenderJob, check_move, job_of
+from nemo_mcp.server.jobs import AnyJob, check_move, job_of
 
 if TYPE_CHECKING:
     from nemo_mcp.backend.client import NemoClient
@@ -79,6 +79,7 @@ def error_record(err: NemoError) -> dict[str, Any]:
         "code": err.code,
         "http_status": err.http_status,
         "from_backend": err.from_backend,
+        "detail": err.detail,
     }
 
 
@@ -92,6 +93,7 @@ def error_from(record: dict[str, Any]) -> NemoError:
         code=record.get("code"),
         http_status=record.get("http_status"),
         from_backend=bool(record.get("from_backend")),
+        detail=record.get("detail"),
     )
 
 
@@ -149,7 +151,7 @@ class Run:
         return clock() - self.entry.created_at
 
     @property
-    def job(self) -> MessageJob | RenderJob:
+    def job(self) -> AnyJob:
         """The typed job, with this run's newest facts."""
         return job_of(self.entry, self.memo)
 
@@ -169,7 +171,7 @@ class Run:
         updated = await self.work.ledger.update(
             self.entry.id,
             self.work.owner,
-            now=clock(),
+            generation=self.entry.generation,
             lease=self.work.lease,
             state=state,
             session_id=session_id,
@@ -223,7 +225,7 @@ class Run:
                 updated = await self.work.ledger.update(
                     self.entry.id,
                     self.work.owner,
-                    now=clock(),
+                    generation=self.entry.generation,
                     lease=self.work.lease,
                     progress=self.progress,
                 )
@@ -316,7 +318,6 @@ class Work:
             key=key,
             session_id=session_id,
             request=request,
-            now=clock(),
             ask=ask,
         )
         if submission.how == "full":
@@ -338,12 +339,12 @@ class Work:
             self.start()
             return Ticket(submission=Submission("unfinished", entry, 0, False), ask=ask)
         if delivered is None:
-            delivered = await self.ledger.ask(entry.id, ask, now=clock())
+            delivered = await self.ledger.ask(entry.id, ask)
         return Ticket(submission=Submission("finished", entry, 0, delivered), ask=ask)
 
     async def deliver(self, ticket: Ticket) -> None:
         """Record that this call was given its entry's outcome."""
-        await self.ledger.deliver(ticket.entry.id, ticket.ask, now=clock())
+        await self.ledger.deliver(ticket.entry.id, ticket.ask)
 
     # waiting -----------------------------------------------------------------------
     async def wait(self, entry_id: str, budget: float, report: Report | None = None) -> Entry:
@@ -424,9 +425,7 @@ class Work:
         try:
             while True:
                 try:
-                    claimed = await self.ledger.claim_head(
-                        self.user, self.owner, now=clock(), lease=self.lease
-                    )
+                    claimed = await self.ledger.claim_head(self.user, self.owner, lease=self.lease)
                     if claimed is None:
                         if await self.ledger.head(self.user) is None:
                             return
@@ -502,7 +501,7 @@ class Work:
         done = await self.ledger.update(
             run.entry.id,
             self.owner,
-            now=clock(),
+            generation=run.entry.generation,
             lease=self.lease,
             memo=run.memo,
             progress=run.progress,
@@ -518,8 +517,8 @@ class Work:
             await self.ledger.update(
                 run.entry.id,
                 self.owner,
-                now=clock(),
-                lease=-clock(),  # a lease that has already run out
+                generation=run.entry.generation,
+                lease=0,  # a lease that has already run out
                 memo=run.memo,
                 progress=run.progress,
             )

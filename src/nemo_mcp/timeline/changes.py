@@ -27,7 +27,8 @@ Wording (`T` is the track's name, numbered "Video (track 2)" when the name is sh
     BGM volume 35% -> 60%                             the track's own volume
     Total duration 10s -> 8s
     Video: city timelapse settings: speed 1 -> 2      anything else in the JSON, also
-                                                      "speed set to 2", "speed removed (was 2)"
+                                                      "speed set to 2", "speed removed (was 2)";
+                                                      a link only "url changed" (never shown)
 
 More than five changes of one kind on one track become one line: the first three, then
 "+N more" (`Added 40 segments to Video: a (0-1s), b (1-2s), c (2-3s), +37 more`); segments
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
@@ -211,7 +213,12 @@ def _json_walk_equal(a: object, b: object) -> bool:
     return type(a) in _SCALARS and type(b) in _SCALARS and a == b
 
 
+_LINK = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _show(value: object) -> str | None:
+    if isinstance(value, str) and _LINK.match(value):
+        return None  # a media link: said to have changed, never shown (it may be signed)
     if isinstance(value, str):
         return " ".join(json.dumps(clip(value, 40), ensure_ascii=False).split())
     if value is None or isinstance(value, (bool, int, float)):

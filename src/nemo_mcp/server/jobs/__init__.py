@@ -1,7 +1,7 @@
 """Typed job state: the one reader of what the ledger holds about a piece of work.
 
 An entry's untyped columns (`request`, `memo`, `progress`, `error`) are read here into a
-`MessageJob` or a `RenderJob` (a union discriminated by `kind`), each with its phase and
+`MessageJob`, a `RenderJob` or a `HandoffJob` (a union discriminated by `kind`), each with its phase and
 its facts as typed fields; nothing else in the server reads those columns by key. The
 storage format is unchanged (the same JSON columns in both stores). Each kind's module
 writes out its moves; `check_move` holds every recorded phase change to them.
@@ -14,16 +14,19 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from nemo_mcp.ledger import FINAL, Entry
+from nemo_mcp.server.jobs import message, render
+from nemo_mcp.server.jobs.handoff import HANDOFF_MOVES, HandoffJob
 from nemo_mcp.server.jobs.message import MESSAGE_MOVES, MessageJob
 from nemo_mcp.server.jobs.render import RENDER_MOVES, RenderJob
 
-Job = Annotated[MessageJob | RenderJob, Field(discriminator="kind")]
-_JOB: TypeAdapter[MessageJob | RenderJob] = TypeAdapter(Job)
+AnyJob = MessageJob | RenderJob | HandoffJob
+Job = Annotated[AnyJob, Field(discriminator="kind")]
+_JOB: TypeAdapter[AnyJob] = TypeAdapter(Job)
 
 #: Keys of work named by the caller's `request_id` start with this.
 HANDLE = "id:"
 
-_MOVES = {"message": MESSAGE_MOVES, "render": RENDER_MOVES}
+_MOVES = {"message": MESSAGE_MOVES, "render": RENDER_MOVES, "handoff": HANDOFF_MOVES}
 
 
 class IllegalMoveError(RuntimeError):
@@ -35,7 +38,7 @@ def handle_of(entry: Entry) -> str:
     return entry.key[len(HANDLE) :] if entry.key.startswith(HANDLE) else entry.id
 
 
-def job_of(entry: Entry, memo: dict[str, Any] | None = None) -> MessageJob | RenderJob:
+def job_of(entry: Entry, memo: dict[str, Any] | None = None) -> AnyJob:
     """The typed job an entry holds (with `memo`, a run's newer facts, in place of its own)."""
     percent = entry.progress.get("percent")
     return _JOB.validate_python(
@@ -61,6 +64,12 @@ def render_job(entry: Entry) -> RenderJob:
     return job
 
 
+def handoff_job(entry: Entry) -> HandoffJob:
+    job = job_of(entry)
+    assert isinstance(job, HandoffJob), entry.kind
+    return job
+
+
 def check_move(kind: str, old: str, new: str) -> None:
     """Refuse a phase change the job's kind does not list."""
     if new == old or new in FINAL or new in _MOVES[kind].get(old, frozenset()):
@@ -70,12 +79,17 @@ def check_move(kind: str, old: str, new: str) -> None:
 
 __all__ = [
     "HANDLE",
+    "AnyJob",
+    "HandoffJob",
     "IllegalMoveError",
     "Job",
     "MessageJob",
     "RenderJob",
     "check_move",
     "handle_of",
+    "handoff_job",
     "job_of",
+    "message",
+    "render",
     "render_job",
 ]

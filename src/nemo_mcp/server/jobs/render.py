@@ -4,24 +4,44 @@ Its phases and the moves between them (each saved before the step it guards acts
 
     queued -> starting         the render id is recorded; the start is about to be sent
     queued -> downloading      an earlier render of this timeline was never saved: fetch it
-    starting -> starting       a lost earlier render is replaced by a new one
+    starting -> starting       a new id the backend refused is replaced by another, once
     starting -> rendering      the backend has the render (started, or its id refused as known)
     rendering -> downloading   the render finished: its file is fetched, never rendered again
     downloading -> starting    the earlier render's file is gone from the backend too
     any -> done | failed       the saved file, or the failure, is recorded
+    queued -> cancelled        dropped by a cancel before it started (`Ledger.drop`)
 
 Every reader of a render (the export tool's answers, the `nemo://renders` resource, the
 studio, the running-work lines) reads it through `RenderJob`.
+
+The moves are written out below, each returning once it is durable. `prepare` makes
+the render id and records it, with all the start sends; only then does `start` send
+it. A run that stops anywhere after `prepare` resumes in `starting` and sends the same
+id again (the backend's refusal of a known id then means it exists): one render,
+whatever happens. The backend (`backend.render`) records nothing; it answers.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Literal
 
-from nemo_mcp.server.jobs.common import JobFacts
+from nemo_mcp.backend import render as renders
+from nemo_mcp.backend.models import RenderStatus
+from nemo_mcp.errors import RenderError
+from nemo_mcp.ledger import Entry
+from nemo_mcp.server.jobs.common import JobFacts, Journal
 from nemo_mcp.server.outputs import ExportOutput
 
-RenderPhase = Literal["queued", "starting", "rendering", "downloading", "done", "failed"]
+if TYPE_CHECKING:
+    from nemo_mcp.backend.client import NemoClient
+
+log = logging.getLogger(__name__)
+
+RenderPhase = Literal[
+    "queued", "starting", "rendering", "downloading", "done", "failed", "cancelled"
+]
 
 #: The moves a render may make (the two ends are reachable from every phase).
 RENDER_MOVES: dict[str, frozenset[str]] = {
@@ -32,6 +52,8 @@ RENDER_MOVES: dict[str, frozenset[str]] = {
 }
 
 _RECORD_STATUS = {"done": "completed", "starting": "rendering"}
+#: What a saved download adds to a render's facts (and what fetching it again leaves out).
+SAVED = ("file", "size", "sha256", "finished_at", "resumed", "reused_from", "from_earlier")
 
 
 class RenderJob(JobFacts):
@@ -100,4 +122,98 @@ class RenderJob(JobFacts):
         }
 
 
-__all__ = ["RENDER_MOVES", "RenderJob", "RenderPhase"]
+def render_of(run: Journal) -> RenderJob:
+    """The render as `run` knows it now (its newest facts)."""
+    job = run.job
+    assert isinstance(job, RenderJob), type(job).__name__
+    return job
+
+
+async def prepare(run: Journal, draft: Any, *, session_id: str, digest: str, title: str) -> str:
+    """queued | downloading -> starting, or starting -> starting (a new id for one the
+    backend refused): a new render id, recorded with everything its start sends, before
+    it is sent."""
+    render_id = renders.new_render_id()
+    await run.save(
+        state="starting",
+        session_id=session_id,
+        render_id=render_id,
+        digest=digest,
+        title=title,
+        started_at=time.time(),
+        draft=draft,
+    )
+    return render_id
+
+
+async def start(run: Journal, client: NemoClient, *, sent_before: bool) -> None:
+    """starting -> rendering: send the recorded start (`sent_before`: this id may have
+    left before, in a run that stopped); record `rendering` once the backend has it.
+
+    A clean refusal of a new id is answered as the contract says: a new id, recorded
+    (`prepare`), started once."""
+    job = render_of(run)
+    assert job.phase == "starting" and job.render_id, job.phase
+    run.phase("starting the render", 0)
+    for renamed in (False, True):
+        try:
+            await renders.start_render(
+                client,
+                job.draft,
+                render_id=job.render_id,
+                session_id=job.session_id or "",
+                output={"format": job.format, "quality": job.quality},
+                sent_before=sent_before,
+            )
+            break
+        except renders.StartRefusedError as refused:
+            if renamed:
+                raise RenderError(
+                    f"the render could not be started: {refused.message}", code=refused.code
+                ) from refused
+            log.warning("render start refused (%s); retrying once with a new id", refused)
+            await prepare(
+                run,
+                job.draft,
+                session_id=job.session_id or "",
+                digest=job.digest or "",
+                title=job.title or "",
+            )
+            job = render_of(run)
+    run.memo.pop("draft", None)  # the backend has it: no later run sends it again
+    await run.save(state="rendering")
+
+
+async def rendered(run: Journal, status: RenderStatus) -> None:
+    """starting | rendering -> downloading: the render finished; from now on its file is
+    fetched, and it is never rendered again."""
+    await run.save(state="downloading", url=status.url, expected_size=status.size, rendered=True)
+
+
+async def download_earlier(run: Journal, earlier: Entry, *, session_id: str, draft: Any) -> None:
+    """queued -> downloading: an earlier render of this timeline finished, but its file was
+    never saved (or is gone or changed): fetched again, never rendered again."""
+    kept = {k: v for k, v in earlier.memo.items() if k not in SAVED}
+    await run.save(
+        state="downloading", session_id=session_id, from_earlier=earlier.id, draft=draft, **kept
+    )
+
+
+async def reuse(run: Journal, earlier: Entry) -> None:
+    """(queued, then done) An earlier export of exactly this timeline, still saved, is
+    this one's answer: nothing is rendered or downloaded."""
+    await run.save(**{**earlier.memo, "reused_from": earlier.id})
+
+
+__all__ = [
+    "RENDER_MOVES",
+    "SAVED",
+    "RenderJob",
+    "RenderPhase",
+    "download_earlier",
+    "prepare",
+    "render_of",
+    "rendered",
+    "reuse",
+    "start",
+]

@@ -15,8 +15,9 @@ as far as the work allows.
 - **Cancelled**: when another call (without a task) waits for the same work, only this
   task ends. Otherwise a queued entry is dropped from the ledger (nothing was sent); a
   render is cancelled at the backend, and the task ends `cancelled` once the entry shows
-  the render stopped; a message already sent cannot be unsent, so the task goes on and
-  says so. A cancel never sends anything.
+  the render stopped; a message already sent cannot be unsent, nor a hand-off under way
+  (it only writes a folder here) stopped, so the task goes on and says so. A cancel never
+  sends anything.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ MESSAGE_POLL_MS: Final = 1_000
 DROPPED = {
     "message": "Cancelled before it was sent: nothing was sent to NemoVideo or charged.",
     "render": "Cancelled before the render started: no render was started.",
+    "handoff": "Cancelled before the hand-off started: no folder was written.",
 }
+DROPPED_ANY = "Cancelled before it started: nothing of it was done."
 ALREADY_SENT = (
     "A cancel was asked, but the request had already been sent to NemoVideo and a sent "
     "request cannot be unsent; this task goes on and ends with its result."
@@ -74,6 +77,7 @@ ALREADY_SENT = (
 TOO_LATE = {
     "message": "Completed: the request had been sent before the cancel came, so it went on.",
     "render": "Completed: the render finished before the cancel could stop it.",
+    "handoff": "Completed: the hand-off finished before the cancel could stop it.",
 }
 SHARED = (
     "Cancelled for this task only: another call waits for the same work, so it goes on "
@@ -83,6 +87,10 @@ CANCELLING = "Cancelling the render at NemoVideo."
 NOT_CANCELLED = (
     "The render could not be cancelled at NemoVideo ({why}); it goes on, and this task "
     "ends with its result."
+)
+HANDOFF_GOES_ON = (
+    "A cancel was asked, but the hand-off was already writing its folder on this computer "
+    "(nothing is sent or charged); it goes on, and this task ends with its result."
 )
 RENDER_CANCELLED = "Cancelled: the render was stopped at NemoVideo; no file was saved."
 RENDER_DONE = (
@@ -205,9 +213,11 @@ class TaskKeeper:
             ended = replace(
                 record, status="failed", error={"code": -32603, "message": gone}, message=gone
             )
-        elif record.cancel_asked is not None and entry.state == "failed" and _stopped(entry):
-            why = DROPPED[entry.kind] if _dropped(entry) else RENDER_CANCELLED
-            ended = replace(record, status="cancelled", message=why)
+        elif entry.state == "cancelled":  # dropped before it started: nothing left
+            ended = replace(record, status="cancelled", message=dropped_words(entry))
+        elif record.cancel_asked is not None and entry.state == "failed" and entry.kind == "render":
+            # A render the backend stopped on this cancel.
+            ended = replace(record, status="cancelled", message=RENDER_CANCELLED)
         else:
             if entry.error is not None:
                 answer = error_result(error_from(entry.error), service.client)
@@ -221,7 +231,7 @@ class TaskKeeper:
         ended.updated_at = now
         saved = await self.store(service).save(ended)
         if saved is not None and saved.status == "completed" and entry is not None:
-            await service.ledger.deliver(entry.id, record.ask, now=now)
+            await service.ledger.deliver(entry.id, record.ask)
 
     # answering ----------------------------------------------------------------------
     async def record(self, service: NemoService, task_id: str) -> TaskRecord:
@@ -293,12 +303,9 @@ class TaskKeeper:
             await store.save(replace(record, status="cancelled", message=SHARED, updated_at=now))
             return
         if entry.state == "queued":
-            why = DROPPED[entry.kind]
-            # Recorded first: whoever finishes the task then knows the drop was a cancel.
+            why = dropped_words(entry)
             record = await store.save(replace(record, cancel_asked=now, updated_at=now)) or record
-            dropped = await service.ledger.drop(
-                entry.id, now=now, error=error_record(NemoError(why))
-            )
+            dropped = await service.ledger.drop(entry.id, error=error_record(NemoError(why)))
             if dropped is not None:
                 service.work.touch()
                 await store.save(replace(record, status="cancelled", message=why, updated_at=now))
@@ -306,10 +313,9 @@ class TaskKeeper:
             entry = await service.ledger.get(record.entry)
             if entry is None or entry.finished:
                 return
-        if entry.kind == "message":
-            await store.save(
-                replace(record, cancel_asked=now, message=ALREADY_SENT, updated_at=now)
-            )
+        if entry.kind in ("message", "handoff"):
+            said = ALREADY_SENT if entry.kind == "message" else HANDOFF_GOES_ON
+            await store.save(replace(record, cancel_asked=now, message=said, updated_at=now))
             return
         render_id = entry.memo.get("render_id")
         if entry.state == "downloading" or not isinstance(render_id, str):
@@ -326,15 +332,9 @@ class TaskKeeper:
             await store.save(replace(record, cancel_asked=now, message=refused, updated_at=now))
 
 
-def _dropped(entry: Entry) -> bool:
-    """Whether the entry was dropped from the queue by a cancel (nothing of it left)."""
-    return (entry.error or {}).get("message") == DROPPED[entry.kind]
-
-
-def _stopped(entry: Entry) -> bool:
-    """Whether a failed entry failed because of the cancel: dropped, or a render (the
-    backend stopped it); a message that failed on its own keeps its own error."""
-    return _dropped(entry) or entry.kind == "render"
+def dropped_words(entry: Entry) -> str:
+    """What a task says of its work dropped from the queue (`cancelled`): nothing left."""
+    return DROPPED.get(entry.kind, DROPPED_ANY)
 
 
 __all__ = ["Finisher", "TaskKeeper", "UnknownTask", "cancel_render", "poll_interval"]

@@ -14,8 +14,9 @@ from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.handoff.folder import answer, waiting
 from nemo_mcp.ledger import Entry, clock
 from nemo_mcp.server import tasks
+from nemo_mcp.server.export import pending_output
 from nemo_mcp.server.icons import icon
-from nemo_mcp.server.jobs import handle_of, render_job
+from nemo_mcp.server.jobs import handle_of
 from nemo_mcp.server.outputs import ExportOutput
 from nemo_mcp.server.previews import Picture, export_preview, file_link
 from nemo_mcp.server.tools.common import (
@@ -28,7 +29,6 @@ from nemo_mcp.server.tools.common import (
     served,
     service_of,
 )
-from nemo_mcp.server.work import status_line
 
 if TYPE_CHECKING:
     from nemo_mcp.server.service import NemoService
@@ -81,23 +81,6 @@ RequestId = Annotated[
 ]
 
 
-def pending_output(entry: Entry, *, ahead: int, now: float) -> ExportOutput:
-    """What a caller gets while its export waits its turn or renders."""
-    queued = entry.state == "queued" and ahead > 0
-    job = render_job(entry)
-    handle = job.handle
-    return ExportOutput(
-        status="queued" if queued else "rendering",
-        render_id=job.render_id or "",
-        progress_percent=int(job.percent or 0),
-        progress=status_line(entry, now),
-        ahead=ahead if queued else 0,
-        elapsed_seconds=round(now - entry.created_at, 1),
-        next_steps=[f'Call `export` with request_id="{handle}" to keep waiting on this render.'],
-        request_id=handle,
-    )
-
-
 def export_text(out: ExportOutput) -> str:
     """The agent's text for an `export` result."""
     if out.status == "queued":
@@ -140,7 +123,13 @@ def handoff_text(out: ExportOutput) -> str:
 
 def handoff_waiting(out: ExportOutput, fmt: str) -> str:
     """The agent's text for a hand-off still queued or under way."""
-    return waiting(fmt=fmt, queued=out.status == "queued", ahead=out.ahead, progress=out.progress)
+    return waiting(
+        fmt=fmt,
+        queued=out.status == "queued",
+        ahead=out.ahead,
+        progress=out.progress,
+        request_id=out.request_id,
+    )
 
 
 @guarded("Exporting the video")
@@ -166,7 +155,8 @@ async def export(
     now = clock()
     if not entry.finished:
         out = pending_output(entry, ahead=ahead, now=now)
-        text = export_text(out) if format == "mp4" else handoff_waiting(out, format)
+        fmt = out.handoff_format  # from the entry: a wait by request_id names no format
+        text = handoff_waiting(out, fmt) if fmt else export_text(out)
         return result(text, out, notices=service.take_notices())
     return await finished_result(service, entry, served(ctx), end - anyio.current_time())
 
