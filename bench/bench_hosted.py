@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +96,16 @@ def plan(user: int) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+#: Answers of status 400 or more the clients got, by status and the body's first words.
+STATUSES: Counter[str] = Counter()
+
+
+async def _note_status(response: httpx2.Response) -> None:
+    if response.status_code >= 400:
+        body = (await response.aread())[:60].decode("utf-8", "replace")
+        STATUSES[f"{response.status_code} {' '.join(body.split())}"] += 1
+
+
 class Tally:
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = defaultdict(list)
@@ -118,7 +129,11 @@ async def one_call(client: Client, tool: str, args: dict[str, Any]) -> Any:
 async def mcp_client(url: str, token: str) -> AsyncIterator[Client]:
     """The SDK's client on `url` with `token` as its bearer."""
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+            event_hooks={"response": [_note_status]},
+        ) as http,
         Client(streamable_http_client(url, http_client=http)) as client,  # type: ignore[arg-type]
     ):
         yield client
@@ -290,6 +305,7 @@ def run(
     cache: int = 500,
     concurrency: int = 20,
     cluster: bool = False,
+    logs: Path | None = None,
 ) -> str:
     for program in ("redis-server", "haproxy"):
         if reason := missing(program):
@@ -370,6 +386,13 @@ def run(
                 stop(process)
             redis.stop()
             issuer.close()
+            if logs is not None:  # the replicas' logs, kept for reading afterwards
+                logs.mkdir(parents=True, exist_ok=True)
+                for n in range(len(replicas)):
+                    shutil.copy(folder / f"replica{n}.log", logs / f"replica{n}.log")
+                for found in folder.glob("redis*/**/redis-server.log"):
+                    name = "-".join(found.relative_to(folder).parts)
+                    shutil.copy(found, logs / name)
     text = report(users, kill_at, tally, wall, stats, used)
     where = "a Redis Cluster of three masters" if cluster else "one Redis"
     return f"State in {where}.\n\n" + (many_report(crowd, cache) + "\n\n" if many else "") + text
@@ -469,9 +492,12 @@ def report(
         + " (the killed replica's stop at its death; the sandbox is not counted).",
     ]
     if tally.errors:
-        kinds = Counter(e.split(": ", 1)[1][:120] for e in tally.errors)
+        kinds = Counter(e.split(": ", 1)[1][:150] for e in tally.errors)
         lines += ["", "Failed attempts, by what the client saw:", ""]
         lines += [f"- {count} x {kind}" for kind, count in kinds.most_common(8)]
+    if STATUSES:
+        lines += ["", "HTTP answers of 400 or more the clients got (status, body):", ""]
+        lines += [f"- {count} x {kind}" for kind, count in STATUSES.most_common(8)]
     return "\n".join(lines)
 
 
@@ -483,6 +509,7 @@ def main() -> None:
     parser.add_argument("--cache", type=int, default=500, help="users open per replica")
     parser.add_argument("--concurrency", type=int, default=20, help="many users at once")
     parser.add_argument("--cluster", action="store_true", help="a Redis Cluster of three")
+    parser.add_argument("--logs", type=Path, help="keep the replicas' logs in this folder")
     args = parser.parse_args()
     print(
         run(
@@ -492,6 +519,7 @@ def main() -> None:
             cache=args.cache,
             concurrency=args.concurrency,
             cluster=args.cluster,
+            logs=args.logs,
         )
     )
 

@@ -4,6 +4,7 @@ sorted per log line), with every secret still masked however many there are."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,8 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redaction, "_known", OrderedDict())
     monkeypatch.setattr(redaction, "_longest", None)
     monkeypatch.setattr(redaction, "_index", None)
+    monkeypatch.setattr(redaction, "_holders", {})
+    monkeypatch.setattr(redaction, "_held", {})
 
 
 def _secret(n: int) -> str:
@@ -68,3 +71,64 @@ def test_every_secret_is_masked_longest_first(count: int) -> None:
     masked = redaction.redact(text)
     mask = redaction.MASK
     assert masked == f"x{mask}y {mask} {mask} {mask}{mask} abcdef"
+
+
+def test_a_released_holders_secrets_are_forgotten_unless_held_elsewhere() -> None:
+    alice, bob = object(), object()
+    redaction.register("alice-token-0123456", holder=alice)
+    redaction.register("shared-token-0123456", holder=alice)
+    redaction.register("shared-token-0123456", holder=bob)
+    redaction.register("operator-token-0123456")  # for the process's life
+    redaction.register("operator-token-0123456", holder=alice)
+    redaction.release(alice)
+    assert set(redaction._known) == {"shared-token-0123456", "operator-token-0123456"}
+    assert redaction.redact("alice-token-0123456") == "alice-token-0123456"
+    assert redaction.redact("shared-token-0123456") == redaction.MASK
+    redaction.release(bob)
+    assert set(redaction._known) == {"operator-token-0123456"}
+    assert redaction._held == {redaction._ALWAYS: {"operator-token-0123456"}}
+
+
+async def test_the_registry_follows_the_users_open_not_every_user_served(
+    tmp_path: Any, sandbox: Any, redis_server: Any
+) -> None:
+    """Real users (their clients, Redis state and the sandbox's tokens) through the user
+    cache: each closed user's token leaves the registry; at most the cache's are left."""
+    import anyio
+
+    from nemo_mcp.backend.client import NemoClient
+    from nemo_mcp.hosted.redis_client import connect
+    from nemo_mcp.hosted.redis_client_state import RedisState, user_prefix
+    from nemo_mcp.identity import load_identity
+    from nemo_mcp.ledger.redis import RedisLedger
+    from nemo_mcp.scale import Scale
+    from nemo_mcp.server.service import Services
+
+    from mcp_harness import make_settings
+
+    cache, users = 3, 12
+    settings = make_settings(tmp_path, sandbox.url, scale=Scale(max_users=cache))
+    redis = connect(redis_server.url)
+
+    async def open_user(user_settings: Any, user: str, closing: Any) -> Any:
+        prefix = user_prefix(f"redact-{user}")
+        state, ledger = RedisState(redis, prefix, "api"), RedisLedger(redis, f"{prefix}:api")
+        client = NemoClient(
+            user_settings, load_identity(), state, leases=ledger, owner=f"replica-{user}"
+        )
+        return await closing.enter_async_context(client), ledger
+
+    tokens: list[str] = []
+    try:
+        async with anyio.create_task_group() as tasks:
+            services = Services(settings, open_user, tasks)
+            for n in range(users):
+                service = await services.get(f"user-{n}")
+                tokens.append(await service.client.token())
+            await services.aclose()
+            tasks.cancel_scope.cancel()
+    finally:
+        await redis.aclose()
+    assert len(set(tokens)) == users  # each user their own token
+    kept = [token for token in tokens if token in redaction._known]
+    assert kept == tokens[-cache:], (len(kept), cache)

@@ -17,12 +17,34 @@ with the NemoVideo skill: the file store never replaces it, and records nothing.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal, Protocol
 
 from nemo_mcp.state_files import AuthRecord, Damaged, SessionRecord, StateStore
 
 Record = Literal["auth", "session"]
+
+#: The home's named leases the running task holds, by name: the owner each was taken as.
+#: A shared store fences its writes with them (`RedisState`): a write made under a lease
+#: another process has taken since is refused.
+_holding: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("nemo_leases_held", default=())
+
+
+@contextmanager
+def holding(name: str, owner: str) -> Iterator[None]:
+    """Mark the block as holding the home's lease `name` as `owner`."""
+    token = _holding.set((*_holding.get(), (name, owner)))
+    try:
+        yield
+    finally:
+        _holding.reset(token)
+
+
+def held(name: str) -> str | None:
+    """The owner the running task holds the lease `name` as, if it holds it."""
+    return next((owner for lease, owner in reversed(_holding.get()) if lease == name), None)
 
 
 class ClientState(Protocol):

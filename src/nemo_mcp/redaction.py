@@ -1,9 +1,12 @@
 """Keeping secrets out of every output: tool results, errors and log lines.
 
 Bearer tokens and claim tokens are registered here as soon as they are known;
-`redact` replaces them, and anything shaped like one, in any text. The registry is
-bounded (`MAX_SECRETS`, least recently registered forgotten first) and is arranged
-for lookups only when it changes, never per line. The logging
+`redact` replaces them, and anything shaped like one, in any text. A secret registered
+for a holder (a served user's credentials) is forgotten when that holder is `release`d
+(the user is closed), unless something else still holds it: the registry follows the
+users open, not every user ever served. It is bounded too (`MAX_SECRETS`, least
+recently registered forgotten first), and is arranged for lookups only when it
+changes, never per line. The logging
 filter applies it to every record, so a token cannot reach a log line even by
 way of an exception message.
 """
@@ -14,6 +17,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 
 MASK = "[redacted]"
 
@@ -33,23 +37,59 @@ _PREFIX = 6  # every registered secret is at least this long
 
 _lock = threading.Lock()
 _known: OrderedDict[str, None] = OrderedDict()
+#: Who holds each secret registered for a holder; `_ALWAYS` for one registered without.
+_holders: dict[str, set[Hashable]] = {}
+#: The secrets each holder registered.
+_held: dict[Hashable, set[str]] = {}
+_ALWAYS: Hashable = object()
 #: Built from `_known` when it changed, never per line: longest first, and by prefix.
 _longest: tuple[str, ...] | None = None
 _index: dict[str, tuple[str, ...]] | None = None
 
 
-def register(secret: str | None) -> None:
-    """Remember `secret` so that `redact` removes it from any text."""
+def register(secret: str | None, *, holder: Hashable | None = None) -> None:
+    """Remember `secret` so that `redact` removes it from any text: for as long as the
+    process runs, or, given a `holder`, until every holder of it is released."""
     global _longest, _index
     if secret and len(secret) >= _PREFIX:
         with _lock:
+            by = _ALWAYS if holder is None else holder
+            _holders.setdefault(secret, set()).add(by)
+            _held.setdefault(by, set()).add(secret)
             if secret in _known:
                 _known.move_to_end(secret)
                 return
             _known[secret] = None
             while len(_known) > MAX_SECRETS:
-                _known.popitem(last=False)
+                _drop(_known.popitem(last=False)[0])
             _longest = _index = None
+
+
+def _drop(secret: str) -> None:
+    """Forget who held `secret` (under `_lock`; it has left `_known`)."""
+    for by in _holders.pop(secret, ()):
+        mine = _held.get(by)
+        if mine is not None:
+            mine.discard(secret)
+            if not mine:
+                del _held[by]
+
+
+def release(holder: Hashable) -> None:
+    """Forget the secrets `holder` registered that nothing else holds (a served user
+    closed: their token need not be looked for in every line any more)."""
+    global _longest, _index
+    with _lock:
+        for secret in _held.pop(holder, ()):
+            holders = _holders.get(secret)
+            if holders is None:
+                continue
+            holders.discard(holder)
+            if not holders:
+                del _holders[secret]
+                if secret in _known:
+                    del _known[secret]
+                    _longest = _index = None
 
 
 def _rebuild() -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
@@ -85,6 +125,8 @@ def forget_all() -> None:
     global _longest, _index
     with _lock:
         _known.clear()
+        _holders.clear()
+        _held.clear()
         _longest = _index = None
 
 

@@ -6,9 +6,10 @@ Read from the environment with the other settings (`settings.settings_from_env`)
     NEMO_MAX_USERS              users kept open per process (least recently used closed
                                 first; default 1000)
     NEMO_USER_IDLE_SECONDS      a user unused this long is closed (default 600)
-    NEMO_REDIS_MAX_CONNECTIONS  the Redis connection pool per process (default 64)
-    NEMO_REDIS_TIMEOUT          seconds a Redis command, connection or free pool slot
-                                is waited for (default 2)
+    NEMO_REDIS_MAX_CONNECTIONS  Redis commands in flight per process (default 64;
+                                more wait their turn, within their call's budget)
+    NEMO_REDIS_TIMEOUT          seconds a Redis command or connection is waited for
+                                (default 2)
     NEMO_REDIS_CLUSTER          1: NEMO_STATE_URL names a node of a Redis Cluster
     NEMO_CREDITS_PER_DAY        per-user spend cap, counted at the estimate when work
                                 is accepted (default off)
@@ -23,7 +24,9 @@ closed user's state is read again from its store on their next call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from nemo_mcp.envparse import positive_float as _seconds
@@ -47,6 +50,27 @@ class Scale:
     #: None: off; an int: a port of its own; a str: a path on the server's port.
     metrics: int | str | None = None
     log_format: str = "text"
+
+
+#: When the call being answered is due (on anyio's clock), if this task answers one:
+#: a wait for shared resources (a free Redis connection) may last until shortly before.
+_answer_due: ContextVar[float | None] = ContextVar("nemo_answer_due", default=None)
+
+
+@contextmanager
+def answering_by(due: float | None) -> Iterator[None]:
+    """Mark the block as answering a call due at `due` (None: background work, which
+    no caller waits for, such as a job's runner)."""
+    token = _answer_due.set(due)
+    try:
+        yield
+    finally:
+        _answer_due.reset(token)
+
+
+def answer_due() -> float | None:
+    """When the call this task answers is due, or None for background work."""
+    return _answer_due.get()
 
 
 def _whole(name: str, value: str, *, off: bool = False) -> int | None:
@@ -105,4 +129,4 @@ def scale_from_env(env: Mapping[str, str]) -> Scale:
     return Scale(**values)  # type: ignore[arg-type]
 
 
-__all__ = ["Scale", "scale_from_env"]
+__all__ = ["Scale", "answer_due", "answering_by", "scale_from_env"]

@@ -23,7 +23,7 @@ import anyio
 
 from nemo_mcp import redaction, retrying
 from nemo_mcp.backend.models import AnonymousToken, parse_wire
-from nemo_mcp.client_state import ClientState
+from nemo_mcp.client_state import ClientState, holding
 from nemo_mcp.errors import HomeBusyError, OneTokenError, RateLimitError, TokenRefusedError
 from nemo_mcp.settings import Settings
 from nemo_mcp.state_files import AuthRecord, Damaged
@@ -108,7 +108,8 @@ class HomeLeases:
                 detail={"lease": name, "waited": HOME_LEASE_WAIT, "where": self.store.where},
             )
         try:
-            yield
+            with holding(name, self.owner):  # the store fences its writes with it
+                yield
         finally:
             with anyio.CancelScope(shield=True):
                 await self.leases.release(name, self.owner)
@@ -198,12 +199,12 @@ class Credentials:
         record = await self.store.load_auth()
         if record is not None:
             self._auth, self._auth_stamp = record, stamp
-            redaction.register(record.token)
+            redaction.register(record.token, holder=self)
         return record
 
     async def _keep(self, record: AuthRecord) -> None:
         self._auth, self._auth_stamp = record, await self.store.stamp("auth")
-        redaction.register(record.token)
+        redaction.register(record.token, holder=self)
 
     async def _fetch_anonymous_token(self, *, token_exists: bool) -> AuthRecord:
         """Ask for an anonymous token (holding the home's lease); keep it before returning."""
@@ -224,7 +225,7 @@ class Credentials:
                 detail=self._one_token_facts(err.retry_after, refused=token_exists),
             ) from err
         token = parse_wire(AnonymousToken, data, what="the token request")
-        redaction.register(token.token)
+        redaction.register(token.token, holder=self)
         record = AuthRecord(
             token=token.token, user_id=token.user_id, expires_at=token.expires_at, anonymous=True
         )

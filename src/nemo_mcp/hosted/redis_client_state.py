@@ -10,7 +10,11 @@ Keys, beside the user's ledger (`nemo_mcp.ledger.redis`):
 
 The user key is a hash of who the user is (`server.exposure`), never a token. Asking
 for a token or a session happens once per user across replicas: `NemoClient` holds the
-ledger's named lease (a Lua script) meanwhile. A record that cannot be read as what it
+ledger's named lease (a Lua script) meanwhile, `anonymous-token` for the token, the
+token request and a new client id, `session` for the session. Those writes are fenced:
+each is one script that writes only while the lease is still held by the writer, on
+Redis's clock, so a replica paused past its lease (another has taken it since) has its
+write refused and only reads. A record that cannot be read as what it
 should be is renamed `<key>:damaged-<time>` and said once, as the file store does.
 
 `connect` (`redis_client`) opens the one client a replica shares among its users; `request_state_keys`
@@ -29,8 +33,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from nemo_mcp.client_state import Record
-from nemo_mcp.errors import ConfigError
+from nemo_mcp.client_state import Record, held
+from nemo_mcp.errors import ConfigError, SharedStateError
 from nemo_mcp.hosted.redis_client import connect
 from nemo_mcp.state_files import (
     MAX_STATE_BYTES,
@@ -44,6 +48,22 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 M = TypeVar("M", bound=BaseModel)
+
+#: The lease each fenced write is made under.
+LEASE_OF = {"auth": "anonymous-token", "token-asked": "anonymous-token",
+            "client_id": "anonymous-token", "session": "session"}  # fmt: skip
+
+#: KEYS: the lease (`RedisLedger`'s `<prefix>:lease:<name>`), the key written. ARGV:
+#: the writer's owner name, 'set' or 'del', the value. 1 if written; 0 (nothing
+#: written) when the lease is not the writer's now, by Redis's clock.
+_FENCED = """
+local held = redis.call('HMGET', KEYS[1], 'owner', 'until')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if held[1] ~= ARGV[1] or tonumber(held[2]) < now then return 0 end
+if ARGV[2] == 'set' then redis.call('SET', KEYS[2], ARGV[3]) else redis.call('DEL', KEYS[2]) end
+return 1
+"""
 
 #: The key sealing the SDK's multi-round-trip `requestState`, shared by every replica.
 REQUEST_STATE_KEY = "nemo:request-state-key"
@@ -73,6 +93,7 @@ class RedisState:
         self.damaged_auth: Damaged | None = None
         self.damaged_session: Damaged | None = None
         self._notices: list[str] = []
+        self._fenced = redis.register_script(_FENCED)
 
     @property
     def where(self) -> str:
@@ -87,6 +108,25 @@ class RedisState:
 
     def _key(self, record: Record) -> str:
         return f"{self.prefix}:{record}"
+
+    async def _write(self, key: str, what: str, value: str | None) -> None:
+        """SET `key` to `value` (DEL when None), fenced by the lease `what` is written
+        under when this task holds it: refused when another replica has taken it since."""
+        owner = held(LEASE_OF[what])
+        if owner is None:  # not under the lease (a tool or test writing directly)
+            if value is None:
+                await self.redis.delete(key)
+            else:
+                await self.redis.set(key, value)
+            return
+        lease = f"{self.prefix}:lease:{LEASE_OF[what]}"
+        op = ["del"] if value is None else ["set", value]
+        if not await self._fenced(keys=[lease, key], args=[owner, *op]):
+            raise SharedStateError(
+                "This server's hold on the user's shared state ran out before it wrote "
+                f"({LEASE_OF[what]}: it was paused or cut off), so the write was refused "
+                "and what another server recorded since is kept. Try again."
+            )
 
     async def _damaged(self, key: str, problem: str) -> Damaged:
         aside = f"{key}:damaged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -151,10 +191,10 @@ class RedisState:
         return found
 
     async def save_auth(self, record: AuthRecord) -> None:
-        await self.redis.set(self._key("auth"), record.model_dump_json())
+        await self._write(self._key("auth"), "auth", record.model_dump_json())
 
     async def clear_auth(self) -> None:
-        await self.redis.delete(self._key("auth"))
+        await self._write(self._key("auth"), "auth", None)
 
     async def load_session(self) -> SessionRecord | None:
         found = await self._load("session", SessionRecord)
@@ -164,10 +204,10 @@ class RedisState:
         return found
 
     async def save_session(self, record: SessionRecord) -> None:
-        await self.redis.set(self._key("session"), record.model_dump_json())
+        await self._write(self._key("session"), "session", record.model_dump_json())
 
     async def clear_session(self) -> None:
-        await self.redis.delete(self._key("session"))
+        await self._write(self._key("session"), "session", None)
 
     async def stamp(self, record: Record) -> Hashable:
         return await self.redis.get(self._key(record))
@@ -177,14 +217,11 @@ class RedisState:
         return value if isinstance(value, str) else None
 
     async def note_token_asked(self, client_id: str | None) -> None:
-        if client_id is None:
-            await self.redis.delete(f"{self.prefix}:token-asked")
-        else:
-            await self.redis.set(f"{self.prefix}:token-asked", client_id)
+        await self._write(f"{self.prefix}:token-asked", "token-asked", client_id)
 
     async def replace_client_id(self) -> str | None:
         new = str(uuid.uuid4())
-        await self.redis.set(f"{self.user_prefix}:client_id", new)
+        await self._write(f"{self.user_prefix}:client_id", "client_id", new)
         return new
 
 

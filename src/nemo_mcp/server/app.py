@@ -26,6 +26,7 @@ from mcp.server.mcpserver import MCPServer
 
 from nemo_mcp import __version__
 from nemo_mcp.errors import ConfigError, NemoError
+from nemo_mcp.hosted.redis_client import answers
 from nemo_mcp.hosted.serving import (
     SharedKeyCodec,
     oauth_resource_server,
@@ -35,6 +36,7 @@ from nemo_mcp.hosted.serving import (
 from nemo_mcp.identity import SkillIdentity, load_identity
 from nemo_mcp.ledger import Ledger, new_owner
 from nemo_mcp.metrics import Metrics
+from nemo_mcp.scale import answering_by
 from nemo_mcp.server import tools
 from nemo_mcp.server.boundary import NemoServer, message_for
 from nemo_mcp.server.exposure import Exposure
@@ -292,7 +294,8 @@ def create_server(
             key = exposure.user_key(getattr(ctx.request, "headers", None))
         except NemoError:  # no user: the handler says so
             return await call_next(ctx)
-        with services.using(key):
+        # Waits for shared resources (a free Redis connection) end before the call is due.
+        with services.using(key), answering_by(anyio.current_time() + settings.tool_timeout):
             if ctx.method != "tools/call" or not metrics.enabled:
                 return await call_next(ctx)
             tool = str((ctx.params or {}).get("name") or "unknown")
@@ -330,12 +333,10 @@ def create_server(
         if "services" not in live:
             return JSONResponse({"ready": False, "why": "starting or stopping"}, 503)
         redis = live.get("redis")
-        if redis is not None:
-            try:
-                with anyio.fail_after(settings.scale.redis_timeout):
-                    await redis.ping()
-            except Exception:
-                return JSONResponse({"ready": False, "why": "Redis does not answer"}, 503)
+        if redis is not None and not await answers(
+            redis, settings.scale.redis_timeout, lately=False
+        ):
+            return JSONResponse({"ready": False, "why": "Redis does not answer"}, 503)
         return JSONResponse({"ready": True})
 
     if isinstance(settings.scale.metrics, str):
@@ -355,12 +356,10 @@ def create_server(
         if "services" not in live:
             return JSONResponse({"ok": False, "why": "starting or stopping"}, status_code=503)
         redis = live.get("redis")
-        if redis is not None:
-            try:
-                with anyio.fail_after(2):
-                    await redis.ping()
-            except Exception:
-                return JSONResponse({"ok": False, "why": "Redis does not answer"}, 503)
+        # On a spare connection: Redis answering is the question, not how busy this
+        # replica's commands are (a busy replica taken out would load the others more).
+        if redis is not None and not await answers(redis, 2):
+            return JSONResponse({"ok": False, "why": "Redis does not answer"}, 503)
         return JSONResponse({"ok": True})
 
     tools.register(mcp)

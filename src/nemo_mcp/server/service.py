@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
+from nemo_mcp import redaction
 from nemo_mcp.errors import InputError
 from nemo_mcp.handoff import FORMATS as HANDOFF_FORMATS
 from nemo_mcp.ledger import KEEP_HANDLES, Entry, Kind, Ledger, clock, recent
@@ -588,8 +589,11 @@ class Services:
         del self._slots[key]
         service, slot.service = slot.service, None
         self.closed_count += 1
-        if service is not None and self._on_close is not None:
-            self._on_close(service)
+        if service is not None:
+            # Their token need not be looked for in every line while they are closed.
+            redaction.release(service.client.credentials)
+            if self._on_close is not None:
+                self._on_close(service)
         self._tasks.start_soon(self._aclose, slot)
 
     @staticmethod

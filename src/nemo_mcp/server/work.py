@@ -21,7 +21,7 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,6 +38,7 @@ from nemo_mcp.ledger import (
     clock,
     new_owner,
 )
+from nemo_mcp.scale import answering_by
 from nemo_mcp.server.jobs import AnyJob, check_move, job_of
 
 if TYPE_CHECKING:
@@ -179,8 +180,15 @@ class Run:
         )
         if updated is None:
             raise ClaimLostError("another process took this work over")
-        self.entry = updated
+        self._newer(updated)
         self.work.touch()
+
+    def _newer(self, updated: Entry) -> None:
+        """Keep `updated` unless a later write's answer arrived first: a renewal and a
+        state change run side by side, and their answers may come back in either order
+        (an older answer kept would undo the state change here)."""
+        if updated.version >= self.entry.version:
+            self.entry = updated
 
     def phase(
         self,
@@ -229,7 +237,7 @@ class Run:
                 self.lost = True
                 scope.cancel()
                 return
-            self.entry = updated
+            self._newer(updated)
 
 
 Executor = Callable[[Run], Awaitable[dict[str, Any]]]
@@ -348,7 +356,7 @@ class Work:
         last_report = -math.inf
         last_seen: tuple[int, str] | None = None
         while True:
-            entry = await self.ledger.get(entry_id)
+            entry = await self._look(entry_id)
             if entry is None:
                 raise InputError("this request is no longer in the ledger; ask again")
             if entry.finished:
@@ -373,6 +381,15 @@ class Work:
                 except Exception:  # a client gone away must not end the wait
                     log.debug("progress report failed", exc_info=True)
             await self._pause(min(self.poll, max(0.0, deadline - now)))
+
+    async def _look(self, entry_id: str) -> Entry | None:
+        """The entry as it stands. While this process runs it, its run has the newest
+        record and progress: read there, not from the ledger (each progress step wakes
+        the waiters here, and a shared ledger would be read once per waiter per step)."""
+        run = self._runs.get(entry_id)
+        if run is not None and not run.lost:
+            return replace(run.entry, progress=dict(run.progress))
+        return await self.ledger.get(entry_id)
 
     async def unfinished(self) -> list[Entry]:
         return await self.ledger.unfinished(self.user)
@@ -400,6 +417,10 @@ class Work:
             self.tasks.start_soon(self._runner)
 
     async def _runner(self) -> None:
+        with answering_by(None):  # no caller waits on the runner, whoever started it
+            await self._run_queue()
+
+    async def _run_queue(self) -> None:
         troubles = 0
         try:
             while True:
