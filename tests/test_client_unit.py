@@ -203,20 +203,17 @@ async def test_gets_retry_5xx_with_bounded_backoff(tmp_path: Path) -> None:
     assert len(sleeps.calls) == 2 and all(0 < s <= 8 for s in sleeps.calls)
 
 
-async def test_posts_are_not_retried_on_5xx(tmp_path: Path) -> None:
+async def test_a_session_is_asked_for_again_after_a_5xx(tmp_path: Path) -> None:
+    """Unlike a message, a session is safe to ask for again (free, and empty until a
+    message is sent to it); a message never is (test_handles.py, defect 3)."""
+    answers = iter([httpx.Response(500, json={"code": 500, "message": "x"})])
     backend = FakeBackend(
-        script=[
-            lambda r: (
-                httpx.Response(500, json={"code": 500, "message": "x"})
-                if "with-session" in r.url.path
-                else None
-            )
-        ]
+        script=[lambda r: next(answers, None) if "with-session" in r.url.path else None]
     )
     async with make_client(tmp_path, backend) as client:
-        with pytest.raises(ServerError):
-            await client.session()
-    assert backend.count("/api/tasks/me/with-session/nemo_agent") == 1
+        record = await client.session()
+    assert record.session_id == "1001001"
+    assert backend.count("/api/tasks/me/with-session/nemo_agent") == 2
 
 
 async def test_unreachable_backend_is_clear(tmp_path: Path) -> None:
@@ -349,6 +346,25 @@ async def test_broken_stream_is_reported_never_resent(tmp_path: Path) -> None:
             await send_message(client, "hi", seen.append)
     assert backend.count(SSE) == 1
     assert seen == [OpenedEvent(session_id="1001001"), TextEvent("Working", author="nemo_agent")]
+
+
+async def test_a_session_whose_answer_was_lost_is_asked_for_again(tmp_path: Path) -> None:
+    """Creating a session is free and does nothing until a message is sent to it: when the
+    connection drops before its answer (a keep-alive connection the server had just
+    closed), it is asked for again instead of failing the user's message."""
+    tries = []
+
+    def dropped_once(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/with-session/nemo_agent"):
+            tries.append(1)
+            if len(tries) == 1:
+                raise httpx.RemoteProtocolError("Server disconnected", request=request)
+        return None
+
+    backend = FakeBackend(script=[dropped_once])
+    async with make_client(tmp_path, backend) as client:
+        record = await client.session()
+    assert len(tries) == 2 and record.session_id == "1001001"
 
 
 async def test_connect_failure_before_sending_is_retried(tmp_path: Path) -> None:

@@ -79,14 +79,8 @@ ROWS: dict[str, Row] = {
         words=("server problem", "try again"),
     ),
     # timeline ---------------------------------------------------------------------------
-    "timeline-session-malformed": Row(
-        "timeline",
-        "malformed_json",
-        "session",
-        ok=False,
-        words=("try again",),
-        sent=("session", 1),
-    ),
+    # A session is free and empty until a message goes to it: its lost answer is asked again.
+    "timeline-session-malformed": Row("timeline", "malformed_json", "session", sent=("session", 2)),
     "timeline-token-expired": Row("timeline", "token_expired", "state"),
     "timeline-session-lost": Row(
         "timeline",

@@ -4,13 +4,15 @@ Who the client is (NEMO_TOKEN, or an anonymous token fetched once per client id 
 persisted) lives apart, in `auth.py`, which sends through this client's one request
 path. This client owns the HTTP: the current session (persisted, replaced on 1002;
 kept beside the token in a `ClientState`, files or Redis when hosted), the attribution
-headers, and the retry rules: 429 waits and retries once;
-GETs and polls retry 5xx and connection failures with bounded backoff; a
-request that may have reached the server is never sent again unless it is
-safe to repeat. Every answer is read under a size cap (`body.py`) and every
-call within deadlines (`retry.py`). Its failures are typed errors with their facts
-(`SessionDamagedError`, `SessionReplacedError`): the server's boundary words them. The agent stream and renders live in
-`stream.py` and `render.py`; they use `request`/`authorized_headers` from here.
+headers, and the retry rules: 429 waits and retries once; GETs, polls and the
+creation of a session (free, and empty until a message goes to it) retry 5xx and
+connection failures with bounded backoff; a request that may have reached the server is
+never sent again unless it is safe to repeat. Idle connections are dropped before
+servers commonly close them (`KEEPALIVE_SECONDS`). Every answer is read under a size
+cap (`body.py`) and every call within deadlines (`retry.py`). Its failures are typed
+errors with their facts (`SessionDamagedError`, `SessionReplacedError`): the server's
+boundary words them. The agent stream and renders live in `stream.py` and `render.py`;
+they use `request`/`authorized_headers` from here.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ from nemo_mcp.state_files import Damaged, SessionRecord, StateStore
 
 log = logging.getLogger(__name__)
 
+#: Idle connections are dropped after this long, sooner than servers commonly close theirs
+#: (5 s for uvicorn and Node): a request then never goes out on a connection the server is
+#: closing at that moment, whose answer would be lost.
+KEEPALIVE_SECONDS = 2.0
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -113,6 +120,7 @@ class NemoClient:
                 "Accept-Encoding": ACCEPTED_ENCODINGS,
             },
             follow_redirects=False,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
         )
         return self
 
@@ -276,11 +284,13 @@ class NemoClient:
             return await self._create_session()
 
     async def _create_session(self) -> SessionRecord:
+        # Safe to ask again when its answer is lost: a session is free and nothing happens
+        # in it until a message is sent (at worst an empty project is left behind).
         data = await self.request(
             "POST",
             "/api/tasks/me/with-session/nemo_agent",
             json={"task_name": "project", "language": self.settings.language},
-            idempotent=False,
+            idempotent=True,
             what="creating a session",
         )
         session = parse_wire(Session, data, what="creating a session")
