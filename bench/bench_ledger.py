@@ -59,12 +59,11 @@ async def one_cycle(ledger: SqliteLedger, user: str, key: str) -> tuple[float, f
     assert head is not None and head.id == entry_id
     claim = head.generation
     for state in ("sending", "streaming"):
-        await ledger.update(entry_id, OWNER, generation=claim, lease=20, state=state)  # type: ignore[arg-type]
-    await ledger.update(
+        await ledger.save(entry_id, OWNER, generation=claim, lease=20, state=state)  # type: ignore[arg-type]
+    await ledger.finish(
         entry_id,
         OWNER,
         generation=claim,
-        lease=20,
         state="done",
         outcome={"reply": key},
         reusable=False,

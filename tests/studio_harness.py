@@ -77,11 +77,10 @@ async def seed_render(
         claimed = await ledger.claim_head("", "seed", lease=10)
         assert claimed is not None and claimed.id == submitted.entry.id
         outcome = {"status": "completed", "render_id": render_id, "url": url, "file": None}
-        done = await ledger.update(
+        done = await ledger.finish(
             claimed.id,
             "seed",
             generation=claimed.generation,
-            lease=10,
             state="done",
             memo={"render_id": render_id, "url": url},
             outcome=outcome,

@@ -39,7 +39,7 @@ async def test_redis_keeps_what_it_acknowledged_through_a_kill(tmp_path: Path) -
         assert asked.entry is not None
         claimed = await ledger.claim_head("", "owner", lease=20)
         assert claimed is not None
-        sending = await ledger.update(
+        sending = await ledger.save(
             asked.entry.id, "owner", generation=claimed.generation, lease=20, state="sending"
         )
         assert sending is not None

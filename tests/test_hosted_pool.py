@@ -157,8 +157,11 @@ async def test_a_renewals_late_answer_never_undoes_a_state_change(tmp_path: Path
     class LateRenewals:
         """The ledger, each renewal's answer held back until the state change is done."""
 
-        async def update(self, entry_id: str, owner: str, **changes: Any) -> Any:
-            answer = await ledger.update(entry_id, owner, **changes)
+        async def finish(self, entry_id: str, owner: str, **changes: Any) -> Any:
+            return await ledger.finish(entry_id, owner, **changes)
+
+        async def save(self, entry_id: str, owner: str, **changes: Any) -> Any:
+            answer = await ledger.save(entry_id, owner, **changes)
             if changes.get("state") is None:
                 held.set()
                 await answered_late.wait()

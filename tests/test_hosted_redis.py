@@ -54,10 +54,10 @@ async def test_a_claim_is_held_by_redis_clock_not_a_replicas(ledger: RedisLedger
     assert await ledger.claim_head("", P2, lease=20) is None
     assert await ledger.lease("token", P1, seconds=20)
     assert not await ledger.lease("token", P2, seconds=20)
-    renewed = await ledger.update(entry_id, P1, generation=1, lease=20, state="starting")
+    renewed = await ledger.save(entry_id, P1, generation=1, lease=20, state="starting")
     assert renewed is not None and renewed.lease_until > await redis_time(ledger) + 10
     # Given up (a lease that has already run out): taken over at once.
-    assert await ledger.update(entry_id, P1, generation=1, lease=0) is not None
+    assert await ledger.save(entry_id, P1, generation=1, lease=0) is not None
     taken = await ledger.claim_head("", P2, lease=20)
     assert taken is not None and taken.owner == P2 and taken.generation == 2
 
@@ -93,7 +93,7 @@ async def test_a_change_is_announced_to_the_replicas_waiting_on_it(ledger: Redis
                 # (the subscription to this channel may be a moment behind `live`).
                 claimed = await ledger.claim_head("", P1, lease=20)
                 assert claimed is not None
-                await ledger.update(
+                await ledger.save(
                     asked.entry.id, P1, generation=claimed.generation, lease=20, progress={}
                 )
                 with anyio.move_on_after(0.2):

@@ -113,11 +113,10 @@ async def run(ledger: Ledger, entry_id: str, **ending: object) -> None:
     claimed = await ledger.claim_head("u", P1, lease=20)
     assert claimed is not None and claimed.id == entry_id
     ending.setdefault("state", "done")
-    done = await ledger.update(
+    done = await ledger.finish(
         entry_id,
         P1,
         generation=claimed.generation,
-        lease=20,
         **ending,  # type: ignore[arg-type]
     )
     assert done is not None and done.finished
@@ -164,11 +163,11 @@ async def test_a_cancel_ends_only_queued_work_as_cancelled_and_its_holder_cannot
     assert dropped.error == {"message": "cancelled"} and dropped.owner is None
     # The runner that claimed it records `sending` before sending: refused, so never sent.
     gen = claimed.generation
-    assert await ledger.update(first, P1, generation=gen, lease=20, state="sending") is None
+    assert await ledger.save(first, P1, generation=gen, lease=20, state="sending") is None
     assert (await ledger.head("u")).id == second  # type: ignore[union-attr]
     taken = await ledger.claim_head("u", P1, lease=20)
     assert taken is not None and taken.id == second
-    await ledger.update(second, P1, generation=taken.generation, lease=20, state="sending")
+    await ledger.save(second, P1, generation=taken.generation, lease=20, state="sending")
     assert await ledger.drop(second, error={}) is None  # it may have left
     assert await ledger.drop(first, error={}) is None  # already over
     assert [e.id for e in await ledger.unfinished("u")] == [second]
@@ -186,18 +185,18 @@ async def test_only_the_head_runs_and_only_its_holder_changes_it(
     gen = claimed.generation
     clock.now = NOW + 19
     assert await ledger.claim_head("u", P2, lease=20) is None  # P1's lease holds
-    assert await ledger.update(first, P2, generation=gen, lease=20, state="sending") is None
+    assert await ledger.save(first, P2, generation=gen, lease=20, state="sending") is None
     assert (await ledger.get(first)).state == "queued"  # type: ignore[union-attr]
-    renewed = await ledger.update(first, P1, generation=gen, lease=20, state="sending")
+    renewed = await ledger.save(first, P1, generation=gen, lease=20, state="sending")
     assert renewed is not None and renewed.lease_until == NOW + 39
     clock.now = NOW + 38
     assert await ledger.claim_head("u", P2, lease=20) is None
     clock.now = NOW + 40
     taken = await ledger.claim_head("u", P2, lease=20)  # P1 stopped renewing
     assert taken is not None and taken.owner == P2 and taken.state == "sending"
-    assert await ledger.update(first, P1, generation=gen, lease=20, state="done") is None
+    assert await ledger.finish(first, P1, generation=gen, state="done") is None
     clock.now = NOW + 41
-    await ledger.update(first, P2, generation=taken.generation, lease=20, state="done")
+    await ledger.finish(first, P2, generation=taken.generation, state="done")
     assert (await ledger.head("u")).id == second  # type: ignore[union-attr]
 
 
@@ -212,19 +211,19 @@ async def test_every_change_of_owner_bumps_the_generation_and_stale_saves_are_re
     clock.now = NOW + 21
     two = await ledger.claim_head("u", P2, lease=20)  # P1 paused past its lease
     assert two is not None and two.generation == 2
-    saved = await ledger.update(entry_id, P2, generation=2, lease=20, memo={"by": "P2"})
+    saved = await ledger.save(entry_id, P2, generation=2, lease=20, memo={"by": "P2"})
     assert saved is not None and saved.generation == 2
     clock.now = NOW + 42
     # P2 paused too, and a new run of P1 claimed it again: P1's owner name holds it, but
     # only under the new generation; the old run's saves are refused (nothing changes).
     three = await ledger.claim_head("u", P1, lease=20)
     assert three is not None and three.owner == P1 and three.generation == 3
-    assert await ledger.update(entry_id, P1, generation=1, lease=20, memo={"by": "old"}) is None
-    assert await ledger.update(entry_id, P2, generation=2, lease=20, state="done") is None
+    assert await ledger.save(entry_id, P1, generation=1, lease=20, memo={"by": "old"}) is None
+    assert await ledger.finish(entry_id, P2, generation=2, state="done") is None
     kept = await ledger.get(entry_id)
     assert kept is not None and kept.memo == {"by": "P2"} and not kept.finished
     assert kept.version == three.version  # the refused saves changed nothing at all
-    done = await ledger.update(entry_id, P1, generation=3, lease=20, state="done")
+    done = await ledger.finish(entry_id, P1, generation=3, state="done")
     assert done is not None and done.state == "done" and done.generation == 3
 
 
@@ -232,7 +231,7 @@ async def test_giving_a_claim_up_lets_another_take_it_at_once(ledger: Ledger, cl
     await ask(ledger, "k")
     claimed = await ledger.claim_head("u", P1, lease=20)
     assert claimed is not None
-    given_up = await ledger.update(claimed.id, P1, generation=claimed.generation, lease=0)
+    given_up = await ledger.save(claimed.id, P1, generation=claimed.generation, lease=0)
     assert given_up is not None and given_up.lease_until == 0
     taken = await ledger.claim_head("u", P2, lease=20)
     assert taken is not None and taken.owner == P2 and taken.generation == 2
@@ -483,7 +482,7 @@ async def test_a_file_from_before_generations_is_opened_and_fenced(tmp_path: Pat
         assert found is not None and found.generation == 0
         claimed = await ledger.claim_head("u", P1, lease=20)
         assert claimed is not None and claimed.generation == 1
-        assert await ledger.update("e1", P1, generation=0, lease=20, state="sending") is None
+        assert await ledger.save("e1", P1, generation=0, lease=20, state="sending") is None
     finally:
         await ledger.close()
 

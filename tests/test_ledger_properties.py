@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 )
 
 from nemo_mcp.hosted.local import RedisServer
-from nemo_mcp.ledger import LEASE_SECONDS, Ledger
+from nemo_mcp.ledger import FINAL, LEASE_SECONDS, Ledger
 from nemo_mcp.ledger.sqlite import SqliteLedger
 
 T = TypeVar("T")
@@ -130,12 +130,13 @@ class LedgerMachine(RuleBasedStateMachine):
         owner, generation = process.owner, entry.generation
 
         def update(**changes: Any) -> bool:
-            done = self.run(
-                self.ledger.update(
+            if changes.get("state") in FINAL:
+                saved = self.ledger.finish(entry.id, owner, generation=generation, **changes)
+            else:
+                saved = self.ledger.save(
                     entry.id, owner, generation=generation, lease=LEASE_SECONDS, **changes
                 )
-            )
-            return done is not None
+            return self.run(saved) is not None
 
         if entry.state == "queued":
             if update(state="sending"):  # durable before anything leaves
@@ -186,7 +187,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for process in self.processes:
             if process.alive and head is not None and head.owner == process.owner:
                 self.run(
-                    self.ledger.update(
+                    self.ledger.save(
                         head.id, process.owner, generation=head.generation, lease=LEASE_SECONDS
                     )
                 )

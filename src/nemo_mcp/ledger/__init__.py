@@ -215,7 +215,7 @@ def entry_of(row: Mapping[str, Any]) -> Entry:
 
 @dataclass(frozen=True)
 class Save:
-    """One `update` as a store applies it: `changes` as `changed_fields` gives them."""
+    """One `save` or `finish` as a store applies it: `changes` as `changed_fields` gives them."""
 
     entry_id: str
     owner: str
@@ -287,7 +287,7 @@ class Ledger(Protocol):
         owner holds it."""
         ...
 
-    async def update(
+    async def save(
         self,
         entry_id: str,
         owner: str,
@@ -298,27 +298,54 @@ class Ledger(Protocol):
         session_id: str | None = None,
         progress: dict[str, Any] | None = None,
         memo: dict[str, Any] | None = None,
-        outcome: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reusable: bool | None = None,
     ) -> Entry | None:
-        """Save (or, with a final state, finish) an entry `owner` holds under the claim of
-        `generation`, renewing the lease (`lease` <= 0 gives it up); a final state
-        releases the claim. None when `owner` no longer holds that claim (another claim
-        bumped the generation, or the entry ended): nothing is changed then."""
+        """Save an unfinished entry `owner` holds under the claim of `generation`, renewing
+        the lease (`lease` <= 0 gives it up). None when `owner` no longer holds that claim
+        (another claim bumped the generation, or the entry ended): nothing is changed then."""
+        if state in FINAL:
+            raise ValueError(f"save cannot end an entry ({state}): finish does")
         changes = changed_fields(
             state=state,
             session_id=session_id,
+            progress=progress,
+            memo=memo,
+            outcome=None,
+            error=None,
+            reusable=None,
+        )
+        return await self._save(Save(entry_id, owner, generation, lease, changes))
+
+    async def finish(
+        self,
+        entry_id: str,
+        owner: str,
+        *,
+        generation: int,
+        state: State,
+        outcome: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        reusable: bool = False,
+        progress: dict[str, Any] | None = None,
+        memo: dict[str, Any] | None = None,
+    ) -> Entry | None:
+        """End an entry `owner` holds under the claim of `generation` with a final `state`
+        and its `outcome` or `error`, releasing the claim; None (nothing changed) as for
+        `save`."""
+        if state not in FINAL:
+            raise ValueError(f"finish needs a final state, not {state}")
+        changes = changed_fields(
+            state=state,
+            session_id=None,
             progress=progress,
             memo=memo,
             outcome=outcome,
             error=error,
             reusable=reusable,
         )
-        return await self._save(Save(entry_id, owner, generation, lease, changes))
+        return await self._save(Save(entry_id, owner, generation, 0.0, changes))
 
     async def _save(self, save: Save) -> Entry | None:
-        """`update` in the store, all or nothing."""
+        """`save` or `finish` in the store, all or nothing."""
         ...
 
     async def drop(self, entry_id: str, *, error: dict[str, Any]) -> Entry | None:
@@ -370,7 +397,7 @@ def changed_fields(
     error: dict[str, Any] | None,
     reusable: bool | None,
 ) -> dict[str, str | bool]:
-    """The fields an `update` changes, in order: text as it is, mappings as JSON."""
+    """The fields a `save` or `finish` changes, in order: text as it is, mappings as JSON."""
     changes: dict[str, str | bool] = {}
     if state is not None:
         changes["state"] = state

@@ -168,7 +168,7 @@ class Run:
             check_move(self.entry.kind, self.entry.state, state)
         self.memo.update(memo)
         self._dirty = False
-        updated = await self.work.ledger.update(
+        updated = await self.work.ledger.save(
             self.entry.id,
             self.work.owner,
             generation=self.entry.generation,
@@ -222,7 +222,7 @@ class Run:
             quiet = 0.0
             self._dirty = False
             try:
-                updated = await self.work.ledger.update(
+                updated = await self.work.ledger.save(
                     self.entry.id,
                     self.work.owner,
                     generation=self.entry.generation,
@@ -498,11 +498,10 @@ class Work:
             if failure is not None
             else {"state": "done", "outcome": outcome, "reusable": False}
         )
-        done = await self.ledger.update(
+        done = await self.ledger.finish(
             run.entry.id,
             self.owner,
             generation=run.entry.generation,
-            lease=self.lease,
             memo=run.memo,
             progress=run.progress,
             **ending,
@@ -514,7 +513,7 @@ class Work:
     async def _abandon(self, run: Run) -> None:
         """Shutting down: give the claim up at once, so another process continues."""
         try:
-            await self.ledger.update(
+            await self.ledger.save(
                 run.entry.id,
                 self.owner,
                 generation=run.entry.generation,
