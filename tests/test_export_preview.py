@@ -210,3 +210,54 @@ def test_a_picture_takes_what_is_left_of_the_budget(
     left: float | None, cap: float, seconds: float
 ) -> None:
     assert previews.picture_seconds(left, cap) == seconds
+
+
+async def test_a_poster_given_up_by_its_caller_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's budget runs out while the clip is still being fetched: the scratch
+    folder goes with the cancelled call, not only with a finished one."""
+    import asyncio
+    import tempfile
+
+    import anyio
+
+    done = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        await done.wait()  # no answer until the test is over
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    try:
+        with anyio.move_on_after(0.5) as scope:
+            await previews.clip_poster(f"http://127.0.0.1:{port}/clip.mp4", left=20.0)
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+    assert scope.cancelled_caught
+    assert list(tmp_path.glob("nemo-clip-*")) == []
+
+
+async def test_a_scratch_folder_goes_with_a_cancelled_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for the upload's private copies: the call's scope cancelled inside it."""
+    import tempfile
+
+    import anyio
+
+    from nemo_mcp.server.scratch import scratch_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with anyio.move_on_after(0.1) as scope:
+        async with scratch_folder("nemo-upload-") as folder:
+            (folder / "copy.jpg").write_bytes(b"private")
+            await anyio.sleep(5)
+    assert scope.cancelled_caught and not folder.exists()
+    assert list(tmp_path.iterdir()) == []

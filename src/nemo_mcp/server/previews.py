@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 import mimetypes
-import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import aclosing
@@ -25,6 +24,7 @@ import anyio.to_thread
 from mcp_types import ImageContent, ResourceLink
 
 from nemo_mcp.errors import NemoError
+from nemo_mcp.server.scratch import scratch_folder
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -211,24 +211,23 @@ async def clip_poster(
 
     from nemo_mcp import media
 
-    folder = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp, "", "nemo-clip-"))
     try:
-        with anyio.move_on_after(seconds):
-            clip = await _fetch(url, folder, max_bytes, seconds)
-            if clip is None:
-                return None
+        async with scratch_folder("nemo-clip-") as folder:
+            with anyio.fail_after(seconds):
+                clip = await _fetch(url, folder, max_bytes, seconds)
+                if clip is None:
+                    return None
 
-            def make(out: Path) -> Any:
-                return media.poster_frame(clip, out, max_width=POSTER_WIDTH)
+                def make(out: Path) -> Any:
+                    return media.poster_frame(clip, out, max_width=POSTER_WIDTH)
 
-            return await _bounded(make, seconds)  # the outer bound ends it sooner
+                return await _bounded(make, seconds)  # the outer bound ends it sooner
+    except TimeoutError:
         log.debug("no poster of %s within %.0f s", url, seconds)
         return None
     except (httpx.HTTPError, OSError, NemoError, PreviewTimeout) as err:
         log.debug("no poster of %s: %s", url, err)
         return None
-    finally:
-        await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 __all__ = [

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +17,7 @@ from nemo_mcp.backend.budget import time_bound
 from nemo_mcp.server.icons import icon
 from nemo_mcp.server.outputs import UploadedItem, UploadOutput
 from nemo_mcp.server.paths import Source, classify, close_all, copy_opened
+from nemo_mcp.server.scratch import scratch_folder
 from nemo_mcp.server.tools.common import (
     byte_progress,
     file_policy,
@@ -147,8 +146,7 @@ async def _upload_paths(
     from nemo_mcp.server.uploading import check_size, prepare
 
     client = service.client
-    scratch = tempfile.mkdtemp(prefix="nemo-upload-")  # private: only this process's user
-    try:
+    async with scratch_folder("nemo-upload-") as scratch:  # only this process's user reads it
         # Every later step (probe, conversion, shrinking, sending) reads a private copy
         # made from the descriptor opened once, never the caller's path again.
         for source in local:  # type and size first: nothing too large is copied
@@ -161,8 +159,6 @@ async def _upload_paths(
         sent = [item.path for item in ready]
         client.check_files(sent)
         uploaded = await client.upload_files(sent, on_progress=byte_progress(ctx, "uploading"))
-    finally:
-        await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
     log.info("uploaded %d files", len(paths))
     return items_for([s.given for s in local], uploaded.files, ready)
 
