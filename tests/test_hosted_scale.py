@@ -182,7 +182,7 @@ async def test_a_render_whose_bookkeeping_failed_is_resumed_never_rendered_again
     from mcp_harness import connect as connect_local
     from mcp_harness import make_settings
 
-    original = SqliteLedger.update
+    original = SqliteLedger.save
     refused: list[str] = []
 
     async def flaky(self: SqliteLedger, entry_id: str, owner: str, **changes: Any) -> Any:
@@ -191,7 +191,7 @@ async def test_a_render_whose_bookkeeping_failed_is_resumed_never_rendered_again
             raise SharedStateError("Redis (this server's shared state) did not answer in 1 s")
         return await original(self, entry_id, owner, **changes)
 
-    monkeypatch.setattr(SqliteLedger, "update", flaky)
+    monkeypatch.setattr(SqliteLedger, "save", flaky)
     settings = make_settings(tmp_path, sandbox.url, tool_timeout=5.0)
     async with connect_local(settings) as session:
         made = await session.call("generate", {"message": "a lighthouse in fog"})

@@ -206,7 +206,8 @@ async def test_a_served_users_handoff_lands_in_their_own_folder(
         assert not handed.is_error, text_of(handed)
     folder = Path(handed.structured_content["folder"])  # type: ignore[index]
     assert folder.parent == served.outputs / identity_key(TOKENS["grace"])
-    assert [p.suffix for p in (folder / "media").iterdir()] == [".mp4"]  # the generated clip
+    # The generated clip and the music under it.
+    assert sorted(p.suffix for p in (folder / "media").iterdir()) == [".mp4", ".wav"]
     assert sandbox.control.stats()["renders_started"] == 0
 
 

@@ -67,7 +67,9 @@ def test_generation_is_two_staged_and_state_follows(
         video["m"]["name"] == "city timelapse at night"
         and video["d"] == final["draft"]["d"] == 10_000
     )
-    assert bgm["m"] == {"name": "Lo-fi Chill", "volume": 0.35}
+    music = dict(bgm["m"])
+    assert music.pop("url").endswith(".wav")  # a media link, as clips have
+    assert music == {"name": "Lo-fi Chill", "volume": 0.35}
     assert title["m"]["text"] == "City Timelapse at Night" and title["d"] == 3000
     assert final["draft"]["t"][0]["id"] == between["draft"]["t"][0]["id"]  # ids are stable
     assert backend.credits() == {"available": 0, "frozen": 0, "total": 0}
