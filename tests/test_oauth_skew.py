@@ -59,3 +59,38 @@ async def test_a_token_expired_within_the_allowance_is_let_in(
     assert (verified is not None) is let_in, late
     if verified is not None:
         assert verified[1].access_token.subject == "erin"
+
+
+async def test_tokens_checked_while_the_keys_are_first_read_are_let_in(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica's first requests arrive together: those that come while the signing keys
+    are still being read wait for them, instead of being refused as unknown tokens (401)."""
+    import anyio
+    import httpx
+
+    real = httpx.AsyncHTTPTransport()
+
+    class SlowKeys(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await anyio.sleep(0.3)  # the issuer answers its keys slowly
+            return await real.handle_async_request(request)
+
+    verifier = JwtVerifier(
+        issuer=issuer.url,
+        audience=AUDIENCE,
+        jwks_url=issuer.jwks_url,
+        scopes=["nemo"],
+        transport=SlowKeys(),
+    )
+    tokens = [issuer.token(f"user{n}", audience=AUDIENCE) for n in range(8)]
+    verified: dict[str, object] = {}
+
+    async def check(token: str) -> None:
+        verified[token] = await verifier.verify_token(token)
+
+    async with anyio.create_task_group() as tasks:
+        for token in tokens:
+            tasks.start_soon(check, token)
+            await anyio.sleep(0.02)  # they arrive one after another, during the read
+    assert all(verified[t] is not None for t in tokens), verified

@@ -165,14 +165,16 @@ class JwtVerifier:
         """The verification key for `kid` (None: the only key) and its declared algorithm,
         fetching keys as needed."""
         name = kid if isinstance(kid, str) else None
-        now = time.monotonic()
-        stale = now - self._fetched > KEYS_SECONDS
-        unknown = self._pick(name) is None and now - self._fetched > REFETCH_SECONDS
-        if stale or unknown:
-            async with self._lock:
-                if time.monotonic() - self._fetched > min(REFETCH_SECONDS, KEYS_SECONDS):
-                    await self._fetch()
         found = self._pick(name)
+        stale = time.monotonic() - self._fetched > KEYS_SECONDS
+        # An unknown key waits for a read under way (a replica's first requests arrive
+        # together while its keys are still being read); a known one is used meanwhile.
+        if found is None or (stale and not self._lock.locked()):
+            async with self._lock:
+                since = time.monotonic() - self._fetched
+                if since > KEYS_SECONDS or (self._pick(name) is None and since > REFETCH_SECONDS):
+                    await self._fetch()
+            found = self._pick(name)
         if found is None:
             log.info("no key of %s matches the access token's key id %r", self.jwks_url, name)
             return None
