@@ -304,15 +304,7 @@ class Ledger(Protocol):
         (another claim bumped the generation, or the entry ended): nothing is changed then."""
         if state in FINAL:
             raise ValueError(f"save cannot end an entry ({state}): finish does")
-        changes = changed_fields(
-            state=state,
-            session_id=session_id,
-            progress=progress,
-            memo=memo,
-            outcome=None,
-            error=None,
-            reusable=None,
-        )
+        changes = changed_fields(state=state, session_id=session_id, progress=progress, memo=memo)
         return await self._save(Save(entry_id, owner, generation, lease, changes))
 
     async def finish(
@@ -335,7 +327,6 @@ class Ledger(Protocol):
             raise ValueError(f"finish needs a final state, not {state}")
         changes = changed_fields(
             state=state,
-            session_id=None,
             progress=progress,
             memo=memo,
             outcome=outcome,
@@ -389,13 +380,13 @@ def dump_json(value: Any) -> str:
 
 def changed_fields(
     *,
-    state: State | None,
-    session_id: str | None,
-    progress: dict[str, Any] | None,
-    memo: dict[str, Any] | None,
-    outcome: dict[str, Any] | None,
-    error: dict[str, Any] | None,
-    reusable: bool | None,
+    state: State | None = None,
+    session_id: str | None = None,
+    progress: dict[str, Any] | None = None,
+    memo: dict[str, Any] | None = None,
+    outcome: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    reusable: bool | None = None,
 ) -> dict[str, str | bool]:
     """The fields a `save` or `finish` changes, in order: text as it is, mappings as JSON."""
     changes: dict[str, str | bool] = {}

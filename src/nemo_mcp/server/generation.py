@@ -156,9 +156,21 @@ def arrived(
         return True
     if baseline is None or credits is None:
         return False
-    return credits.frozen > baseline.get("frozen", 0) or credits.available < baseline.get(
-        "available", 0
-    )
+    return held(baseline, credits) or credits.available < baseline.get("available", 0)
+
+
+def held(baseline: dict[str, float], credits: Credits) -> bool:
+    """Whether the backend holds more credits than at `baseline`: work is under way."""
+    return credits.frozen > baseline.get("frozen", 0)
+
+
+async def _balance(client: NemoClient, why: str) -> Credits | None:
+    """The credits now; None (logged) when they cannot be read."""
+    try:
+        return await client.credits()
+    except (TransportError, BackendError) as err:
+        log.info("could not read credits %s (%s)", why, err)
+        return None
 
 
 async def run_message(run: Run, client: NemoClient, settings: Settings) -> dict[str, Any]:
@@ -211,11 +223,7 @@ async def _shows_arrival(client: NemoClient, run: Run, gen: GenerationRun) -> bo
     now = (await client.state()).state.draft
     if not _same_draft(gen.before, now):
         return True
-    try:
-        balance: Credits | None = await client.credits()
-    except (TransportError, BackendError) as err:
-        log.info("could not read credits to check an interrupted request (%s)", err)
-        balance = None
+    balance = await _balance(client, "to check an interrupted request")
     baseline = _job(run).credits
     if balance is None or baseline is None:
         # Nothing can tell: assume it arrived. Reading the state costs time; sending
@@ -232,14 +240,8 @@ async def _still_held(client: NemoClient, run: Run) -> bool:
     baseline = _job(run).credits
     if baseline is None:
         return False
-    try:
-        balance = await client.credits()
-    except (TransportError, BackendError) as err:
-        if isinstance(err, SessionNotFoundError):
-            raise
-        log.info("could not read credits while recovering (%s)", err)
-        return False
-    return balance.frozen > baseline.get("frozen", 0)
+    balance = await _balance(client, "while recovering")
+    return balance is not None and held(baseline, balance)
 
 
 async def _unclear(
